@@ -1,0 +1,108 @@
+# postcopyd - one Makefile for the whole tree.
+#
+#   make            build everything into $(BUILD) (default: build/)
+#   make check      build and run the test suite (configures itself first)
+#   make install    install binaries and units under $(PREFIX)
+#   make clean      remove $(BUILD)
+#
+# A second build (e.g. the sanitizer one) lives in its own directory:
+#   ./configure --builddir=build-asan --enable-sanitizers
+#   make check BUILD=build-asan
+
+BUILD ?= build
+.DEFAULT_GOAL := all
+Q ?= @
+
+# Not configured yet: configure ourselves, installing what is missing.
+# GNU make rebuilds an included makefile that has a rule, then restarts.
+$(BUILD)/config.mak:
+	./configure --install-deps --builddir=$(BUILD)
+
+include $(BUILD)/config.mak
+
+DESTDIR ?=
+BINDIR = $(PREFIX)/bin
+SBINDIR = $(PREFIX)/sbin
+
+PROTOS := $(wildcard proto/*.proto)
+PROTO_C := $(PROTOS:proto/%.proto=$(BUILD)/proto/%.pb-c.c)
+PROTO_H := $(PROTO_C:.c=.h)
+PROTO_O := $(PROTO_C:.c=.o)
+
+LIB_SRCS := $(filter-out daemon/main.c, $(wildcard daemon/*.c transport/*.c))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(PROTO_O)
+LIB := $(BUILD)/libpostcopy.a
+
+GUEST_SRCS := $(wildcard tools/guest/*.c)
+GUEST := $(BUILD)/postcopy-guest
+
+TESTLIB_SRCS := $(wildcard tests/lib/*.c)
+TESTLIB_OBJS := $(TESTLIB_SRCS:%.c=$(BUILD)/%.o)
+TEST_SRCS := $(wildcard tests/unit/test_*.c tests/integration/test_*.c)
+TESTS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+
+PROGS := $(GUEST) $(if $(wildcard daemon/main.c),$(BUILD)/postcopyd)
+
+ALL_CFLAGS = $(CFLAGS) -MMD -MP -I. -Idaemon -Itransport -I$(BUILD) \
+	-I$(BUILD)/proto -Itests/lib
+
+.PHONY: all check tests install clean fmt fmt-check
+.SUFFIXES:
+.DELETE_ON_ERROR:
+# Keep generated protobuf-c sources and objects: they are not temporaries.
+.SECONDARY:
+
+all: $(PROGS) $(TESTS)
+
+$(BUILD)/proto/%.pb-c.c $(BUILD)/proto/%.pb-c.h: proto/%.proto
+	@mkdir -p $(dir $@)
+	@echo "  PROTOC  $<"
+	$(Q)$(PROTOC_C) --proto_path=proto --c_out=$(BUILD)/proto $<
+
+$(BUILD)/proto/%.pb-c.o: $(BUILD)/proto/%.pb-c.c
+	@echo "  CC      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+
+# Every object may include a generated header: build those first.
+$(BUILD)/%.o: %.c $(BUILD)/config.mak | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LIB): $(LIB_OBJS)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(GUEST): $(GUEST_SRCS:%.c=$(BUILD)/%.o) $(LIB)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/postcopyd: $(BUILD)/daemon/main.o $(LIB)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTLIB_OBJS) $(LIB)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+tests: $(TESTS)
+
+check: all
+	$(Q)tests/run-tests.sh $(BUILD) $(TESTS)
+
+install: $(PROGS)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR)
+	install -m 755 $(GUEST) $(DESTDIR)$(BINDIR)/
+	$(if $(wildcard $(BUILD)/postcopyd),install -m 755 $(BUILD)/postcopyd $(DESTDIR)$(SBINDIR)/)
+
+clean:
+	rm -rf $(BUILD)
+
+FMT_SRCS = $(wildcard daemon/*.[ch] transport/*.[ch] tools/*/*.[ch] \
+	tests/*/*.[ch])
+fmt:
+	clang-format -i $(FMT_SRCS)
+fmt-check:
+	clang-format --dry-run -Werror $(FMT_SRCS)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

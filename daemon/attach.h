@@ -1,0 +1,64 @@
+/*
+ * attach.h - the attach handshake: how a VMM hands postcopyd its uffd and
+ * guest RAM.  Two forms are accepted on the attach socket:
+ *   1. ours: a vm_channel HELLO frame (proto/attach.proto Hello) with the
+ *      uffd and memory fds in SCM_RIGHTS;
+ *   2. Firecracker's: a JSON array of {base_host_virt_addr, size, offset,
+ *      page_size (or page_size_kib)} sent with the uffd as its only fd;
+ *      the regions are anonymous and the VMM did UFFDIO_API itself.
+ * The form is told apart by the first byte ('[' or whitespace: JSON).
+ *
+ * Contract: attach_parse_*() validate everything (version, region count,
+ * sizes, page sizes, alignment, overlap, fd indexes, uffd present) before
+ * they fill @info, and fail with one clear message otherwise; on failure
+ * no fd is kept (the caller still owns and closes @fds).
+ */
+#ifndef POSTCOPYD_ATTACH_H
+#define POSTCOPYD_ATTACH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <glib.h>
+
+#include "region.h"
+
+#define ATTACH_VERSION  1
+#define ATTACH_NAME_MAX 64
+#define ATTACH_JSON_MAX (64u << 10)
+
+/* uffd_features of a Firecracker attach: the VMM did UFFDIO_API itself. */
+#define ATTACH_UFFD_FEATURES_UNKNOWN UINT64_MAX
+
+struct attach_info {
+    char vm_name[ATTACH_NAME_MAX];
+    pid_t pid;                   /* VMM pid (SO_PEERCRED for Firecracker) */
+    bool incoming;               /* destination VMM */
+    bool firecracker;            /* came in the JSON form */
+    uint64_t uffd_features;      /* enabled by the VMM already; 0 = none */
+    int uffd;                    /* owned, -1 when cleared */
+    struct region_table regions; /* owns the memory fds */
+};
+
+void attach_info_init(struct attach_info *info);
+void attach_info_clear(struct attach_info *info);
+
+/* Ownership of @fds passes to @info on success only. */
+bool attach_parse_hello(const uint8_t *body, size_t len, const int *fds,
+                        size_t nfds, struct attach_info *info, GError **err);
+bool attach_parse_firecracker(const char *json, size_t len, const int *fds,
+                              size_t nfds, struct attach_info *info,
+                              GError **err);
+
+/* Daemon side: receive either form on a connected socket. */
+bool attach_recv(int sock, struct attach_info *info, GError **err);
+
+/*
+ * VMM side: send our HELLO.  @regions[i].fd is sent for file backings.
+ */
+bool attach_send_hello(int sock, const char *vm_name, bool incoming, int uffd,
+                       uint64_t uffd_features, const struct region *regions,
+                       size_t n, GError **err);
+
+#endif /* POSTCOPYD_ATTACH_H */

@@ -1,0 +1,193 @@
+/* backing.c - see backing.h. */
+#include "backing.h"
+
+#include <errno.h>
+#include <gio/gio.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#ifndef MFD_HUGETLB
+#define MFD_HUGETLB 0x0004U
+#endif
+#ifndef MFD_HUGE_SHIFT
+#define MFD_HUGE_SHIFT 26
+#endif
+
+#define SMALL_PAGE 4096ULL
+
+static const struct backing_ops backing_table[] = {
+    {
+        .kind = BACKING_ANON,
+        .name = "anon",
+        .dest_register_mode = UFFDIO_REGISTER_MODE_MISSING,
+        .dest_features = 0,
+        .minor = false,
+        .has_zeropage = true,
+    },
+    {
+        /*
+         * MINOR for pages already in the page cache (installed with no
+         * network), MISSING for holes: both resolved by writing the page
+         * cache through the alias and CONTINUE.
+         */
+        .kind = BACKING_SHMEM,
+        .name = "shmem",
+        .dest_register_mode =
+            UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR,
+        .dest_features = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM,
+        .minor = true,
+        .has_zeropage = true,
+    },
+    {
+        /* Whole huge pages only: high-granularity mapping never merged. */
+        .kind = BACKING_HUGETLBFS,
+        .name = "hugetlbfs",
+        .dest_register_mode =
+            UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR,
+        .dest_features =
+            UFFD_FEATURE_MISSING_HUGETLBFS | UFFD_FEATURE_MINOR_HUGETLBFS,
+        .minor = true,
+        .has_zeropage = false,
+    },
+};
+
+const struct backing_ops *backing_ops_get(enum backing_kind kind)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(backing_table); i++) {
+        if (backing_table[i].kind == kind) {
+            return &backing_table[i];
+        }
+    }
+    return NULL;
+}
+
+uint64_t backing_default_hugepage_size(void)
+{
+    g_autofree char *text = NULL;
+    const char *p;
+
+    if (!g_file_get_contents("/proc/meminfo", &text, NULL, NULL)) {
+        return 0;
+    }
+    p = strstr(text, "Hugepagesize:");
+    return p ? strtoull(p + strlen("Hugepagesize:"), NULL, 10) * 1024 : 0;
+}
+
+static int memfd_for(enum backing_kind kind, uint64_t page_size,
+                     const char *name, GError **err)
+{
+    unsigned flags = MFD_CLOEXEC;
+    int fd;
+
+    if (kind == BACKING_HUGETLBFS) {
+        flags |= MFD_HUGETLB |
+                 ((unsigned)__builtin_ctzll(page_size) << MFD_HUGE_SHIFT);
+    }
+    fd = memfd_create(name, flags);
+    if (fd < 0) {
+        g_set_error(err, G_IO_ERROR, g_io_error_from_errno(errno),
+                    "memfd_create(%s, %s): %s", name,
+                    kind == BACKING_HUGETLBFS ? "hugetlb" : "shmem",
+                    g_strerror(errno));
+    }
+    return fd;
+}
+
+bool backing_alloc(enum backing_kind kind, uint64_t size, uint64_t page_size,
+                   const char *name, void **addr, int *fd, GError **err)
+{
+    void *p;
+    int mfd = -1;
+
+    if (!page_size) {
+        page_size = kind == BACKING_HUGETLBFS ? backing_default_hugepage_size()
+                                              : SMALL_PAGE;
+    }
+    if (!page_size || (page_size & (page_size - 1)) || !size ||
+        size % page_size) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "guest RAM size %" G_GUINT64_FORMAT
+                    " is not a multiple of the page size %" G_GUINT64_FORMAT,
+                    size, page_size);
+        return false;
+    }
+    if (kind == BACKING_ANON) {
+        p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    } else {
+        mfd = memfd_for(kind, page_size, name, err);
+        if (mfd < 0) {
+            return false;
+        }
+        if (ftruncate(mfd, size)) {
+            g_set_error(err, G_IO_ERROR, g_io_error_from_errno(errno),
+                        "sizing %s guest RAM to %" G_GUINT64_FORMAT ": %s",
+                        backing_kind_name(kind), size, g_strerror(errno));
+            close(mfd);
+            return false;
+        }
+        p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    }
+    if (p == MAP_FAILED) {
+        int e = errno;
+
+        g_set_error(err, G_IO_ERROR, g_io_error_from_errno(e),
+                    "mapping %" G_GUINT64_FORMAT " bytes of %s guest RAM: %s%s",
+                    size, backing_kind_name(kind), g_strerror(e),
+                    kind == BACKING_HUGETLBFS
+                        ? " (are enough huge pages reserved in "
+                          "/proc/sys/vm/nr_hugepages?)"
+                        : "");
+        if (mfd >= 0) {
+            close(mfd);
+        }
+        return false;
+    }
+    *addr = p;
+    *fd = mfd;
+    return true;
+}
+
+static int install_minor(struct uffd *u, const struct region *r, uint64_t dst,
+                         const void *data, uint64_t len, unsigned flags,
+                         uint64_t *done)
+{
+    uint8_t *cache = r->alias + (dst - r->base);
+
+    /*
+     * The caller guarantees these pages are not installed in the running
+     * guest (page state table), so writing the page cache cannot change
+     * memory the guest already sees.
+     */
+    if (data) {
+        memcpy(cache, data, len);
+    } else {
+        memset(cache, 0, len);
+    }
+    return uffd_continue(u, dst, len, r->page_size, flags, done);
+}
+
+int backing_install(struct uffd *u, const struct region *r, uint64_t dst,
+                    const void *data, uint64_t len, unsigned flags,
+                    uint64_t *done)
+{
+    const struct backing_ops *ops = backing_ops_get(r->kind);
+
+    if (!region_contains(r, dst) || len > r->size - (dst - r->base) ||
+        (dst - r->base) % r->page_size || len % r->page_size) {
+        return -ERANGE;
+    }
+    if (ops->minor) {
+        if (!r->alias) {
+            return -EINVAL;
+        }
+        return install_minor(u, r, dst, data, len, flags, done);
+    }
+    if (!data) {
+        return uffd_zeropage(u, dst, len, r->page_size, flags, done);
+    }
+    return uffd_copy(u, dst, data, len, r->page_size, flags, done);
+}

@@ -1,0 +1,29 @@
+/*
+ * testlib.h - shared helpers for the test programs: where the build tree's
+ * binaries are, and huge page reservation that gives the pages back.
+ *
+ * Tests are GTest programs run with --tap by tests/run-tests.sh.  A test
+ * that needs something the kernel refuses calls g_test_skip() with the
+ * reason; it never reports a skipped check as passed.
+ */
+#ifndef POSTCOPYD_TESTLIB_H
+#define POSTCOPYD_TESTLIB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+
+/* Absolute path of a build-tree artifact such as "postcopy-guest". */
+char *testlib_build_path(const char *name);
+
+/*
+ * Make sure @npages default-size huge pages are free, raising
+ * vm.nr_hugepages if needed; the original value is restored at exit.
+ * Returns false with the kernel's refusal in @why (g_free it).
+ */
+bool testlib_hugetlb_reserve(unsigned long npages, char **why);
+
+/* 2 MiB on x86_64: the default huge page size from /proc/meminfo. */
+uint64_t testlib_hugepage_size(void);
+
+#endif /* POSTCOPYD_TESTLIB_H */
