@@ -35,13 +35,16 @@ LIB := $(BUILD)/libpostcopy.a
 
 GUEST_SRCS := $(wildcard tools/guest/*.c)
 GUEST := $(BUILD)/postcopy-guest
+MIGRATE_SRCS := $(wildcard tools/migrate/*.c)
+MIGRATE := $(BUILD)/postcopy-migrate
 
 TESTLIB_SRCS := $(wildcard tests/lib/*.c)
 TESTLIB_OBJS := $(TESTLIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard tests/unit/test_*.c tests/integration/test_*.c)
 TESTS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 
-PROGS := $(GUEST) $(if $(wildcard daemon/main.c),$(BUILD)/postcopyd)
+PROGS := $(GUEST) $(if $(MIGRATE_SRCS),$(MIGRATE)) \
+	$(if $(wildcard daemon/main.c),$(BUILD)/postcopyd)
 
 ALL_CFLAGS = $(CFLAGS) -MMD -MP -I. -Idaemon -Itransport -I$(BUILD) \
 	-I$(BUILD)/proto -Itests/lib
@@ -74,6 +77,10 @@ $(LIB): $(LIB_OBJS)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(GUEST): $(GUEST_SRCS:%.c=$(BUILD)/%.o) $(LIB)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(MIGRATE): $(MIGRATE_SRCS:%.c=$(BUILD)/%.o) $(LIB)
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 

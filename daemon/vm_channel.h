@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <glib.h>
 #include <protobuf-c/protobuf-c.h>
 
@@ -46,6 +47,14 @@ bool vm_channel_send(int sock, enum vm_frame_type type,
  */
 bool vm_channel_recv(int sock, struct vm_frame *frame, GError **err);
 void vm_frame_clear(struct vm_frame *frame);
+
+/*
+ * One recvmsg of up to @len raw bytes, for a peer that does not frame (the
+ * Firecracker handshake): fds that come with them are added to @frame.
+ * Returns the byte count, 0 on EOF, -1 with @err set.
+ */
+ssize_t vm_channel_recv_bytes(int sock, void *buf, size_t len,
+                              struct vm_frame *frame, GError **err);
 
 /* Parse a little-endian header; false with a message when it is bad. */
 bool vm_channel_parse_header(const uint8_t hdr[VM_CHANNEL_HDR_LEN],
