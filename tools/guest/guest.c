@@ -1,0 +1,248 @@
+/* guest.c - see guest.h. */
+#include "guest.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <gio/gio.h>
+
+#include "attach.pb-c.h"
+#include "digest.h"
+#include "guest_state.h"
+#include "verify.h"
+#include "vm_channel.h"
+
+typedef Postcopy__Attach__Command Command;
+typedef Postcopy__Attach__Reply Reply;
+
+/* Keeps the verify order apart from the fill and write streams. */
+#define VERIFY_ORDER_SALT 0x766572696679ULL
+
+static bool fail(GError **err, const char *msg)
+{
+    g_set_error_literal(err, G_IO_ERROR, G_IO_ERROR_FAILED, msg);
+    return false;
+}
+
+static bool send_reply(struct guest *g, Reply *r, GError **err)
+{
+    bool ok;
+
+    g_mutex_lock(&g->send_lock);
+    ok = vm_channel_send(g->sock, VM_FRAME_REPLY, &r->base, NULL, 0, err);
+    g_mutex_unlock(&g->send_lock);
+    return ok;
+}
+
+static bool guest_paused(struct guest *g)
+{
+    return !g->wl || workload_paused(g->wl);
+}
+
+static uint64_t guest_pages_written(struct guest *g)
+{
+    return g->wl ? workload_pages_written(g->wl) : 0;
+}
+
+static bool cmd_pause(struct guest *g, Reply *r, GError **err)
+{
+    struct guest_state s = {
+        .seed = g->seed,
+        .page_size = g->cfg.page_size,
+        .npages = g->npages,
+    };
+    size_t len;
+
+    if (!g->wl) {
+        return fail(err, "an incoming guest has no state before its "
+                         "resume");
+    }
+    workload_pause(g->wl);
+    s.pages_written = workload_pages_written(g->wl);
+    s.generation = workload_generation(g->wl);
+    if (g->cfg.verify) {
+        s.digests = verify_digest_table(g->ram, g->cfg.page_size, g->npages,
+                                        g->cfg.vcpus);
+    }
+    r->device_state.data = guest_state_encode(&s, &len);
+    r->device_state.len = len;
+    guest_state_clear(&s);
+    return true;
+}
+
+static struct workload *incoming_workload(struct guest *g,
+                                          const struct guest_state *s)
+{
+    struct workload_params p = {
+        .kind = g->cfg.workload,
+        .ram = g->ram,
+        .size = g->cfg.size,
+        .vcpus = g->cfg.vcpus,
+        .dirty_rate_mib = g->cfg.dirty_rate_mib,
+        .hotset_percent = g->cfg.hotset_percent,
+        .seed = s->seed,
+        .generation = s->generation + 1,
+        .pages_written = s->pages_written,
+    };
+
+    return workload_new(&p);
+}
+
+/* The vCPUs start after the check: their writes would fail it. */
+static bool resume_incoming(struct guest *g, const ProtobufCBinaryData *blob,
+                            GError **err)
+{
+    struct guest_state s;
+
+    if (!g->cfg.incoming || g->wl) {
+        return fail(err, "device state is taken once, by an incoming "
+                         "guest");
+    }
+    if (!guest_state_decode(blob->data, blob->len, &s, err)) {
+        return false;
+    }
+    if (s.page_size != g->cfg.page_size || s.npages != g->npages) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                    "device state is for %" PRIu64 " pages of %" PRIu64
+                    " bytes, this guest has %" PRIu64 " pages of %" PRIu64,
+                    s.npages, s.page_size, g->npages, g->cfg.page_size);
+        guest_state_clear(&s);
+        return false;
+    }
+    g->wl = incoming_workload(g, &s);
+    g->seed = s.seed;
+    g->expected = g_steal_pointer(&s.digests);
+    if (!g->expected) {
+        workload_start(g->wl);
+    }
+    guest_state_clear(&s);
+    return true;
+}
+
+static bool cmd_resume(struct guest *g, const Command *c, GError **err)
+{
+    if (c->device_state.len) {
+        return resume_incoming(g, &c->device_state, err);
+    }
+    if (!g->wl) {
+        return fail(err, "an incoming guest needs the device state");
+    }
+    workload_resume(g->wl);
+    return true;
+}
+
+static bool handle(struct guest *g, const Command *c, Reply *r, GError **err)
+{
+    switch (c->kind) {
+    case POSTCOPY__ATTACH__COMMAND__KIND__PAUSE:
+        return cmd_pause(g, r, err);
+    case POSTCOPY__ATTACH__COMMAND__KIND__RESUME:
+        return cmd_resume(g, c, err);
+    case POSTCOPY__ATTACH__COMMAND__KIND__QUERY:
+    case POSTCOPY__ATTACH__COMMAND__KIND__QUIT:
+        return true;
+    default:
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                    "unknown command kind %d", c->kind);
+        return false;
+    }
+}
+
+static gpointer verifier_main(gpointer opaque)
+{
+    struct guest *g = opaque;
+    Postcopy__Attach__VerifyResult vr = POSTCOPY__ATTACH__VERIFY_RESULT__INIT;
+    Reply r = POSTCOPY__ATTACH__REPLY__INIT;
+    g_autoptr(GError) err = NULL;
+    struct verify_result res;
+
+    verify_pages(g->ram, g->cfg.page_size, g->npages, g->expected, g->cfg.vcpus,
+                 digest_mix64(g->cfg.seed ^ VERIFY_ORDER_SALT), &res);
+    g_clear_pointer(&g->expected, g_free);
+    printf("verify: %" PRIu64 " pages checked, %" PRIu64 " mismatches\n",
+           res.pages_checked, res.mismatches);
+    vr.pages_checked = res.pages_checked;
+    vr.mismatches = res.mismatches;
+    vr.first_mismatch = res.first_mismatch;
+    vr.elapsed_us = res.elapsed_us;
+    r.ok = true;
+    r.verify = &vr;
+    r.pages_written = guest_pages_written(g);
+    r.paused = guest_paused(g);
+    if (!send_reply(g, &r, &err)) {
+        fprintf(stderr, "postcopy-guest: verify result not sent: %s\n",
+                err->message);
+    }
+    workload_start(g->wl);
+    return NULL;
+}
+
+/* Answer one command; false when the guest should exit. */
+static bool serve_command(struct guest *g, const Command *c)
+{
+    Reply r = POSTCOPY__ATTACH__REPLY__INIT;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GError) send_err = NULL;
+
+    r.id = c->id;
+    r.ok = handle(g, c, &r, &err);
+    if (!r.ok) {
+        r.error = err->message;
+    }
+    r.paused = guest_paused(g);
+    r.pages_written = guest_pages_written(g);
+    if (!send_reply(g, &r, &send_err)) {
+        fprintf(stderr, "postcopy-guest: %s\n", send_err->message);
+    }
+    g_free(r.device_state.data);
+    /* Started after the reply so the daemon sees "resumed" first. */
+    if (!g->verifier && g->expected) {
+        g->verifier = g_thread_new("verifier", verifier_main, g);
+    }
+    return c->kind != POSTCOPY__ATTACH__COMMAND__KIND__QUIT;
+}
+
+static bool serve_frame(struct guest *g, const struct vm_frame *f)
+{
+    Command *c;
+    bool more;
+
+    if (f->type != VM_FRAME_COMMAND) {
+        fprintf(stderr, "postcopy-guest: ignoring frame of type %d\n", f->type);
+        return true;
+    }
+    c = postcopy__attach__command__unpack(NULL, f->len, f->body);
+    if (!c) {
+        fprintf(stderr, "postcopy-guest: ignoring a malformed command\n");
+        return true;
+    }
+    more = serve_command(g, c);
+    postcopy__attach__command__free_unpacked(c, NULL);
+    return more;
+}
+
+int guest_serve(struct guest *g)
+{
+    for (;;) {
+        g_autoptr(GError) err = NULL;
+        struct vm_frame f;
+        bool more;
+
+        if (!vm_channel_recv(g->sock, &f, &err)) {
+            if (g_error_matches(err, G_IO_ERROR,
+                                G_IO_ERROR_CONNECTION_CLOSED)) {
+                printf("postcopy-guest: attach socket closed while %s, "
+                       "exiting\n",
+                       guest_paused(g) ? "paused" : "running");
+                return 0;
+            }
+            fprintf(stderr, "postcopy-guest: %s\n", err->message);
+            return 1;
+        }
+        more = serve_frame(g, &f);
+        vm_frame_clear(&f);
+        if (!more) {
+            printf("postcopy-guest: quit\n");
+            return 0;
+        }
+    }
+}

@@ -1,0 +1,135 @@
+/*
+ * main.c - postcopy-guest, the synthetic VM: RAM of a chosen backing,
+ * vCPU threads dirtying it, and a cooperative attach to postcopyd, which
+ * then drives it with pause / resume / query / quit on the attach socket.
+ * See guest.h for the command loop and guest_state.h for the device state.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <gio/gio.h>
+
+#include "attach.h"
+#include "backing.h"
+#include "guest.h"
+#include "uffd.h"
+
+#define EXIT_USAGE 2
+
+static bool setup_ram(struct guest *g, GError **err)
+{
+    const struct guest_config *c = &g->cfg;
+    void *addr;
+
+    if (!backing_alloc(c->backing, c->size, c->page_size, c->name, &addr,
+                       &g->memfd, err)) {
+        return false;
+    }
+    g->ram = addr;
+    g->npages = c->size / c->page_size;
+    /* The daemon does UFFDIO_API and registers; we only create and keep it. */
+    g->uffd = uffd_open(err);
+    return g->uffd >= 0;
+}
+
+static void start_source(struct guest *g)
+{
+    const struct guest_config *c = &g->cfg;
+    struct workload_params p = {
+        .kind = c->workload,
+        .ram = g->ram,
+        .size = c->size,
+        .vcpus = c->vcpus,
+        .dirty_rate_mib = c->dirty_rate_mib,
+        .hotset_percent = c->hotset_percent,
+        .seed = c->seed,
+    };
+
+    g->seed = c->seed;
+    workload_fill(g->ram, c->size, c->page_size, c->fill_percent, c->seed);
+    g->wl = workload_new(&p);
+    workload_start(g->wl);
+}
+
+static int connect_unix(const char *path, GError **err)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd;
+
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FILENAME_TOO_LONG,
+                    "attach socket path too long: %s", path);
+        return -1;
+    }
+    strcpy(sa.sun_path, path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int e = errno;
+
+        g_set_error(err, G_IO_ERROR, g_io_error_from_errno(e),
+                    "connecting to %s: %s", path, g_strerror(e));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    return fd;
+}
+
+static bool attach(struct guest *g, GError **err)
+{
+    const struct guest_config *c = &g->cfg;
+    struct region r = {
+        .kind = c->backing,
+        .base = (uintptr_t)g->ram,
+        .size = c->size,
+        .page_size = c->page_size,
+        .fd = g->memfd,
+        .name = "ram",
+    };
+
+    g->sock = connect_unix(c->attach_path, err);
+    return g->sock >= 0 && attach_send_hello(g->sock, c->name, c->incoming,
+                                             g->uffd, 0, &r, 1, err);
+}
+
+/*
+ * Lives as long as the process: vCPU and verify threads use it until
+ * exit(), and are never joined (see guest.h).
+ */
+static struct guest g = {.memfd = -1, .uffd = -1, .sock = -1};
+
+int main(int argc, char **argv)
+{
+    g_autoptr(GError) err = NULL;
+
+    /* Tests and scripts wait for our lines: never hold them back. */
+    setvbuf(stdout, NULL, _IONBF, 0);
+    if (!guest_config_parse(&argc, &argv, &g.cfg, &err)) {
+        fprintf(stderr, "postcopy-guest: %s\n", err->message);
+        return EXIT_USAGE;
+    }
+    g_mutex_init(&g.send_lock);
+    if (!setup_ram(&g, &err)) {
+        goto fail;
+    }
+    if (!g.cfg.incoming) {
+        start_source(&g);
+    }
+    if (!attach(&g, &err)) {
+        goto fail;
+    }
+    printf("postcopy-guest: ready pid=%d backing=%s size=%" PRIu64
+           " page-size=%" PRIu64 " pages=%" PRIu64 " incoming=%d\n",
+           getpid(), backing_kind_name(g.cfg.backing), g.cfg.size,
+           g.cfg.page_size, g.npages, g.cfg.incoming);
+    return guest_serve(&g);
+
+fail:
+    fprintf(stderr, "postcopy-guest: %s\n", err->message);
+    return 1;
+}

@@ -1,0 +1,276 @@
+/* workload.c - see workload.h. */
+#include "workload.h"
+
+#include <stdatomic.h>
+#include <string.h>
+#include <glib.h>
+
+#include "digest.h"
+
+#define WORD_STEP 0x9e3779b97f4a7c15ULL
+/* Sleep only when this far ahead of the rate; shorter sleeps cost more. */
+#define THROTTLE_SLACK_US 1000
+/* Further behind than this (e.g. blocked on faults): do not catch up. */
+#define THROTTLE_RESET_US 100000
+
+struct vcpu {
+    struct workload *w;
+    unsigned id;
+    GThread *thread;
+    uint64_t nunits;  /* units this vCPU may write */
+    uint64_t cursor;  /* seq: next unit index */
+    uint64_t rng;     /* counter for the random stream */
+    int64_t t0_us;    /* throttle baseline */
+    uint64_t t0_done; /* writes since t0_us */
+    _Atomic uint64_t written;
+} __attribute__((aligned(64)));
+
+struct workload {
+    struct workload_params p;
+    double units_per_us; /* per vCPU; 0: unthrottled */
+    struct vcpu *vcpus;
+
+    GMutex lock;
+    GCond wake;     /* vCPUs: resume, or a pause cutting a throttle sleep */
+    GCond parked_c; /* pauser: one more vCPU parked */
+    bool pause_req;
+    _Atomic bool pause_flag; /* pause_req, read lock-free between writes */
+    unsigned nstarted;
+    unsigned nparked;
+    _Atomic uint64_t generation;
+};
+
+static const char *const kind_names[] = {
+    [WORKLOAD_IDLE] = "idle",
+    [WORKLOAD_SEQ] = "seq",
+    [WORKLOAD_RANDOM] = "random",
+    [WORKLOAD_HOTSET] = "hotset",
+};
+
+bool workload_kind_parse(const char *s, enum workload_kind *kind)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(kind_names); i++) {
+        if (!strcmp(s, kind_names[i])) {
+            *kind = i;
+            return true;
+        }
+    }
+    return false;
+}
+
+const char *workload_kind_name(enum workload_kind kind)
+{
+    return kind < G_N_ELEMENTS(kind_names) ? kind_names[kind] : "?";
+}
+
+static void write_pattern(uint8_t *p, size_t len, uint64_t v)
+{
+    uint64_t *words = (uint64_t *)p;
+
+    v |= 1; /* never an all-zero unit */
+    for (size_t i = 0; i < len / 8; i++) {
+        words[i] = v + i * WORD_STEP;
+    }
+}
+
+void workload_fill(uint8_t *ram, uint64_t size, uint64_t page_size,
+                   unsigned fill_percent, uint64_t seed)
+{
+    for (uint64_t pg = 0; pg < size / page_size; pg++) {
+        uint64_t v = digest_mix64(seed ^ digest_mix64(pg));
+
+        if (v % 100 < fill_percent) {
+            write_pattern(ram + pg * page_size, page_size, digest_mix64(v));
+        }
+    }
+}
+
+/* Units u < @limit with u % n == id. */
+static uint64_t share(uint64_t limit, unsigned n, unsigned id)
+{
+    return limit > id ? (limit - id - 1) / n + 1 : 0;
+}
+
+static uint64_t vcpu_next_unit(struct vcpu *v)
+{
+    uint64_t k;
+
+    if (v->w->p.kind == WORKLOAD_SEQ) {
+        k = v->cursor;
+        v->cursor = (v->cursor + 1) % v->nunits;
+    } else {
+        k = digest_mix64(v->rng++) % v->nunits;
+    }
+    return k * v->w->p.vcpus + v->id;
+}
+
+static void vcpu_write(struct vcpu *v)
+{
+    struct workload *w = v->w;
+    uint64_t unit = vcpu_next_unit(v);
+    uint64_t n = atomic_load_explicit(&v->written, memory_order_relaxed);
+    uint64_t gen = atomic_load_explicit(&w->generation, memory_order_relaxed);
+    uint64_t pattern = digest_mix64(w->p.seed ^ digest_mix64(unit) ^
+                                    digest_mix64((gen << 32) | v->id) ^ n);
+
+    write_pattern(w->p.ram + unit * WORKLOAD_UNIT, WORKLOAD_UNIT, pattern);
+    atomic_store_explicit(&v->written, n + 1, memory_order_relaxed);
+}
+
+static void vcpu_reset_throttle(struct vcpu *v)
+{
+    v->t0_us = g_get_monotonic_time();
+    v->t0_done = 0;
+}
+
+static void vcpu_park(struct vcpu *v)
+{
+    struct workload *w = v->w;
+
+    g_mutex_lock(&w->lock);
+    w->nparked++;
+    g_cond_broadcast(&w->parked_c);
+    while (w->pause_req) {
+        g_cond_wait(&w->wake, &w->lock);
+    }
+    w->nparked--;
+    vcpu_reset_throttle(v);
+    g_mutex_unlock(&w->lock);
+}
+
+static void vcpu_throttle(struct vcpu *v)
+{
+    struct workload *w = v->w;
+    int64_t due, now;
+
+    if (w->units_per_us <= 0) {
+        return;
+    }
+    v->t0_done++;
+    due = v->t0_us + (int64_t)(v->t0_done / w->units_per_us);
+    now = g_get_monotonic_time();
+    if (now - due > THROTTLE_RESET_US) {
+        v->t0_us = now;
+        v->t0_done = 0;
+        return;
+    }
+    if (due - now < THROTTLE_SLACK_US) {
+        return;
+    }
+    /* A pause broadcasts w->wake, so it never waits for the sleep. */
+    g_mutex_lock(&w->lock);
+    if (!w->pause_req) {
+        g_cond_wait_until(&w->wake, &w->lock, due);
+    }
+    g_mutex_unlock(&w->lock);
+}
+
+static gpointer vcpu_main(gpointer opaque)
+{
+    struct vcpu *v = opaque;
+
+    for (;;) {
+        if (atomic_load_explicit(&v->w->pause_flag, memory_order_acquire)) {
+            vcpu_park(v);
+            continue;
+        }
+        vcpu_write(v);
+        vcpu_throttle(v);
+    }
+    return NULL;
+}
+
+struct workload *workload_new(const struct workload_params *p)
+{
+    struct workload *w = g_new0(struct workload, 1);
+    uint64_t units = p->size / WORKLOAD_UNIT;
+
+    w->p = *p;
+    if (p->kind == WORKLOAD_HOTSET) {
+        units = MAX(1, units * p->hotset_percent / 100);
+    }
+    if (p->dirty_rate_mib) {
+        w->units_per_us = p->dirty_rate_mib * (1048576.0 / WORKLOAD_UNIT) /
+                          p->vcpus / G_USEC_PER_SEC;
+    }
+    atomic_init(&w->generation, p->generation);
+    atomic_init(&w->pause_flag, false);
+    g_mutex_init(&w->lock);
+    g_cond_init(&w->wake);
+    g_cond_init(&w->parked_c);
+    w->vcpus = g_new0(struct vcpu, p->vcpus);
+    for (unsigned i = 0; i < p->vcpus; i++) {
+        struct vcpu *v = &w->vcpus[i];
+
+        v->w = w;
+        v->id = i;
+        v->nunits = share(units, p->vcpus, i);
+        v->rng = digest_mix64(p->seed ^ (p->generation << 16) ^ i);
+        atomic_init(&v->written, 0);
+    }
+    return w;
+}
+
+void workload_start(struct workload *w)
+{
+    if (w->p.kind == WORKLOAD_IDLE) {
+        return;
+    }
+    for (unsigned i = 0; i < w->p.vcpus; i++) {
+        struct vcpu *v = &w->vcpus[i];
+        g_autofree char *name = g_strdup_printf("vcpu%u", i);
+
+        if (!v->nunits || v->thread) {
+            continue;
+        }
+        g_mutex_lock(&w->lock);
+        vcpu_reset_throttle(v);
+        w->nstarted++;
+        g_mutex_unlock(&w->lock);
+        v->thread = g_thread_new(name, vcpu_main, v);
+    }
+}
+
+void workload_pause(struct workload *w)
+{
+    g_mutex_lock(&w->lock);
+    w->pause_req = true;
+    atomic_store_explicit(&w->pause_flag, true, memory_order_release);
+    g_cond_broadcast(&w->wake);
+    while (w->nparked < w->nstarted) {
+        g_cond_wait(&w->parked_c, &w->lock);
+    }
+    g_mutex_unlock(&w->lock);
+}
+
+void workload_resume(struct workload *w)
+{
+    g_mutex_lock(&w->lock);
+    if (w->pause_req) {
+        atomic_fetch_add(&w->generation, 1);
+    }
+    w->pause_req = false;
+    atomic_store_explicit(&w->pause_flag, false, memory_order_release);
+    g_cond_broadcast(&w->wake);
+    g_mutex_unlock(&w->lock);
+}
+
+bool workload_paused(struct workload *w)
+{
+    return atomic_load_explicit(&w->pause_flag, memory_order_acquire);
+}
+
+uint64_t workload_pages_written(struct workload *w)
+{
+    uint64_t n = w->p.pages_written;
+
+    for (unsigned i = 0; i < w->p.vcpus; i++) {
+        n += atomic_load_explicit(&w->vcpus[i].written, memory_order_relaxed);
+    }
+    return n;
+}
+
+uint64_t workload_generation(struct workload *w)
+{
+    return atomic_load(&w->generation);
+}
