@@ -1,0 +1,385 @@
+/*
+ * channel.c - the transport-neutral half of a channel (transport.h has the
+ * contract, transport_impl.h the split with the transports): validation,
+ * the send lock, payload accounting, peer messages, error prefixes.
+ */
+#include "transport_impl.h"
+
+#include <string.h>
+#include <gio/gio.h>
+
+/* Keep the message buffers across messages, but not a device state's worth. */
+#define MSG_BUF_KEEP  (1u << 20)
+#define DISCARD_CHUNK (64u << 10)
+
+G_STATIC_ASSERT(CHANNEL_CONTROL ==
+                (int)POSTCOPY__PEER__CHANNEL_KIND__CHANNEL_KIND_CONTROL);
+G_STATIC_ASSERT(CHANNEL_URGENT ==
+                (int)POSTCOPY__PEER__CHANNEL_KIND__CHANNEL_KIND_URGENT);
+G_STATIC_ASSERT(CHANNEL_BULK ==
+                (int)POSTCOPY__PEER__CHANNEL_KIND__CHANNEL_KIND_BULK);
+
+const char *channel_kind_name(enum channel_kind kind)
+{
+    switch (kind) {
+    case CHANNEL_NONE:
+        return "new";
+    case CHANNEL_CONTROL:
+        return "control";
+    case CHANNEL_URGENT:
+        return "urgent";
+    case CHANNEL_BULK:
+        return "bulk";
+    }
+    return "unknown";
+}
+
+static char *make_name(const struct channel *ch)
+{
+    const char *dir = ch->outgoing ? "to" : "from";
+
+    if (ch->kind == CHANNEL_BULK) {
+        return g_strdup_printf("bulk channel %u %s %s", ch->stream, dir,
+                               ch->peer);
+    }
+    return g_strdup_printf("%s channel %s %s", channel_kind_name(ch->kind), dir,
+                           ch->peer);
+}
+
+void channel_init(struct channel *ch, const struct channel_ops *ops,
+                  enum channel_kind kind, uint32_t stream, bool outgoing,
+                  const char *peer)
+{
+    ch->ops = ops;
+    ch->kind = kind;
+    ch->stream = stream;
+    ch->outgoing = outgoing;
+    ch->peer = g_strdup(peer);
+    ch->name = make_name(ch);
+    g_mutex_init(&ch->send_lock);
+}
+
+bool channel_set_kind(struct channel *ch, enum channel_kind kind,
+                      uint32_t stream, GError **err)
+{
+    if (kind != CHANNEL_CONTROL && kind != CHANNEL_URGENT &&
+        kind != CHANNEL_BULK) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "%s: invalid channel kind %d", ch->name, kind);
+        return false;
+    }
+    if (!ch->ops->set_kind(ch, kind, err)) {
+        g_prefix_error(err, "%s: ", ch->name);
+        return false;
+    }
+    ch->kind = kind;
+    ch->stream = stream;
+    g_free(ch->name);
+    ch->name = make_name(ch);
+    return true;
+}
+
+enum channel_kind channel_kind(const struct channel *ch)
+{
+    return ch->kind;
+}
+
+uint32_t channel_stream(const struct channel *ch)
+{
+    return ch->stream;
+}
+
+const char *channel_peer(const struct channel *ch)
+{
+    return ch->peer;
+}
+
+int channel_fd(const struct channel *ch)
+{
+    return ch->ops->fd(ch);
+}
+
+bool channel_set_timeout(struct channel *ch, unsigned timeout_ms, GError **err)
+{
+    if (!ch->ops->set_timeout(ch, timeout_ms, err)) {
+        g_prefix_error(err, "%s: ", ch->name);
+        return false;
+    }
+    return true;
+}
+
+/* Do the buffers hold exactly @len bytes? */
+static bool iov_holds(const struct iovec *iov, int niov, uint32_t len)
+{
+    size_t total = 0;
+
+    for (int i = 0; i < niov; i++) {
+        if (iov[i].iov_len > len - total) {
+            return false;
+        }
+        total += iov[i].iov_len;
+    }
+    return total == len;
+}
+
+/* Call with send_lock held. */
+static bool send_locked(struct channel *ch, const struct frame_hdr *hdr,
+                        const struct iovec *payload, int niov, GError **err)
+{
+    uint8_t buf[FRAME_HDR_LEN];
+    GError *local = NULL;
+
+    if (ch->send_broken) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED,
+                    "%s: cannot send after an earlier send error", ch->name);
+        return false;
+    }
+    frame_encode(hdr, buf);
+    if (!ch->ops->send_frame(ch, buf, payload, niov, hdr->len, &local)) {
+        /* Part of a frame may be out: the stream is no longer framed. */
+        ch->send_broken = true;
+        g_propagate_prefixed_error(err, local, "%s: ", ch->name);
+        return false;
+    }
+    return true;
+}
+
+bool channel_send_frame(struct channel *ch, const struct frame_hdr *hdr,
+                        const struct iovec *payload, int niov, GError **err)
+{
+    bool ok;
+
+    if (!frame_validate(hdr, err)) {
+        g_prefix_error(err, "%s: refusing to send: ", ch->name);
+        return false;
+    }
+    if (niov < 0 || !iov_holds(payload, niov, hdr->len)) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "%s: refusing to send: %s frame of %u payload bytes with "
+                    "buffers of a different size",
+                    ch->name, frame_type_name(hdr->type), hdr->len);
+        return false;
+    }
+    g_mutex_lock(&ch->send_lock);
+    ok = send_locked(ch, hdr, payload, niov, err);
+    g_mutex_unlock(&ch->send_lock);
+    return ok;
+}
+
+static bool recv_usable(struct channel *ch, GError **err)
+{
+    if (ch->recv_broken) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED,
+                    "%s: cannot receive after an earlier receive error",
+                    ch->name);
+        return false;
+    }
+    return true;
+}
+
+bool channel_recv_hdr(struct channel *ch, struct frame_hdr *hdr, GError **err)
+{
+    uint8_t buf[FRAME_HDR_LEN];
+    GError *local = NULL;
+
+    if (!recv_usable(ch, err)) {
+        return false;
+    }
+    if (ch->payload_left) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
+                    "%s: %u payload bytes of the previous frame not consumed",
+                    ch->name, ch->payload_left);
+        return false;
+    }
+    if (!ch->ops->recv_hdr(ch, buf, &local)) {
+        /* Waiting for a header that has not come is not a broken stream. */
+        if (!g_error_matches(local, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)) {
+            ch->recv_broken = true;
+        }
+        g_propagate_prefixed_error(err, local, "%s: ", ch->name);
+        return false;
+    }
+    if (!frame_decode(buf, hdr, err)) {
+        ch->recv_broken = true;
+        g_prefix_error(err, "%s: ", ch->name);
+        return false;
+    }
+    ch->payload_len = ch->payload_left = hdr->len;
+    return true;
+}
+
+bool channel_recv_payload(struct channel *ch, void *dst, size_t len,
+                          GError **err)
+{
+    if (!recv_usable(ch, err)) {
+        return false;
+    }
+    if (len > ch->payload_left) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "%s: asked for %zu payload bytes, the frame has %u left",
+                    ch->name, len, ch->payload_left);
+        return false;
+    }
+    if (len && !ch->ops->recv_payload(ch, dst, len, err)) {
+        ch->recv_broken = true;
+        g_prefix_error(err, "%s: ", ch->name);
+        return false;
+    }
+    ch->payload_left -= len;
+    return true;
+}
+
+size_t channel_payload_left(const struct channel *ch)
+{
+    return ch->payload_left;
+}
+
+static uint8_t *msg_buf_get(struct channel *ch, size_t len)
+{
+    if (ch->msg_cap < len) {
+        g_free(ch->msg_buf);
+        ch->msg_buf = g_malloc(len);
+        ch->msg_cap = len;
+    }
+    return ch->msg_buf;
+}
+
+static void msg_buf_trim(struct channel *ch)
+{
+    if (ch->msg_cap > MSG_BUF_KEEP) {
+        g_clear_pointer(&ch->msg_buf, g_free);
+        ch->msg_cap = 0;
+    }
+}
+
+bool channel_discard_payload(struct channel *ch, GError **err)
+{
+    uint8_t *buf = msg_buf_get(ch, DISCARD_CHUNK);
+
+    while (ch->payload_left) {
+        if (!channel_recv_payload(ch, buf, MIN(ch->payload_left, DISCARD_CHUNK),
+                                  err)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+const char *peer_message_name(const PeerMessage *msg)
+{
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(
+        &postcopy__peer__peer_message__descriptor, msg->msg_case);
+
+    return f ? f->name : "empty";
+}
+
+void peer_message_free(PeerMessage *msg)
+{
+    if (msg) {
+        postcopy__peer__peer_message__free_unpacked(msg, NULL);
+    }
+}
+
+bool channel_send_msg(struct channel *ch, const PeerMessage *msg, GError **err)
+{
+    size_t len = postcopy__peer__peer_message__get_packed_size(msg);
+    struct frame_hdr hdr = {.type = FRAME_MSG, .len = len};
+    struct iovec iov;
+    bool ok;
+
+    if (msg->msg_case == POSTCOPY__PEER__PEER_MESSAGE__MSG__NOT_SET) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "%s: refusing to send an empty message", ch->name);
+        return false;
+    }
+    if (len > FRAME_MAX_MSG) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE,
+                    "%s: %s message of %zu bytes exceeds the limit of %u",
+                    ch->name, peer_message_name(msg), len, FRAME_MAX_MSG);
+        return false;
+    }
+    g_mutex_lock(&ch->send_lock);
+    if (ch->pack_cap < len) {
+        g_free(ch->pack_buf);
+        ch->pack_buf = g_malloc(len);
+        ch->pack_cap = len;
+    }
+    iov.iov_base = ch->pack_buf;
+    iov.iov_len = postcopy__peer__peer_message__pack(msg, ch->pack_buf);
+    ok = send_locked(ch, &hdr, &iov, 1, err);
+    if (ch->pack_cap > MSG_BUF_KEEP) {
+        g_clear_pointer(&ch->pack_buf, g_free);
+        ch->pack_cap = 0;
+    }
+    g_mutex_unlock(&ch->send_lock);
+    return ok;
+}
+
+PeerMessage *channel_read_msg(struct channel *ch, const struct frame_hdr *hdr,
+                              GError **err)
+{
+    PeerMessage *msg;
+    uint8_t *buf;
+
+    if (hdr->type != FRAME_MSG || ch->payload_left != hdr->len) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "%s: no message frame is waiting to be read", ch->name);
+        return NULL;
+    }
+    buf = msg_buf_get(ch, hdr->len);
+    if (!channel_recv_payload(ch, buf, hdr->len, err)) {
+        return NULL;
+    }
+    msg = postcopy__peer__peer_message__unpack(NULL, hdr->len, buf);
+    msg_buf_trim(ch);
+    /* The frame was whole, so the stream stays usable after these two. */
+    if (!msg) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                    "%s: undecodable %u-byte message", ch->name, hdr->len);
+        return NULL;
+    }
+    if (msg->msg_case == POSTCOPY__PEER__PEER_MESSAGE__MSG__NOT_SET) {
+        peer_message_free(msg);
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                    "%s: message of a kind this build does not know", ch->name);
+        return NULL;
+    }
+    return msg;
+}
+
+PeerMessage *channel_recv_msg(struct channel *ch, GError **err)
+{
+    struct frame_hdr hdr;
+
+    do {
+        if (!channel_recv_hdr(ch, &hdr, err)) {
+            return NULL;
+        }
+    } while (hdr.type == FRAME_KEEPALIVE);
+    if (hdr.type != FRAME_MSG) {
+        ch->recv_broken = true;
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                    "%s: expected a message frame, got a %s frame", ch->name,
+                    frame_type_name(hdr.type));
+        return NULL;
+    }
+    return channel_read_msg(ch, &hdr, err);
+}
+
+void channel_shutdown(struct channel *ch)
+{
+    ch->ops->shutdown(ch);
+}
+
+void channel_close(struct channel *ch)
+{
+    if (!ch) {
+        return;
+    }
+    g_mutex_clear(&ch->send_lock);
+    g_free(ch->peer);
+    g_free(ch->name);
+    g_free(ch->pack_buf);
+    g_free(ch->msg_buf);
+    ch->ops->destroy(ch);
+}

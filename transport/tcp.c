@@ -1,0 +1,712 @@
+/*
+ * tcp.c - the TCP transport: one TCP connection per channel, IPv4 or IPv6.
+ *
+ * No buffering of our own: a frame goes out with sendmsg() of the header
+ * and the caller's payload buffers, and a payload is received straight
+ * into the caller's memory.  This keeps channel_fd() an exact readiness
+ * signal and keeps page data out of intermediate copies.
+ */
+#include "transport_impl.h"
+#include "address.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <gio/gio.h>
+
+#define LISTEN_BACKLOG 64
+/* sendmsg() iovecs that fit on the stack before we allocate. */
+#define IOV_STACK 64
+/* TC_PRIO_INTERACTIVE: the host qdisc dequeues urgent pages first. */
+#define URGENT_PRIORITY 6
+
+struct tcp_channel {
+    struct channel ch; /* first: the generic layer hands us &ch */
+    int fd;
+    int shut; /* atomic: channel_shutdown() was called */
+    unsigned timeout_ms;
+    /* A header that a receive timeout cut short, resumed on the next call. */
+    uint8_t hdr_part[FRAME_HDR_LEN];
+    size_t hdr_got;
+};
+
+struct tcp_listener {
+    struct listener l; /* first, as above */
+    int fd;
+    struct transport_options opts;
+};
+
+static struct tcp_channel *tcp_channel(const struct channel *ch)
+{
+    return (struct tcp_channel *)ch;
+}
+
+static bool errno_error(GError **err, int e, const char *fmt, ...)
+    G_GNUC_PRINTF(3, 4);
+
+/* "<what>: <strerror>", with the G_IO_ERROR code that matches @e. */
+static bool errno_error(GError **err, int e, const char *fmt, ...)
+{
+    g_autofree char *what = NULL;
+    va_list ap;
+
+    va_start(ap, fmt);
+    what = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_set_error(err, G_IO_ERROR, g_io_error_from_errno(e), "%s: %s", what,
+                g_strerror(e));
+    return false;
+}
+
+static bool set_opt(int fd, int level, int name, int value, const char *what,
+                    GError **err)
+{
+    if (setsockopt(fd, level, name, &value, sizeof(value)) < 0) {
+        return errno_error(err, errno, "setsockopt %s=%d", what, value);
+    }
+    return true;
+}
+
+static bool tune_keepalive(int fd, const struct transport_options *o,
+                           GError **err)
+{
+    if (!o->keepalive_idle_s) {
+        return true;
+    }
+    if (!set_opt(fd, SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE", err) ||
+        !set_opt(fd, IPPROTO_TCP, TCP_KEEPIDLE, o->keepalive_idle_s,
+                 "TCP_KEEPIDLE", err)) {
+        return false;
+    }
+    if (o->keepalive_interval_s &&
+        !set_opt(fd, IPPROTO_TCP, TCP_KEEPINTVL, o->keepalive_interval_s,
+                 "TCP_KEEPINTVL", err)) {
+        return false;
+    }
+    return !o->keepalive_count ||
+           set_opt(fd, IPPROTO_TCP, TCP_KEEPCNT, o->keepalive_count,
+                   "TCP_KEEPCNT", err);
+}
+
+/* Every channel, on both sides. */
+static bool tune_common(int fd, const struct transport_options *o, GError **err)
+{
+    /*
+     * Nodelay on every kind: frames go out whole in one sendmsg(), so Nagle
+     * has nothing to merge on a busy channel, while on a quiet one it holds
+     * the last small frame (a page reply, the SYNC before switchover) until
+     * an ACK the peer may delay by 40 ms.
+     */
+    if (!set_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY", err)) {
+        return false;
+    }
+    if (o->user_timeout_ms &&
+        !set_opt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, o->user_timeout_ms,
+                 "TCP_USER_TIMEOUT", err)) {
+        return false;
+    }
+    return tune_keepalive(fd, o, err);
+}
+
+/* The FORCE variants pass net.core.[rw]mem_max when we may (root). */
+static bool set_buffer(int fd, int force, int plain, int bytes,
+                       const char *what, GError **err)
+{
+    if (setsockopt(fd, SOL_SOCKET, force, &bytes, sizeof(bytes)) == 0) {
+        return true;
+    }
+    return set_opt(fd, SOL_SOCKET, plain, bytes, what, err);
+}
+
+/* Before connect()/listen(): the window scale is chosen in the handshake. */
+static bool tune_buffers(int fd, unsigned bytes, GError **err)
+{
+    if (!bytes) {
+        return true;
+    }
+    return set_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, bytes, "SO_SNDBUF", err) &&
+           set_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, bytes, "SO_RCVBUF", err);
+}
+
+static bool tune_kind(int fd, enum channel_kind kind, GError **err)
+{
+    if (kind != CHANNEL_URGENT) {
+        return true;
+    }
+    return set_opt(fd, SOL_SOCKET, SO_PRIORITY, URGENT_PRIORITY, "SO_PRIORITY",
+                   err);
+}
+
+/* Connected channels block; timeouts come from channel_set_timeout(). */
+static bool set_blocking(int fd, GError **err)
+{
+    int flags = fcntl(fd, F_GETFL);
+
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+        return errno_error(err, errno, "fcntl O_NONBLOCK");
+    }
+    return true;
+}
+
+/* Blocking I/O with an optional timeout, as channel_set_timeout() asks. */
+static bool set_io_timeout(int fd, unsigned ms, GError **err)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = ms % 1000 * 1000};
+
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) {
+        return errno_error(err, errno, "setsockopt SO_RCVTIMEO/SO_SNDTIMEO");
+    }
+    return true;
+}
+
+/* Move the front of @iov past @n sent bytes. */
+static void iov_advance(struct iovec **iov, int *niov, size_t n)
+{
+    while (*niov > 0 && n >= (*iov)->iov_len) {
+        n -= (*iov)->iov_len;
+        (*iov)++;
+        (*niov)--;
+    }
+    if (n) {
+        (*iov)->iov_base = (uint8_t *)(*iov)->iov_base + n;
+        (*iov)->iov_len -= n;
+    }
+}
+
+static bool send_error(struct tcp_channel *t, int e, size_t sent, size_t total,
+                       GError **err)
+{
+    if (g_atomic_int_get(&t->shut)) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                    "channel shut down while sending (%zu of %zu bytes sent)",
+                    sent, total);
+        return false;
+    }
+    if (e == EAGAIN || e == EWOULDBLOCK) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                    "send timed out after %u ms (%zu of %zu bytes sent)",
+                    t->timeout_ms, sent, total);
+        return false;
+    }
+    return errno_error(err, e, "send (%zu of %zu bytes sent)", sent, total);
+}
+
+static bool send_all(struct tcp_channel *t, struct iovec *iov, int niov,
+                     size_t total, GError **err)
+{
+    size_t sent = 0;
+
+    while (sent < total) {
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = MIN(niov, IOV_MAX)};
+        ssize_t n = sendmsg(t->fd, &mh, MSG_NOSIGNAL);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return send_error(t, errno, sent, total, err);
+        }
+        sent += n;
+        iov_advance(&iov, &niov, n);
+    }
+    return true;
+}
+
+static bool tcp_send_frame(struct channel *ch, const uint8_t hdr[FRAME_HDR_LEN],
+                           const struct iovec *payload, int niov, size_t len,
+                           GError **err)
+{
+    struct iovec stack[IOV_STACK];
+    g_autofree struct iovec *heap = NULL;
+    struct iovec *iov = stack;
+
+    if (niov + 1 > IOV_STACK) {
+        iov = heap = g_new(struct iovec, niov + 1);
+    }
+    /* sendmsg() advances through a copy: the caller's iovecs stay const. */
+    iov[0] = (struct iovec){.iov_base = (void *)hdr, .iov_len = FRAME_HDR_LEN};
+    if (niov) {
+        memcpy(iov + 1, payload, niov * sizeof(*iov));
+    }
+    return send_all(tcp_channel(ch), iov, niov + 1, FRAME_HDR_LEN + len, err);
+}
+
+enum recv_end {
+    RECV_OK,
+    RECV_EOF,
+    RECV_ERROR, /* errno in *e */
+};
+
+/* Fill @buf up to @len; *@got counts what arrived, also on failure. */
+static enum recv_end recv_full(int fd, uint8_t *buf, size_t len, size_t *got,
+                               int *e)
+{
+    while (*got < len) {
+        ssize_t n = recv(fd, buf + *got, len - *got, MSG_WAITALL);
+
+        if (n > 0) {
+            *got += n;
+        } else if (n == 0) {
+            return RECV_EOF;
+        } else if (errno != EINTR) {
+            *e = errno;
+            return RECV_ERROR;
+        }
+    }
+    return RECV_OK;
+}
+
+static bool recv_hdr_error(struct tcp_channel *t, enum recv_end end, int e,
+                           GError **err)
+{
+    size_t got = t->hdr_got;
+
+    if (g_atomic_int_get(&t->shut)) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                    "channel shut down while receiving");
+    } else if (end == RECV_EOF && got == 0) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
+                    "peer closed the connection");
+    } else if (end == RECV_EOF) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
+                    "truncated frame: peer closed the connection after %zu "
+                    "of %u header bytes",
+                    got, FRAME_HDR_LEN);
+    } else if (e == EAGAIN || e == EWOULDBLOCK) {
+        /* hdr_got is kept: the next call carries on with this header. */
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                    "no frame within %u ms", t->timeout_ms);
+    } else {
+        errno_error(err, e, "receive (%zu of %u header bytes)", got,
+                    FRAME_HDR_LEN);
+    }
+    return false;
+}
+
+static bool tcp_recv_hdr(struct channel *ch, uint8_t hdr[FRAME_HDR_LEN],
+                         GError **err)
+{
+    struct tcp_channel *t = tcp_channel(ch);
+    int e = 0;
+    enum recv_end end =
+        recv_full(t->fd, t->hdr_part, FRAME_HDR_LEN, &t->hdr_got, &e);
+
+    if (end != RECV_OK) {
+        return recv_hdr_error(t, end, e, err);
+    }
+    memcpy(hdr, t->hdr_part, FRAME_HDR_LEN);
+    t->hdr_got = 0;
+    return true;
+}
+
+static bool tcp_recv_payload(struct channel *ch, void *dst, size_t len,
+                             GError **err)
+{
+    struct tcp_channel *t = tcp_channel(ch);
+    size_t got = 0;
+    int e = 0;
+    enum recv_end end = recv_full(t->fd, dst, len, &got, &e);
+    size_t done = ch->payload_len - ch->payload_left + got;
+
+    if (end == RECV_OK) {
+        return true;
+    }
+    if (g_atomic_int_get(&t->shut)) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                    "channel shut down while receiving");
+    } else if (end == RECV_EOF) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
+                    "truncated frame: peer closed the connection after %zu "
+                    "of %u payload bytes",
+                    done, ch->payload_len);
+    } else if (e == EAGAIN || e == EWOULDBLOCK) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                    "timed out after %u ms inside a frame (%zu of %u payload "
+                    "bytes)",
+                    t->timeout_ms, done, ch->payload_len);
+    } else {
+        errno_error(err, e, "receive (%zu of %u payload bytes)", done,
+                    ch->payload_len);
+    }
+    return false;
+}
+
+static bool tcp_set_kind(struct channel *ch, enum channel_kind kind,
+                         GError **err)
+{
+    /* Bulk buffers were set on the listener, before the handshake. */
+    return tune_kind(tcp_channel(ch)->fd, kind, err);
+}
+
+static bool tcp_set_timeout(struct channel *ch, unsigned timeout_ms,
+                            GError **err)
+{
+    struct tcp_channel *t = tcp_channel(ch);
+
+    if (!set_io_timeout(t->fd, timeout_ms, err)) {
+        return false;
+    }
+    t->timeout_ms = timeout_ms;
+    return true;
+}
+
+static int tcp_fd(const struct channel *ch)
+{
+    return tcp_channel(ch)->fd;
+}
+
+static void tcp_shutdown(struct channel *ch)
+{
+    struct tcp_channel *t = tcp_channel(ch);
+
+    g_atomic_int_set(&t->shut, 1);
+    shutdown(t->fd, SHUT_RDWR);
+}
+
+static void tcp_destroy(struct channel *ch)
+{
+    struct tcp_channel *t = tcp_channel(ch);
+
+    close(t->fd);
+    g_free(t);
+}
+
+static const struct channel_ops tcp_channel_ops = {
+    .send_frame = tcp_send_frame,
+    .recv_hdr = tcp_recv_hdr,
+    .recv_payload = tcp_recv_payload,
+    .set_kind = tcp_set_kind,
+    .set_timeout = tcp_set_timeout,
+    .fd = tcp_fd,
+    .shutdown = tcp_shutdown,
+    .destroy = tcp_destroy,
+};
+
+static struct channel *tcp_channel_new(int fd, enum channel_kind kind,
+                                       uint32_t stream, bool outgoing)
+{
+    struct tcp_channel *t = g_new0(struct tcp_channel, 1);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    g_autofree char *peer = NULL;
+
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
+        peer = address_format((struct sockaddr *)&ss, len);
+    } else {
+        peer = g_strdup_printf("(unknown peer: %s)", g_strerror(errno));
+    }
+    t->fd = fd;
+    channel_init(&t->ch, &tcp_channel_ops, kind, stream, outgoing, peer);
+    return &t->ch;
+}
+
+static bool resolve(const char *host, uint16_t port, bool passive,
+                    struct addrinfo **res, GError **err)
+{
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC,
+        .ai_socktype = SOCK_STREAM,
+        .ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0),
+    };
+    char service[8];
+    int rc;
+
+    g_snprintf(service, sizeof(service), "%u", port);
+    rc = getaddrinfo(host, service, &hints, res);
+    if (rc == EAI_SYSTEM) {
+        return errno_error(err, errno, "cannot resolve '%s'", host);
+    }
+    if (rc) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_HOST_NOT_FOUND,
+                    "cannot resolve '%s': %s", host, gai_strerror(rc));
+        return false;
+    }
+    return true;
+}
+
+static int64_t deadline_after(unsigned ms)
+{
+    return ms ? g_get_monotonic_time() + (int64_t)ms * 1000 : 0;
+}
+
+/* Milliseconds left for poll(): -1 without a deadline, 0 once past it. */
+static int ms_left(int64_t deadline)
+{
+    int64_t left;
+
+    if (!deadline) {
+        return -1;
+    }
+    left = deadline - g_get_monotonic_time();
+    return left > 0 ? (int)((left + 999) / 1000) : 0;
+}
+
+/* A non-blocking connect() finished within @timeout_ms? */
+static bool connect_wait(int fd, const struct addrinfo *ai, unsigned timeout_ms,
+                         GError **err)
+{
+    int64_t deadline = deadline_after(timeout_ms);
+    struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+    socklen_t elen = sizeof(int);
+    int e = 0, r;
+
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+        return true;
+    }
+    if (errno != EINPROGRESS) {
+        return errno_error(err, errno, "connect");
+    }
+    do {
+        r = poll(&pfd, 1, ms_left(deadline));
+    } while (r < 0 && errno == EINTR);
+    if (r == 0) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                    "connect: no answer within %u ms", timeout_ms);
+        return false;
+    }
+    if (r < 0) {
+        return errno_error(err, errno, "poll");
+    }
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &elen) < 0) {
+        return errno_error(err, errno, "getsockopt SO_ERROR");
+    }
+    return e ? errno_error(err, e, "connect") : true;
+}
+
+static int connect_one(const struct addrinfo *ai, enum channel_kind kind,
+                       const struct transport_options *o, GError **err)
+{
+    int fd =
+        socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+    if (fd < 0) {
+        errno_error(err, errno, "socket");
+        return -1;
+    }
+    if (!tune_common(fd, o, err) || !tune_kind(fd, kind, err) ||
+        (kind == CHANNEL_BULK &&
+         !tune_buffers(fd, o->bulk_buffer_bytes, err)) ||
+        !connect_wait(fd, ai, o->connect_timeout_ms, err) ||
+        !set_blocking(fd, err)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static struct channel *tcp_connect(const char *address, enum channel_kind kind,
+                                   uint32_t stream,
+                                   const struct transport_options *o,
+                                   GError **err)
+{
+    g_autofree char *host = NULL;
+    struct addrinfo *res, *ai;
+    GError *last = NULL;
+    uint16_t port;
+    int fd = -1;
+
+    if (!address_parse(address, &host, &port, err)) {
+        return NULL;
+    }
+    if (!host || !port) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "'%s' names no host and port to connect to", address);
+        return NULL;
+    }
+    if (!resolve(host, port, false, &res, err)) {
+        return NULL;
+    }
+    for (ai = res; ai && fd < 0; ai = ai->ai_next) {
+        g_clear_error(&last);
+        fd = connect_one(ai, kind, o, &last);
+        if (fd < 0 && (ai != res || ai->ai_next)) {
+            g_autofree char *where =
+                address_format(ai->ai_addr, ai->ai_addrlen);
+
+            g_prefix_error(&last, "%s: ", where);
+        }
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        g_propagate_error(err, last);
+        return NULL;
+    }
+    return tcp_channel_new(fd, kind, stream, true);
+}
+
+static int tcp_listener_fd(const struct listener *l)
+{
+    return ((const struct tcp_listener *)l)->fd;
+}
+
+/* The listening socket is non-blocking so a poll()ing caller never hangs. */
+static struct channel *tcp_accept(struct listener *l, GError **err)
+{
+    struct tcp_listener *tl = (struct tcp_listener *)l;
+    struct pollfd pfd = {.fd = tl->fd, .events = POLLIN};
+    int fd;
+
+    for (;;) {
+        fd = accept4(tl->fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0) {
+            break;
+        }
+        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+            errno_error(err, errno, "accept");
+            return NULL;
+        }
+        if (errno == EAGAIN && poll(&pfd, 1, -1) < 0 && errno != EINTR) {
+            errno_error(err, errno, "poll");
+            return NULL;
+        }
+    }
+    if (!tune_common(fd, &tl->opts, err)) {
+        close(fd);
+        return NULL;
+    }
+    return tcp_channel_new(fd, CHANNEL_NONE, 0, false);
+}
+
+static void tcp_listener_destroy(struct listener *l)
+{
+    struct tcp_listener *tl = (struct tcp_listener *)l;
+
+    close(tl->fd);
+    g_free(tl);
+}
+
+static const struct listener_ops tcp_listener_ops = {
+    .accept = tcp_accept,
+    .fd = tcp_listener_fd,
+    .destroy = tcp_listener_destroy,
+};
+
+static int listen_on(const struct sockaddr *sa, socklen_t len, bool dual,
+                     const struct transport_options *o, GError **err)
+{
+    int fd =
+        socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+    if (fd < 0) {
+        errno_error(err, errno, "socket");
+        return -1;
+    }
+    if (!set_opt(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR", err) ||
+        (dual &&
+         !set_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 0, "IPV6_V6ONLY", err)) ||
+        !tune_buffers(fd, o->bulk_buffer_bytes, err)) {
+        goto fail;
+    }
+    if (bind(fd, sa, len) < 0) {
+        g_autofree char *where = address_format(sa, len);
+
+        errno_error(err, errno, "bind %s", where);
+        goto fail;
+    }
+    if (listen(fd, LISTEN_BACKLOG) < 0) {
+        errno_error(err, errno, "listen");
+        goto fail;
+    }
+    return fd;
+
+fail:
+    close(fd);
+    return -1;
+}
+
+/* Every address: IPv6 and IPv4 on one dual-stack socket, or IPv4 alone. */
+static int listen_any(uint16_t port, const struct transport_options *o,
+                      GError **err)
+{
+    struct sockaddr_in6 in6 = {.sin6_family = AF_INET6,
+                               .sin6_port = htons(port),
+                               .sin6_addr = IN6ADDR_ANY_INIT};
+    struct sockaddr_in in = {.sin_family = AF_INET,
+                             .sin_port = htons(port),
+                             .sin_addr.s_addr = htonl(INADDR_ANY)};
+    GError *local = NULL;
+    int fd = listen_on((struct sockaddr *)&in6, sizeof(in6), true, o, &local);
+
+    if (fd >= 0) {
+        return fd;
+    }
+    if (!g_error_matches(local, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED)) {
+        g_propagate_error(err, local);
+        return -1;
+    }
+    /* IPv6 disabled on this host. */
+    g_error_free(local);
+    return listen_on((struct sockaddr *)&in, sizeof(in), false, o, err);
+}
+
+static int listen_host(const char *host, uint16_t port,
+                       const struct transport_options *o, GError **err)
+{
+    struct addrinfo *res, *ai;
+    GError *last = NULL;
+    int fd = -1;
+
+    if (!resolve(host, port, true, &res, err)) {
+        return -1;
+    }
+    for (ai = res; ai && fd < 0; ai = ai->ai_next) {
+        g_clear_error(&last);
+        fd = listen_on(ai->ai_addr, ai->ai_addrlen, false, o, &last);
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        g_propagate_error(err, last);
+    }
+    return fd;
+}
+
+static struct listener *
+tcp_listen(const char *address, const struct transport_options *o, GError **err)
+{
+    g_autofree char *host = NULL;
+    g_autofree char *bound = NULL;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    struct tcp_listener *tl;
+    uint16_t port;
+    int fd;
+
+    if (!address_parse(address, &host, &port, err)) {
+        return NULL;
+    }
+    fd = host ? listen_host(host, port, o, err) : listen_any(port, o, err);
+    if (fd < 0) {
+        return NULL;
+    }
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+        errno_error(err, errno, "getsockname");
+        close(fd);
+        return NULL;
+    }
+    bound = address_format((struct sockaddr *)&ss, len);
+    tl = g_new0(struct tcp_listener, 1);
+    tl->fd = fd;
+    tl->opts = *o;
+    listener_init(&tl->l, &tcp_listener_ops, bound);
+    return &tl->l;
+}
+
+static const struct transport tcp_transport = {
+    .name = "tcp",
+    .listen = tcp_listen,
+    .connect = tcp_connect,
+};
+
+const struct transport *transport_tcp(void)
+{
+    return &tcp_transport;
+}

@@ -1,0 +1,111 @@
+/*
+ * transport.c - the transport-neutral entry points of transport.h:
+ * options, listen/connect dispatch and listeners.  Channels are channel.c.
+ */
+#include "transport_impl.h"
+
+#include <gio/gio.h>
+
+void transport_options_init(struct transport_options *opts)
+{
+    *opts = (struct transport_options){
+        .connect_timeout_ms = 10000,
+        .user_timeout_ms = 30000,
+        .keepalive_idle_s = 10,
+        .keepalive_interval_s = 5,
+        .keepalive_count = 3,
+        .bulk_buffer_bytes = 0,
+    };
+}
+
+const char *transport_name(const struct transport *t)
+{
+    return t->name;
+}
+
+static const struct transport_options *
+options_or_default(const struct transport_options *opts,
+                   struct transport_options *defaults)
+{
+    if (opts) {
+        return opts;
+    }
+    transport_options_init(defaults);
+    return defaults;
+}
+
+struct listener *transport_listen(const struct transport *t,
+                                  const char *address,
+                                  const struct transport_options *opts,
+                                  GError **err)
+{
+    struct transport_options defaults;
+    struct listener *l;
+
+    l = t->listen(address, options_or_default(opts, &defaults), err);
+    if (!l) {
+        g_prefix_error(err, "%s listen on %s: ", t->name, address);
+    }
+    return l;
+}
+
+struct channel *transport_connect(const struct transport *t,
+                                  const char *address, enum channel_kind kind,
+                                  uint32_t stream,
+                                  const struct transport_options *opts,
+                                  GError **err)
+{
+    struct transport_options defaults;
+    struct channel *ch;
+
+    if (kind != CHANNEL_CONTROL && kind != CHANNEL_URGENT &&
+        kind != CHANNEL_BULK) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "%s connect to %s: invalid channel kind %d", t->name,
+                    address, kind);
+        return NULL;
+    }
+    ch = t->connect(address, kind, stream, options_or_default(opts, &defaults),
+                    err);
+    if (!ch) {
+        g_prefix_error(err, "%s %s channel connect to %s: ", t->name,
+                       channel_kind_name(kind), address);
+    }
+    return ch;
+}
+
+void listener_init(struct listener *l, const struct listener_ops *ops,
+                   const char *address)
+{
+    l->ops = ops;
+    l->address = g_strdup(address);
+}
+
+struct channel *listener_accept(struct listener *l, GError **err)
+{
+    struct channel *ch = l->ops->accept(l, err);
+
+    if (!ch) {
+        g_prefix_error(err, "accept on %s: ", l->address);
+    }
+    return ch;
+}
+
+int listener_fd(const struct listener *l)
+{
+    return l->ops->fd(l);
+}
+
+const char *listener_address(const struct listener *l)
+{
+    return l->address;
+}
+
+void listener_close(struct listener *l)
+{
+    if (!l) {
+        return;
+    }
+    g_free(l->address);
+    l->ops->destroy(l);
+}

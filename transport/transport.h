@@ -1,0 +1,155 @@
+/*
+ * transport.h - what the migration engine sees of the network: listeners
+ * and channels that carry frames (frame.h) between two postcopyd.  TCP
+ * (tcp.c) implements it, RDMA will; the engine never learns which, and no
+ * descriptor escapes but channel_fd(), which may be -1.
+ *
+ * Threads: any number of threads may send on a channel; each frame goes out
+ * whole before the next one starts.  One thread at a time receives: a
+ * header with channel_recv_hdr(), then exactly that frame's payload with
+ * channel_recv_payload() / channel_discard_payload(), or channel_recv_msg()
+ * for both.  One sender and one receiver may run at the same time.
+ * channel_shutdown() may be called from any thread and wakes both;
+ * channel_close() only when no thread uses the channel any more.
+ *
+ * Errors are G_IO_ERROR codes with the channel in the message ("urgent
+ * channel to 10.0.0.2:4000: ..."): INVALID_DATA for a bad frame from the
+ * peer, CONNECTION_CLOSED when it went away (a "truncated frame" when that
+ * happened mid-frame), TIMED_OUT after channel_set_timeout().  A receive
+ * error leaves the receive side unusable, except a timeout while waiting
+ * for a header; a send error leaves the send side unusable.  Either way
+ * the other direction still works, so an Error can still be sent.
+ */
+#ifndef POSTCOPYD_TRANSPORT_H
+#define POSTCOPYD_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include <glib.h>
+
+#include "frame.h"
+#include "peer.pb-c.h"
+
+/* The version Hello.version carries; docs/protocol.md says what changed. */
+#define PEER_PROTOCOL_VERSION 1
+
+/* Hello.capabilities: pages may travel as FRAME_PAGE_ZERO... */
+#define PEER_CAP_ZERO_PAGE "zero-page"
+/* ...hugetlbfs regions are supported... */
+#define PEER_CAP_HUGETLBFS "hugetlbfs"
+/* ...and installed with UFFDIO_CONTINUE (MINOR faults). */
+#define PEER_CAP_MINOR "minor"
+
+typedef Postcopy__Peer__PeerMessage PeerMessage;
+
+/* Numbered like ChannelKind in proto/peer.proto. */
+enum channel_kind {
+    CHANNEL_NONE = 0, /* accepted, Hello not read yet */
+    CHANNEL_CONTROL = 1,
+    CHANNEL_URGENT = 2,
+    CHANNEL_BULK = 3,
+};
+
+struct transport_options {
+    unsigned connect_timeout_ms; /* 0: as long as the kernel tries */
+    /*
+     * Link-failure detection.  TCP_USER_TIMEOUT drops a connection whose
+     * sent data stays unacknowledged this long (0: the kernel's ~15 min);
+     * keepalive probes a link idle for keepalive_idle_s (0: none).
+     */
+    unsigned user_timeout_ms;
+    unsigned keepalive_idle_s;
+    unsigned keepalive_interval_s;
+    unsigned keepalive_count;
+    /*
+     * SO_SNDBUF/SO_RCVBUF for bulk channels (and, on the listening side,
+     * for every accepted one: the window scale is fixed before the peer
+     * says what it is).  0 keeps Linux's autotuning, usually better: a set
+     * size turns autotuning off, and without CAP_NET_ADMIN it is capped at
+     * net.core.[rw]mem_max.
+     */
+    unsigned bulk_buffer_bytes;
+};
+
+struct transport;
+struct listener;
+struct channel;
+
+/* Defaults: 10 s connect, 30 s user timeout, keepalive 10 s/5 s x3. */
+void transport_options_init(struct transport_options *opts);
+
+const struct transport *transport_tcp(void);
+const char *transport_name(const struct transport *t);
+
+/* Listen on "host:port" (":port" for every address; port 0 picks one). */
+struct listener *transport_listen(const struct transport *t,
+                                  const char *address,
+                                  const struct transport_options *opts,
+                                  GError **err);
+/* Connect to "host:port" as a channel of @kind (bulk: stream @stream). */
+struct channel *transport_connect(const struct transport *t,
+                                  const char *address, enum channel_kind kind,
+                                  uint32_t stream,
+                                  const struct transport_options *opts,
+                                  GError **err);
+
+/* Blocks until a peer connects; the channel's kind is CHANNEL_NONE. */
+struct channel *listener_accept(struct listener *l, GError **err);
+/* Readable when listener_accept() would not block; -1 if none. */
+int listener_fd(const struct listener *l);
+/* The bound address, with the real port: "127.0.0.1:40123". */
+const char *listener_address(const struct listener *l);
+void listener_close(struct listener *l);
+
+const char *channel_kind_name(enum channel_kind kind);
+/* After the peer's Hello names it, before the channel is shared. */
+bool channel_set_kind(struct channel *ch, enum channel_kind kind,
+                      uint32_t stream, GError **err);
+enum channel_kind channel_kind(const struct channel *ch);
+uint32_t channel_stream(const struct channel *ch);
+/* "10.0.0.2:4000", for logs. */
+const char *channel_peer(const struct channel *ch);
+/* Readable when a receive would not block; -1 if the transport has none. */
+int channel_fd(const struct channel *ch);
+/* Fail sends and receives that wait longer than @timeout_ms; 0: never. */
+bool channel_set_timeout(struct channel *ch, unsigned timeout_ms, GError **err);
+
+/*
+ * Send @hdr and the @niov buffers of @payload (hdr->len bytes in all)
+ * straight from the caller's memory, all of it.
+ */
+bool channel_send_frame(struct channel *ch, const struct frame_hdr *hdr,
+                        const struct iovec *payload, int niov, GError **err);
+/* The next header; its payload must be consumed before the next one. */
+bool channel_recv_hdr(struct channel *ch, struct frame_hdr *hdr, GError **err);
+/* The next @len bytes of the current payload, straight into @dst. */
+bool channel_recv_payload(struct channel *ch, void *dst, size_t len,
+                          GError **err);
+/* Drop the rest of the current payload (data for an installed page). */
+bool channel_discard_payload(struct channel *ch, GError **err);
+/* Bytes of the current payload not received yet. */
+size_t channel_payload_left(const struct channel *ch);
+
+/* Pack @msg into a FRAME_MSG frame and send it. */
+bool channel_send_msg(struct channel *ch, const PeerMessage *msg, GError **err);
+/*
+ * The next message, skipping keepalives; any other frame is a protocol
+ * error.  Free the result with peer_message_free().
+ */
+PeerMessage *channel_recv_msg(struct channel *ch, GError **err);
+/* Unpack the payload of a FRAME_MSG header just received. */
+PeerMessage *channel_read_msg(struct channel *ch, const struct frame_hdr *hdr,
+                              GError **err);
+/* "hello", "layout_reply", ...: which message of the oneof @msg is. */
+const char *peer_message_name(const PeerMessage *msg);
+void peer_message_free(PeerMessage *msg);
+
+/* Wake every thread blocked on @ch; later calls fail.  Thread-safe. */
+void channel_shutdown(struct channel *ch);
+void channel_close(struct channel *ch);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PeerMessage, peer_message_free)
+
+#endif /* POSTCOPYD_TRANSPORT_H */

@@ -1,0 +1,94 @@
+/*
+ * transport_impl.h - the other side of transport.h: what a transport (TCP,
+ * RDMA) implements.  Only the transport sources include this.
+ *
+ * The generic layer (channel.c) owns everything that is the same for every
+ * transport: frame validation, the send lock, message packing, payload
+ * accounting, the broken flags and error prefixes.  A transport only moves
+ * bytes: a whole encoded frame out, a header or part of a payload in.
+ * Its ops report plain I/O facts ("peer closed the connection after 10 of
+ * 32 header bytes"); channel.c adds which channel it was.
+ */
+#ifndef POSTCOPYD_TRANSPORT_IMPL_H
+#define POSTCOPYD_TRANSPORT_IMPL_H
+
+#include "transport.h"
+
+struct channel_ops {
+    /* Send the encoded header then @len bytes of @payload, all of it. */
+    bool (*send_frame)(struct channel *ch, const uint8_t hdr[FRAME_HDR_LEN],
+                       const struct iovec *payload, int niov, size_t len,
+                       GError **err);
+    /*
+     * Receive one header.  A G_IO_ERROR_TIMED_OUT must leave the channel
+     * able to try again (keep what part of the header came); a clean EOF
+     * before the first byte is G_IO_ERROR_CONNECTION_CLOSED.
+     */
+    bool (*recv_hdr)(struct channel *ch, uint8_t hdr[FRAME_HDR_LEN],
+                     GError **err);
+    /* The next @len payload bytes; ch->payload_left is not yet reduced. */
+    bool (*recv_payload)(struct channel *ch, void *dst, size_t len,
+                         GError **err);
+    /* Apply the per-kind tuning (latency for urgent, buffers for bulk). */
+    bool (*set_kind)(struct channel *ch, enum channel_kind kind, GError **err);
+    bool (*set_timeout)(struct channel *ch, unsigned timeout_ms, GError **err);
+    int (*fd)(const struct channel *ch);
+    void (*shutdown)(struct channel *ch);
+    /* Release the transport's resources and the channel's memory. */
+    void (*destroy)(struct channel *ch);
+};
+
+struct channel {
+    const struct channel_ops *ops;
+    enum channel_kind kind;
+    uint32_t stream;
+    bool outgoing; /* we connected: "to" the peer, else "from" it */
+    char *peer;    /* "10.0.0.2:4000" */
+    char *name;    /* "urgent channel to 10.0.0.2:4000", error prefix */
+
+    /* Send side, under send_lock. */
+    GMutex send_lock;
+    bool send_broken;
+    uint8_t *pack_buf;
+    size_t pack_cap;
+
+    /* Receive side: one thread at a time. */
+    bool recv_broken;
+    uint32_t payload_len;  /* of the frame being received */
+    uint32_t payload_left; /* of it, not received yet */
+    uint8_t *msg_buf;      /* message payloads, discarded payloads */
+    size_t msg_cap;
+};
+
+struct listener_ops {
+    struct channel *(*accept)(struct listener *l, GError **err);
+    int (*fd)(const struct listener *l);
+    /* Release the transport's resources and the listener's memory. */
+    void (*destroy)(struct listener *l);
+};
+
+struct listener {
+    const struct listener_ops *ops;
+    char *address; /* bound address, real port */
+};
+
+struct transport {
+    const char *name;
+    struct listener *(*listen)(const char *address,
+                               const struct transport_options *opts,
+                               GError **err);
+    struct channel *(*connect)(const char *address, enum channel_kind kind,
+                               uint32_t stream,
+                               const struct transport_options *opts,
+                               GError **err);
+};
+
+/* For transports: fill in the generic part of a new channel. */
+void channel_init(struct channel *ch, const struct channel_ops *ops,
+                  enum channel_kind kind, uint32_t stream, bool outgoing,
+                  const char *peer);
+/* For transports: fill in the generic part of a new listener. */
+void listener_init(struct listener *l, const struct listener_ops *ops,
+                   const char *address);
+
+#endif /* POSTCOPYD_TRANSPORT_IMPL_H */
