@@ -47,16 +47,25 @@ static void restore_hugepages(void)
     }
 }
 
+static long meminfo_long(const char *text, const char *key)
+{
+    const char *p = strstr(text, key);
+
+    return p ? strtol(p + strlen(key), NULL, 10) : -1;
+}
+
+/* Free and not promised to a mapping already (HugePages_Rsvd). */
 static long free_hugepages(void)
 {
     g_autofree char *text = NULL;
-    const char *p;
+    long free_pages, rsvd;
 
     if (!g_file_get_contents("/proc/meminfo", &text, NULL, NULL)) {
         return -1;
     }
-    p = strstr(text, "HugePages_Free:");
-    return p ? strtol(p + strlen("HugePages_Free:"), NULL, 10) : -1;
+    free_pages = meminfo_long(text, "HugePages_Free:");
+    rsvd = meminfo_long(text, "HugePages_Rsvd:");
+    return free_pages < 0 || rsvd < 0 ? -1 : free_pages - rsvd;
 }
 
 uint64_t testlib_hugepage_size(void)
