@@ -1,0 +1,92 @@
+/*
+ * config.h - postcopyd's configuration: built-in defaults, then the config
+ * file (GKeyFile; /etc/postcopyd/postcopyd.conf or --config PATH), then
+ * command-line flags, each overriding the one before.
+ *
+ * Contract:
+ *  - Every setting is one row of config_keys[]: the same row gives its
+ *    file group/key, its --flag, its type and validation, its default and
+ *    its help text.  Adding a setting = a struct field + one row.
+ *  - A missing default file is fine; a missing --config file is an error.
+ *  - Anything invalid (unknown group or key, bad value, relative path,
+ *    stray argument) fails the whole load with one line naming the file
+ *    and line, or the flag; nothing is half-applied to the caller.
+ *  - The docs/postcopyd.conf.example file documents every key.
+ *
+ * Not to be confused with the generated BUILD/config.h (build options).
+ */
+#ifndef POSTCOPYD_DAEMON_CONFIG_H
+#define POSTCOPYD_DAEMON_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <glib.h>
+
+#define CONFIG_DEFAULT_FILE "/etc/postcopyd/postcopyd.conf"
+
+#define CONFIG_ERROR config_error_quark()
+
+typedef enum {
+    CONFIG_ERROR_FILE,        /* the config file cannot be read or parsed */
+    CONFIG_ERROR_UNKNOWN_KEY, /* unknown group or key in the file */
+    CONFIG_ERROR_INVALID,     /* a bad value, in the file or a flag */
+    CONFIG_ERROR_USAGE,       /* bad command line */
+} ConfigError;
+
+struct postcopyd_config {
+    char *config_file;    /* the file that was read; NULL if none was */
+    char *listen;         /* peer listen address, HOST:PORT */
+    int keepalive_s;      /* peer connection keepalive; 0 = off */
+    char *psk_file;       /* peer pre-shared key; NULL = none */
+    char *control_socket; /* absolute path */
+    char *attach_socket;  /* absolute path */
+    char *state_dir;      /* absolute path */
+    char *log_level;      /* error|warning|info|debug */
+};
+
+enum config_type {
+    CONFIG_STRING,   /* any non-empty string */
+    CONFIG_PATH,     /* an absolute path */
+    CONFIG_OPT_PATH, /* an absolute path, or empty for none (NULL) */
+    CONFIG_HOSTPORT, /* HOST:PORT, IPv6 as [ADDR]:PORT */
+    CONFIG_CHOICE,   /* one of the '|'-separated words of .choices */
+    CONFIG_INT,      /* a decimal integer from .min to .max */
+};
+
+struct config_key {
+    const char *group;
+    const char *key;
+    const char *flag; /* long option name, without "--" */
+    enum config_type type;
+    size_t offset;       /* of the char * or int in struct postcopyd_config */
+    const char *dflt;    /* default, written as in the file */
+    const char *choices; /* CONFIG_CHOICE */
+    int min, max;        /* CONFIG_INT */
+    const char *help;
+};
+
+extern const struct config_key config_keys[];
+extern const size_t config_nkeys;
+
+GQuark config_error_quark(void);
+
+/*
+ * Fill @cfg (its previous contents are ignored) from the defaults,
+ * CONFIG_DEFAULT_FILE or --config, and the flags in @argv (argv[0] is the
+ * program name; --help prints the flags and exits).  On failure @cfg
+ * holds nothing that needs freeing, but config_free() is still safe.
+ */
+bool config_load(struct postcopyd_config *cfg, int argc, char **argv,
+                 GError **err);
+
+/* config_load() with another default file, e.g. for tests. */
+bool config_load_from(struct postcopyd_config *cfg, const char *default_file,
+                      int argc, char **argv, GError **err);
+
+/* Free what config_load() put in @cfg (not @cfg itself) and zero it. */
+void config_free(struct postcopyd_config *cfg);
+
+/* The GLib log levels that cfg->log_level lets through. */
+GLogLevelFlags config_log_levels(const struct postcopyd_config *cfg);
+
+#endif /* POSTCOPYD_DAEMON_CONFIG_H */

@@ -1,0 +1,31 @@
+/*
+ * hostport.h - "host:port" addresses as written in the config file and on
+ * command lines: "0.0.0.0:4444", "dst.example.org:4444", "[::]:4444".
+ *
+ * Contract: an IPv6 literal must be in brackets (a bare "::1:4444" is
+ * ambiguous and refused); the host is a hostname, an IPv4 literal or a
+ * bracketed IPv6 literal; the port is decimal 1..65535.  When the caller
+ * allows it (@default_port > 0) the port may be left out.  Errors are one
+ * line in G_IO_ERROR / G_IO_ERROR_INVALID_ARGUMENT naming the input.
+ */
+#ifndef POSTCOPYD_HOSTPORT_H
+#define POSTCOPYD_HOSTPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+
+#define HOSTPORT_DEFAULT_PORT 4444
+
+/*
+ * Split @s into a newly allocated @host (brackets removed) and @port.
+ * @default_port: used when @s has no port; 0 means the port is required.
+ * @host may be NULL when the caller only validates.
+ */
+bool hostport_parse(const char *s, uint16_t default_port, char **host,
+                    uint16_t *port, GError **err);
+
+/* "host:port", bracketing @host if it is an IPv6 literal. */
+char *hostport_format(const char *host, uint16_t port);
+
+#endif /* POSTCOPYD_HOSTPORT_H */
