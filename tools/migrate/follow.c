@@ -1,0 +1,96 @@
+/* follow.c - see follow.h. */
+#include "follow.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <gio/gio.h>
+
+#include "jsonq.h"
+#include "migstats.h"
+#include "progress.h"
+#include "summary.h"
+
+JsonObject *follow_vm_args(const char *vm)
+{
+    JsonObject *args;
+
+    if (!vm) {
+        return NULL;
+    }
+    args = json_object_new();
+    json_object_set_string_member(args, "vm", vm);
+    return args;
+}
+
+/* Keep stdout clean for --json: progress then goes to a terminal only. */
+static FILE *progress_stream(struct cli *cli)
+{
+    if (!cli->json) {
+        return stdout;
+    }
+    return isatty(STDERR_FILENO) ? stderr : NULL;
+}
+
+/* Poll until a final status; the last result, or NULL with @err. */
+static JsonNode *poll_until_final(struct cli *cli, struct control_conn *c,
+                                  const char *vm, GError **err)
+{
+    g_autoptr(JsonObject) args = follow_vm_args(vm);
+    struct progress p;
+    JsonNode *stats = NULL;
+
+    progress_init(&p, progress_stream(cli));
+    for (;;) {
+        g_clear_pointer(&stats, json_node_unref);
+        stats = control_conn_execute(c, "query-migrate", args, err);
+        if (!stats) {
+            break;
+        }
+        progress_update(&p, stats);
+        if (migstats_is_final(migstats_status(stats))) {
+            break;
+        }
+        g_usleep(FOLLOW_POLL_MS * 1000);
+    }
+    progress_end(&p);
+    return stats;
+}
+
+static int outcome(struct cli *cli, JsonNode *stats, bool expect_migration)
+{
+    const char *status = migstats_status(stats);
+    const char *why = jsonq_string(stats, "error-desc");
+
+    if (!strcmp(status, "completed") ||
+        (!strcmp(status, "none") && !expect_migration)) {
+        return CLI_EXIT_OK;
+    }
+    if (!strcmp(status, "cancelled")) {
+        fprintf(stderr, CLI_PROG ": migration cancelled\n");
+    } else if (!strcmp(status, "none")) {
+        fprintf(stderr, CLI_PROG ": migration failed: postcopyd reports no "
+                                 "migration\n");
+    } else {
+        fprintf(stderr, CLI_PROG ": migration failed: %s\n",
+                why && *why ? why : "no reason given");
+    }
+    return CLI_EXIT_FAIL;
+}
+
+int follow_migration(struct cli *cli, struct control_conn *c, const char *vm,
+                     bool expect_migration)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(JsonNode) stats = poll_until_final(cli, c, vm, &err);
+
+    if (!stats) {
+        return cli_fail(cli, "lost track of the migration", err);
+    }
+    if (cli->json) {
+        cli_print_json(stats);
+    } else {
+        summary_print(stdout, stats);
+    }
+    return outcome(cli, stats, expect_migration);
+}

@@ -1,0 +1,119 @@
+/*
+ * main.c - postcopy-migrate: drive postcopyd from the command line.
+ *
+ *   postcopy-migrate [--socket PATH] COMMAND [OPTIONS]
+ *
+ * Global options come before the command (--socket is also accepted
+ * after it); each command parses its own options.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+const struct cli_command cli_commands[] = {
+    {"migrate", cmd_migrate,
+     "--vm NAME --to HOST[:PORT] [--mode MODE] [--json] [--no-wait]",
+     "Migrate a VM to the postcopyd at HOST and follow it to the end."},
+    {"status", cmd_status, "[--vm NAME] [--watch] [--json]",
+     "Show the state of the migration; --watch follows it live."},
+    {"cancel", cmd_simple, "[--vm NAME] [--json]",
+     "Cancel the migration (the source VM keeps running)."},
+    {"incoming", cmd_simple, "--vm NAME [--json]",
+     "Make this host's postcopyd wait for VM to be migrated in."},
+    {NULL},
+};
+
+static void print_top_usage(void)
+{
+    fprintf(stderr, "usage: " CLI_PROG " [--socket PATH] COMMAND [OPTIONS]\n"
+                    "commands:");
+    for (const struct cli_command *c = cli_commands; c->name; c++) {
+        fprintf(stderr, " %s", c->name);
+    }
+    fprintf(stderr, " (COMMAND --help for more)\n");
+}
+
+static int top_usage_error(const char *what, const char *arg)
+{
+    fprintf(stderr, CLI_PROG ": %s%s\n", what, arg ? arg : "");
+    print_top_usage();
+    return CLI_EXIT_USAGE;
+}
+
+static char *commands_help(void)
+{
+    GString *s = g_string_new("Commands:\n");
+
+    for (const struct cli_command *c = cli_commands; c->name; c++) {
+        g_string_append_printf(s, "  %-10s %s\n", c->name, c->summary);
+    }
+    return g_string_free(s, FALSE);
+}
+
+/* Parse the global options; leaves COMMAND [OPTIONS] in @args. */
+static bool parse_global(char **socket, GStrv *args, GError **err)
+{
+    const GOptionEntry entries[] = {
+        {"socket", 's', 0, G_OPTION_ARG_FILENAME, socket,
+         "Control socket of postcopyd (default " CLI_DEFAULT_SOCKET
+         ", or $" CLI_SOCKET_ENV ")",
+         "PATH"},
+        {NULL},
+    };
+    g_autoptr(GOptionContext) ctx = g_option_context_new("COMMAND [OPTIONS]");
+    g_autofree char *help = commands_help();
+
+    g_option_context_set_strict_posix(ctx, TRUE);
+    g_option_context_set_summary(ctx, "Drive the postcopyd migration daemon.");
+    g_option_context_set_description(ctx, help);
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    return g_option_context_parse_strv(ctx, args, err);
+}
+
+static const struct cli_command *find_command(const char *name)
+{
+    for (const struct cli_command *c = cli_commands; c->name; c++) {
+        if (!strcmp(c->name, name)) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static char *default_socket(void)
+{
+    const char *env = g_getenv(CLI_SOCKET_ENV);
+
+    return g_strdup(env && *env ? env : CLI_DEFAULT_SOCKET);
+}
+
+int main(int argc, char **argv)
+{
+    g_auto(GStrv) args = g_new0(char *, argc + 1);
+    g_autoptr(GError) err = NULL;
+    g_autofree char *socket = NULL;
+    const struct cli_command *cmd;
+    struct cli cli = {0};
+    int rc;
+
+    g_set_prgname(CLI_PROG);
+    for (int i = 0; i < argc; i++) {
+        args[i] = g_strdup(argv[i]);
+    }
+    if (!parse_global(&socket, &args, &err)) {
+        return top_usage_error(err->message, NULL);
+    }
+    if (!args[0] || !args[1]) {
+        return top_usage_error("missing command", NULL);
+    }
+    cmd = find_command(args[1]);
+    if (!cmd) {
+        return top_usage_error("unknown command: ", args[1]);
+    }
+    cli.socket = socket ? g_steal_pointer(&socket) : default_socket();
+    rc = cmd->run(&cli, cmd, g_strv_length(args) - 1, args + 1);
+    g_free(cli.socket);
+    return rc;
+}

@@ -1,0 +1,155 @@
+/* summary.c - see summary.h. */
+#include "summary.h"
+
+#include <string.h>
+
+#include "jsonq.h"
+#include "migstats.h"
+
+#define LABEL_WIDTH 19
+
+static void row(FILE *out, const char *label, const char *value)
+{
+    fprintf(out, "%-*s%s\n", LABEL_WIDTH, label, value);
+}
+
+static void row_ms(FILE *out, JsonNode *stats, const char *label,
+                   const char *path)
+{
+    g_autofree char *v = NULL;
+    double ms;
+
+    if (jsonq_double(stats, path, &ms) && ms >= 0) {
+        v = migstats_format_us(ms * 1000);
+        row(out, label, v);
+    }
+}
+
+static void row_int(FILE *out, JsonNode *stats, const char *label,
+                    const char *path)
+{
+    g_autofree char *v = NULL;
+    gint64 n;
+
+    if (jsonq_int(stats, path, &n)) {
+        v = g_strdup_printf("%" G_GINT64_FORMAT, n);
+        row(out, label, v);
+    }
+}
+
+static void ram_rows(FILE *out, JsonNode *stats)
+{
+    g_autoptr(GString) s = g_string_new(NULL);
+    gint64 moved, total, pages, zero;
+    double bps;
+
+    if (jsonq_int(stats, "ram.transferred", &moved)) {
+        g_autofree char *m = migstats_format_bytes(moved);
+
+        g_string_append(s, m);
+        if (jsonq_int(stats, "ram.total", &total)) {
+            g_autofree char *t = migstats_format_bytes(total);
+
+            g_string_append_printf(s, " of %s", t);
+        }
+        if (jsonq_int(stats, "ram.pages", &pages) &&
+            jsonq_int(stats, "ram.zero-pages", &zero)) {
+            g_string_append_printf(
+                s, " (%" G_GINT64_FORMAT " pages, %" G_GINT64_FORMAT " zero)",
+                pages, zero);
+        }
+        row(out, "RAM moved", s->str);
+    }
+    if (migstats_bytes_per_s(stats, &bps)) {
+        g_autofree char *r = migstats_format_rate(bps);
+
+        row(out, "throughput", r);
+    }
+    row_int(out, stats, "page size", "ram.page-size");
+    row_int(out, stats, "postcopy requests", "ram.postcopy-requests");
+}
+
+static void latency_rows(FILE *out, JsonNode *stats)
+{
+    static const char *const keys[] = {"p50-us", "p99-us", "max-us"};
+    static const char *const names[] = {"p50", "p99", "max"};
+    g_autoptr(GString) s = g_string_new(NULL);
+    JsonArray *hist = jsonq_array(stats, "fault-latency.histogram");
+
+    for (size_t i = 0; i < G_N_ELEMENTS(keys); i++) {
+        g_autofree char *path = g_strconcat("fault-latency.", keys[i], NULL);
+        g_autofree char *v = NULL;
+        double us;
+
+        if (jsonq_double(stats, path, &us)) {
+            v = migstats_format_us(us);
+            g_string_append_printf(s, "%s%s %s", s->len ? ", " : "", names[i],
+                                   v);
+        }
+    }
+    if (s->len) {
+        row(out, "fault latency", s->str);
+    }
+    g_string_truncate(s, 0);
+    for (guint i = 0; hist && i < json_array_get_length(hist); i++) {
+        JsonNode *b = json_array_get_element(hist, i);
+        g_autofree char *le = NULL;
+        gint64 count;
+        double us;
+
+        if (jsonq_double(b, "le-us", &us) && jsonq_int(b, "count", &count)) {
+            le = migstats_format_us(us);
+            g_string_append_printf(s, "%s<=%s: %" G_GINT64_FORMAT,
+                                   s->len ? ", " : "", le, count);
+        }
+    }
+    if (s->len) {
+        row(out, "latency histogram", s->str);
+    }
+}
+
+static void blocktime_rows(FILE *out, JsonNode *stats)
+{
+    JsonArray *vcpus = jsonq_array(stats, "vcpu-blocktime");
+    const char *label = "vCPU blocktime";
+
+    for (guint i = 0; vcpus && i < json_array_get_length(vcpus); i++) {
+        JsonNode *v = json_array_get_element(vcpus, i);
+        g_autoptr(GString) s = g_string_new(NULL);
+        g_autofree char *t = NULL;
+        gint64 tid, faults;
+        double ms;
+
+        if (!jsonq_int(v, "tid", &tid) || !jsonq_double(v, "blocked-ms", &ms)) {
+            continue;
+        }
+        t = migstats_format_us(ms * 1000);
+        g_string_printf(s, "tid %" G_GINT64_FORMAT ": %s", tid, t);
+        if (jsonq_int(v, "faults", &faults)) {
+            g_string_append_printf(s, " (%" G_GINT64_FORMAT " faults)", faults);
+        }
+        row(out, label, s->str);
+        label = "";
+    }
+}
+
+void summary_print(FILE *out, JsonNode *stats)
+{
+    const char *status = migstats_status(stats);
+    const char *why = jsonq_string(stats, "error-desc");
+
+    row(out, "status", status);
+    if (why) {
+        row(out, "error", why);
+    }
+    row_ms(out, stats, "total time", "total-time");
+    row_ms(out, stats, "setup time", "setup-time");
+    row_ms(out, stats, "downtime", "downtime");
+    if (!migstats_is_final(status)) {
+        row_ms(out, stats, "expected downtime", "expected-downtime");
+    }
+    ram_rows(out, stats);
+    latency_rows(out, stats);
+    blocktime_rows(out, stats);
+    fflush(out);
+}
