@@ -1,0 +1,329 @@
+/* daemon.c - see daemon.h. */
+#include "daemon.h"
+
+#include <errno.h>
+#include <gio/gio.h>
+#include <glib-unix.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "unix_listen.h"
+
+#define HELLO_TIMEOUT_MS 10000
+
+bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
+{
+    memset(d, 0, sizeof(*d));
+    d->cfg = cfg;
+    d->attach_fd = -1;
+    g_mutex_init(&d->lock);
+    d->vms = g_ptr_array_new();
+    d->migrations = g_ptr_array_new();
+    d->transport = transport_tcp();
+    transport_options_init(&d->topts);
+    if (g_mkdir_with_parents(cfg->state_dir, 0700)) {
+        g_set_error(err, G_IO_ERROR, g_io_error_from_errno(errno),
+                    "cannot create state dir %s: %s", cfg->state_dir,
+                    g_strerror(errno));
+        return false;
+    }
+    return uffd_probe(&d->caps, err);
+}
+
+static void vm_entry_free(struct vm_entry *vm)
+{
+    attach_info_clear(&vm->info);
+    if (vm->sock >= 0) {
+        close(vm->sock);
+    }
+    g_free(vm);
+}
+
+/* A VMM whose attach socket closed is gone: forget it unless held. */
+static void reap_dead_vms(struct daemon *d)
+{
+    for (guint i = 0; i < d->vms->len;) {
+        struct vm_entry *vm = d->vms->pdata[i];
+        struct pollfd p = {.fd = vm->sock, .events = POLLIN};
+
+        if (!vm->busy && poll(&p, 1, 0) == 1 &&
+            (p.revents & (POLLHUP | POLLERR))) {
+            g_message("vm %s: attach socket closed, forgetting it",
+                      vm->info.vm_name);
+            g_ptr_array_remove_index(d->vms, i);
+            vm_entry_free(vm);
+            continue;
+        }
+        i++;
+    }
+}
+
+static gpointer attach_thread(gpointer opaque)
+{
+    struct daemon *d = opaque;
+
+    for (;;) {
+        g_autoptr(GError) err = NULL;
+        struct vm_entry *vm;
+        struct pollfd p = {.fd = d->attach_fd, .events = POLLIN};
+        int sock;
+
+        if (poll(&p, 1, -1) < 0 && errno != EINTR) {
+            break;
+        }
+        if (d->stopping) {
+            break;
+        }
+        sock = accept4(d->attach_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (sock < 0) {
+            if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN) {
+                continue;
+            }
+            g_warning("attach socket: accept: %s", g_strerror(errno));
+            break;
+        }
+        /* The VMM channel is blocking; the listener may not be. */
+        g_unix_set_fd_nonblocking(sock, FALSE, NULL);
+        vm = g_new0(struct vm_entry, 1);
+        vm->sock = sock;
+        attach_info_init(&vm->info);
+        if (!attach_recv(sock, &vm->info, &err)) {
+            g_warning("attach: %s", err->message);
+            vm_entry_free(vm);
+            continue;
+        }
+        vm->api_done = vm->info.uffd_features != 0;
+        vmm_init(&vm->vmm, sock);
+        g_message("vm %s: attached, pid %d, %zu region(s), %" G_GUINT64_FORMAT
+                  " MiB%s",
+                  vm->info.vm_name, vm->info.pid, vm->info.regions.n,
+                  region_table_bytes(&vm->info.regions) >> 20,
+                  vm->info.incoming ? ", incoming" : "");
+        g_mutex_lock(&d->lock);
+        reap_dead_vms(d);
+        g_ptr_array_add(d->vms, vm);
+        g_mutex_unlock(&d->lock);
+    }
+    return NULL;
+}
+
+static bool hello_channel_kind(const Postcopy__Peer__Hello *h,
+                               enum channel_kind *kind)
+{
+    switch (h->channel) {
+    case POSTCOPY__PEER__CHANNEL_KIND__CHANNEL_KIND_CONTROL:
+        *kind = CHANNEL_CONTROL;
+        return true;
+    case POSTCOPY__PEER__CHANNEL_KIND__CHANNEL_KIND_URGENT:
+        *kind = CHANNEL_URGENT;
+        return true;
+    case POSTCOPY__PEER__CHANNEL_KIND__CHANNEL_KIND_BULK:
+        *kind = CHANNEL_BULK;
+        return true;
+    default:
+        return false;
+    }
+}
+
+struct peer_conn {
+    struct daemon *d;
+    struct channel *ch;
+};
+
+/* Read a new connection's Hello off the accept thread, then route it. */
+static gpointer peer_conn_thread(gpointer opaque)
+{
+    struct peer_conn *pc = opaque;
+    g_autoptr(GError) err = NULL;
+    PeerMessage *msg = NULL;
+    enum channel_kind kind;
+
+    channel_set_timeout(pc->ch, HELLO_TIMEOUT_MS, NULL);
+    msg = channel_recv_msg(pc->ch, &err);
+    if (!msg) {
+        g_warning("peer %s: %s", channel_peer(pc->ch), err->message);
+        goto drop;
+    }
+    if (msg->msg_case != POSTCOPY__PEER__PEER_MESSAGE__MSG_HELLO ||
+        !hello_channel_kind(msg->hello, &kind)) {
+        g_warning("peer %s: expected a Hello naming its channel, got %s",
+                  channel_peer(pc->ch), peer_message_name(msg));
+        goto drop;
+    }
+    if (!channel_set_kind(pc->ch, kind, msg->hello->stream, &err)) {
+        g_warning("peer %s: %s", channel_peer(pc->ch), err->message);
+        goto drop;
+    }
+    channel_set_timeout(pc->ch, 0, NULL);
+    if (kind == CHANNEL_CONTROL) {
+        dest_accept_control(pc->d, pc->ch, msg);
+    } else {
+        dest_accept_data(pc->d, pc->ch, msg);
+    }
+    g_free(pc);
+    return NULL;
+drop:
+    if (msg) {
+        peer_message_free(msg);
+    }
+    channel_close(pc->ch);
+    g_free(pc);
+    return NULL;
+}
+
+static gpointer peer_accept_thread(gpointer opaque)
+{
+    struct daemon *d = opaque;
+
+    for (;;) {
+        g_autoptr(GError) err = NULL;
+        struct channel *ch = listener_accept(d->peer, &err);
+        struct peer_conn *pc;
+
+        if (!ch) {
+            if (d->stopping) {
+                break;
+            }
+            g_warning("peer accept: %s", err->message);
+            g_usleep(100000);
+            continue;
+        }
+        pc = g_new0(struct peer_conn, 1);
+        pc->d = d;
+        pc->ch = ch;
+        g_thread_unref(g_thread_new("peer-conn", peer_conn_thread, pc));
+    }
+    return NULL;
+}
+
+bool daemon_start_listeners(struct daemon *d, GError **err)
+{
+    d->attach_fd = unix_listen(d->cfg->attach_socket, 0600, NULL, err);
+    if (d->attach_fd < 0) {
+        return false;
+    }
+    d->peer = transport_listen(d->transport, d->cfg->listen, &d->topts, err);
+    if (!d->peer) {
+        return false;
+    }
+    g_message("listening for peers on %s (%s), VMMs on %s",
+              listener_address(d->peer), transport_name(d->transport),
+              d->cfg->attach_socket);
+    g_thread_unref(g_thread_new("attach", attach_thread, d));
+    g_thread_unref(g_thread_new("peer-accept", peer_accept_thread, d));
+    return true;
+}
+
+void daemon_shutdown(struct daemon *d)
+{
+    d->stopping = true;
+    if (d->attach_fd >= 0) {
+        shutdown(d->attach_fd, SHUT_RDWR);
+    }
+    unlink(d->cfg->attach_socket);
+}
+
+struct vm_entry *daemon_take_vm(struct daemon *d, const char *name,
+                                bool incoming, GError **err)
+{
+    struct vm_entry *found = NULL;
+    bool busy = false;
+
+    g_mutex_lock(&d->lock);
+    reap_dead_vms(d);
+    for (guint i = d->vms->len; i-- > 0;) {
+        struct vm_entry *vm = d->vms->pdata[i];
+
+        if (strcmp(vm->info.vm_name, name) || vm->info.incoming != incoming) {
+            continue;
+        }
+        if (vm->busy) {
+            busy = true;
+            continue;
+        }
+        vm->busy = true;
+        found = vm;
+        break;
+    }
+    g_mutex_unlock(&d->lock);
+    if (!found) {
+        g_set_error(
+            err, CONTROL_ERROR,
+            busy ? CONTROL_ERROR_GENERIC : CONTROL_ERROR_DEVICE_NOT_FOUND,
+            busy ? "VM '%s' is already migrating"
+                 : "no %sVM named '%s' is attached to this daemon",
+            busy ? name : (incoming ? "incoming " : ""), busy ? "" : name);
+    }
+    return found;
+}
+
+void daemon_release_vm(struct daemon *d, struct vm_entry *vm)
+{
+    g_mutex_lock(&d->lock);
+    vm->busy = false;
+    g_mutex_unlock(&d->lock);
+}
+
+void daemon_add_migration(struct daemon *d, struct migration *m)
+{
+    g_mutex_lock(&d->lock);
+    g_ptr_array_add(d->migrations, m);
+    g_mutex_unlock(&d->lock);
+}
+
+struct migration *daemon_find_migration(struct daemon *d, const char *name)
+{
+    struct migration *found = NULL;
+
+    g_mutex_lock(&d->lock);
+    for (guint i = d->migrations->len; i-- > 0 && !found;) {
+        struct migration *m = d->migrations->pdata[i];
+
+        if (!name || !strcmp(m->vm_name, name)) {
+            found = m;
+        }
+    }
+    g_mutex_unlock(&d->lock);
+    return found;
+}
+
+struct migration *daemon_find_migration_id(struct daemon *d,
+                                           const uint8_t id[16])
+{
+    struct migration *found = NULL;
+
+    g_mutex_lock(&d->lock);
+    for (guint i = d->migrations->len; i-- > 0 && !found;) {
+        struct migration *m = d->migrations->pdata[i];
+
+        if (m->role == ROLE_DESTINATION && !memcmp(m->id_bytes, id, 16)) {
+            found = m;
+        }
+    }
+    g_mutex_unlock(&d->lock);
+    return found;
+}
+
+void daemon_emit_status(struct daemon *d, struct migration *m)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+
+    if (!d->control) {
+        return;
+    }
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "status");
+    json_builder_add_string_value(b,
+                                  migration_status_name(migration_status(m)));
+    json_builder_set_member_name(b, "vm");
+    json_builder_add_string_value(b, m->vm_name);
+    json_builder_set_member_name(b, "role");
+    json_builder_add_string_value(b, m->role == ROLE_SOURCE ? "source"
+                                                            : "destination");
+    json_builder_end_object(b);
+    control_server_emit_event(d->control, "MIGRATION",
+                              json_builder_get_root(b));
+}

@@ -1,0 +1,75 @@
+/*
+ * daemon.h - the daemon's shared state: the VMMs attached to it, the
+ * migrations it runs, and the sockets it serves (attach, peer, control).
+ *
+ * Contract: struct daemon is shared by the main loop (control socket), the
+ * attach and peer accept threads and the migration threads; everything in
+ * it that changes after start-up is guarded by d->lock, held only for
+ * lookups and flag flips, never across I/O.  A VMM taken for a migration
+ * (daemon_take_vm) belongs to that migration until daemon_release_vm.
+ */
+#ifndef POSTCOPYD_DAEMON_H
+#define POSTCOPYD_DAEMON_H
+
+#include <stdbool.h>
+#include <glib.h>
+
+#include "attach.h"
+#include "config.h"
+#include "control.h"
+#include "migration.h"
+#include "transport.h"
+#include "uffd.h"
+#include "vmm.h"
+
+/* One attached VMM. */
+struct vm_entry {
+    struct attach_info info;
+    int sock;       /* the attach socket: the VMM's command channel */
+    struct vmm vmm; /* used only by the migration that holds the VM */
+    bool busy;      /* held by a migration */
+    bool api_done;  /* UFFDIO_API already done on info.uffd */
+};
+
+struct daemon {
+    struct postcopyd_config *cfg;
+    struct uffd_caps caps;
+    const struct transport *transport;
+    struct transport_options topts;
+    struct control_server *control;
+    struct listener *peer;
+    int attach_fd;
+    GMutex lock;
+    GPtrArray *vms;        /* struct vm_entry *, guarded by lock */
+    GPtrArray *migrations; /* struct migration *, newest last, by lock */
+    bool stopping;
+};
+
+bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err);
+/* Start the attach and peer accept threads. */
+bool daemon_start_listeners(struct daemon *d, GError **err);
+void daemon_shutdown(struct daemon *d);
+
+/* Hold the VMM named @name for a migration (destination: @incoming). */
+struct vm_entry *daemon_take_vm(struct daemon *d, const char *name,
+                                bool incoming, GError **err);
+void daemon_release_vm(struct daemon *d, struct vm_entry *vm);
+void daemon_add_migration(struct daemon *d, struct migration *m);
+/* The newest migration, of VM @name if not NULL; NULL if none. */
+struct migration *daemon_find_migration(struct daemon *d, const char *name);
+/* The destination migration with that id, waiting for its channels. */
+struct migration *daemon_find_migration_id(struct daemon *d,
+                                           const uint8_t id[16]);
+/* A MIGRATION event for @m's new status (any thread). */
+void daemon_emit_status(struct daemon *d, struct migration *m);
+
+/* Destination role (dest.c): a control channel whose Hello was read. */
+void dest_accept_control(struct daemon *d, struct channel *ch,
+                         PeerMessage *hello);
+/* A data channel for an existing destination migration. */
+void dest_accept_data(struct daemon *d, struct channel *ch, PeerMessage *hello);
+
+/* The control socket's command table (control_cmds.c). */
+extern const struct control_command daemon_commands[];
+
+#endif /* POSTCOPYD_DAEMON_H */

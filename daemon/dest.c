@@ -1,0 +1,689 @@
+/*
+ * dest.c - the destination role.  Threads of one migration:
+ *  - the session thread: Hello, Layout check, uffd set-up, Switchover
+ *    (resume the VMM), then waits until every page is installed;
+ *  - the fault thread: reads the VMM's uffd, and for each missing page
+ *    sends one request on the urgent channel (page_state dedupes);
+ *  - two receivers (urgent, bulk): take page frames, claim the pages in
+ *    the page state table, install them (COPY / ZEROPAGE, or page cache +
+ *    CONTINUE), and drop data for pages already installed.
+ * They share struct dest_session: the page state table decides who may
+ * touch a page; everything else in it is set before the threads start.
+ */
+#include "migration.h"
+
+#include <errno.h>
+#include <gio/gio.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backing.h"
+#include "daemon.h"
+#include "frame.h"
+#include "page_state.h"
+
+#define CHANNEL_WAIT_US (10 * G_USEC_PER_SEC)
+#define FAULT_BATCH     64
+
+struct dest_session {
+    struct migration *m;
+    struct region_table *regions;
+    struct frame_region_limits limits[REGION_MAX];
+    struct channel *control, *urgent, *bulk; /* by m->lock until running */
+    struct uffd u;
+    struct page_state_table *pst;
+    char *pst_path;
+    GThread *fault_thread, *urgent_thread, *bulk_thread;
+    atomic_bool stop;
+    atomic_uint next_seq;
+    atomic_uint outstanding; /* faults begun in blocktime, not ended */
+};
+
+static void send_error(struct channel *ch, Postcopy__Peer__ErrorCode code,
+                       const char *text)
+{
+    Postcopy__Peer__Error e = POSTCOPY__PEER__ERROR__INIT;
+    PeerMessage msg = POSTCOPY__PEER__PEER_MESSAGE__INIT;
+
+    e.code = code;
+    e.message = (char *)text;
+    msg.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_ERROR;
+    msg.error = &e;
+    channel_send_msg(ch, &msg, NULL);
+}
+
+static bool send_hello_reply(struct channel *ch, const char *error,
+                             GError **err)
+{
+    Postcopy__Peer__HelloReply r = POSTCOPY__PEER__HELLO_REPLY__INIT;
+    PeerMessage msg = POSTCOPY__PEER__PEER_MESSAGE__INIT;
+
+    r.ok = error == NULL;
+    r.error = (char *)(error ? error : "");
+    r.version = PEER_PROTOCOL_VERSION;
+    msg.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_HELLO_REPLY;
+    msg.hello_reply = &r;
+    return channel_send_msg(ch, &msg, err);
+}
+
+static void dest_fail(struct dest_session *s, const char *fmt, ...)
+    G_GNUC_PRINTF(2, 3);
+
+/*
+ * After the VMM resumed here, its missing pages exist only at the source:
+ * the migration stops but nothing is discarded (guest blocks on them).
+ */
+static void dest_fail(struct dest_session *s, const char *fmt, ...)
+{
+    g_autofree char *msg = NULL;
+    va_list ap;
+
+    va_start(ap, fmt);
+    msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    migration_fail(s->m, MIG_FAILED, "%s", msg);
+    if (s->control) {
+        send_error(s->control, POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_PROTOCOL,
+                   msg);
+    }
+    atomic_store(&s->stop, true);
+    g_mutex_lock(&s->m->lock);
+    g_cond_broadcast(&s->m->cond);
+    g_mutex_unlock(&s->m->lock);
+}
+
+/* ---- installing ---- */
+
+static void end_faults(struct dest_session *s, const struct region *r,
+                       uint64_t first, uint64_t n)
+{
+    uint64_t now = g_get_monotonic_time() * 1000;
+
+    if (!atomic_load(&s->outstanding)) {
+        return;
+    }
+    for (uint64_t p = first; p < first + n; p++) {
+        unsigned ended = blocktime_fault_end(s->m->blocktime,
+                                             r->base + p * r->page_size, now);
+
+        if (ended) {
+            atomic_fetch_sub(&s->outstanding, ended);
+        }
+    }
+}
+
+static void signal_if_done(struct dest_session *s)
+{
+    if (page_state_all_installed(s->pst)) {
+        g_mutex_lock(&s->m->lock);
+        g_cond_broadcast(&s->m->cond);
+        g_mutex_unlock(&s->m->lock);
+    }
+}
+
+/*
+ * Install @n pages of region @r from page @first: @data (NULL: zeroes).
+ * Only pages this thread claims are written; the rest are installed
+ * already, or being installed by another thread, and their data dropped.
+ */
+static bool install_pages(struct dest_session *s, const struct region *r,
+                          uint64_t first, uint64_t n, const uint8_t *data)
+{
+    const unsigned from = PAGE_MASK(PAGE_ABSENT) | PAGE_MASK(PAGE_STALE) |
+                          PAGE_MASK(PAGE_REQUESTED) | PAGE_MASK(PAGE_CURRENT);
+    uint64_t pos = first, end = first + n, claimed = 0;
+    struct page_run run;
+
+    while (page_state_claim_run(s->pst, r->id, &pos, end, from, &run)) {
+        const uint8_t *src =
+            data ? data + (run.first - first) * r->page_size : NULL;
+        int ret = backing_install(&s->u, r, r->base + run.first * r->page_size,
+                                  src, run.npages * r->page_size, 0, NULL);
+
+        if (ret < 0) {
+            for (uint64_t p = run.first; p < run.first + run.npages; p++) {
+                page_state_abort_install(s->pst, r->id, p);
+            }
+            dest_fail(s,
+                      "installing %" G_GUINT64_FORMAT
+                      " page(s) at 0x%" G_GINT64_MODIFIER "x: %s",
+                      run.npages, r->base + run.first * r->page_size,
+                      g_strerror(-ret));
+            return false;
+        }
+        page_state_finish_run(s->pst, r->id, &run);
+        end_faults(s, r, run.first, run.npages);
+        claimed += run.npages;
+    }
+    atomic_fetch_add(&s->m->stats.pages_installed, claimed);
+    atomic_fetch_add(&s->m->stats.pages_dropped, n - claimed);
+    signal_if_done(s);
+    return true;
+}
+
+static bool receive_frame(struct dest_session *s, struct channel *ch,
+                          uint8_t *buf, GError **err)
+{
+    struct frame_hdr h;
+    const struct region *r;
+
+    if (!channel_recv_hdr(ch, &h, err)) {
+        return false;
+    }
+    switch (h.type) {
+    case FRAME_KEEPALIVE:
+    case FRAME_SYNC:
+        return true;
+    case FRAME_PAGE:
+    case FRAME_PAGE_ZERO:
+        break;
+    default:
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                    "%s channel: unexpected %s frame",
+                    channel_kind_name(channel_kind(ch)),
+                    frame_type_name(h.type));
+        return false;
+    }
+    /* Every check before a byte of guest memory is touched. */
+    if (!frame_check_page(&h, s->limits, s->regions->n, err)) {
+        return false;
+    }
+    r = &s->regions->regions[h.region];
+    if (h.type == FRAME_PAGE_ZERO) {
+        atomic_fetch_add(&s->m->stats.zero_pages, h.count);
+        return install_pages(s, r, h.offset / r->page_size, h.count, NULL);
+    }
+    if (h.flags & FRAME_F_MORE) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                    "chunked huge pages are not supported yet");
+        return false;
+    }
+    if (!channel_recv_payload(ch, buf, h.len, err)) {
+        return false;
+    }
+    atomic_fetch_add(&s->m->stats.bytes_sent, h.len);
+    atomic_fetch_add(&s->m->stats.pages_sent, h.len / r->page_size);
+    return install_pages(s, r, h.offset / r->page_size, h.len / r->page_size,
+                         buf);
+}
+
+struct receiver {
+    struct dest_session *s;
+    struct channel *ch;
+};
+
+static gpointer receive_loop(gpointer opaque)
+{
+    struct receiver *rc = opaque;
+    struct dest_session *s = rc->s;
+    g_autofree uint8_t *buf = g_malloc(FRAME_MAX_PAYLOAD);
+
+    while (!atomic_load(&s->stop) && !page_state_all_installed(s->pst)) {
+        g_autoptr(GError) err = NULL;
+
+        if (!receive_frame(s, rc->ch, buf, &err)) {
+            if (!atomic_load(&s->stop) && err) {
+                dest_fail(s, "%s", err->message);
+            }
+            break;
+        }
+    }
+    g_free(rc);
+    return NULL;
+}
+
+/* ---- faults ---- */
+
+static void request_page(struct dest_session *s, const struct region *r,
+                         uint64_t page)
+{
+    g_autoptr(GError) err = NULL;
+    struct frame_hdr h = {
+        .type = FRAME_PAGE_REQ,
+        .region = r->id,
+        .offset = page * r->page_size,
+        .count = 1,
+        .seq = atomic_fetch_add(&s->next_seq, 1),
+    };
+
+    atomic_fetch_add(&s->m->stats.postcopy_requests, 1);
+    if (!channel_send_frame(s->urgent, &h, NULL, 0, &err) &&
+        !atomic_load(&s->stop)) {
+        dest_fail(s, "%s", err->message);
+    }
+}
+
+static void handle_fault(struct dest_session *s, const struct uffd_msg *msg)
+{
+    uint64_t addr = msg->arg.pagefault.address;
+    const struct region *r = region_table_lookup(s->regions, addr);
+    uint64_t page, page_addr;
+    int ret;
+
+    if (!r) {
+        g_warning("migration %s: fault at 0x%" G_GINT64_MODIFIER
+                  "x outside guest RAM",
+                  s->m->id, addr);
+        return;
+    }
+    atomic_fetch_add(&s->m->stats.faults, 1);
+    page = region_page_index(r, addr);
+    page_addr = r->base + page * r->page_size;
+    blocktime_fault_begin(s->m->blocktime, msg->arg.pagefault.feat.ptid,
+                          page_addr, g_get_monotonic_time() * 1000);
+    atomic_fetch_add(&s->outstanding, 1);
+    switch (page_state_fault(s->pst, r->id, page)) {
+    case PAGE_DO_REQUEST:
+        request_page(s, r, page);
+        break;
+    case PAGE_DO_INSTALL: /* current in the page cache: no network */
+        ret = uffd_continue(&s->u, page_addr, r->page_size, r->page_size, 0,
+                            NULL);
+        if (ret < 0) {
+            page_state_abort_install(s->pst, r->id, page);
+            dest_fail(s, "CONTINUE at 0x%" G_GINT64_MODIFIER "x: %s", page_addr,
+                      g_strerror(-ret));
+            return;
+        }
+        page_state_finish_install(s->pst, r->id, page);
+        atomic_fetch_add(&s->m->stats.pages_installed, 1);
+        end_faults(s, r, page, 1);
+        signal_if_done(s);
+        break;
+    case PAGE_WAKE: /* installed between the fault and now */
+        uffd_wake(&s->u, page_addr, r->page_size);
+        end_faults(s, r, page, 1);
+        break;
+    default: /* requested or being installed: its installer wakes it */
+        break;
+    }
+}
+
+static gpointer fault_thread(gpointer opaque)
+{
+    struct dest_session *s = opaque;
+    struct uffd_msg msgs[FAULT_BATCH];
+
+    while (!atomic_load(&s->stop)) {
+        int n = uffd_poll(&s->u, 100);
+
+        if (n < 0) {
+            dest_fail(s, "polling the VMM's uffd: %s", g_strerror(-n));
+            break;
+        }
+        if (n == 0) {
+            continue;
+        }
+        n = uffd_read_msgs(&s->u, msgs, FAULT_BATCH);
+        for (int i = 0; i < n; i++) {
+            if (msgs[i].event == UFFD_EVENT_PAGEFAULT) {
+                handle_fault(s, &msgs[i]);
+            }
+        }
+    }
+    return NULL;
+}
+
+/* ---- session ---- */
+
+static const char *layout_mismatch(struct dest_session *s,
+                                   const Postcopy__Peer__Layout *l, char *buf,
+                                   size_t len)
+{
+    if (l->n_regions != s->regions->n) {
+        snprintf(buf, len, "the source has %zu region(s), the VMM %zu",
+                 l->n_regions, s->regions->n);
+        return buf;
+    }
+    for (size_t i = 0; i < l->n_regions; i++) {
+        const Postcopy__Peer__RegionLayout *rl = l->regions[i];
+        const struct region *r = &s->regions->regions[i];
+
+        if (rl->index != i || rl->size != r->size ||
+            rl->page_size != r->page_size || (int)rl->backing != (int)r->kind) {
+            snprintf(buf, len,
+                     "region %zu: source has %" G_GUINT64_FORMAT
+                     " bytes of %" G_GUINT64_FORMAT "-byte %s pages, the VMM "
+                     "%" G_GUINT64_FORMAT " bytes of %" G_GUINT64_FORMAT
+                     "-byte %s pages",
+                     i, rl->size, rl->page_size,
+                     backing_kind_name((enum backing_kind)rl->backing), r->size,
+                     r->page_size, backing_kind_name(r->kind));
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+static bool check_layout(struct dest_session *s, GError **err)
+{
+    Postcopy__Peer__LayoutReply lr = POSTCOPY__PEER__LAYOUT_REPLY__INIT;
+    PeerMessage reply = POSTCOPY__PEER__PEER_MESSAGE__INIT;
+    g_autoptr(PeerMessage) msg = channel_recv_msg(s->control, err);
+    const char *why;
+    char buf[256];
+
+    if (!msg) {
+        return false;
+    }
+    if (msg->msg_case != POSTCOPY__PEER__PEER_MESSAGE__MSG_LAYOUT) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                    "expected the layout, got %s", peer_message_name(msg));
+        return false;
+    }
+    why = layout_mismatch(s, msg->layout, buf, sizeof(buf));
+    lr.ok = why == NULL;
+    lr.error = (char *)(why ? why : "");
+    reply.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_LAYOUT_REPLY;
+    reply.layout_reply = &lr;
+    if (!channel_send_msg(s->control, &reply, err)) {
+        return false;
+    }
+    if (why) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                    "layout refused: %s", why);
+        return false;
+    }
+    return true;
+}
+
+/* Take the VMM's uffd, register its RAM, create the page state table. */
+static bool setup_uffd(struct dest_session *s, GError **err)
+{
+    struct vm_entry *vm = s->m->vm;
+    struct page_state_layout layout;
+    uint64_t features = UFFD_FEATURE_THREAD_ID;
+
+    for (size_t i = 0; i < s->regions->n; i++) {
+        features |= backing_ops_get(s->regions->regions[i].kind)->dest_features;
+    }
+    if (vm->api_done) {
+        memset(&s->u, 0, sizeof(s->u));
+        s->u.fd = vm->info.uffd;
+        s->u.features = vm->info.uffd_features;
+    } else if (!uffd_api(vm->info.uffd, features, &s->m->daemon->caps, &s->u,
+                         NULL, err)) {
+        return false;
+    } else {
+        vm->api_done = true;
+        vm->info.uffd_features = s->u.features;
+    }
+    for (size_t i = 0; i < s->regions->n; i++) {
+        struct region *r = &s->regions->regions[i];
+
+        if (!region_map_alias(r, err) ||
+            !uffd_register(&s->u, r->base, r->size,
+                           backing_ops_get(r->kind)->dest_register_mode, NULL,
+                           err)) {
+            return false;
+        }
+        s->limits[i].size = r->size;
+        s->limits[i].page_size = r->page_size;
+        atomic_fetch_add(&s->m->stats.pages_total, region_pages(r));
+    }
+    if (!page_state_layout_init(&layout, s->m->id, s->regions, err)) {
+        return false;
+    }
+    s->pst_path =
+        g_strdup_printf("%s/%s.pages", s->m->daemon->cfg->state_dir, s->m->id);
+    s->pst = page_state_create(s->pst_path, &layout, err);
+    return s->pst != NULL;
+}
+
+static bool wait_data_channels(struct dest_session *s, GError **err)
+{
+    int64_t deadline = g_get_monotonic_time() + CHANNEL_WAIT_US;
+    bool ok = true;
+
+    g_mutex_lock(&s->m->lock);
+    while (!(s->urgent && s->bulk) && ok) {
+        ok = g_cond_wait_until(&s->m->cond, &s->m->lock, deadline);
+    }
+    g_mutex_unlock(&s->m->lock);
+    if (!ok) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                    "the source did not open its data channels");
+    }
+    return ok;
+}
+
+static bool do_switchover(struct dest_session *s, GError **err)
+{
+    Postcopy__Peer__SwitchoverReply sr = POSTCOPY__PEER__SWITCHOVER_REPLY__INIT;
+    PeerMessage reply = POSTCOPY__PEER__PEER_MESSAGE__INIT;
+    g_autoptr(PeerMessage) msg = channel_recv_msg(s->control, err);
+    g_autoptr(GError) rerr = NULL;
+
+    if (!msg) {
+        return false;
+    }
+    if (msg->msg_case != POSTCOPY__PEER__PEER_MESSAGE__MSG_SWITCHOVER) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                    "expected the switchover, got %s", peer_message_name(msg));
+        return false;
+    }
+    migration_set_status(s->m, MIG_SETUP, MIG_DEVICE);
+    sr.ok = vmm_resume(&s->m->vm->vmm, msg->switchover->device_state.data,
+                       msg->switchover->device_state.len, &rerr);
+    sr.error = sr.ok ? "" : rerr->message;
+    reply.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_SWITCHOVER_REPLY;
+    reply.switchover_reply = &sr;
+    if (!channel_send_msg(s->control, &reply, err)) {
+        return false;
+    }
+    if (!sr.ok) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
+                    "the VMM refused to resume: %s", rerr->message);
+        return false;
+    }
+    atomic_store(&s->m->stats.resume_us, migration_now_us());
+    return migration_set_status(s->m, MIG_DEVICE, MIG_POSTCOPY_ACTIVE);
+}
+
+static void start_threads(struct dest_session *s)
+{
+    struct receiver *ru = g_new0(struct receiver, 1);
+    struct receiver *rb = g_new0(struct receiver, 1);
+
+    ru->s = rb->s = s;
+    ru->ch = s->urgent;
+    rb->ch = s->bulk;
+    s->fault_thread = g_thread_new("dst-faults", fault_thread, s);
+    s->urgent_thread = g_thread_new("dst-urgent", receive_loop, ru);
+    s->bulk_thread = g_thread_new("dst-bulk", receive_loop, rb);
+}
+
+static void wait_all_installed(struct dest_session *s)
+{
+    g_mutex_lock(&s->m->lock);
+    while (!page_state_all_installed(s->pst) && !atomic_load(&s->stop)) {
+        g_cond_wait(&s->m->cond, &s->m->lock);
+    }
+    g_mutex_unlock(&s->m->lock);
+}
+
+/* Every page is in place: the guest runs at native speed from now on. */
+static void complete(struct dest_session *s)
+{
+    Postcopy__Peer__Complete c = POSTCOPY__PEER__COMPLETE__INIT;
+    PeerMessage msg = POSTCOPY__PEER__PEER_MESSAGE__INIT;
+    g_autoptr(GError) err = NULL;
+
+    for (size_t i = 0; i < s->regions->n; i++) {
+        const struct region *r = &s->regions->regions[i];
+
+        if (!uffd_unregister(&s->u, r->base, r->size, &err)) {
+            g_warning("migration %s: %s", s->m->id, err->message);
+            g_clear_error(&err);
+        }
+    }
+    c.pages_installed = atomic_load(&s->m->stats.pages_installed);
+    c.pages_requested = atomic_load(&s->m->stats.postcopy_requests);
+    msg.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_COMPLETE;
+    msg.complete = &c;
+    if (!channel_send_msg(s->control, &msg, &err)) {
+        g_warning("migration %s: %s", s->m->id, err->message);
+    }
+    unlink(s->pst_path);
+    s->m->vm->info.incoming = false; /* it may migrate on from here */
+    migration_set_status(s->m, MIG_POSTCOPY_ACTIVE, MIG_COMPLETED);
+}
+
+static void stop_threads(struct dest_session *s)
+{
+    struct channel *chs[] = {s->urgent, s->bulk, s->control};
+
+    atomic_store(&s->stop, true);
+    for (size_t i = 0; i < G_N_ELEMENTS(chs); i++) {
+        if (chs[i]) {
+            channel_shutdown(chs[i]);
+        }
+    }
+    if (s->fault_thread) {
+        g_thread_join(s->fault_thread);
+    }
+    if (s->urgent_thread) {
+        g_thread_join(s->urgent_thread);
+    }
+    if (s->bulk_thread) {
+        g_thread_join(s->bulk_thread);
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(chs); i++) {
+        if (chs[i]) {
+            channel_close(chs[i]);
+        }
+    }
+    if (s->pst) {
+        page_state_close(s->pst);
+    }
+}
+
+static gpointer dest_thread(gpointer opaque)
+{
+    struct dest_session *s = opaque;
+    struct migration *m = s->m;
+    g_autoptr(GError) err = NULL;
+
+    if (!check_layout(s, &err) || !setup_uffd(s, &err) ||
+        !wait_data_channels(s, &err)) {
+        migration_fail(m, MIG_FAILED, "%s", err->message);
+        send_error(s->control, POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_LAYOUT,
+                   err->message);
+        goto out;
+    }
+    atomic_store(&m->stats.setup_done_us, migration_now_us());
+    start_threads(s);
+    if (!do_switchover(s, &err)) {
+        migration_fail(m, MIG_FAILED, "%s", err->message);
+        goto out;
+    }
+    wait_all_installed(s);
+    if (!atomic_load(&s->stop)) {
+        complete(s);
+    }
+out:
+    stop_threads(s);
+    daemon_release_vm(m->daemon, m->vm);
+    g_free(s->pst_path);
+    return NULL;
+}
+
+static const char *hello_problem(const Postcopy__Peer__Hello *h)
+{
+    if (h->min_version > PEER_PROTOCOL_VERSION ||
+        h->version < PEER_PROTOCOL_VERSION) {
+        return "no protocol version in common";
+    }
+    if (h->migration_id.len != 16) {
+        return "the migration id must be 16 bytes";
+    }
+    return NULL;
+}
+
+void dest_accept_control(struct daemon *d, struct channel *ch,
+                         PeerMessage *hello)
+{
+    const Postcopy__Peer__Hello *h = hello->hello;
+    g_autoptr(GError) err = NULL;
+    struct dest_session *s;
+    struct migration *m;
+    struct vm_entry *vm;
+    const char *why = hello_problem(h);
+
+    if (why) {
+        g_warning("peer %s: %s", channel_peer(ch), why);
+        send_hello_reply(ch, why, NULL);
+        goto drop;
+    }
+    vm = daemon_take_vm(d, h->vm_name, true, &err);
+    if (!vm) {
+        g_warning("peer %s: %s", channel_peer(ch), err->message);
+        send_hello_reply(ch, err->message, NULL);
+        goto drop;
+    }
+    m = migration_new(d, ROLE_DESTINATION, vm);
+    migration_set_id(m, h->migration_id.data);
+    m->peer_uri = g_strdup(channel_peer(ch));
+    s = g_new0(struct dest_session, 1);
+    s->m = m;
+    s->regions = &vm->info.regions;
+    s->control = ch;
+    m->role_state = s;
+    daemon_add_migration(d, m);
+    migration_set_status(m, MIG_NONE, MIG_SETUP);
+    if (!send_hello_reply(ch, NULL, &err)) {
+        migration_fail(m, MIG_FAILED, "%s", err->message);
+        channel_close(ch);
+        daemon_release_vm(d, vm);
+        peer_message_free(hello);
+        return;
+    }
+    peer_message_free(hello);
+    m->thread = g_thread_new("dest", dest_thread, s);
+    return;
+drop:
+    peer_message_free(hello);
+    channel_close(ch);
+}
+
+void dest_accept_data(struct daemon *d, struct channel *ch, PeerMessage *hello)
+{
+    const Postcopy__Peer__Hello *h = hello->hello;
+    struct migration *m = NULL;
+    struct dest_session *s;
+    const char *why = hello_problem(h);
+    struct channel **slot;
+
+    if (!why) {
+        m = daemon_find_migration_id(d, h->migration_id.data);
+        why = m ? NULL : "no migration with that id";
+    }
+    if (why) {
+        goto refuse;
+    }
+    s = m->role_state;
+    slot = channel_kind(ch) == CHANNEL_URGENT ? &s->urgent : &s->bulk;
+    g_mutex_lock(&m->lock);
+    if (*slot || migration_status(m) != MIG_SETUP) {
+        why = *slot ? "that channel is already open"
+                    : "the migration is not in setup";
+    } else if (send_hello_reply(ch, NULL, NULL)) {
+        *slot = ch;
+        g_cond_broadcast(&m->cond);
+    } else {
+        why = "hello reply failed";
+    }
+    g_mutex_unlock(&m->lock);
+    if (why) {
+        goto refuse;
+    }
+    peer_message_free(hello);
+    return;
+refuse:
+    g_warning("peer %s: %s channel refused: %s", channel_peer(ch),
+              channel_kind_name(channel_kind(ch)), why);
+    send_hello_reply(ch, why, NULL);
+    peer_message_free(hello);
+    channel_close(ch);
+}

@@ -1,0 +1,111 @@
+/*
+ * migration.h - one migration, either role: its state machine, its
+ * statistics, and the threads that run it (source.c, dest.c).
+ *
+ * Contract:
+ *  - Status changes only through migration_set_status(m, old, new), a
+ *    compare-and-swap like QEMU's migrate_set_state(); each change is
+ *    reported through the daemon's event hook (a MIGRATION event).
+ *  - Statistics are plain atomics written by the engine threads and read
+ *    by query-migrate at any time: struct migration_stats.
+ *  - Never lose the VM: a failure before switchover resumes the source
+ *    VMM; a failure after it leaves the destination paused on missing
+ *    pages (status failed, nothing discarded) for recovery.
+ */
+#ifndef POSTCOPYD_MIGRATION_H
+#define POSTCOPYD_MIGRATION_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+#include "attach.h"
+#include "blocktime.h"
+#include "vmm.h"
+
+enum migration_status {
+    MIG_NONE,
+    MIG_SETUP,
+    MIG_ACTIVE, /* precopy rounds */
+    MIG_DEVICE, /* switchover: source paused, device state moving */
+    MIG_POSTCOPY_ACTIVE,
+    MIG_POSTCOPY_PAUSED,
+    MIG_COMPLETED,
+    MIG_FAILED,
+    MIG_CANCELLING,
+    MIG_CANCELLED,
+};
+
+enum migration_role { ROLE_SOURCE, ROLE_DESTINATION };
+
+enum migration_mode { MODE_POSTCOPY, MODE_PRECOPY, MODE_HYBRID };
+
+/* Written by engine threads, read by query-migrate: atomics only. */
+struct migration_stats {
+    _Atomic uint64_t start_us, setup_done_us, pause_us, resume_us, end_us;
+    _Atomic uint64_t downtime_us;
+    _Atomic uint64_t total_bytes; /* guest RAM */
+    _Atomic uint64_t pages_total;
+    _Atomic uint64_t pages_sent;     /* data pages, both channels */
+    _Atomic uint64_t zero_pages;     /* sent (source) / received (dest) */
+    _Atomic uint64_t bytes_sent;     /* payload bytes */
+    _Atomic uint64_t pages_received; /* destination: data + zero */
+    _Atomic uint64_t pages_installed;
+    _Atomic uint64_t pages_dropped; /* arrived for an installed page */
+    _Atomic uint64_t postcopy_requests;
+    _Atomic uint64_t faults; /* uffd fault messages read */
+    _Atomic uint64_t verify_checked, verify_mismatches;
+    _Atomic bool verify_done;
+};
+
+struct daemon;
+struct vm_entry;
+
+struct migration {
+    char id[40]; /* hex of the 16-byte migration id */
+    uint8_t id_bytes[16];
+    enum migration_role role;
+    enum migration_mode mode;
+    _Atomic int status; /* enum migration_status */
+    struct daemon *daemon;
+    char vm_name[ATTACH_NAME_MAX];
+    struct vm_entry *vm; /* the attached VMM, held busy */
+    char *peer_uri;
+    GMutex lock; /* guards error, and the role's channel hand-off */
+    GCond cond;
+    char *error;
+    struct migration_stats stats;
+    struct blocktime *blocktime;
+    void *role_state; /* struct source_session / struct dest_session */
+    GThread *thread;
+};
+
+const char *migration_status_name(enum migration_status s);
+const char *migration_mode_name(enum migration_mode m);
+bool migration_mode_parse(const char *s, enum migration_mode *m);
+bool migration_status_is_final(enum migration_status s);
+
+struct migration *migration_new(struct daemon *d, enum migration_role role,
+                                struct vm_entry *vm);
+void migration_free(struct migration *m);
+void migration_set_id(struct migration *m, const uint8_t id[16]);
+/* CAS old -> new; emits the MIGRATION event; false if status != old. */
+bool migration_set_status(struct migration *m, enum migration_status old,
+                          enum migration_status new_status);
+enum migration_status migration_status(const struct migration *m);
+/* Record the first error, log it once, and move to @final_status. */
+void migration_fail(struct migration *m, enum migration_status final_status,
+                    const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+/* query-migrate's "return" object. */
+JsonNode *migration_query(struct migration *m);
+
+uint64_t migration_now_us(void);
+
+/* Source role (source.c): run the migration in its own thread. */
+bool source_start(struct migration *m, const char *uri, GError **err);
+/* Cancel a source migration before switchover; false once past it. */
+bool source_cancel(struct migration *m, GError **err);
+
+#endif /* POSTCOPYD_MIGRATION_H */

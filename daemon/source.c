@@ -1,0 +1,512 @@
+/*
+ * source.c - the source role: connect to the destination, agree on the
+ * layout, pause the VMM and hand its device state over, then serve page
+ * requests (urgent channel, its own thread) and stream every page (bulk
+ * channel, its own thread) until the destination says it has them all.
+ *
+ * Guest RAM is read through the daemon's alias mapping of the memory fd
+ * (shmem, hugetlbfs), sent straight from it; anonymous RAM is read with
+ * process_vm_readv into a buffer.  In postcopy the source VMM stays paused,
+ * so every copy sent is final.
+ */
+#include "migration.h"
+
+#include <errno.h>
+#include <gio/gio.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "daemon.h"
+#include "frame.h"
+#include "hostport.h"
+#include "region.h"
+
+#define BULK_RUN_BYTES (1u << 20)
+
+struct source_session {
+    struct migration *m;
+    struct region_table *regions;
+    struct channel *control, *urgent, *bulk;
+    GThread *request_thread, *bulk_thread;
+    atomic_bool stop;
+    bool paused; /* we paused the source VMM */
+};
+
+static bool page_is_zero(const uint8_t *p, uint64_t len)
+{
+    const uint64_t *w = (const uint64_t *)p;
+
+    for (uint64_t i = 0; i < len / 8; i += 4) {
+        if (w[i] | w[i + 1] | w[i + 2] | w[i + 3]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * Pages [off, off+len) of @r as a pointer: the alias for file backings,
+ * else read into @buf from the VMM.
+ */
+static const uint8_t *read_pages(struct source_session *s,
+                                 const struct region *r, uint64_t off,
+                                 uint64_t len, uint8_t *buf, GError **err)
+{
+    struct iovec local = {.iov_base = buf, .iov_len = len};
+    struct iovec remote = {.iov_base = (void *)(uintptr_t)(r->base + off),
+                           .iov_len = len};
+    ssize_t n;
+
+    if (r->alias) {
+        return r->alias + off;
+    }
+    n = process_vm_readv(s->m->vm->info.pid, &local, 1, &remote, 1, 0);
+    if (n != (ssize_t)len) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
+                    "reading guest RAM at 0x%" G_GINT64_MODIFIER
+                    "x of pid %d: %s",
+                    r->base + off, s->m->vm->info.pid,
+                    n < 0 ? g_strerror(errno) : "short read");
+        return NULL;
+    }
+    return buf;
+}
+
+/*
+ * Send @npages pages of @r starting at @off from @data: runs of zero pages
+ * as PAGE_ZERO frames, the rest as PAGE frames sent from @data itself.
+ */
+static bool send_pages(struct source_session *s, struct channel *ch,
+                       const struct region *r, uint64_t off,
+                       const uint8_t *data, uint64_t npages, uint32_t flags,
+                       uint32_t seq, GError **err)
+{
+    struct migration_stats *st = &s->m->stats;
+    uint64_t ps = r->page_size;
+    uint64_t i = 0;
+
+    while (i < npages) {
+        bool zero = page_is_zero(data + i * ps, ps);
+        uint64_t j = i + 1;
+        struct frame_hdr h = {.region = r->id,
+                              .offset = off + i * ps,
+                              .flags = flags,
+                              .seq = seq};
+        struct iovec iov;
+
+        while (j < npages && page_is_zero(data + j * ps, ps) == zero &&
+               (zero || (j + 1 - i) * ps <= FRAME_MAX_PAYLOAD)) {
+            j++;
+        }
+        if (zero) {
+            h.type = FRAME_PAGE_ZERO;
+            h.count = j - i;
+            if (!channel_send_frame(ch, &h, NULL, 0, err)) {
+                return false;
+            }
+            atomic_fetch_add(&st->zero_pages, j - i);
+        } else {
+            h.type = FRAME_PAGE;
+            h.len = (j - i) * ps;
+            iov.iov_base = (void *)(data + i * ps);
+            iov.iov_len = h.len;
+            if (!channel_send_frame(ch, &h, &iov, 1, err)) {
+                return false;
+            }
+            atomic_fetch_add(&st->pages_sent, j - i);
+            atomic_fetch_add(&st->bytes_sent, h.len);
+        }
+        i = j;
+    }
+    return true;
+}
+
+static bool serve_request(struct source_session *s,
+                          const struct frame_region_limits *limits,
+                          const struct frame_hdr *req, uint8_t *buf,
+                          GError **err)
+{
+    const struct region *r;
+    const uint8_t *data;
+    uint64_t len;
+
+    if (req->type != FRAME_PAGE_REQ) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                    "urgent channel: unexpected %s frame",
+                    frame_type_name(req->type));
+        return false;
+    }
+    if (!frame_check_page(req, limits, s->regions->n, err)) {
+        return false;
+    }
+    r = &s->regions->regions[req->region];
+    len = (uint64_t)req->count * r->page_size;
+    if (len > FRAME_MAX_PAYLOAD) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                    "page request for %u pages is larger than a frame",
+                    req->count);
+        return false;
+    }
+    data = read_pages(s, r, req->offset, len, buf, err);
+    if (!data) {
+        return false;
+    }
+    return send_pages(s, s->urgent, r, req->offset, data, req->count,
+                      FRAME_F_REPLY | FRAME_F_FINAL, req->seq, err);
+}
+
+static void limits_from(const struct region_table *t,
+                        struct frame_region_limits *limits)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        limits[i].size = t->regions[i].size;
+        limits[i].page_size = t->regions[i].page_size;
+    }
+}
+
+/* Urgent requests never wait behind bulk data: their own thread. */
+static gpointer request_thread(gpointer opaque)
+{
+    struct source_session *s = opaque;
+    struct frame_region_limits limits[REGION_MAX];
+    g_autofree uint8_t *buf = g_malloc(FRAME_MAX_PAYLOAD);
+
+    limits_from(s->regions, limits);
+    while (!atomic_load(&s->stop)) {
+        g_autoptr(GError) err = NULL;
+        struct frame_hdr req;
+
+        if (!channel_recv_hdr(s->urgent, &req, &err) ||
+            !serve_request(s, limits, &req, buf, &err)) {
+            if (!atomic_load(&s->stop)) {
+                migration_fail(s->m, MIG_FAILED, "%s", err->message);
+            }
+            break;
+        }
+        atomic_fetch_add(&s->m->stats.postcopy_requests, 1);
+    }
+    return NULL;
+}
+
+static gpointer bulk_thread(gpointer opaque)
+{
+    struct source_session *s = opaque;
+    g_autofree uint8_t *buf = g_malloc(BULK_RUN_BYTES);
+    g_autoptr(GError) err = NULL;
+
+    for (size_t i = 0; i < s->regions->n; i++) {
+        const struct region *r = &s->regions->regions[i];
+        uint64_t run =
+            MAX(r->page_size, BULK_RUN_BYTES / r->page_size * r->page_size);
+
+        for (uint64_t off = 0; off < r->size; off += run) {
+            uint64_t len = MIN(run, r->size - off);
+            const uint8_t *data;
+
+            if (atomic_load(&s->stop)) {
+                return NULL;
+            }
+            data = read_pages(s, r, off, len, buf, &err);
+            if (!data ||
+                !send_pages(s, s->bulk, r, off, data, len / r->page_size,
+                            FRAME_F_FINAL, 0, &err)) {
+                goto fail;
+            }
+        }
+    }
+    return NULL;
+fail:
+    if (!atomic_load(&s->stop)) {
+        migration_fail(s->m, MIG_FAILED, "%s", err->message);
+    }
+    return NULL;
+}
+
+static PeerMessage *expect_msg(struct channel *ch,
+                               Postcopy__Peer__PeerMessage__MsgCase want,
+                               GError **err)
+{
+    PeerMessage *msg = channel_recv_msg(ch, err);
+
+    if (!msg) {
+        return NULL;
+    }
+    if (msg->msg_case == POSTCOPY__PEER__PEER_MESSAGE__MSG_ERROR) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED, "destination: %s",
+                    msg->error->message);
+        peer_message_free(msg);
+        return NULL;
+    }
+    if (msg->msg_case != want) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                    "destination sent %s out of order", peer_message_name(msg));
+        peer_message_free(msg);
+        return NULL;
+    }
+    return msg;
+}
+
+static struct channel *open_channel(struct source_session *s, const char *uri,
+                                    enum channel_kind kind, GError **err)
+{
+    struct daemon *d = s->m->daemon;
+    Postcopy__Peer__Hello hello = POSTCOPY__PEER__HELLO__INIT;
+    PeerMessage msg = POSTCOPY__PEER__PEER_MESSAGE__INIT;
+    g_autoptr(PeerMessage) reply = NULL;
+    char *caps[] = {PEER_CAP_ZERO_PAGE, PEER_CAP_HUGETLBFS, PEER_CAP_MINOR};
+    struct channel *ch;
+
+    ch = transport_connect(d->transport, uri, kind, 0, &d->topts, err);
+    if (!ch) {
+        return NULL;
+    }
+    hello.version = PEER_PROTOCOL_VERSION;
+    hello.min_version = PEER_PROTOCOL_VERSION;
+    hello.vm_name = s->m->vm_name;
+    hello.migration_id.data = s->m->id_bytes;
+    hello.migration_id.len = 16;
+    hello.channel = (Postcopy__Peer__ChannelKind)kind;
+    hello.bulk_streams = kind == CHANNEL_CONTROL ? 1 : 0;
+    hello.n_capabilities = G_N_ELEMENTS(caps);
+    hello.capabilities = caps;
+    hello.mode = POSTCOPY__PEER__MODE__MODE_POSTCOPY;
+    msg.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_HELLO;
+    msg.hello = &hello;
+    if (!channel_send_msg(ch, &msg, err)) {
+        goto fail;
+    }
+    reply = expect_msg(ch, POSTCOPY__PEER__PEER_MESSAGE__MSG_HELLO_REPLY, err);
+    if (!reply) {
+        goto fail;
+    }
+    if (!reply->hello_reply->ok) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
+                    "destination refused the %s channel: %s",
+                    channel_kind_name(kind), reply->hello_reply->error);
+        goto fail;
+    }
+    return ch;
+fail:
+    channel_close(ch);
+    return NULL;
+}
+
+static bool send_layout(struct source_session *s, GError **err)
+{
+    Postcopy__Peer__Layout layout = POSTCOPY__PEER__LAYOUT__INIT;
+    Postcopy__Peer__RegionLayout rl[REGION_MAX];
+    Postcopy__Peer__RegionLayout *rlp[REGION_MAX];
+    PeerMessage msg = POSTCOPY__PEER__PEER_MESSAGE__INIT;
+    g_autoptr(PeerMessage) reply = NULL;
+
+    for (size_t i = 0; i < s->regions->n; i++) {
+        const struct region *r = &s->regions->regions[i];
+
+        rl[i] =
+            (Postcopy__Peer__RegionLayout)POSTCOPY__PEER__REGION_LAYOUT__INIT;
+        rl[i].index = i;
+        rl[i].size = r->size;
+        rl[i].page_size = r->page_size;
+        rl[i].backing = (Postcopy__Peer__Backing)r->kind;
+        rl[i].name = (char *)r->name;
+        rlp[i] = &rl[i];
+        layout.total_bytes += r->size;
+    }
+    layout.n_regions = s->regions->n;
+    layout.regions = rlp;
+    msg.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_LAYOUT;
+    msg.layout = &layout;
+    if (!channel_send_msg(s->control, &msg, err)) {
+        return false;
+    }
+    reply = expect_msg(s->control,
+                       POSTCOPY__PEER__PEER_MESSAGE__MSG_LAYOUT_REPLY, err);
+    if (!reply) {
+        return false;
+    }
+    if (!reply->layout_reply->ok) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
+                    "destination refused the layout: %s",
+                    reply->layout_reply->error);
+        return false;
+    }
+    return true;
+}
+
+static bool setup(struct source_session *s, GError **err)
+{
+    for (size_t i = 0; i < s->regions->n; i++) {
+        if (!region_map_alias(&s->regions->regions[i], err)) {
+            return false;
+        }
+        atomic_fetch_add(&s->m->stats.pages_total,
+                         region_pages(&s->regions->regions[i]));
+    }
+    s->control = open_channel(s, s->m->peer_uri, CHANNEL_CONTROL, err);
+    if (!s->control || !send_layout(s, err)) {
+        return false;
+    }
+    s->urgent = open_channel(s, s->m->peer_uri, CHANNEL_URGENT, err);
+    if (!s->urgent) {
+        return false;
+    }
+    s->bulk = open_channel(s, s->m->peer_uri, CHANNEL_BULK, err);
+    return s->bulk != NULL;
+}
+
+/* Pause, hand the device state over, and learn whether it resumed there. */
+static bool switchover(struct source_session *s, GError **err)
+{
+    struct migration *m = s->m;
+    Postcopy__Peer__Switchover so = POSTCOPY__PEER__SWITCHOVER__INIT;
+    PeerMessage msg = POSTCOPY__PEER__PEER_MESSAGE__INIT;
+    g_autoptr(PeerMessage) reply = NULL;
+    g_autofree uint8_t *state = NULL;
+    size_t len = 0;
+    uint64_t t0 = migration_now_us();
+
+    if (!migration_set_status(m, MIG_SETUP, MIG_DEVICE)) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_CANCELLED, "cancelled");
+        return false;
+    }
+    atomic_store(&m->stats.pause_us, t0);
+    if (!vmm_pause(&m->vm->vmm, &state, &len, err)) {
+        return false;
+    }
+    s->paused = true;
+    so.device_state.data = state;
+    so.device_state.len = len;
+    msg.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_SWITCHOVER;
+    msg.switchover = &so;
+    if (!channel_send_msg(s->control, &msg, err)) {
+        return false;
+    }
+    reply = expect_msg(s->control,
+                       POSTCOPY__PEER__PEER_MESSAGE__MSG_SWITCHOVER_REPLY, err);
+    if (!reply) {
+        return false;
+    }
+    if (!reply->switchover_reply->ok) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
+                    "destination could not resume the VM: %s",
+                    reply->switchover_reply->error);
+        return false;
+    }
+    atomic_store(&m->stats.resume_us, migration_now_us());
+    atomic_store(&m->stats.downtime_us, migration_now_us() - t0);
+    return true;
+}
+
+/* Before the destination runs the VM, a failure leaves it running here. */
+static void fail_before_switchover(struct source_session *s, GError *err)
+{
+    g_autoptr(GError) rerr = NULL;
+    enum migration_status final =
+        migration_status(s->m) == MIG_CANCELLING ? MIG_CANCELLED : MIG_FAILED;
+
+    if (s->paused && !vmm_resume(&s->m->vm->vmm, NULL, 0, &rerr)) {
+        g_warning("migration %s: could not resume the source VM: %s", s->m->id,
+                  rerr->message);
+    }
+    migration_fail(s->m, final, "%s", err ? err->message : "cancelled");
+}
+
+static void wait_complete(struct source_session *s)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(PeerMessage) done = expect_msg(
+        s->control, POSTCOPY__PEER__PEER_MESSAGE__MSG_COMPLETE, &err);
+
+    if (!done) {
+        migration_fail(s->m, MIG_FAILED, "postcopy: %s", err->message);
+        return;
+    }
+    migration_set_status(s->m, MIG_POSTCOPY_ACTIVE, MIG_COMPLETED);
+}
+
+static void close_channels(struct source_session *s)
+{
+    struct channel **chs[] = {&s->control, &s->urgent, &s->bulk};
+
+    atomic_store(&s->stop, true);
+    for (size_t i = 0; i < G_N_ELEMENTS(chs); i++) {
+        if (*chs[i]) {
+            channel_shutdown(*chs[i]);
+        }
+    }
+    if (s->request_thread) {
+        g_thread_join(s->request_thread);
+    }
+    if (s->bulk_thread) {
+        g_thread_join(s->bulk_thread);
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(chs); i++) {
+        if (*chs[i]) {
+            channel_close(*chs[i]);
+            *chs[i] = NULL;
+        }
+    }
+}
+
+static gpointer source_thread(gpointer opaque)
+{
+    struct source_session *s = opaque;
+    struct migration *m = s->m;
+    g_autoptr(GError) err = NULL;
+
+    if (!setup(s, &err)) {
+        fail_before_switchover(s, err);
+        goto out;
+    }
+    atomic_store(&m->stats.setup_done_us, migration_now_us());
+    if (!switchover(s, &err)) {
+        fail_before_switchover(s, err);
+        goto out;
+    }
+    migration_set_status(m, MIG_DEVICE, MIG_POSTCOPY_ACTIVE);
+    s->request_thread = g_thread_new("src-requests", request_thread, s);
+    s->bulk_thread = g_thread_new("src-bulk", bulk_thread, s);
+    wait_complete(s);
+out:
+    close_channels(s);
+    daemon_release_vm(m->daemon, m->vm);
+    return NULL;
+}
+
+bool source_start(struct migration *m, const char *uri, GError **err)
+{
+    struct source_session *s = g_new0(struct source_session, 1);
+    uint8_t id[16];
+
+    for (size_t i = 0; i < sizeof(id); i += 4) {
+        uint32_t r = g_random_int();
+
+        memcpy(id + i, &r, 4);
+    }
+    migration_set_id(m, id);
+    m->peer_uri = g_strdup(uri);
+    s->m = m;
+    s->regions = &m->vm->info.regions;
+    m->role_state = s;
+    migration_set_status(m, MIG_NONE, MIG_SETUP);
+    m->thread = g_thread_new("source", source_thread, s);
+    return true;
+}
+
+bool source_cancel(struct migration *m, GError **err)
+{
+    struct source_session *s = m->role_state;
+
+    if (!migration_set_status(m, MIG_SETUP, MIG_CANCELLING) &&
+        !migration_set_status(m, MIG_DEVICE, MIG_CANCELLING)) {
+        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
+                    "migration is %s: the VM runs on the destination, "
+                    "cancel is no longer possible",
+                    migration_status_name(migration_status(m)));
+        return false;
+    }
+    if (s->control) {
+        channel_shutdown(s->control);
+    }
+    return true;
+}
