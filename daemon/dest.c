@@ -508,7 +508,13 @@ static void complete(struct dest_session *s)
 {
     Postcopy__Peer__Complete c = POSTCOPY__PEER__COMPLETE__INIT;
     PeerMessage msg = POSTCOPY__PEER__PEER_MESSAGE__INIT;
+    const struct stats_histogram *h = blocktime_histogram(s->m->blocktime);
+    struct blocktime_thread_stats threads[MIGRATION_MAX_VCPUS];
+    Postcopy__Peer__VcpuBlocktime vb[MIGRATION_MAX_VCPUS];
+    Postcopy__Peer__VcpuBlocktime *vbp[MIGRATION_MAX_VCPUS];
+    uint64_t hist[STATS_HISTOGRAM_BUCKETS];
     g_autoptr(GError) err = NULL;
+    size_t nv;
 
     for (size_t i = 0; i < s->regions->n; i++) {
         const struct region *r = &s->regions->regions[i];
@@ -520,8 +526,29 @@ static void complete(struct dest_session *s)
     }
     c.pages_installed = atomic_load(&s->m->stats.pages_installed);
     c.pages_requested = atomic_load(&s->m->stats.postcopy_requests);
+    c.faults = atomic_load(&s->m->stats.faults);
+    c.n_fault_histogram = STATS_HISTOGRAM_BUCKETS;
+    c.fault_histogram = hist;
+    for (unsigned i = 0; i < STATS_HISTOGRAM_BUCKETS; i++) {
+        hist[i] = stats_histogram_bucket_count(h, i);
+    }
+    c.fault_max_us = stats_histogram_max(h);
+    c.fault_sum_us = stats_histogram_sum(h);
+    nv = blocktime_threads(s->m->blocktime, threads, G_N_ELEMENTS(threads));
+    for (size_t i = 0; i < nv; i++) {
+        vb[i] =
+            (Postcopy__Peer__VcpuBlocktime)POSTCOPY__PEER__VCPU_BLOCKTIME__INIT;
+        vb[i].tid = threads[i].tid;
+        vb[i].blocked_us = threads[i].blocked_ns / 1000;
+        vb[i].faults = threads[i].faults;
+        vbp[i] = &vb[i];
+    }
+    c.n_vcpu_blocktime = nv;
+    c.vcpu_blocktime = vbp;
     msg.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_COMPLETE;
     msg.complete = &c;
+    /* From here the source may close its channels: not an error. */
+    atomic_store(&s->stop, true);
     if (!channel_send_msg(s->control, &msg, &err)) {
         g_warning("migration %s: %s", s->m->id, err->message);
     }

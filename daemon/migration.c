@@ -183,16 +183,19 @@ static void query_ram(struct migration *m, JsonBuilder *b, uint64_t now)
     add_uint(b, "pages-installed", atomic_load(&st->pages_installed));
     add_uint(b, "pages-dropped", atomic_load(&st->pages_dropped));
     add_uint(b, "postcopy-requests", atomic_load(&st->postcopy_requests));
-    add_uint(b, "faults", atomic_load(&st->faults));
+    add_uint(b, "faults",
+             m->remote.valid ? m->remote.faults : atomic_load(&st->faults));
     json_builder_set_member_name(b, "mbps");
     json_builder_add_double_value(b, elapsed ? (double)sent * 8 / elapsed
                                              : 0.0); /* bits/us = Mbit/s */
     json_builder_end_object(b);
 }
 
+/* Called with m->lock held when the remote view is used. */
 static void query_latency(struct migration *m, JsonBuilder *b)
 {
-    const struct stats_histogram *h = blocktime_histogram(m->blocktime);
+    const struct stats_histogram *h =
+        m->remote.valid ? &m->remote.hist : blocktime_histogram(m->blocktime);
 
     json_builder_set_member_name(b, "fault-latency");
     json_builder_begin_object(b);
@@ -219,8 +222,14 @@ static void query_latency(struct migration *m, JsonBuilder *b)
 
 static void query_blocktime(struct migration *m, JsonBuilder *b)
 {
-    struct blocktime_thread_stats threads[64];
-    size_t n = blocktime_threads(m->blocktime, threads, G_N_ELEMENTS(threads));
+    struct blocktime_thread_stats local[MIGRATION_MAX_VCPUS];
+    const struct blocktime_thread_stats *threads = m->remote.vcpus;
+    size_t n = m->remote.nvcpus;
+
+    if (!m->remote.valid) {
+        n = blocktime_threads(m->blocktime, local, G_N_ELEMENTS(local));
+        threads = local;
+    }
 
     json_builder_set_member_name(b, "vcpu-blocktime");
     json_builder_begin_array(b);
@@ -261,9 +270,11 @@ JsonNode *migration_query(struct migration *m)
     add_uint(b, "setup-time", setup ? (setup - start) / 1000 : 0);
     json_builder_set_member_name(b, "downtime");
     json_builder_add_double_value(b, atomic_load(&st->downtime_us) / 1000.0);
+    g_mutex_lock(&m->lock);
     query_ram(m, b, now);
     query_latency(m, b);
     query_blocktime(m, b);
+    g_mutex_unlock(&m->lock);
     if (atomic_load(&st->verify_done)) {
         json_builder_set_member_name(b, "verify");
         json_builder_begin_object(b);

@@ -23,6 +23,7 @@
 
 #include "attach.h"
 #include "blocktime.h"
+#include "stats_histogram.h"
 #include "vmm.h"
 
 enum migration_status {
@@ -60,6 +61,17 @@ struct migration_stats {
     _Atomic bool verify_done;
 };
 
+#define MIGRATION_MAX_VCPUS 64
+
+/* The destination's view of its faults, reported in its Complete. */
+struct remote_faults {
+    bool valid;
+    struct stats_histogram hist;
+    struct blocktime_thread_stats vcpus[MIGRATION_MAX_VCPUS];
+    size_t nvcpus;
+    uint64_t faults;
+};
+
 struct daemon;
 struct vm_entry;
 
@@ -77,7 +89,8 @@ struct migration {
     GCond cond;
     char *error;
     struct migration_stats stats;
-    struct blocktime *blocktime;
+    struct blocktime *blocktime; /* destination: its own faults */
+    struct remote_faults remote; /* source: the destination's, by lock */
     void *role_state; /* struct source_session / struct dest_session */
     GThread *thread;
 };

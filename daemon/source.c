@@ -411,6 +411,31 @@ static void fail_before_switchover(struct source_session *s, GError *err)
     migration_fail(s->m, final, "%s", err ? err->message : "cancelled");
 }
 
+/* Keep the destination's fault statistics for query-migrate here. */
+static void take_remote_stats(struct migration *m,
+                              const Postcopy__Peer__Complete *c)
+{
+    struct remote_faults *rf = &m->remote;
+
+    g_mutex_lock(&m->lock);
+    stats_histogram_init(&rf->hist);
+    for (size_t i = 0; i < c->n_fault_histogram && i < STATS_HISTOGRAM_BUCKETS;
+         i++) {
+        rf->hist.buckets[i] = c->fault_histogram[i];
+    }
+    rf->hist.max_us = c->fault_max_us;
+    rf->hist.sum_us = c->fault_sum_us;
+    rf->nvcpus = MIN(c->n_vcpu_blocktime, G_N_ELEMENTS(rf->vcpus));
+    for (size_t i = 0; i < rf->nvcpus; i++) {
+        rf->vcpus[i].tid = c->vcpu_blocktime[i]->tid;
+        rf->vcpus[i].blocked_ns = c->vcpu_blocktime[i]->blocked_us * 1000;
+        rf->vcpus[i].faults = c->vcpu_blocktime[i]->faults;
+    }
+    rf->faults = c->faults;
+    rf->valid = true;
+    g_mutex_unlock(&m->lock);
+}
+
 static void wait_complete(struct source_session *s)
 {
     g_autoptr(GError) err = NULL;
@@ -421,6 +446,7 @@ static void wait_complete(struct source_session *s)
         migration_fail(s->m, MIG_FAILED, "postcopy: %s", err->message);
         return;
     }
+    take_remote_stats(s->m, done->complete);
     migration_set_status(s->m, MIG_POSTCOPY_ACTIVE, MIG_COMPLETED);
 }
 
