@@ -237,7 +237,8 @@ struct vm_entry *daemon_take_vm(struct daemon *d, const char *name,
     for (guint i = d->vms->len; i-- > 0;) {
         struct vm_entry *vm = d->vms->pdata[i];
 
-        if (strcmp(vm->info.vm_name, name) || vm->info.incoming != incoming) {
+        if (strcmp(vm->info.vm_name, name) || vm->info.incoming != incoming ||
+            vm->moved) {
             continue;
         }
         if (vm->busy) {

@@ -28,6 +28,7 @@ struct vm_entry {
     int sock;       /* the attach socket: the VMM's command channel */
     struct vmm vmm; /* used only by the migration that holds the VM */
     bool busy;      /* held by a migration */
+    bool moved;     /* source: the VM runs on a destination now */
     bool api_done;  /* UFFDIO_API already done on info.uffd */
 };
 

@@ -82,7 +82,11 @@ static void dest_fail(struct dest_session *s, const char *fmt, ...)
     va_start(ap, fmt);
     msg = g_strdup_vprintf(fmt, ap);
     va_end(ap);
-    migration_fail(s->m, MIG_FAILED, "%s", msg);
+    migration_fail(s->m,
+                   migration_status(s->m) == MIG_POSTCOPY_ACTIVE
+                       ? MIG_POSTCOPY_PAUSED
+                       : MIG_FAILED,
+                   "%s", msg);
     if (s->control) {
         send_error(s->control, POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_PROTOCOL,
                    msg);

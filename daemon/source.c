@@ -164,6 +164,22 @@ static void limits_from(const struct region_table *t,
     }
 }
 
+/*
+ * The destination closes its data channels right after its Complete, which
+ * the session thread may not have read yet: a closed data channel is left
+ * to the control channel to judge (Complete, or an error there too).  Any
+ * other failure stops the migration here.
+ */
+static void data_channel_failed(struct source_session *s, const GError *err)
+{
+    if (atomic_load(&s->stop) ||
+        g_error_matches(err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED)) {
+        return;
+    }
+    migration_fail(s->m, MIG_POSTCOPY_PAUSED, "%s", err->message);
+    channel_shutdown(s->control);
+}
+
 /* Urgent requests never wait behind bulk data: their own thread. */
 static gpointer request_thread(gpointer opaque)
 {
@@ -178,9 +194,7 @@ static gpointer request_thread(gpointer opaque)
 
         if (!channel_recv_hdr(s->urgent, &req, &err) ||
             !serve_request(s, limits, &req, buf, &err)) {
-            if (!atomic_load(&s->stop)) {
-                migration_fail(s->m, MIG_FAILED, "%s", err->message);
-            }
+            data_channel_failed(s, err);
             break;
         }
         atomic_fetch_add(&s->m->stats.postcopy_requests, 1);
@@ -216,9 +230,7 @@ static gpointer bulk_thread(gpointer opaque)
     }
     return NULL;
 fail:
-    if (!atomic_load(&s->stop)) {
-        migration_fail(s->m, MIG_FAILED, "%s", err->message);
-    }
+    data_channel_failed(s, err);
     return NULL;
 }
 
@@ -394,6 +406,10 @@ static bool switchover(struct source_session *s, GError **err)
     }
     atomic_store(&m->stats.resume_us, migration_now_us());
     atomic_store(&m->stats.downtime_us, migration_now_us() - t0);
+    /* Never migrate or resume this copy again: the guest lives there. */
+    g_mutex_lock(&m->daemon->lock);
+    m->vm->moved = true;
+    g_mutex_unlock(&m->daemon->lock);
     return true;
 }
 
@@ -443,7 +459,7 @@ static void wait_complete(struct source_session *s)
         s->control, POSTCOPY__PEER__PEER_MESSAGE__MSG_COMPLETE, &err);
 
     if (!done) {
-        migration_fail(s->m, MIG_FAILED, "postcopy: %s", err->message);
+        migration_fail(s->m, MIG_POSTCOPY_PAUSED, "postcopy: %s", err->message);
         return;
     }
     take_remote_stats(s->m, done->complete);

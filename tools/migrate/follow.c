@@ -68,6 +68,12 @@ static int outcome(struct cli *cli, JsonNode *stats, bool expect_migration)
     }
     if (!strcmp(status, "cancelled")) {
         fprintf(stderr, CLI_PROG ": migration cancelled\n");
+    } else if (!strcmp(status, "postcopy-paused")) {
+        fprintf(stderr,
+                CLI_PROG ": migration paused in postcopy: %s (the guest runs "
+                         "on the destination and waits for its missing "
+                         "pages; nothing is lost)\n",
+                why && *why ? why : "no reason given");
     } else if (!strcmp(status, "none")) {
         fprintf(stderr, CLI_PROG ": migration failed: postcopyd reports no "
                                  "migration\n");

@@ -14,8 +14,9 @@ const char *migstats_status(JsonNode *stats)
 
 bool migstats_is_final(const char *status)
 {
-    static const char *const final[] = {"completed", "failed", "cancelled",
-                                        "none", NULL};
+    /* postcopy-paused waits for recovery: nothing more to follow. */
+    static const char *const final[] = {
+        "completed", "failed", "cancelled", "none", "postcopy-paused", NULL};
 
     return g_strv_contains(final, status);
 }
