@@ -10,6 +10,12 @@
 #include "daemon.h"
 
 static GLogLevelFlags log_levels;
+/*
+ * Migrations may still run when the daemon exits (their VMMs hold the
+ * uffds, so nothing is lost); the daemon's state stays reachable until
+ * then, not freed under their feet.
+ */
+static struct daemon d;
 
 /* One line per message: "postcopyd: LEVEL: text", to stderr (journal). */
 static void log_handler(const gchar *domain, GLogLevelFlags level,
@@ -39,7 +45,6 @@ int main(int argc, char **argv)
     struct postcopyd_config cfg = {0};
     g_autoptr(GError) err = NULL;
     g_autoptr(GMainLoop) loop = NULL;
-    struct daemon d;
 
     /* A dead peer must not kill the daemon: send errors come back. */
     signal(SIGPIPE, SIG_IGN);
