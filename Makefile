@@ -42,6 +42,7 @@ TESTLIB_SRCS := $(wildcard tests/lib/*.c)
 TESTLIB_OBJS := $(TESTLIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard tests/unit/test_*.c tests/integration/test_*.c)
 TESTS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+E2E_TESTS := $(wildcard tests/e2e/test_*.sh)
 
 PROGS := $(GUEST) $(if $(MIGRATE_SRCS),$(MIGRATE)) \
 	$(if $(wildcard daemon/main.c),$(BUILD)/postcopyd)
@@ -49,7 +50,7 @@ PROGS := $(GUEST) $(if $(MIGRATE_SRCS),$(MIGRATE)) \
 ALL_CFLAGS = $(CFLAGS) -MMD -MP -I. -Idaemon -Itransport -I$(BUILD) \
 	-I$(BUILD)/proto -Itests/lib
 
-.PHONY: all check tests install clean fmt fmt-check
+.PHONY: all check tests install clean fmt fmt-check demo
 .SUFFIXES:
 .DELETE_ON_ERROR:
 # Keep generated protobuf-c sources and objects: they are not temporaries.
@@ -95,7 +96,12 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTLIB_OBJS) $(LIB)
 tests: $(TESTS)
 
 check: all
-	$(Q)tests/run-tests.sh $(BUILD) $(TESTS)
+	$(Q)tests/run-tests.sh $(BUILD) $(TESTS) $(E2E_TESTS)
+
+# Two hosts (network namespaces), a guest migrated between them (root).
+#   make demo DEMO_FLAGS='--mode postcopy --backing anon --size 512M'
+demo: all
+	$(Q)tests/e2e/demo.sh --build $(BUILD) $(DEMO_FLAGS)
 
 install: $(PROGS)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR)

@@ -1,6 +1,8 @@
 #!/bin/sh
-# Run GTest binaries in TAP mode and add up their results.
+# Run GTest binaries (and the e2e shell scripts) in TAP mode and add up
+# their results.
 # Usage: tests/run-tests.sh BUILDDIR TEST...
+# Scripts find the binaries through $POSTCOPYD_BUILD.
 # Each binary runs alone (tests reserve huge pages and spawn processes);
 # a binary that crashes or times out counts as one failure even when its
 # TAP stream looked clean so far.  The last line is the summary.
@@ -9,6 +11,7 @@ build=$1
 shift
 timeout_s=${TEST_TIMEOUT:-600}
 log_dir="$build/test-logs"
+export POSTCOPYD_BUILD="$build"
 mkdir -p "$log_dir"
 pass=0 fail=0 skip=0
 failed_names=""

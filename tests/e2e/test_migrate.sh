@@ -1,0 +1,209 @@
+#!/bin/bash
+# test_migrate.sh - end-to-end postcopy migrations between two "hosts"
+# (network namespaces joined by a veth pair), each with a real postcopyd,
+# of postcopy-guest VMs whose vCPUs keep writing during the migration.
+# Prints TAP.  Run by tests/run-tests.sh (as `test_migrate.sh --tap`, build
+# dir in $POSTCOPYD_BUILD) or by hand:
+#
+#   tests/e2e/test_migrate.sh --build build-g
+#
+# Each migration test asserts: postcopy-migrate exits 0, the destination
+# guest checks every page against the digests taken at the switchover and
+# finds 0 mismatches, the destination guest is still running (and silent
+# on stderr) 1 s later, and both daemons are still alive.
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/e2e/lib.sh
+. "$here/lib.sh"
+
+build=${POSTCOPYD_BUILD:-build}
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --tap) shift ;;
+    --build) build=$2; shift 2 ;;
+    --build=*) build=${1#*=}; shift ;;
+    --keep) export PCD_KEEP=1; shift ;;
+    *) echo "usage: $0 [--tap] [--build DIR] [--keep]" >&2; exit 2 ;;
+    esac
+done
+
+SIZE=64M
+RATE=64
+VCPUS=2
+TESTS=(
+    "postcopy migration of an anon guest"
+    "postcopy migration of a shmem guest"
+    "postcopy migration of a hugetlbfs guest"
+    "migrate --vm nosuchvm fails with exit 1 and a one-line reason"
+    "daemons keep serving: a good migration after the failed one"
+)
+n=0
+failed=0
+
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() {
+    n=$((n + 1))
+    failed=$((failed + 1))
+    echo "not ok $n - $1"
+    shift
+    [ $# -gt 0 ] && printf '#   %s\n' "$@"
+}
+skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
+diag() { sed 's/^/#   /'; }
+
+pcd_init "$build"
+echo "1..${#TESTS[@]}"
+
+skip_all() {
+    local t
+    for t in "${TESTS[@]}"; do skip "$t" "$1"; done
+    exit 0
+}
+fail_all() {
+    local t
+    echo "# $1"
+    pcd_dump_logs "# "
+    for t in "${TESTS[@]}"; do not_ok "$t"; done
+    exit 1
+}
+
+pcd_preflight || skip_all "$PCD_SKIP_REASON"
+pcd_hosts_up || skip_all "$PCD_SKIP_REASON"
+echo "# hosts: $PCD_NS_SRC ($PCD_IP_SRC) and $PCD_NS_DST ($PCD_IP_DST), logs in $PCD_TMP"
+
+# (Re)start a daemon that is not running: one test's crash must not take
+# the following tests with it (that test fails on its own).
+ensure_daemon() {
+    local name=$1 ns=$2 ip=$3
+    pcd_daemon_alive "$name" && return 0
+    if [ -n "$(pcd_daemon_pid "$name")" ]; then
+        echo "# restarting the $name daemon (it died; its log follows)"
+        tail -n 15 "$(pcd_daemon_log "$name")" | diag
+        mv "$(pcd_daemon_log "$name")" "$(pcd_daemon_log "$name").$n"
+        rm -f "$(pcd_control "$name")" "$(pcd_attach "$name")"
+    fi
+    pcd_daemon_start "$name" "$ns" "$ip"
+}
+ensure_daemons() {
+    ensure_daemon src "$PCD_NS_SRC" "$PCD_IP_SRC" &&
+        ensure_daemon dst "$PCD_NS_DST" "$PCD_IP_DST"
+}
+ensure_daemons || fail_all "the daemons did not start"
+
+# migrate_case BACKING VM: one postcopy migration; prints "ok"/"not ok".
+migrate_case() {
+    local title=$1 backing=$2 vm=$3 page pages bytes rc line why=() cpu0 cpu1
+    local out=$PCD_TMP/migrate-$vm.out
+    local t0=$SECONDS
+
+    if ! ensure_daemons; then
+        not_ok "$title" "a daemon is down and did not restart"
+        return
+    fi
+    page=$(pcd_page_size "$backing")
+    bytes=$(pcd_size_bytes "$SIZE")
+    pages=$((bytes / page))
+    if [ "$backing" = hugetlbfs ] && ! pcd_hugepages_reserve $((2 * pages)); then
+        skip "$title" "$PCD_SKIP_REASON"
+        return
+    fi
+    local common=(--name "$vm" --backing "$backing" --size "$SIZE"
+        --vcpus "$VCPUS" --workload random --dirty-rate "$RATE")
+    if ! pcd_guest_start "$vm-src" src "${common[@]}" --verify 2>"$out.start" ||
+        ! pcd_guest_start "$vm-dst" dst "${common[@]}" --incoming 2>>"$out.start"; then
+        not_ok "$title" "a guest did not attach:"
+        diag <"$out.start"
+        pcd_dump_logs "# " "$vm-src" "$vm-dst"
+        pcd_guest_stop "$vm-src"
+        pcd_guest_stop "$vm-dst"
+        return
+    fi
+    sleep 0.5 & wait $!   # let the workload dirty some pages first
+
+    pcd_migrate src migrate --vm "$vm" --to "$PCD_IP_DST:$PCD_PORT" \
+        --mode postcopy >"$out" 2>&1 &
+    wait $!
+    rc=$?
+    ((rc == 0)) || why+=("postcopy-migrate exited with status $rc")
+
+    line=$(pcd_wait_line "$(pcd_guest_out "$vm-dst")" '^verify: ' "${PCD_VERIFY_TIMEOUT:-20}" \
+        "$(pcd_guest_pid "$vm-dst")")
+    if [ -z "$line" ]; then
+        why+=("the destination guest printed no verify line")
+    elif [[ $line =~ ^verify:\ ([0-9]+)\ pages\ checked,\ ([0-9]+)\ mismatches ]]; then
+        [ "${BASH_REMATCH[1]}" = "$pages" ] ||
+            why+=("verify checked ${BASH_REMATCH[1]} pages, expected $pages")
+        [ "${BASH_REMATCH[2]}" = 0 ] ||
+            why+=("verify found ${BASH_REMATCH[2]} mismatching pages")
+    else
+        why+=("unexpected verify line: $line")
+    fi
+
+    if [ -n "$line" ]; then
+        # Still running its workload: alive, and using CPU (the random
+        # writes at $RATE MiB/s take ~60 ms a second here).
+        cpu0=$(pcd_cpu_ms "$(pcd_guest_pid "$vm-dst")")
+        sleep 1 & wait $!
+        cpu1=$(pcd_cpu_ms "$(pcd_guest_pid "$vm-dst")")
+        if ! pcd_guest_alive "$vm-dst" || [ -z "$cpu0" ] || [ -z "$cpu1" ]; then
+            why+=("the destination guest exited after the migration")
+        elif ((cpu1 - cpu0 < 10)); then
+            why+=("the destination guest is idle after the migration ($((cpu1 - cpu0)) ms CPU in 1 s): workload not running")
+        fi
+        [ -s "$(pcd_guest_err "$vm-dst")" ] &&
+            why+=("the destination guest wrote to stderr")
+    fi
+    pcd_daemon_alive src || why+=("the source daemon died")
+    pcd_daemon_alive dst || why+=("the destination daemon died")
+
+    if ((${#why[@]} == 0)); then
+        ok "$title"
+        echo "#   $line; destination guest used $((cpu1 - cpu0)) ms CPU in the next second; $((SECONDS - t0)) s"
+        grep -E '^(status|total time|downtime|RAM moved|throughput|postcopy requests|fault latency) ' \
+            "$out" | diag
+    else
+        not_ok "$title" "${why[@]}"
+        echo "#   postcopy-migrate output:"
+        tail -n 25 "$out" | diag
+        pcd_dump_logs "# " "$vm-src" "$vm-dst"
+    fi
+    pcd_guest_stop "$vm-src"
+    pcd_guest_stop "$vm-dst"
+}
+
+migrate_case "${TESTS[0]}" anon vm-anon
+migrate_case "${TESTS[1]}" shmem vm-shmem
+migrate_case "${TESTS[2]}" hugetlbfs vm-huge
+
+# A migration of a VM the source daemon does not have.
+t=${TESTS[3]}
+ensure_daemons
+out=$PCD_TMP/migrate-nosuchvm
+pcd_migrate src migrate --vm nosuchvm --to "$PCD_IP_DST:$PCD_PORT" \
+    --mode postcopy >"$out.stdout" 2>"$out.stderr" &
+wait $!
+rc=$?
+lines=$(grep -c . "$out.stderr")
+why=()
+((rc == 1)) || why+=("exit status $rc, expected 1")
+((lines == 1)) || why+=("$lines lines on stderr, expected one reason")
+[ -s "$out.stdout" ] && why+=("it printed on stdout")
+if ((${#why[@]} == 0)); then
+    ok "$t"
+    diag <"$out.stderr"
+else
+    not_ok "$t" "${why[@]}"
+    cat "$out.stdout" "$out.stderr" | head -20 | diag
+fi
+
+# The same daemons, untouched since: a good migration still works.
+t=${TESTS[4]}
+if pcd_daemon_alive src && pcd_daemon_alive dst; then
+    migrate_case "$t" shmem vm-after
+else
+    not_ok "$t" "a daemon died after the failed migration"
+    pcd_dump_logs "# " none
+fi
+
+exit $((failed > 0))
