@@ -4,6 +4,7 @@
  * run on the main loop and never block: a migration runs in its threads.
  */
 #include "daemon.h"
+#include "dirty_tracker.h"
 
 #include <string.h>
 
@@ -18,13 +19,66 @@ static const char *arg_string(JsonObject *args, const char *name)
     return json_node_get_string(n);
 }
 
+/* An optional non-negative integer argument; false (with @err) if bad. */
+static bool arg_uint(JsonObject *args, const char *name, uint64_t *out,
+                     GError **err)
+{
+    JsonNode *n = json_object_get_member(args, name);
+
+    if (!n) {
+        return true;
+    }
+    if (!JSON_NODE_HOLDS_VALUE(n) ||
+        json_node_get_value_type(n) != G_TYPE_INT64 ||
+        json_node_get_int(n) < 0) {
+        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
+                    "'%s' must be a non-negative integer", name);
+        return false;
+    }
+    *out = json_node_get_int(n);
+    return true;
+}
+
+static bool parse_params(JsonObject *args, struct migration_params *p,
+                         GError **err)
+{
+    const char *mode = arg_string(args, "mode");
+    const char *dirty = arg_string(args, "dirty-tracking");
+    enum dirty_method dm = DIRTY_AUTO;
+
+    migration_params_init(p);
+    if (mode && !migration_mode_parse(mode, &p->mode)) {
+        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
+                    "unknown mode '%s' (postcopy, precopy, hybrid)", mode);
+        return false;
+    }
+    if (dirty && strcmp(dirty, "auto") && !dirty_method_parse(dirty, &dm)) {
+        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
+                    "unknown dirty-tracking '%s' (auto, async-wp, sync-wp, "
+                    "soft-dirty)",
+                    dirty);
+        return false;
+    }
+    p->dirty_method = dm;
+    if (!arg_uint(args, "downtime-limit", &p->downtime_limit_ms, err) ||
+        !arg_uint(args, "max-rounds", &p->max_rounds, err) ||
+        !arg_uint(args, "max-precopy-time", &p->max_precopy_ms, err)) {
+        return false;
+    }
+    if (!p->max_rounds) {
+        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
+                    "'max-rounds' must be at least 1");
+        return false;
+    }
+    return true;
+}
+
 static JsonNode *cmd_migrate(void *opaque, JsonObject *args, GError **err)
 {
     struct daemon *d = opaque;
     const char *vm_name = arg_string(args, "vm");
     const char *uri = arg_string(args, "uri");
-    const char *mode = arg_string(args, "mode");
-    enum migration_mode m_mode = MODE_POSTCOPY;
+    struct migration_params params;
     struct migration *m;
     struct vm_entry *vm;
 
@@ -33,14 +87,7 @@ static JsonNode *cmd_migrate(void *opaque, JsonObject *args, GError **err)
                     "migrate needs string arguments 'vm' and 'uri'");
         return NULL;
     }
-    if (mode && !migration_mode_parse(mode, &m_mode)) {
-        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
-                    "unknown mode '%s' (postcopy, precopy, hybrid)", mode);
-        return NULL;
-    }
-    if (m_mode != MODE_POSTCOPY) {
-        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
-                    "mode '%s' is not implemented yet; use postcopy", mode);
+    if (!parse_params(args, &params, err)) {
         return NULL;
     }
     vm = daemon_take_vm(d, vm_name, false, err);
@@ -48,7 +95,8 @@ static JsonNode *cmd_migrate(void *opaque, JsonObject *args, GError **err)
         return NULL;
     }
     m = migration_new(d, ROLE_SOURCE, vm);
-    m->mode = m_mode;
+    m->params = params;
+    m->mode = params.mode;
     daemon_add_migration(d, m);
     source_start(m, uri, NULL);
     return NULL;

@@ -13,13 +13,16 @@
 #include "migration.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <gio/gio.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "backing.h"
 #include "daemon.h"
+#include "dirty_set.h"
 #include "frame.h"
 #include "page_state.h"
 
@@ -34,10 +37,21 @@ struct dest_session {
     struct uffd u;
     struct page_state_table *pst;
     char *pst_path;
-    GThread *fault_thread, *urgent_thread, *bulk_thread;
+    GThread *fault_thread, *urgent_thread, *bulk_thread, *sweep_thread;
     atomic_bool stop;
+    /*
+     * Set once the VMM is resumed (just before): from then on, data is
+     * installed into the running guest; before, it is only written to the
+     * page cache (shmem, hugetlbfs) or the staging area (anon).
+     */
+    atomic_bool running;
+    atomic_uint bulk_sync; /* last FRAME_SYNC seen on bulk, by m->lock */
     atomic_uint next_seq;
     atomic_uint outstanding; /* faults begun in blocktime, not ended */
+    /* anon regions: precopy data waits here until installed */
+    uint8_t *staging[REGION_MAX];
+    atomic_bool staged[REGION_MAX];
+    size_t registered; /* regions registered with the uffd */
 };
 
 static void send_error(struct channel *ch, Postcopy__Peer__ErrorCode code,
@@ -126,6 +140,81 @@ static void signal_if_done(struct dest_session *s)
     }
 }
 
+/* Where a not-yet-installed copy of a page lives in the daemon. */
+static uint8_t *copy_area(struct dest_session *s, const struct region *r)
+{
+    return r->alias ? r->alias : s->staging[r->id];
+}
+
+/* Installed pages need no staged copy any more: give the memory back. */
+static void release_staging(struct dest_session *s, const struct region *r,
+                            uint64_t first, uint64_t n)
+{
+    if (r->alias || !atomic_load(&s->staged[r->id])) {
+        return;
+    }
+    madvise(s->staging[r->id] + first * r->page_size, n * r->page_size,
+            MADV_DONTNEED);
+}
+
+/*
+ * Before the VMM runs (precopy): keep the copy of pages [first, first+n)
+ * for later, in the page cache or the staging area.  A newer copy of the
+ * same page simply replaces an older one.
+ */
+static void write_pages(struct dest_session *s, const struct region *r,
+                        uint64_t first, uint64_t n, const uint8_t *data)
+{
+    uint8_t *area = copy_area(s, r);
+    uint64_t ps = r->page_size;
+
+    if (!r->alias) {
+        atomic_store(&s->staged[r->id], true);
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t p = first + i;
+
+        if (page_state_begin_write(s->pst, r->id, p) != PAGE_OK) {
+            atomic_fetch_add(&s->m->stats.pages_dropped, 1);
+            continue;
+        }
+        if (data) {
+            memcpy(area + p * ps, data + i * ps, ps);
+        } else if (r->alias) {
+            memset(area + p * ps, 0, ps);
+        } else {
+            madvise(area + p * ps, ps, MADV_DONTNEED); /* reads as zero */
+        }
+        page_state_finish_write(s->pst, r->id, p, data == NULL);
+    }
+    atomic_fetch_add(&s->m->stats.pages_received, n);
+}
+
+/*
+ * Map pages whose current copy is already here (held INSTALLING by the
+ * caller): CONTINUE over the page cache, or COPY from staging.  No network.
+ */
+static int install_current(struct dest_session *s, const struct region *r,
+                           uint64_t first, uint64_t n)
+{
+    uint64_t ps = r->page_size, addr = r->base + first * ps;
+    int ret;
+
+    if (r->alias) {
+        ret = uffd_continue(&s->u, addr, n * ps, ps, 0, NULL);
+    } else if (n == 1 && page_state_is_zero(s->pst, r->id, first)) {
+        ret = uffd_zeropage(&s->u, addr, ps, ps, 0, NULL);
+    } else {
+        ret = uffd_copy(&s->u, addr, s->staging[r->id] + first * ps, n * ps, ps,
+                        0, NULL);
+    }
+    if (ret == 0) {
+        release_staging(s, r, first, n);
+        atomic_fetch_add(&s->m->stats.installed_local, n);
+    }
+    return ret;
+}
+
 /*
  * Install @n pages of region @r from page @first: @data (NULL: zeroes).
  * Only pages this thread claims are written; the rest are installed
@@ -157,6 +246,7 @@ static bool install_pages(struct dest_session *s, const struct region *r,
             return false;
         }
         page_state_finish_run(s->pst, r->id, &run);
+        release_staging(s, r, run.first, run.npages);
         end_faults(s, r, run.first, run.npages);
         claimed += run.npages;
     }
@@ -177,7 +267,13 @@ static bool receive_frame(struct dest_session *s, struct channel *ch,
     }
     switch (h.type) {
     case FRAME_KEEPALIVE:
+        return true;
     case FRAME_SYNC:
+        /* All precopy data before it on this channel has been written. */
+        g_mutex_lock(&s->m->lock);
+        atomic_store(&s->bulk_sync, h.seq);
+        g_cond_broadcast(&s->m->cond);
+        g_mutex_unlock(&s->m->lock);
         return true;
     case FRAME_PAGE:
     case FRAME_PAGE_ZERO:
@@ -196,6 +292,10 @@ static bool receive_frame(struct dest_session *s, struct channel *ch,
     r = &s->regions->regions[h.region];
     if (h.type == FRAME_PAGE_ZERO) {
         atomic_fetch_add(&s->m->stats.zero_pages, h.count);
+        if (!atomic_load(&s->running)) {
+            write_pages(s, r, h.offset / r->page_size, h.count, NULL);
+            return true;
+        }
         return install_pages(s, r, h.offset / r->page_size, h.count, NULL);
     }
     if (h.flags & FRAME_F_MORE) {
@@ -208,6 +308,10 @@ static bool receive_frame(struct dest_session *s, struct channel *ch,
     }
     atomic_fetch_add(&s->m->stats.bytes_sent, h.len);
     atomic_fetch_add(&s->m->stats.pages_sent, h.len / r->page_size);
+    if (!atomic_load(&s->running)) {
+        write_pages(s, r, h.offset / r->page_size, h.len / r->page_size, buf);
+        return true;
+    }
     return install_pages(s, r, h.offset / r->page_size, h.len / r->page_size,
                          buf);
 }
@@ -281,9 +385,8 @@ static void handle_fault(struct dest_session *s, const struct uffd_msg *msg)
     case PAGE_DO_REQUEST:
         request_page(s, r, page);
         break;
-    case PAGE_DO_INSTALL: /* current in the page cache: no network */
-        ret = uffd_continue(&s->u, page_addr, r->page_size, r->page_size, 0,
-                            NULL);
+    case PAGE_DO_INSTALL: /* a current copy is here: no network */
+        ret = install_current(s, r, page, 1);
         if (ret < 0) {
             page_state_abort_install(s->pst, r->id, page);
             dest_fail(s, "CONTINUE at 0x%" G_GINT64_MODIFIER "x: %s", page_addr,
@@ -422,6 +525,19 @@ static bool setup_uffd(struct dest_session *s, GError **err)
                            err)) {
             return false;
         }
+        s->registered = i + 1;
+        if (!r->alias) {
+            s->staging[i] =
+                mmap(NULL, r->size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+            if (s->staging[i] == MAP_FAILED) {
+                s->staging[i] = NULL;
+                g_set_error(err, G_IO_ERROR, G_IO_ERROR_NO_SPACE,
+                            "staging area for region %zu: %s", i,
+                            g_strerror(errno));
+                return false;
+            }
+        }
         s->limits[i].size = r->size;
         s->limits[i].page_size = r->page_size;
         atomic_fetch_add(&s->m->stats.pages_total, region_pages(r));
@@ -452,6 +568,84 @@ static bool wait_data_channels(struct dest_session *s, GError **err)
     return ok;
 }
 
+static void mark_stale_run(void *opaque, uint32_t region, uint64_t first,
+                           uint64_t n)
+{
+    struct dest_session *s = opaque;
+
+    for (uint64_t p = first; p < first + n; p++) {
+        /* ABSENT stays ABSENT: it is fetched either way. */
+        page_state_mark_stale(s->pst, region, p);
+    }
+}
+
+/*
+ * Everything sent before the switchover is written (the bulk channel's
+ * SYNC says so), then the pages the guest re-dirtied become STALE: their
+ * copy here is never installed.
+ */
+static bool prepare_resume(struct dest_session *s,
+                           const Postcopy__Peer__Switchover *so, GError **err)
+{
+    int64_t deadline = g_get_monotonic_time() + CHANNEL_WAIT_US;
+    uint64_t stale = 0;
+    bool ok = true;
+
+    g_mutex_lock(&s->m->lock);
+    while (so->sync_seq && atomic_load(&s->bulk_sync) != so->sync_seq && ok &&
+           !atomic_load(&s->stop)) {
+        ok = g_cond_wait_until(&s->m->cond, &s->m->lock, deadline);
+    }
+    g_mutex_unlock(&s->m->lock);
+    if (!ok || atomic_load(&s->stop)) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                    "the bulk channel did not reach barrier %u", so->sync_seq);
+        return false;
+    }
+    if (!dirty_set_decode(so, s->regions, mark_stale_run, s, &stale, err)) {
+        return false;
+    }
+    atomic_store(&s->m->stats.stale_pages, stale);
+    return true;
+}
+
+/*
+ * After the resume: install every page whose current copy is already here,
+ * in contiguous runs, with no network; faults on them need not wait.
+ */
+static gpointer sweep_thread(gpointer opaque)
+{
+    struct dest_session *s = opaque;
+
+    for (size_t i = 0; i < s->regions->n && !atomic_load(&s->stop); i++) {
+        const struct region *r = &s->regions->regions[i];
+        uint64_t pos = 0;
+        struct page_run run;
+
+        while (!atomic_load(&s->stop) &&
+               page_state_claim_run(s->pst, r->id, &pos, region_pages(r),
+                                    PAGE_MASK(PAGE_CURRENT), &run)) {
+            int ret = install_current(s, r, run.first, run.npages);
+
+            if (ret < 0) {
+                for (uint64_t p = run.first; p < run.first + run.npages; p++) {
+                    page_state_abort_install(s->pst, r->id, p);
+                }
+                dest_fail(s,
+                          "installing local pages at 0x%" G_GINT64_MODIFIER
+                          "x: %s",
+                          r->base + run.first * r->page_size, g_strerror(-ret));
+                return NULL;
+            }
+            page_state_finish_run(s->pst, r->id, &run);
+            atomic_fetch_add(&s->m->stats.pages_installed, run.npages);
+            end_faults(s, r, run.first, run.npages);
+        }
+    }
+    signal_if_done(s);
+    return NULL;
+}
+
 static bool do_switchover(struct dest_session *s, GError **err)
 {
     Postcopy__Peer__SwitchoverReply sr = POSTCOPY__PEER__SWITCHOVER_REPLY__INIT;
@@ -467,9 +661,19 @@ static bool do_switchover(struct dest_session *s, GError **err)
                     "expected the switchover, got %s", peer_message_name(msg));
         return false;
     }
-    migration_set_status(s->m, MIG_SETUP, MIG_DEVICE);
-    sr.ok = vmm_resume(&s->m->vm->vmm, msg->switchover->device_state.data,
-                       msg->switchover->device_state.len, &rerr);
+    if (!migration_set_status(s->m, MIG_ACTIVE, MIG_DEVICE)) {
+        migration_set_status(s->m, MIG_SETUP, MIG_DEVICE);
+    }
+    sr.ok = prepare_resume(s, msg->switchover, &rerr);
+    if (sr.ok) {
+        /* Before the resume: the first fault must find the new phase. */
+        atomic_store(&s->running, true);
+        sr.ok = vmm_resume(&s->m->vm->vmm, msg->switchover->device_state.data,
+                           msg->switchover->device_state.len, &rerr);
+        if (!sr.ok) {
+            atomic_store(&s->running, false);
+        }
+    }
     sr.error = sr.ok ? "" : rerr->message;
     reply.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_SWITCHOVER_REPLY;
     reply.switchover_reply = &sr;
@@ -482,6 +686,7 @@ static bool do_switchover(struct dest_session *s, GError **err)
         return false;
     }
     atomic_store(&s->m->stats.resume_us, migration_now_us());
+    s->sweep_thread = g_thread_new("dst-sweep", sweep_thread, s);
     return migration_set_status(s->m, MIG_DEVICE, MIG_POSTCOPY_ACTIVE);
 }
 
@@ -531,6 +736,7 @@ static void complete(struct dest_session *s)
     c.pages_installed = atomic_load(&s->m->stats.pages_installed);
     c.pages_requested = atomic_load(&s->m->stats.postcopy_requests);
     c.faults = atomic_load(&s->m->stats.faults);
+    c.pages_installed_local = atomic_load(&s->m->stats.installed_local);
     c.n_fault_histogram = STATS_HISTOGRAM_BUCKETS;
     c.fault_histogram = hist;
     for (unsigned i = 0; i < STATS_HISTOGRAM_BUCKETS; i++) {
@@ -580,6 +786,9 @@ static void stop_threads(struct dest_session *s)
     if (s->bulk_thread) {
         g_thread_join(s->bulk_thread);
     }
+    if (s->sweep_thread) {
+        g_thread_join(s->sweep_thread);
+    }
     for (size_t i = 0; i < G_N_ELEMENTS(chs); i++) {
         if (chs[i]) {
             channel_close(chs[i]);
@@ -587,6 +796,29 @@ static void stop_threads(struct dest_session *s)
     }
     if (s->pst) {
         page_state_close(s->pst);
+    }
+}
+
+/*
+ * The VMM never ran here: drop what precopy put in its page cache,
+ * unregister its RAM and forget the page state, so a later migration into
+ * the same VMM starts clean.
+ */
+static void discard_partial(struct dest_session *s)
+{
+    for (size_t i = 0; i < s->registered; i++) {
+        const struct region *r = &s->regions->regions[i];
+
+        uffd_unregister(&s->u, r->base, r->size, NULL);
+        if (r->fd >= 0 &&
+            fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                      r->offset, r->size)) {
+            g_warning("migration %s: discarding region %zu: %s", s->m->id, i,
+                      g_strerror(errno));
+        }
+    }
+    if (s->pst_path) {
+        unlink(s->pst_path);
     }
 }
 
@@ -604,9 +836,15 @@ static gpointer dest_thread(gpointer opaque)
         goto out;
     }
     atomic_store(&m->stats.setup_done_us, migration_now_us());
+    if (m->params.mode != MODE_POSTCOPY) {
+        migration_set_status(m, MIG_SETUP, MIG_ACTIVE);
+    }
     start_threads(s);
     if (!do_switchover(s, &err)) {
-        migration_fail(m, MIG_FAILED, "%s", err->message);
+        /* Once resumed, the guest's missing pages exist only there. */
+        migration_fail(
+            m, atomic_load(&s->running) ? MIG_POSTCOPY_PAUSED : MIG_FAILED,
+            "%s", err->message);
         goto out;
     }
     wait_all_installed(s);
@@ -615,6 +853,14 @@ static gpointer dest_thread(gpointer opaque)
     }
 out:
     stop_threads(s);
+    if (!atomic_load(&s->running)) {
+        discard_partial(s);
+    }
+    for (size_t i = 0; i < REGION_MAX; i++) {
+        if (s->staging[i]) {
+            munmap(s->staging[i], s->regions->regions[i].size);
+        }
+    }
     daemon_release_vm(m->daemon, m->vm);
     g_free(s->pst_path);
     return NULL;
@@ -655,6 +901,11 @@ void dest_accept_control(struct daemon *d, struct channel *ch,
     }
     m = migration_new(d, ROLE_DESTINATION, vm);
     migration_set_id(m, h->migration_id.data);
+    m->params.mode =
+        h->mode == POSTCOPY__PEER__MODE__MODE_PRECOPY  ? MODE_PRECOPY
+        : h->mode == POSTCOPY__PEER__MODE__MODE_HYBRID ? MODE_HYBRID
+                                                       : MODE_POSTCOPY;
+    m->mode = m->params.mode;
     m->peer_uri = g_strdup(channel_peer(ch));
     s = g_new0(struct dest_session, 1);
     s->m = m;

@@ -53,6 +53,25 @@ bool migration_status_is_final(enum migration_status s)
     return s == MIG_COMPLETED || s == MIG_FAILED || s == MIG_CANCELLED;
 }
 
+void migration_params_init(struct migration_params *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->mode = MODE_HYBRID;
+    p->downtime_limit_ms = MIGRATION_DEFAULT_DOWNTIME_MS;
+    p->max_rounds = MIGRATION_DEFAULT_MAX_ROUNDS;
+    p->max_precopy_ms = MIGRATION_DEFAULT_MAX_PRECOPY_MS;
+}
+
+void migration_add_round(struct migration *m, const struct round_stats *r)
+{
+    g_mutex_lock(&m->lock);
+    if (m->nrounds < MIGRATION_MAX_ROUNDS_KEPT) {
+        m->rounds[m->nrounds] = *r;
+    }
+    m->nrounds++;
+    g_mutex_unlock(&m->lock);
+}
+
 uint64_t migration_now_us(void)
 {
     return g_get_monotonic_time();
@@ -70,6 +89,8 @@ struct migration *migration_new(struct daemon *d, enum migration_role role,
     g_mutex_init(&m->lock);
     g_cond_init(&m->cond);
     m->blocktime = blocktime_new();
+    migration_params_init(&m->params);
+    m->mode = m->params.mode;
     atomic_store(&m->status, MIG_NONE);
     atomic_store(&m->stats.start_us, migration_now_us());
     atomic_store(&m->stats.total_bytes, region_table_bytes(&vm->info.regions));
@@ -192,6 +213,48 @@ static void query_ram(struct migration *m, JsonBuilder *b, uint64_t now)
 }
 
 /* Called with m->lock held when the remote view is used. */
+static void add_double(JsonBuilder *b, const char *name, double v)
+{
+    json_builder_set_member_name(b, name);
+    json_builder_add_double_value(b, v);
+}
+
+/* Called with m->lock held. */
+static void query_rounds(struct migration *m, JsonBuilder *b)
+{
+    struct migration_stats *st = &m->stats;
+
+    add_uint(b, "rounds", m->nrounds);
+    add_double(b, "expected-downtime",
+               atomic_load(&st->expected_downtime_us) / 1000.0);
+    add_uint(b, "bytes-precopy", atomic_load(&st->bytes_precopy));
+    add_uint(b, "bytes-downtime", atomic_load(&st->bytes_downtime));
+    add_uint(b, "bytes-postcopy", atomic_load(&st->bytes_postcopy));
+    add_uint(b, "stale-pages", atomic_load(&st->stale_pages));
+    add_uint(b, "pages-installed-local", atomic_load(&st->installed_local));
+    if (m->dirty_method_name) {
+        json_builder_set_member_name(b, "dirty-tracking");
+        json_builder_add_string_value(b, m->dirty_method_name);
+    }
+    json_builder_set_member_name(b, "round-stats");
+    json_builder_begin_array(b);
+    for (uint32_t i = 0; i < MIN(m->nrounds, MIGRATION_MAX_ROUNDS_KEPT); i++) {
+        const struct round_stats *r = &m->rounds[i];
+
+        json_builder_begin_object(b);
+        add_uint(b, "round", r->round);
+        add_uint(b, "pages", r->pages);
+        add_uint(b, "bytes", r->bytes);
+        add_uint(b, "dirty-pages", r->dirty_pages);
+        add_double(b, "duration-ms", r->duration_us / 1000.0);
+        add_double(b, "scan-ms", r->scan_us / 1000.0);
+        add_double(b, "dirty-rate-mibps", r->dirty_mbps);
+        add_double(b, "send-rate-mibps", r->send_mbps);
+        json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
+}
+
 static void query_latency(struct migration *m, JsonBuilder *b)
 {
     const struct stats_histogram *h =
@@ -274,6 +337,7 @@ JsonNode *migration_query(struct migration *m)
     query_ram(m, b, now);
     query_latency(m, b);
     query_blocktime(m, b);
+    query_rounds(m, b);
     g_mutex_unlock(&m->lock);
     if (atomic_load(&st->verify_done)) {
         json_builder_set_member_name(b, "verify");

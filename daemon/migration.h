@@ -43,6 +43,37 @@ enum migration_role { ROLE_SOURCE, ROLE_DESTINATION };
 
 enum migration_mode { MODE_POSTCOPY, MODE_PRECOPY, MODE_HYBRID };
 
+/*
+ * Defaults: QEMU's 300 ms downtime limit; precopy gives up after 30 rounds
+ * or 60 s (hybrid then switches over and lets postcopy finish, which is
+ * why it never loops forever; pure precopy switches over anyway, with a
+ * downtime that may exceed the limit, rather than never finishing).
+ */
+#define MIGRATION_DEFAULT_DOWNTIME_MS    300
+#define MIGRATION_DEFAULT_MAX_ROUNDS     30
+#define MIGRATION_DEFAULT_MAX_PRECOPY_MS 60000
+#define MIGRATION_MAX_ROUNDS_KEPT        64
+
+struct migration_params {
+    enum migration_mode mode;
+    uint64_t downtime_limit_ms;
+    uint64_t max_rounds;
+    uint64_t max_precopy_ms;
+    int dirty_method; /* enum dirty_method; DIRTY_AUTO */
+};
+
+/* One precopy round, as the source saw it. */
+struct round_stats {
+    uint32_t round;
+    uint64_t pages;       /* pages sent this round (data + zero) */
+    uint64_t bytes;       /* payload bytes sent */
+    uint64_t dirty_pages; /* found by the collect that ended it */
+    uint64_t duration_us;
+    uint64_t scan_us;  /* the collect */
+    double dirty_mbps; /* MiB/s written by the guest */
+    double send_mbps;  /* MiB/s sent */
+};
+
 /* Written by engine threads, read by query-migrate: atomics only. */
 struct migration_stats {
     _Atomic uint64_t start_us, setup_done_us, pause_us, resume_us, end_us;
@@ -58,6 +89,10 @@ struct migration_stats {
     _Atomic uint64_t postcopy_requests;
     _Atomic uint64_t faults; /* uffd fault messages read */
     _Atomic uint64_t verify_checked, verify_mismatches;
+    _Atomic uint64_t bytes_precopy, bytes_downtime, bytes_postcopy;
+    _Atomic uint64_t expected_downtime_us;
+    _Atomic uint64_t installed_local; /* destination: with no network */
+    _Atomic uint64_t stale_pages;     /* hybrid: dirty at switchover */
     _Atomic bool verify_done;
 };
 
@@ -80,6 +115,7 @@ struct migration {
     uint8_t id_bytes[16];
     enum migration_role role;
     enum migration_mode mode;
+    struct migration_params params;
     _Atomic int status; /* enum migration_status */
     struct daemon *daemon;
     char vm_name[ATTACH_NAME_MAX];
@@ -91,6 +127,9 @@ struct migration {
     struct migration_stats stats;
     struct blocktime *blocktime; /* destination: its own faults */
     struct remote_faults remote; /* source: the destination's, by lock */
+    struct round_stats rounds[MIGRATION_MAX_ROUNDS_KEPT]; /* by lock */
+    uint32_t nrounds;                                     /* by lock */
+    const char *dirty_method_name; /* chosen tracker, for stats */
     void *role_state; /* struct source_session / struct dest_session */
     GThread *thread;
 };
@@ -111,6 +150,9 @@ enum migration_status migration_status(const struct migration *m);
 /* Record the first error, log it once, and move to @final_status. */
 void migration_fail(struct migration *m, enum migration_status final_status,
                     const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+void migration_params_init(struct migration_params *p);
+/* Record a finished round (the first MIGRATION_MAX_ROUNDS_KEPT). */
+void migration_add_round(struct migration *m, const struct round_stats *r);
 /* query-migrate's "return" object. */
 JsonNode *migration_query(struct migration *m);
 

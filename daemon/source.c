@@ -1,15 +1,16 @@
 /*
  * source.c - the source role: connect to the destination, agree on the
- * layout, pause the VMM and hand its device state over, then serve page
- * requests (urgent channel, its own thread) and stream every page (bulk
- * channel, its own thread) until the destination says it has them all.
+ * layout, run precopy rounds (precopy.c) unless the mode is postcopy,
+ * pause the VMM and hand its device state over, then serve page requests
+ * (urgent channel, its own thread) and stream what the destination still
+ * lacks (bulk channel, its own thread) until it says it has every page.
  *
- * Guest RAM is read through the daemon's alias mapping of the memory fd
- * (shmem, hugetlbfs), sent straight from it; anonymous RAM is read with
- * process_vm_readv into a buffer.  In postcopy the source VMM stays paused,
- * so every copy sent is final.
+ * Modes at switchover: precopy sends the last dirty pages during the
+ * downtime; hybrid sends only the dirty bitmap and leaves those pages to
+ * postcopy; postcopy sends no page before it.  The source VMM stays paused
+ * after switchover, so every copy sent from then on is final.
  */
-#include "migration.h"
+#include "source.h"
 
 #include <errno.h>
 #include <gio/gio.h>
@@ -17,117 +18,25 @@
 #include <sys/uio.h>
 
 #include "daemon.h"
+#include "dirty_set.h"
 #include "frame.h"
-#include "hostport.h"
 #include "region.h"
 
-#define BULK_RUN_BYTES (1u << 20)
+#define BITS_PER_LONG (8 * sizeof(unsigned long))
 
-struct source_session {
-    struct migration *m;
-    struct region_table *regions;
-    struct channel *control, *urgent, *bulk;
-    GThread *request_thread, *bulk_thread;
-    atomic_bool stop;
-    bool paused; /* we paused the source VMM */
-};
-
-static bool page_is_zero(const uint8_t *p, uint64_t len)
+static void page_counters_for(struct migration *m, struct page_counters *c)
 {
-    const uint64_t *w = (const uint64_t *)p;
-
-    for (uint64_t i = 0; i < len / 8; i += 4) {
-        if (w[i] | w[i + 1] | w[i + 2] | w[i + 3]) {
-            return false;
-        }
-    }
-    return true;
+    c->pages = &m->stats.pages_sent;
+    c->zero = &m->stats.zero_pages;
+    c->bytes = &m->stats.bytes_sent;
+    c->phase_bytes = NULL;
 }
 
-/*
- * Pages [off, off+len) of @r as a pointer: the alias for file backings,
- * else read into @buf from the VMM.
- */
-static const uint8_t *read_pages(struct source_session *s,
-                                 const struct region *r, uint64_t off,
-                                 uint64_t len, uint8_t *buf, GError **err)
-{
-    struct iovec local = {.iov_base = buf, .iov_len = len};
-    struct iovec remote = {.iov_base = (void *)(uintptr_t)(r->base + off),
-                           .iov_len = len};
-    ssize_t n;
-
-    if (r->alias) {
-        return r->alias + off;
-    }
-    n = process_vm_readv(s->m->vm->info.pid, &local, 1, &remote, 1, 0);
-    if (n != (ssize_t)len) {
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
-                    "reading guest RAM at 0x%" G_GINT64_MODIFIER
-                    "x of pid %d: %s",
-                    r->base + off, s->m->vm->info.pid,
-                    n < 0 ? g_strerror(errno) : "short read");
-        return NULL;
-    }
-    return buf;
-}
-
-/*
- * Send @npages pages of @r starting at @off from @data: runs of zero pages
- * as PAGE_ZERO frames, the rest as PAGE frames sent from @data itself.
- */
-static bool send_pages(struct source_session *s, struct channel *ch,
-                       const struct region *r, uint64_t off,
-                       const uint8_t *data, uint64_t npages, uint32_t flags,
-                       uint32_t seq, GError **err)
-{
-    struct migration_stats *st = &s->m->stats;
-    uint64_t ps = r->page_size;
-    uint64_t i = 0;
-
-    while (i < npages) {
-        bool zero = page_is_zero(data + i * ps, ps);
-        uint64_t j = i + 1;
-        struct frame_hdr h = {.region = r->id,
-                              .offset = off + i * ps,
-                              .flags = flags,
-                              .seq = seq};
-        struct iovec iov;
-
-        while (j < npages && page_is_zero(data + j * ps, ps) == zero &&
-               (zero || (j + 1 - i) * ps <= FRAME_MAX_PAYLOAD)) {
-            j++;
-        }
-        if (zero) {
-            h.type = FRAME_PAGE_ZERO;
-            h.count = j - i;
-            if (!channel_send_frame(ch, &h, NULL, 0, err)) {
-                return false;
-            }
-            atomic_fetch_add(&st->zero_pages, j - i);
-        } else {
-            h.type = FRAME_PAGE;
-            h.len = (j - i) * ps;
-            iov.iov_base = (void *)(data + i * ps);
-            iov.iov_len = h.len;
-            if (!channel_send_frame(ch, &h, &iov, 1, err)) {
-                return false;
-            }
-            atomic_fetch_add(&st->pages_sent, j - i);
-            atomic_fetch_add(&st->bytes_sent, h.len);
-        }
-        i = j;
-    }
-    return true;
-}
-
-static bool serve_request(struct source_session *s,
+static bool serve_request(struct source_session *s, struct page_sender *ps,
                           const struct frame_region_limits *limits,
-                          const struct frame_hdr *req, uint8_t *buf,
-                          GError **err)
+                          const struct frame_hdr *req, GError **err)
 {
     const struct region *r;
-    const uint8_t *data;
     uint64_t len;
 
     if (req->type != FRAME_PAGE_REQ) {
@@ -147,12 +56,9 @@ static bool serve_request(struct source_session *s,
                     req->count);
         return false;
     }
-    data = read_pages(s, r, req->offset, len, buf, err);
-    if (!data) {
-        return false;
-    }
-    return send_pages(s, s->urgent, r, req->offset, data, req->count,
-                      FRAME_F_REPLY | FRAME_F_FINAL, req->seq, err);
+    return page_sender_send(ps, s->urgent, r, req->offset / r->page_size,
+                            req->count, FRAME_F_REPLY | FRAME_F_FINAL, req->seq,
+                            err);
 }
 
 static void limits_from(const struct region_table *t,
@@ -185,45 +91,56 @@ static gpointer request_thread(gpointer opaque)
 {
     struct source_session *s = opaque;
     struct frame_region_limits limits[REGION_MAX];
-    g_autofree uint8_t *buf = g_malloc(FRAME_MAX_PAYLOAD);
+    struct page_counters c;
+    struct page_sender ps;
 
+    page_counters_for(s->m, &c);
+    c.phase_bytes = &s->m->stats.bytes_postcopy;
+    page_sender_init(&ps, s->m->vm->info.pid, &c);
     limits_from(s->regions, limits);
     while (!atomic_load(&s->stop)) {
         g_autoptr(GError) err = NULL;
         struct frame_hdr req;
 
         if (!channel_recv_hdr(s->urgent, &req, &err) ||
-            !serve_request(s, limits, &req, buf, &err)) {
+            !serve_request(s, &ps, limits, &req, &err)) {
             data_channel_failed(s, err);
             break;
         }
         atomic_fetch_add(&s->m->stats.postcopy_requests, 1);
     }
+    page_sender_destroy(&ps);
     return NULL;
 }
 
+/*
+ * Postcopy background stream: every page (postcopy mode), or the pages
+ * that were dirty at switchover (hybrid).  Pages the destination already
+ * fetched are dropped there.
+ */
 static gpointer bulk_thread(gpointer opaque)
 {
     struct source_session *s = opaque;
-    g_autofree uint8_t *buf = g_malloc(BULK_RUN_BYTES);
     g_autoptr(GError) err = NULL;
 
+    page_sender_set_phase(&s->bulk_sender, &s->m->stats.bytes_postcopy);
+    if (s->m->params.mode == MODE_HYBRID) {
+        if (!precopy_send_pending(s, FRAME_F_FINAL, &err)) {
+            goto fail;
+        }
+        return NULL;
+    }
     for (size_t i = 0; i < s->regions->n; i++) {
         const struct region *r = &s->regions->regions[i];
-        uint64_t run =
-            MAX(r->page_size, BULK_RUN_BYTES / r->page_size * r->page_size);
+        uint64_t step = MAX(1, PAGE_SENDER_RUN / r->page_size);
 
-        for (uint64_t off = 0; off < r->size; off += run) {
-            uint64_t len = MIN(run, r->size - off);
-            const uint8_t *data;
-
+        for (uint64_t p = 0; p < region_pages(r); p += step) {
             if (atomic_load(&s->stop)) {
                 return NULL;
             }
-            data = read_pages(s, r, off, len, buf, &err);
-            if (!data ||
-                !send_pages(s, s->bulk, r, off, data, len / r->page_size,
-                            FRAME_F_FINAL, 0, &err)) {
+            if (!page_sender_send(&s->bulk_sender, s->bulk, r, p,
+                                  MIN(step, region_pages(r) - p), FRAME_F_FINAL,
+                                  0, &err)) {
                 goto fail;
             }
         }
@@ -281,7 +198,11 @@ static struct channel *open_channel(struct source_session *s, const char *uri,
     hello.bulk_streams = kind == CHANNEL_CONTROL ? 1 : 0;
     hello.n_capabilities = G_N_ELEMENTS(caps);
     hello.capabilities = caps;
-    hello.mode = POSTCOPY__PEER__MODE__MODE_POSTCOPY;
+    hello.mode = s->m->params.mode == MODE_PRECOPY
+                     ? POSTCOPY__PEER__MODE__MODE_PRECOPY
+                 : s->m->params.mode == MODE_HYBRID
+                     ? POSTCOPY__PEER__MODE__MODE_HYBRID
+                     : POSTCOPY__PEER__MODE__MODE_POSTCOPY;
     msg.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_HELLO;
     msg.hello = &hello;
     if (!channel_send_msg(ch, &msg, err)) {
@@ -366,18 +287,88 @@ static bool setup(struct source_session *s, GError **err)
     return s->bulk != NULL;
 }
 
+/* The barrier that lets the destination know all precopy data is in. */
+static bool send_sync(struct source_session *s, GError **err)
+{
+    struct frame_hdr h = {.type = FRAME_SYNC, .seq = ++s->sync_seq};
+
+    return channel_send_frame(s->bulk, &h, NULL, 0, err);
+}
+
+/*
+ * With the VMM paused: the last writes, then what travels during the
+ * downtime (precopy: those pages; hybrid: only the dirty set).
+ */
+static bool prepare_switchover(struct source_session *s,
+                               Postcopy__Peer__Switchover *so, GError **err)
+{
+    struct migration *m = s->m;
+
+    if (!s->tracking) {
+        return true;
+    }
+    if (!precopy_final_collect(s, err)) {
+        return false;
+    }
+    page_sender_set_phase(&s->bulk_sender, &m->stats.bytes_downtime);
+    if (m->params.mode == MODE_PRECOPY &&
+        !precopy_send_pending(s, FRAME_F_FINAL, err)) {
+        return false;
+    }
+    if (m->params.mode == MODE_HYBRID) {
+        dirty_set_encode(s->regions, s->pending, so);
+        atomic_store(&m->stats.stale_pages, so->dirty_pages);
+    }
+    if (!send_sync(s, err)) {
+        return false;
+    }
+    so->sync_seq = s->sync_seq;
+    return true;
+}
+
+static bool send_switchover(struct source_session *s,
+                            Postcopy__Peer__Switchover *so, GError **err)
+{
+    PeerMessage msg = POSTCOPY__PEER__PEER_MESSAGE__INIT;
+    g_autoptr(PeerMessage) reply = NULL;
+    size_t len;
+
+    msg.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_SWITCHOVER;
+    msg.switchover = so;
+    len = postcopy__peer__peer_message__get_packed_size(&msg);
+    atomic_fetch_add(&s->m->stats.bytes_downtime, len - so->device_state.len);
+    if (!channel_send_msg(s->control, &msg, err)) {
+        return false;
+    }
+    /* From here only an explicit refusal proves the VM did not start. */
+    s->switchover_sent = true;
+    reply = expect_msg(s->control,
+                       POSTCOPY__PEER__PEER_MESSAGE__MSG_SWITCHOVER_REPLY, err);
+    if (!reply) {
+        return false;
+    }
+    if (!reply->switchover_reply->ok) {
+        s->switchover_refused = true;
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
+                    "destination could not resume the VM: %s",
+                    reply->switchover_reply->error);
+        return false;
+    }
+    return true;
+}
+
 /* Pause, hand the device state over, and learn whether it resumed there. */
 static bool switchover(struct source_session *s, GError **err)
 {
     struct migration *m = s->m;
     Postcopy__Peer__Switchover so = POSTCOPY__PEER__SWITCHOVER__INIT;
-    PeerMessage msg = POSTCOPY__PEER__PEER_MESSAGE__INIT;
-    g_autoptr(PeerMessage) reply = NULL;
     g_autofree uint8_t *state = NULL;
     size_t len = 0;
     uint64_t t0 = migration_now_us();
+    bool ok;
 
-    if (!migration_set_status(m, MIG_SETUP, MIG_DEVICE)) {
+    if (!migration_set_status(m, s->tracking ? MIG_ACTIVE : MIG_SETUP,
+                              MIG_DEVICE)) {
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_CANCELLED, "cancelled");
         return false;
     }
@@ -388,20 +379,9 @@ static bool switchover(struct source_session *s, GError **err)
     s->paused = true;
     so.device_state.data = state;
     so.device_state.len = len;
-    msg.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_SWITCHOVER;
-    msg.switchover = &so;
-    if (!channel_send_msg(s->control, &msg, err)) {
-        return false;
-    }
-    reply = expect_msg(s->control,
-                       POSTCOPY__PEER__PEER_MESSAGE__MSG_SWITCHOVER_REPLY, err);
-    if (!reply) {
-        return false;
-    }
-    if (!reply->switchover_reply->ok) {
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
-                    "destination could not resume the VM: %s",
-                    reply->switchover_reply->error);
+    ok = prepare_switchover(s, &so, err) && send_switchover(s, &so, err);
+    dirty_set_clear(&so);
+    if (!ok) {
         return false;
     }
     atomic_store(&m->stats.resume_us, migration_now_us());
@@ -410,16 +390,29 @@ static bool switchover(struct source_session *s, GError **err)
     g_mutex_lock(&m->daemon->lock);
     m->vm->moved = true;
     g_mutex_unlock(&m->daemon->lock);
+    precopy_stop_tracking(s);
     return true;
 }
 
-/* Before the destination runs the VM, a failure leaves it running here. */
+/*
+ * Before the destination runs the VM, a failure leaves it running here.
+ * If the Switchover went out and no answer came back, the VM may already
+ * run there: resuming here too would fork it, so the migration pauses.
+ */
 static void fail_before_switchover(struct source_session *s, GError *err)
 {
+    if (s->switchover_sent && !s->switchover_refused) {
+        migration_fail(s->m, MIG_POSTCOPY_PAUSED,
+                       "switchover outcome unknown, the VM stays paused "
+                       "here: %s",
+                       err ? err->message : "cancelled");
+        return;
+    }
     g_autoptr(GError) rerr = NULL;
     enum migration_status final =
         migration_status(s->m) == MIG_CANCELLING ? MIG_CANCELLED : MIG_FAILED;
 
+    precopy_stop_tracking(s); /* a resumed VMM must never block on WP */
     if (s->paused && !vmm_resume(&s->m->vm->vmm, NULL, 0, &rerr)) {
         g_warning("migration %s: could not resume the source VM: %s", s->m->id,
                   rerr->message);
@@ -448,6 +441,7 @@ static void take_remote_stats(struct migration *m,
         rf->vcpus[i].faults = c->vcpu_blocktime[i]->faults;
     }
     rf->faults = c->faults;
+    atomic_store(&m->stats.installed_local, c->pages_installed_local);
     rf->valid = true;
     g_mutex_unlock(&m->lock);
 }
@@ -501,16 +495,33 @@ static gpointer source_thread(gpointer opaque)
         goto out;
     }
     atomic_store(&m->stats.setup_done_us, migration_now_us());
+    if (m->params.mode != MODE_POSTCOPY &&
+        (!migration_set_status(m, MIG_SETUP, MIG_ACTIVE) ||
+         !precopy_start_tracking(s, &err) || !precopy_rounds(s, &err))) {
+        if (!err) {
+            g_set_error(&err, G_IO_ERROR, G_IO_ERROR_CANCELLED, "cancelled");
+        }
+        fail_before_switchover(s, err);
+        goto out;
+    }
     if (!switchover(s, &err)) {
         fail_before_switchover(s, err);
         goto out;
     }
     migration_set_status(m, MIG_DEVICE, MIG_POSTCOPY_ACTIVE);
     s->request_thread = g_thread_new("src-requests", request_thread, s);
-    s->bulk_thread = g_thread_new("src-bulk", bulk_thread, s);
+    if (m->params.mode != MODE_PRECOPY) {
+        s->bulk_thread = g_thread_new("src-bulk", bulk_thread, s);
+    }
     wait_complete(s);
 out:
     close_channels(s);
+    precopy_stop_tracking(s);
+    page_sender_destroy(&s->bulk_sender);
+    for (size_t i = 0; i < REGION_MAX; i++) {
+        g_free(s->pending[i]);
+        s->pending[i] = NULL;
+    }
     daemon_release_vm(m->daemon, m->vm);
     return NULL;
 }
@@ -518,6 +529,7 @@ out:
 bool source_start(struct migration *m, const char *uri, GError **err)
 {
     struct source_session *s = g_new0(struct source_session, 1);
+    struct page_counters c;
     uint8_t id[16];
 
     for (size_t i = 0; i < sizeof(id); i += 4) {
@@ -529,6 +541,8 @@ bool source_start(struct migration *m, const char *uri, GError **err)
     m->peer_uri = g_strdup(uri);
     s->m = m;
     s->regions = &m->vm->info.regions;
+    page_counters_for(m, &c);
+    page_sender_init(&s->bulk_sender, m->vm->info.pid, &c);
     m->role_state = s;
     migration_set_status(m, MIG_NONE, MIG_SETUP);
     m->thread = g_thread_new("source", source_thread, s);
@@ -540,7 +554,7 @@ bool source_cancel(struct migration *m, GError **err)
     struct source_session *s = m->role_state;
 
     if (!migration_set_status(m, MIG_SETUP, MIG_CANCELLING) &&
-        !migration_set_status(m, MIG_DEVICE, MIG_CANCELLING)) {
+        !migration_set_status(m, MIG_ACTIVE, MIG_CANCELLING)) {
         g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
                     "migration is %s: the VM runs on the destination, "
                     "cancel is no longer possible",

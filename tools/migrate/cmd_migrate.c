@@ -28,7 +28,15 @@ struct migrate_param {
 
 static const struct migrate_param migrate_params[] = {
     {"mode", PARAM_CHOICE, "precopy|hybrid|postcopy",
-     "precopy, hybrid or postcopy (default: the daemon's)", "MODE"},
+     "precopy, hybrid or postcopy (default: hybrid)", "MODE"},
+    {"downtime-limit", PARAM_INT, NULL,
+     "precopy converges when the rest fits in MS (default 300)", "MS"},
+    {"max-rounds", PARAM_INT, NULL,
+     "switch over after N precopy rounds at most (default 30)", "N"},
+    {"max-precopy-time", PARAM_INT, NULL,
+     "switch over after MS of precopy at most (default 60000)", "MS"},
+    {"dirty-tracking", PARAM_CHOICE, "auto|async-wp|sync-wp|soft-dirty",
+     "how writes are tracked during precopy (default auto)", "METHOD"},
 };
 
 struct migrate_opts {

@@ -1,0 +1,338 @@
+/*
+ * precopy.c - the source's precopy rounds: track the VMM's writes, send
+ * every page, then what was written since it was sent, until the rest
+ * would fit in the downtime limit or a limit on rounds or time is hit.
+ *
+ * The order that cannot lose a write: every range is write-protected
+ * before round 1 reads it, and a collect re-protects the pages it hands
+ * out before they are read for sending; a write after the read is caught
+ * by the next collect.
+ */
+#include "source.h"
+
+#include <errno.h>
+#include <gio/gio.h>
+#include <string.h>
+
+#include "backing.h"
+#include "daemon.h"
+
+#define BITS_PER_LONG    (8 * sizeof(unsigned long))
+#define BITS_TO_LONGS(n) (((n) + BITS_PER_LONG - 1) / BITS_PER_LONG)
+
+static bool test_bit(const unsigned long *map, uint64_t i)
+{
+    return map[i / BITS_PER_LONG] & (1UL << (i % BITS_PER_LONG));
+}
+
+/* The next run of set bits at or after *pos; false when none is left. */
+static bool next_run(const unsigned long *map, uint64_t nbits, uint64_t *pos,
+                     uint64_t *first, uint64_t *n)
+{
+    uint64_t i = *pos;
+
+    while (i < nbits && !map[i / BITS_PER_LONG] && i % BITS_PER_LONG == 0) {
+        i += BITS_PER_LONG;
+    }
+    while (i < nbits && !test_bit(map, i)) {
+        i++;
+    }
+    if (i >= nbits) {
+        *pos = nbits;
+        return false;
+    }
+    *first = i;
+    while (i < nbits && test_bit(map, i)) {
+        i++;
+    }
+    *n = i - *first;
+    *pos = i;
+    return true;
+}
+
+static gpointer wp_thread(gpointer opaque)
+{
+    struct source_session *s = opaque;
+    struct uffd_msg msgs[64];
+
+    while (!atomic_load(&s->wp_stop)) {
+        int n = uffd_poll(&s->u, 100);
+
+        if (n <= 0) {
+            continue;
+        }
+        n = uffd_read_msgs(&s->u, msgs, G_N_ELEMENTS(msgs));
+        for (int i = 0; i < n; i++) {
+            if (msgs[i].event == UFFD_EVENT_PAGEFAULT &&
+                dirty_tracker_handle_wp_fault(&s->dt, &msgs[i]) < 0) {
+                g_warning("migration %s: resolving a write-protect fault "
+                          "failed",
+                          s->m->id);
+            }
+        }
+    }
+    return NULL;
+}
+
+static bool choose_method(struct source_session *s, enum dirty_method *method,
+                          GError **err)
+{
+    struct vm_entry *vm = s->m->vm;
+    struct dirty_support sup;
+    g_autofree char *note = NULL;
+    uint64_t usable =
+        vm->api_done ? vm->info.uffd_features : s->m->daemon->caps.usable;
+
+    dirty_support_probe(&sup, usable);
+    for (size_t i = 0; i < s->regions->n; i++) {
+        sup.file_backed |= s->regions->regions[i].kind != BACKING_ANON;
+        sup.hugetlb |= s->regions->regions[i].kind == BACKING_HUGETLBFS;
+    }
+    if (!dirty_method_choose(&sup, s->m->params.dirty_method, method, &note,
+                             err)) {
+        return false;
+    }
+    if (note) {
+        g_message("migration %s: %s", s->m->id, note);
+    }
+    return true;
+}
+
+static bool api_for(struct source_session *s, enum dirty_method method,
+                    GError **err)
+{
+    struct vm_entry *vm = s->m->vm;
+    uint64_t need = dirty_tracker_features(method);
+
+    if (!need) {
+        return true;
+    }
+    if (vm->api_done) {
+        memset(&s->u, 0, sizeof(s->u));
+        s->u.fd = vm->info.uffd;
+        s->u.features = vm->info.uffd_features;
+        return true; /* dirty_tracker_init checks what it needs */
+    }
+    if (!uffd_api(vm->info.uffd, need, &s->m->daemon->caps, &s->u, NULL, err)) {
+        return false;
+    }
+    vm->api_done = true;
+    vm->info.uffd_features = s->u.features;
+    return true;
+}
+
+bool precopy_start_tracking(struct source_session *s, GError **err)
+{
+    enum dirty_method method;
+
+    if (!choose_method(s, &method, err) || !api_for(s, method, err) ||
+        !dirty_tracker_init(&s->dt, s->m->vm->info.pid,
+                            dirty_tracker_features(method) ? &s->u : NULL,
+                            method, err)) {
+        return false;
+    }
+    s->tracking = true;
+    s->m->dirty_method_name = dirty_method_name(method);
+    for (size_t i = 0; i < s->regions->n; i++) {
+        const struct region *r = &s->regions->regions[i];
+
+        if (!dirty_tracker_add_range(&s->dt, r->base, r->size, r->page_size,
+                                     NULL, err)) {
+            return false;
+        }
+        s->pending[i] =
+            g_new0(unsigned long, dirty_tracker_bitmap_longs(&s->dt, i));
+    }
+    if (method == DIRTY_SYNC_WP) {
+        s->wp_thread = g_thread_new("src-wp", wp_thread, s);
+    }
+    g_message("migration %s: tracking writes with %s", s->m->id,
+              s->m->dirty_method_name);
+    return true;
+}
+
+void precopy_stop_tracking(struct source_session *s)
+{
+    if (!s->tracking) {
+        return;
+    }
+    if (s->wp_thread) {
+        atomic_store(&s->wp_stop, true);
+        g_thread_join(s->wp_thread);
+        s->wp_thread = NULL;
+    }
+    /* Unprotects everything: a resumed VMM must never block on us. */
+    dirty_tracker_destroy(&s->dt);
+    s->tracking = false;
+}
+
+uint64_t precopy_pending_pages(struct source_session *s)
+{
+    uint64_t n = 0;
+
+    for (size_t i = 0; i < s->regions->n; i++) {
+        size_t longs = BITS_TO_LONGS(region_pages(&s->regions->regions[i]));
+
+        for (size_t j = 0; s->pending[i] && j < longs; j++) {
+            n += __builtin_popcountl(s->pending[i][j]);
+        }
+    }
+    return n;
+}
+
+static bool still_precopy(struct source_session *s, GError **err)
+{
+    if (atomic_load(&s->stop) || migration_status(s->m) != MIG_ACTIVE) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                    "migration cancelled");
+        return false;
+    }
+    return true;
+}
+
+bool precopy_send_pending(struct source_session *s, uint32_t flags,
+                          GError **err)
+{
+    for (size_t i = 0; i < s->regions->n; i++) {
+        const struct region *r = &s->regions->regions[i];
+        uint64_t pos = 0, first, n;
+
+        while (next_run(s->pending[i], region_pages(r), &pos, &first, &n)) {
+            if (!page_sender_send(&s->bulk_sender, s->bulk, r, first, n, flags,
+                                  0, err)) {
+                return false;
+            }
+        }
+        memset(s->pending[i], 0,
+               BITS_TO_LONGS(region_pages(r)) * sizeof(unsigned long));
+    }
+    return true;
+}
+
+static bool send_all(struct source_session *s, GError **err)
+{
+    for (size_t i = 0; i < s->regions->n; i++) {
+        const struct region *r = &s->regions->regions[i];
+        uint64_t step = MAX(1, PAGE_SENDER_RUN / r->page_size);
+
+        for (uint64_t p = 0; p < region_pages(r); p += step) {
+            if (!still_precopy(s, err) ||
+                !page_sender_send(&s->bulk_sender, s->bulk, r, p,
+                                  MIN(step, region_pages(r) - p), 0, 0, err)) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/* Collect what was written, into pending (replacing: it was all sent). */
+static uint64_t collect(struct source_session *s, bool merge, GError **err)
+{
+    uint64_t n = 0;
+
+    if (!dirty_tracker_collect(&s->dt, DIRTY_ALL_RANGES, err)) {
+        return UINT64_MAX;
+    }
+    for (size_t i = 0; i < s->regions->n; i++) {
+        size_t longs = dirty_tracker_bitmap_longs(&s->dt, i);
+        g_autofree unsigned long *got = g_new0(unsigned long, longs);
+
+        n += dirty_tracker_take(&s->dt, i, got);
+        for (size_t j = 0; j < longs; j++) {
+            s->pending[i][j] = merge ? s->pending[i][j] | got[j] : got[j];
+        }
+    }
+    return n;
+}
+
+bool precopy_final_collect(struct source_session *s, GError **err)
+{
+    return collect(s, true, err) != UINT64_MAX;
+}
+
+static uint64_t pending_bytes(struct source_session *s)
+{
+    uint64_t bytes = 0;
+
+    for (size_t i = 0; i < s->regions->n; i++) {
+        const struct region *r = &s->regions->regions[i];
+        size_t longs = BITS_TO_LONGS(region_pages(r));
+
+        for (size_t j = 0; j < longs; j++) {
+            bytes += __builtin_popcountl(s->pending[i][j]) * r->page_size;
+        }
+    }
+    return bytes;
+}
+
+static double mib_per_s(uint64_t bytes, uint64_t us)
+{
+    return us ? (double)bytes / (1 << 20) / (us / 1e6) : 0;
+}
+
+bool precopy_rounds(struct source_session *s, GError **err)
+{
+    struct migration *m = s->m;
+    struct migration_stats *st = &m->stats;
+    uint64_t start = migration_now_us();
+    struct round_stats rs = {.round = 1};
+    uint64_t t0 = start, sent0 = atomic_load(&st->bytes_precopy);
+    uint64_t pages0 =
+        atomic_load(&st->pages_sent) + atomic_load(&st->zero_pages);
+
+    page_sender_set_phase(&s->bulk_sender, &st->bytes_precopy);
+    if (!send_all(s, err)) {
+        return false;
+    }
+    for (;;) {
+        uint64_t t1 = migration_now_us(), dirty, now, bytes, expected;
+        double bw;
+
+        dirty = collect(s, false, err);
+        if (dirty == UINT64_MAX) {
+            return false;
+        }
+        now = migration_now_us();
+        bytes = atomic_load(&st->bytes_precopy) - sent0;
+        rs.pages = atomic_load(&st->pages_sent) + atomic_load(&st->zero_pages) -
+                   pages0;
+        rs.bytes = bytes;
+        rs.dirty_pages = dirty;
+        rs.duration_us = now - t0;
+        rs.scan_us = now - t1;
+        rs.dirty_mbps = mib_per_s(pending_bytes(s), rs.duration_us);
+        rs.send_mbps = mib_per_s(bytes, rs.duration_us);
+        migration_add_round(m, &rs);
+        /* Bandwidth of this round, or of all of precopy if it was tiny. */
+        bw = bytes > (1 << 20)
+                 ? rs.send_mbps
+                 : mib_per_s(atomic_load(&st->bytes_precopy), now - start);
+        expected = bw > 0
+                       ? (uint64_t)(pending_bytes(s) / (bw * (1 << 20)) * 1e6)
+                       : UINT64_MAX;
+        atomic_store(&st->expected_downtime_us, expected);
+        if (expected <= m->params.downtime_limit_ms * 1000 ||
+            rs.round >= m->params.max_rounds ||
+            now - start >= m->params.max_precopy_ms * 1000) {
+            g_message(
+                "migration %s: precopy ends after round %u: %" G_GUINT64_FORMAT
+                " dirty pages, expected downtime %.1f ms%s",
+                m->id, rs.round, dirty, expected / 1000.0,
+                expected <= m->params.downtime_limit_ms * 1000
+                    ? ""
+                    : " (limit on rounds or time reached)");
+            return true;
+        }
+        if (!still_precopy(s, err)) {
+            return false;
+        }
+        t0 = migration_now_us();
+        sent0 = atomic_load(&st->bytes_precopy);
+        pages0 = atomic_load(&st->pages_sent) + atomic_load(&st->zero_pages);
+        rs = (struct round_stats){.round = rs.round + 1};
+        if (!precopy_send_pending(s, 0, err)) {
+            return false;
+        }
+    }
+}

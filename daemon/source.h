@@ -1,0 +1,50 @@
+/*
+ * source.h - the source role's session, shared by source.c (channels,
+ * switchover, postcopy service) and precopy.c (dirty tracking and rounds).
+ * Internal to those two files.
+ *
+ * Threads: the session thread owns everything here until switchover; then
+ * the request thread owns `urgent` (receive side) and its sender, the bulk
+ * thread the bulk sender and `pending`; `stop` is the only thing they all
+ * read.  The WP fault thread (sync uffd-wp only) touches just the tracker,
+ * which has its own lock.
+ */
+#ifndef POSTCOPYD_SOURCE_H
+#define POSTCOPYD_SOURCE_H
+
+#include "dirty_tracker.h"
+#include "migration.h"
+#include "page_sender.h"
+
+struct source_session {
+    struct migration *m;
+    struct region_table *regions;
+    struct channel *control, *urgent, *bulk;
+    GThread *request_thread, *bulk_thread, *wp_thread;
+    atomic_bool stop;
+    atomic_bool wp_stop;
+    bool paused; /* we paused the source VMM */
+    bool switchover_sent, switchover_refused;
+
+    struct page_sender bulk_sender;
+    struct uffd u;
+    struct dirty_tracker dt;
+    bool tracking;
+    /* Per region: pages written since they were last sent. */
+    unsigned long *pending[REGION_MAX];
+    uint32_t sync_seq;
+};
+
+/* precopy.c */
+bool precopy_start_tracking(struct source_session *s, GError **err);
+/* Rounds until converged or a limit; leaves the last dirty set pending. */
+bool precopy_rounds(struct source_session *s, GError **err);
+/* After the pause: the final collect, merged into pending. */
+bool precopy_final_collect(struct source_session *s, GError **err);
+/* Send every pending page on bulk now (precopy mode, during downtime). */
+bool precopy_send_pending(struct source_session *s, uint32_t flags,
+                          GError **err);
+uint64_t precopy_pending_pages(struct source_session *s);
+void precopy_stop_tracking(struct source_session *s);
+
+#endif /* POSTCOPYD_SOURCE_H */
