@@ -133,6 +133,60 @@ static void blocktime_rows(FILE *out, JsonNode *stats)
     }
 }
 
+static void bytes_row(FILE *out, JsonNode *stats, const char *label,
+                      const char *path)
+{
+    gint64 n;
+    char v[64];
+
+    if (jsonq_int(stats, path, &n) && n > 0) {
+        snprintf(v, sizeof(v), "%.2f MiB", n / 1048576.0);
+        row(out, label, v);
+    }
+}
+
+/* Precopy: the tracker, one line per round, and where the bytes went. */
+static void precopy_rows(FILE *out, JsonNode *stats)
+{
+    JsonArray *rounds = jsonq_array(stats, "round-stats");
+    const char *method = jsonq_string(stats, "dirty-tracking");
+    const char *mode = jsonq_string(stats, "mode");
+    const char *label = "rounds";
+
+    if (mode) {
+        row(out, "mode", mode);
+    }
+    if (method) {
+        row(out, "dirty tracking", method);
+    }
+    for (guint i = 0; rounds && i < json_array_get_length(rounds); i++) {
+        JsonNode *r = json_array_get_element(rounds, i);
+        gint64 n = 0, pages = 0, dirty = 0;
+        double ms = 0, scan = 0, rate = 0, send = 0;
+        char v[160];
+
+        jsonq_int(r, "round", &n);
+        jsonq_int(r, "pages", &pages);
+        jsonq_int(r, "dirty-pages", &dirty);
+        jsonq_double(r, "duration-ms", &ms);
+        jsonq_double(r, "scan-ms", &scan);
+        jsonq_double(r, "dirty-rate-mibps", &rate);
+        jsonq_double(r, "send-rate-mibps", &send);
+        snprintf(v, sizeof(v),
+                 "#%" G_GINT64_FORMAT ": %" G_GINT64_FORMAT
+                 " pages in %.0f ms (%.0f MiB/s), %" G_GINT64_FORMAT
+                 " dirtied (%.0f MiB/s), scan %.2f ms",
+                 n, pages, ms, send, dirty, rate, scan);
+        row(out, label, v);
+        label = "";
+    }
+    bytes_row(out, stats, "sent in precopy", "bytes-precopy");
+    bytes_row(out, stats, "sent in downtime", "bytes-downtime");
+    bytes_row(out, stats, "sent in postcopy", "bytes-postcopy");
+    row_int(out, stats, "stale pages", "stale-pages");
+    row_int(out, stats, "local installs", "pages-installed-local");
+}
+
 void summary_print(FILE *out, JsonNode *stats)
 {
     const char *status = migstats_status(stats);
@@ -148,6 +202,7 @@ void summary_print(FILE *out, JsonNode *stats)
     if (!migstats_is_final(status)) {
         row_ms(out, stats, "expected downtime", "expected-downtime");
     }
+    precopy_rows(out, stats);
     ram_rows(out, stats);
     latency_rows(out, stats);
     blocktime_rows(out, stats);
