@@ -166,26 +166,42 @@ static void write_pages(struct dest_session *s, const struct region *r,
                         uint64_t first, uint64_t n, const uint8_t *data)
 {
     uint8_t *area = copy_area(s, r);
-    uint64_t ps = r->page_size;
+    uint64_t ps = r->page_size, run = 0;
+    /* Fresh staging reads as zero: only a reused one needs clearing. */
+    bool clear = r->alias || atomic_load(&s->staged[r->id]);
 
-    if (!r->alias) {
+    if (!r->alias && data) {
         atomic_store(&s->staged[r->id], true);
     }
-    for (uint64_t i = 0; i < n; i++) {
+    for (uint64_t i = 0; i <= n; i++) {
         uint64_t p = first + i;
+        bool held =
+            i < n && page_state_begin_write(s->pst, r->id, p) == PAGE_OK;
 
-        if (page_state_begin_write(s->pst, r->id, p) != PAGE_OK) {
+        if (i < n && !held) {
             atomic_fetch_add(&s->m->stats.pages_dropped, 1);
+        }
+        if (held && data) {
+            memcpy(area + p * ps, data + i * ps, ps);
+        }
+        if (held && !data) {
+            run++; /* zeroed below, one call per run */
             continue;
         }
-        if (data) {
-            memcpy(area + p * ps, data + i * ps, ps);
-        } else if (r->alias) {
-            memset(area + p * ps, 0, ps);
-        } else {
-            madvise(area + p * ps, ps, MADV_DONTNEED); /* reads as zero */
+        if (run && clear) {
+            if (r->alias) {
+                memset(area + (p - run) * ps, 0, run * ps);
+            } else {
+                madvise(area + (p - run) * ps, run * ps, MADV_DONTNEED);
+            }
         }
-        page_state_finish_write(s->pst, r->id, p, data == NULL);
+        for (uint64_t q = p - run; q < p; q++) {
+            page_state_finish_write(s->pst, r->id, q, true);
+        }
+        run = 0;
+        if (held) {
+            page_state_finish_write(s->pst, r->id, p, false);
+        }
     }
     atomic_fetch_add(&s->m->stats.pages_received, n);
 }
