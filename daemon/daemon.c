@@ -24,6 +24,7 @@ bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
     d->migrations = g_ptr_array_new();
     d->transport = transport_tcp();
     transport_options_init(&d->topts);
+    d->topts.keepalive_idle_s = cfg->keepalive_s; /* 0: no keepalive */
     if (g_mkdir_with_parents(cfg->state_dir, 0700)) {
         g_set_error(err, G_IO_ERROR, g_io_error_from_errno(errno),
                     "cannot create state dir %s: %s", cfg->state_dir,
