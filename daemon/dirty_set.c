@@ -5,29 +5,35 @@
 #include <string.h>
 
 #define BITS_PER_LONG (8 * sizeof(unsigned long))
-/* A Range costs about this much encoded: three varints and the tags. */
-#define RANGE_WIRE_BYTES 12
 
 static bool bit(const unsigned long *map, uint64_t i)
 {
     return map[i / BITS_PER_LONG] & (1UL << (i % BITS_PER_LONG));
 }
 
-static uint64_t count_runs(const unsigned long *map, uint64_t n)
+static size_t varint_len(uint64_t v)
 {
-    uint64_t runs = 0;
+    size_t n = 1;
 
-    for (uint64_t i = 0; i < n; i++) {
-        if (bit(map, i) && (i == 0 || !bit(map, i - 1))) {
-            runs++;
-        }
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
     }
-    return runs;
+    return n;
 }
 
-static void add_ranges(const struct region *r, const unsigned long *map,
-                       GPtrArray *out)
+/* Bytes a repeated submessage element costs: tag, length, body. */
+static size_t element_cost(size_t body)
 {
+    return 1 + varint_len(body) + body;
+}
+
+/* Append @r's runs to @out; returns their exact encoded size. */
+static size_t add_ranges(const struct region *r, const unsigned long *map,
+                         GPtrArray *out)
+{
+    size_t cost = 0;
+
     uint64_t n = region_pages(r);
 
     for (uint64_t i = 0; i < n;) {
@@ -46,8 +52,10 @@ static void add_ranges(const struct region *r, const unsigned long *map,
         rg->offset = i * r->page_size;
         rg->length = (j - i) * r->page_size;
         g_ptr_array_add(out, rg);
+        cost += element_cost(postcopy__peer__range__get_packed_size(rg));
         i = j;
     }
+    return cost;
 }
 
 static Postcopy__Peer__RegionBitmap *make_bitmap(const struct region *r,
@@ -77,21 +85,36 @@ void dirty_set_encode(const struct region_table *t,
     GPtrArray *maps = g_ptr_array_new();
     uint64_t pages = 0;
 
+    /*
+     * Per region, the cheaper encoding by its exact packed size: so the
+     * whole never exceeds what the raw bitmaps would cost.
+     */
     for (size_t i = 0; i < t->n; i++) {
         const struct region *r = &t->regions[i];
-        uint64_t runs = count_runs(bitmaps[i], region_pages(r));
+        Postcopy__Peer__RegionBitmap *b;
+        guint before = ranges->len;
+        size_t range_cost, map_cost;
 
         for (uint64_t p = 0; p < region_pages(r); p++) {
             pages += bit(bitmaps[i], p);
         }
-        if (!runs) {
+        range_cost = add_ranges(r, bitmaps[i], ranges);
+        if (ranges->len == before) {
+            continue; /* nothing dirty here */
+        }
+        b = make_bitmap(r, bitmaps[i]);
+        map_cost =
+            element_cost(postcopy__peer__region_bitmap__get_packed_size(b));
+        if (range_cost <= map_cost) {
+            g_free(b->bitmap.data);
+            g_free(b);
             continue;
         }
-        if (runs * RANGE_WIRE_BYTES <= (region_pages(r) + 7) / 8) {
-            add_ranges(r, bitmaps[i], ranges);
-        } else {
-            g_ptr_array_add(maps, make_bitmap(r, bitmaps[i]));
+        for (guint k = before; k < ranges->len; k++) {
+            g_free(ranges->pdata[k]);
         }
+        g_ptr_array_set_size(ranges, before);
+        g_ptr_array_add(maps, b);
     }
     so->dirty_pages = pages;
     so->n_dirty = ranges->len;
@@ -165,32 +188,21 @@ bool dirty_set_decode(const Postcopy__Peer__Switchover *so,
 {
     uint64_t n = 0;
 
+    /* Validate and count everything before the first callback. */
     for (size_t i = 0; i < so->n_dirty; i++) {
         if (!check_range(so->dirty[i], t, err)) {
             return false;
         }
-    }
-    for (size_t i = 0; i < so->n_dirty_bitmaps; i++) {
-        if (!check_bitmap(so->dirty_bitmaps[i], t, err)) {
-            return false;
-        }
-    }
-    for (size_t i = 0; i < so->n_dirty; i++) {
-        const Postcopy__Peer__Range *rg = so->dirty[i];
-        uint64_t ps = t->regions[rg->region].page_size;
-
-        fn(opaque, rg->region, rg->offset / ps, rg->length / ps);
-        n += rg->length / ps;
+        n += so->dirty[i]->length / t->regions[so->dirty[i]->region].page_size;
     }
     for (size_t i = 0; i < so->n_dirty_bitmaps; i++) {
         const Postcopy__Peer__RegionBitmap *b = so->dirty_bitmaps[i];
-        uint64_t np = region_pages(&t->regions[b->region]);
 
-        for (uint64_t p = 0; p < np; p++) {
-            if (b->bitmap.data[p / 8] & (1u << (p % 8))) {
-                fn(opaque, b->region, p, 1);
-                n++;
-            }
+        if (!check_bitmap(b, t, err)) {
+            return false;
+        }
+        for (uint64_t p = 0; p < region_pages(&t->regions[b->region]); p++) {
+            n += !!(b->bitmap.data[p / 8] & (1u << (p % 8)));
         }
     }
     if (so->dirty_pages != n) {
@@ -199,6 +211,22 @@ bool dirty_set_decode(const Postcopy__Peer__Switchover *so,
                     " dirty pages, its ranges hold %" G_GUINT64_FORMAT,
                     so->dirty_pages, n);
         return false;
+    }
+    for (size_t i = 0; i < so->n_dirty; i++) {
+        const Postcopy__Peer__Range *rg = so->dirty[i];
+        uint64_t ps = t->regions[rg->region].page_size;
+
+        fn(opaque, rg->region, rg->offset / ps, rg->length / ps);
+    }
+    for (size_t i = 0; i < so->n_dirty_bitmaps; i++) {
+        const Postcopy__Peer__RegionBitmap *b = so->dirty_bitmaps[i];
+        uint64_t np = region_pages(&t->regions[b->region]);
+
+        for (uint64_t p = 0; p < np; p++) {
+            if (b->bitmap.data[p / 8] & (1u << (p % 8))) {
+                fn(opaque, b->region, p, 1);
+            }
+        }
     }
     *pages = n;
     return true;
