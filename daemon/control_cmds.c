@@ -169,6 +169,17 @@ static JsonNode *cmd_migrate_cancel(void *opaque, JsonObject *args,
     return NULL;
 }
 
+static JsonNode *cmd_migrate_recover(void *opaque, JsonObject *args,
+                                     GError **err)
+{
+    struct migration *m = find(opaque, args, err);
+
+    if (m) {
+        source_recover(m, err);
+    }
+    return NULL;
+}
+
 static JsonNode *cmd_query_vms(void *opaque, JsonObject *args, GError **err)
 {
     struct daemon *d = opaque;
@@ -202,6 +213,7 @@ const struct control_command daemon_commands[] = {
     {"migrate-incoming", cmd_migrate_incoming},
     {"query-migrate", cmd_query_migrate},
     {"migrate-cancel", cmd_migrate_cancel},
+    {"migrate-recover", cmd_migrate_recover},
     {"query-vms", cmd_query_vms},
     {NULL, NULL},
 };

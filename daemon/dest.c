@@ -8,7 +8,14 @@
  *    the page state table, install them (COPY / ZEROPAGE, or page cache +
  *    CONTINUE), and drop data for pages already installed.
  * They share struct dest_session: the page state table decides who may
- * touch a page; everything else in it is set before the threads start.
+ * touch a page; everything else in it is set before the threads start,
+ * except the channels, which a resumed migration replaces (the fault
+ * thread reads `urgent` atomically; old channels are shut down but kept
+ * until the session ends, so a stale pointer never dangles).
+ *
+ * Postcopy failures pause: the fault thread goes on installing pages that
+ * are here, requests for the others wait (REQUESTED) until the source
+ * reconnects with a resuming Hello, and are then sent again.
  */
 #include "migration.h"
 
@@ -51,7 +58,13 @@ struct dest_session {
     /* anon regions: precopy data waits here until installed */
     uint8_t *staging[REGION_MAX];
     atomic_bool staged[REGION_MAX];
-    size_t registered; /* regions registered with the uffd */
+    size_t registered;    /* regions registered with the uffd */
+    atomic_bool paused;   /* postcopy, channels lost: waiting for a resume */
+    atomic_uint epoch;    /* connection generation: receivers of an older
+                            one say nothing when their channel dies */
+    GPtrArray *graveyard; /* channels of earlier connections, by m->lock */
+    /* A resuming source's new channels, gathered here by m->lock. */
+    struct channel *next_control, *next_urgent, *next_bulk;
 };
 
 static void send_error(struct channel *ch, Postcopy__Peer__ErrorCode code,
@@ -81,12 +94,32 @@ static bool send_hello_reply(struct channel *ch, const char *error,
     return channel_send_msg(ch, &msg, err);
 }
 
+static void wake_session(struct dest_session *s)
+{
+    g_mutex_lock(&s->m->lock);
+    g_cond_broadcast(&s->m->cond);
+    g_mutex_unlock(&s->m->lock);
+}
+
+static void shutdown_channels(struct dest_session *s)
+{
+    struct channel *chs[] = {s->control, s->urgent, s->bulk};
+
+    for (size_t i = 0; i < G_N_ELEMENTS(chs); i++) {
+        if (chs[i]) {
+            channel_shutdown(chs[i]);
+        }
+    }
+}
+
 static void dest_fail(struct dest_session *s, const char *fmt, ...)
     G_GNUC_PRINTF(2, 3);
 
 /*
- * After the VMM resumed here, its missing pages exist only at the source:
- * the migration stops but nothing is discarded (guest blocks on them).
+ * Something went wrong with the peer.  Before the VMM runs here the
+ * migration fails (the source keeps the VM).  After, the guest's missing
+ * pages exist only at the source: the migration pauses, nothing is
+ * discarded, and it carries on when the source reconnects.
  */
 static void dest_fail(struct dest_session *s, const char *fmt, ...)
 {
@@ -96,19 +129,28 @@ static void dest_fail(struct dest_session *s, const char *fmt, ...)
     va_start(ap, fmt);
     msg = g_strdup_vprintf(fmt, ap);
     va_end(ap);
-    migration_fail(s->m,
-                   migration_status(s->m) == MIG_POSTCOPY_ACTIVE
-                       ? MIG_POSTCOPY_PAUSED
-                       : MIG_FAILED,
-                   "%s", msg);
     if (s->control) {
         send_error(s->control, POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_PROTOCOL,
                    msg);
     }
+    if (atomic_load(&s->running)) {
+        migration_fail(s->m, MIG_POSTCOPY_PAUSED, "%s", msg);
+        atomic_store(&s->paused, true);
+    } else {
+        migration_fail(s->m, MIG_FAILED, "%s", msg);
+        atomic_store(&s->stop, true);
+    }
+    shutdown_channels(s);
+    wake_session(s);
+}
+
+/* The VMM's memory cannot be worked on any more (it exited, unmapped). */
+static void dest_abort(struct dest_session *s, const char *msg)
+{
+    migration_fail(s->m, MIG_FAILED, "%s", msg);
     atomic_store(&s->stop, true);
-    g_mutex_lock(&s->m->lock);
-    g_cond_broadcast(&s->m->cond);
-    g_mutex_unlock(&s->m->lock);
+    shutdown_channels(s);
+    wake_session(s);
 }
 
 /* ---- installing ---- */
@@ -254,11 +296,13 @@ static bool install_pages(struct dest_session *s, const struct region *r,
             for (uint64_t p = run.first; p < run.first + run.npages; p++) {
                 page_state_abort_install(s->pst, r->id, p);
             }
-            dest_fail(s,
-                      "installing %" G_GUINT64_FORMAT
-                      " page(s) at 0x%" G_GINT64_MODIFIER "x: %s",
-                      run.npages, r->base + run.first * r->page_size,
-                      g_strerror(-ret));
+            g_autofree char *msg =
+                g_strdup_printf("installing %" G_GUINT64_FORMAT
+                                " page(s) at 0x%" G_GINT64_MODIFIER "x: %s",
+                                run.npages, r->base + run.first * r->page_size,
+                                g_strerror(-ret));
+
+            dest_abort(s, msg);
             return false;
         }
         page_state_finish_run(s->pst, r->id, &run);
@@ -335,6 +379,7 @@ static bool receive_frame(struct dest_session *s, struct channel *ch,
 struct receiver {
     struct dest_session *s;
     struct channel *ch;
+    unsigned epoch;
 };
 
 static gpointer receive_loop(gpointer opaque)
@@ -347,7 +392,8 @@ static gpointer receive_loop(gpointer opaque)
         g_autoptr(GError) err = NULL;
 
         if (!receive_frame(s, rc->ch, buf, &err)) {
-            if (!atomic_load(&s->stop) && err) {
+            if (!atomic_load(&s->stop) && !atomic_load(&s->paused) &&
+                rc->epoch == atomic_load(&s->epoch) && err) {
                 dest_fail(s, "%s", err->message);
             }
             break;
@@ -371,9 +417,12 @@ static void request_page(struct dest_session *s, const struct region *r,
         .seq = atomic_fetch_add(&s->next_seq, 1),
     };
 
+    struct channel *urgent = __atomic_load_n(&s->urgent, __ATOMIC_ACQUIRE);
+
     atomic_fetch_add(&s->m->stats.postcopy_requests, 1);
-    if (!channel_send_frame(s->urgent, &h, NULL, 0, &err) &&
-        !atomic_load(&s->stop)) {
+    /* While paused the page stays REQUESTED and is asked for on resume. */
+    if (!channel_send_frame(urgent, &h, NULL, 0, &err) &&
+        !atomic_load(&s->stop) && !atomic_load(&s->paused)) {
         dest_fail(s, "%s", err->message);
     }
 }
@@ -404,9 +453,12 @@ static void handle_fault(struct dest_session *s, const struct uffd_msg *msg)
     case PAGE_DO_INSTALL: /* a current copy is here: no network */
         ret = install_current(s, r, page, 1);
         if (ret < 0) {
+            g_autofree char *why = g_strdup_printf(
+                "installing the page at 0x%" G_GINT64_MODIFIER "x: %s",
+                page_addr, g_strerror(-ret));
+
             page_state_abort_install(s->pst, r->id, page);
-            dest_fail(s, "CONTINUE at 0x%" G_GINT64_MODIFIER "x: %s", page_addr,
-                      g_strerror(-ret));
+            dest_abort(s, why);
             return;
         }
         page_state_finish_install(s->pst, r->id, page);
@@ -432,7 +484,11 @@ static gpointer fault_thread(gpointer opaque)
         int n = uffd_poll(&s->u, 100);
 
         if (n < 0) {
-            dest_fail(s, "polling the VMM's uffd: %s", g_strerror(-n));
+            g_autofree char *why =
+                g_strdup_printf("the VMM's uffd failed (did the VMM exit?): %s",
+                                g_strerror(-n));
+
+            dest_abort(s, why);
             break;
         }
         if (n == 0) {
@@ -647,10 +703,11 @@ static gpointer sweep_thread(gpointer opaque)
                 for (uint64_t p = run.first; p < run.first + run.npages; p++) {
                     page_state_abort_install(s->pst, r->id, p);
                 }
-                dest_fail(s,
-                          "installing local pages at 0x%" G_GINT64_MODIFIER
-                          "x: %s",
-                          r->base + run.first * r->page_size, g_strerror(-ret));
+                g_autofree char *why = g_strdup_printf(
+                    "installing local pages at 0x%" G_GINT64_MODIFIER "x: %s",
+                    r->base + run.first * r->page_size, g_strerror(-ret));
+
+                dest_abort(s, why);
                 return NULL;
             }
             page_state_finish_run(s->pst, r->id, &run);
@@ -704,28 +761,6 @@ static bool do_switchover(struct dest_session *s, GError **err)
     atomic_store(&s->m->stats.resume_us, migration_now_us());
     s->sweep_thread = g_thread_new("dst-sweep", sweep_thread, s);
     return migration_set_status(s->m, MIG_DEVICE, MIG_POSTCOPY_ACTIVE);
-}
-
-static void start_threads(struct dest_session *s)
-{
-    struct receiver *ru = g_new0(struct receiver, 1);
-    struct receiver *rb = g_new0(struct receiver, 1);
-
-    ru->s = rb->s = s;
-    ru->ch = s->urgent;
-    rb->ch = s->bulk;
-    s->fault_thread = g_thread_new("dst-faults", fault_thread, s);
-    s->urgent_thread = g_thread_new("dst-urgent", receive_loop, ru);
-    s->bulk_thread = g_thread_new("dst-bulk", receive_loop, rb);
-}
-
-static void wait_all_installed(struct dest_session *s)
-{
-    g_mutex_lock(&s->m->lock);
-    while (!page_state_all_installed(s->pst) && !atomic_load(&s->stop)) {
-        g_cond_wait(&s->m->cond, &s->m->lock);
-    }
-    g_mutex_unlock(&s->m->lock);
 }
 
 /* Every page is in place: the guest runs at native speed from now on. */
@@ -783,6 +818,112 @@ static void complete(struct dest_session *s)
     migration_set_status(s->m, MIG_POSTCOPY_ACTIVE, MIG_COMPLETED);
 }
 
+static void start_receivers(struct dest_session *s)
+{
+    struct receiver *ru = g_new0(struct receiver, 1);
+    struct receiver *rb = g_new0(struct receiver, 1);
+
+    ru->s = rb->s = s;
+    ru->epoch = rb->epoch = atomic_load(&s->epoch);
+    ru->ch = s->urgent;
+    rb->ch = s->bulk;
+    s->urgent_thread = g_thread_new("dst-urgent", receive_loop, ru);
+    s->bulk_thread = g_thread_new("dst-bulk", receive_loop, rb);
+}
+
+static void start_threads(struct dest_session *s)
+{
+    s->fault_thread = g_thread_new("dst-faults", fault_thread, s);
+    start_receivers(s);
+}
+
+static void join_receivers(struct dest_session *s)
+{
+    if (s->urgent_thread) {
+        g_thread_join(s->urgent_thread);
+        s->urgent_thread = NULL;
+    }
+    if (s->bulk_thread) {
+        g_thread_join(s->bulk_thread);
+        s->bulk_thread = NULL;
+    }
+}
+
+/* Requests that died with the old connection are asked for again. */
+static void rerequest(struct dest_session *s)
+{
+    uint64_t n = 0;
+
+    for (size_t i = 0; i < s->regions->n; i++) {
+        const struct region *r = &s->regions->regions[i];
+        uint64_t p = 0;
+
+        while (
+            (p = page_state_next(s->pst, r->id, p, PAGE_MASK(PAGE_REQUESTED))) <
+            region_pages(r)) {
+            request_page(s, r, p++);
+            n++;
+        }
+    }
+    g_message("migration %s: resumed, %" G_GUINT64_FORMAT
+              " request(s) sent again",
+              s->m->id, n);
+}
+
+/*
+ * Paused: wait for a resuming source's three channels, then carry on with
+ * them.  The old channels are kept (shut down) in the graveyard.
+ */
+static bool wait_resume(struct dest_session *s)
+{
+    shutdown_channels(s);
+    join_receivers(s);
+    g_mutex_lock(&s->m->lock);
+    while (!(s->next_control && s->next_urgent && s->next_bulk) &&
+           !atomic_load(&s->stop)) {
+        g_cond_wait(&s->m->cond, &s->m->lock);
+    }
+    if (atomic_load(&s->stop)) {
+        g_mutex_unlock(&s->m->lock);
+        return false;
+    }
+    g_ptr_array_add(s->graveyard, s->control);
+    g_ptr_array_add(s->graveyard, s->urgent);
+    g_ptr_array_add(s->graveyard, s->bulk);
+    s->control = s->next_control;
+    __atomic_store_n(&s->urgent, s->next_urgent, __ATOMIC_RELEASE);
+    s->bulk = s->next_bulk;
+    s->next_control = s->next_urgent = s->next_bulk = NULL;
+    atomic_fetch_add(&s->epoch, 1);
+    atomic_store(&s->paused, false);
+    g_mutex_unlock(&s->m->lock);
+    migration_clear_error(s->m);
+    migration_set_status(s->m, MIG_POSTCOPY_PAUSED, MIG_POSTCOPY_ACTIVE);
+    start_receivers(s);
+    rerequest(s);
+    return true;
+}
+
+/* Until every page is installed, pausing and resuming as the link goes. */
+static void postcopy(struct dest_session *s)
+{
+    for (;;) {
+        g_mutex_lock(&s->m->lock);
+        while (!page_state_all_installed(s->pst) && !atomic_load(&s->stop) &&
+               !atomic_load(&s->paused)) {
+            g_cond_wait(&s->m->cond, &s->m->lock);
+        }
+        g_mutex_unlock(&s->m->lock);
+        if (page_state_all_installed(s->pst)) {
+            complete(s);
+            return;
+        }
+        if (atomic_load(&s->stop) || !wait_resume(s)) {
+            return;
+        }
+    }
+}
+
 static void stop_threads(struct dest_session *s)
 {
     struct channel *chs[] = {s->urgent, s->bulk, s->control};
@@ -810,6 +951,12 @@ static void stop_threads(struct dest_session *s)
             channel_close(chs[i]);
         }
     }
+    g_mutex_lock(&s->m->lock);
+    for (guint i = 0; i < s->graveyard->len; i++) {
+        channel_close(s->graveyard->pdata[i]);
+    }
+    g_ptr_array_set_size(s->graveyard, 0);
+    g_mutex_unlock(&s->m->lock);
     if (s->pst) {
         page_state_close(s->pst);
     }
@@ -863,10 +1010,7 @@ static gpointer dest_thread(gpointer opaque)
             "%s", err->message);
         goto out;
     }
-    wait_all_installed(s);
-    if (!atomic_load(&s->stop)) {
-        complete(s);
-    }
+    postcopy(s);
 out:
     stop_threads(s);
     if (!atomic_load(&s->running)) {
@@ -894,6 +1038,83 @@ static const char *hello_problem(const Postcopy__Peer__Hello *h)
     return NULL;
 }
 
+/* What the destination still lacks: the source streams only that. */
+static bool send_resume_reply(struct dest_session *s, struct channel *ch,
+                              GError **err)
+{
+    Postcopy__Peer__ResumeReply rr = POSTCOPY__PEER__RESUME_REPLY__INIT;
+    Postcopy__Peer__Switchover missing = POSTCOPY__PEER__SWITCHOVER__INIT;
+    PeerMessage msg = POSTCOPY__PEER__PEER_MESSAGE__INIT;
+    const unsigned lacking = PAGE_MASK(PAGE_ABSENT) | PAGE_MASK(PAGE_STALE) |
+                             PAGE_MASK(PAGE_REQUESTED);
+    unsigned long *maps[REGION_MAX] = {0};
+    bool ok;
+
+    for (size_t i = 0; i < s->regions->n; i++) {
+        uint64_t n = region_pages(&s->regions->regions[i]);
+
+        maps[i] = g_new0(unsigned long, (n + 63) / 64);
+        for (uint64_t p = 0; (p = page_state_next(s->pst, i, p, lacking)) < n;
+             p++) {
+            maps[i][p / 64] |= 1UL << (p % 64);
+        }
+    }
+    dirty_set_encode(s->regions, maps, &missing);
+    rr.ok = true;
+    rr.error = "";
+    rr.missing = &missing;
+    msg.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_RESUME_REPLY;
+    msg.resume_reply = &rr;
+    ok = channel_send_msg(ch, &msg, err);
+    dirty_set_clear(&missing);
+    for (size_t i = 0; i < s->regions->n; i++) {
+        g_free(maps[i]);
+    }
+    return ok;
+}
+
+/*
+ * A source reconnects a paused migration.  If this side had not noticed
+ * the old connection die yet, it has now.
+ */
+static void accept_resume(struct daemon *d, struct channel *ch,
+                          PeerMessage *hello)
+{
+    const Postcopy__Peer__Hello *h = hello->hello;
+    g_autoptr(GError) err = NULL;
+    struct migration *m = daemon_find_migration_id(d, h->migration_id.data);
+    struct dest_session *s = m ? m->role_state : NULL;
+    enum migration_status st = m ? migration_status(m) : MIG_NONE;
+
+    if (!s || !atomic_load(&s->running) ||
+        (st != MIG_POSTCOPY_ACTIVE && st != MIG_POSTCOPY_PAUSED)) {
+        g_warning("peer %s: resume refused: no migration in postcopy with "
+                  "that id",
+                  channel_peer(ch));
+        send_hello_reply(ch, "no migration in postcopy with that id", NULL);
+        goto drop;
+    }
+    if (!atomic_load(&s->paused)) {
+        dest_fail(s, "the source reconnected: the old connection is gone");
+    }
+    if (!send_hello_reply(ch, NULL, &err) || !send_resume_reply(s, ch, &err)) {
+        g_warning("peer %s: resume: %s", channel_peer(ch), err->message);
+        goto drop;
+    }
+    g_mutex_lock(&m->lock);
+    if (s->next_control) {
+        g_ptr_array_add(s->graveyard, s->next_control);
+    }
+    s->next_control = ch;
+    g_cond_broadcast(&m->cond);
+    g_mutex_unlock(&m->lock);
+    peer_message_free(hello);
+    return;
+drop:
+    peer_message_free(hello);
+    channel_close(ch);
+}
+
 void dest_accept_control(struct daemon *d, struct channel *ch,
                          PeerMessage *hello)
 {
@@ -908,6 +1129,10 @@ void dest_accept_control(struct daemon *d, struct channel *ch,
         g_warning("peer %s: %s", channel_peer(ch), why);
         send_hello_reply(ch, why, NULL);
         goto drop;
+    }
+    if (h->resume) {
+        accept_resume(d, ch, hello);
+        return;
     }
     vm = daemon_take_vm(d, h->vm_name, true, &err);
     if (!vm) {
@@ -924,6 +1149,7 @@ void dest_accept_control(struct daemon *d, struct channel *ch,
     m->mode = m->params.mode;
     m->peer_uri = g_strdup(channel_peer(ch));
     s = g_new0(struct dest_session, 1);
+    s->graveyard = g_ptr_array_new();
     s->m = m;
     s->regions = &vm->info.regions;
     s->control = ch;
@@ -961,12 +1187,22 @@ void dest_accept_data(struct daemon *d, struct channel *ch, PeerMessage *hello)
         goto refuse;
     }
     s = m->role_state;
-    slot = channel_kind(ch) == CHANNEL_URGENT ? &s->urgent : &s->bulk;
+    if (h->resume) {
+        slot = channel_kind(ch) == CHANNEL_URGENT ? &s->next_urgent
+                                                  : &s->next_bulk;
+    } else {
+        slot = channel_kind(ch) == CHANNEL_URGENT ? &s->urgent : &s->bulk;
+    }
     g_mutex_lock(&m->lock);
-    if (*slot || migration_status(m) != MIG_SETUP) {
-        why = *slot ? "that channel is already open"
-                    : "the migration is not in setup";
+    if (h->resume ? !atomic_load(&s->paused) || !s->next_control
+                  : *slot || migration_status(m) != MIG_SETUP) {
+        why = h->resume ? "no resume in progress for that migration"
+              : *slot   ? "that channel is already open"
+                        : "the migration is not in setup";
     } else if (send_hello_reply(ch, NULL, NULL)) {
+        if (*slot) {
+            g_ptr_array_add(s->graveyard, *slot); /* an earlier attempt */
+        }
         *slot = ch;
         g_cond_broadcast(&m->cond);
     } else {

@@ -170,6 +170,17 @@ void migration_fail(struct migration *m, enum migration_status final_status,
     } while (!migration_set_status(m, s, final_status));
 }
 
+void migration_clear_error(struct migration *m)
+{
+    g_mutex_lock(&m->lock);
+    if (m->error) {
+        g_message("migration %s (%s): recovered from: %s", m->id, m->vm_name,
+                  m->error);
+    }
+    g_clear_pointer(&m->error, g_free);
+    g_mutex_unlock(&m->lock);
+}
+
 static void add_uint(JsonBuilder *b, const char *name, uint64_t v)
 {
     json_builder_set_member_name(b, name);

@@ -153,6 +153,8 @@ void migration_fail(struct migration *m, enum migration_status final_status,
 void migration_params_init(struct migration_params *p);
 /* Record a finished round (the first MIGRATION_MAX_ROUNDS_KEPT). */
 void migration_add_round(struct migration *m, const struct round_stats *r);
+/* A paused migration carries on: its old error no longer describes it. */
+void migration_clear_error(struct migration *m);
 /* query-migrate's "return" object. */
 JsonNode *migration_query(struct migration *m);
 
@@ -160,6 +162,8 @@ uint64_t migration_now_us(void);
 
 /* Source role (source.c): run the migration in its own thread. */
 bool source_start(struct migration *m, const char *uri, GError **err);
+/* A paused postcopy migration: reconnect now instead of after backoff. */
+bool source_recover(struct migration *m, GError **err);
 /* Cancel a source migration before switchover; false once past it. */
 bool source_cancel(struct migration *m, GError **err);
 

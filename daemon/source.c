@@ -22,7 +22,12 @@
 #include "frame.h"
 #include "region.h"
 
-#define BITS_PER_LONG (8 * sizeof(unsigned long))
+#define BITS_PER_LONG   (8 * sizeof(unsigned long))
+#define CONTROL_POLL_MS 500
+/* A data channel closed without a Complete on control within this: lost. */
+#define DATA_LOST_GRACE_US (2 * G_USEC_PER_SEC)
+#define RECONNECT_MIN_MS   100
+#define RECONNECT_MAX_MS   2000
 
 static void page_counters_for(struct migration *m, struct page_counters *c)
 {
@@ -78,8 +83,14 @@ static void limits_from(const struct region_table *t,
  */
 static void data_channel_failed(struct source_session *s, const GError *err)
 {
-    if (atomic_load(&s->stop) ||
-        g_error_matches(err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED)) {
+    if (atomic_load(&s->stop)) {
+        return;
+    }
+    if (g_error_matches(err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED)) {
+        uint64_t zero = 0;
+
+        atomic_compare_exchange_strong(&s->data_lost_us, &zero,
+                                       migration_now_us());
         return;
     }
     migration_fail(s->m, MIG_POSTCOPY_PAUSED, "%s", err->message);
@@ -124,7 +135,7 @@ static gpointer bulk_thread(gpointer opaque)
     g_autoptr(GError) err = NULL;
 
     page_sender_set_phase(&s->bulk_sender, &s->m->stats.bytes_postcopy);
-    if (s->m->params.mode == MODE_HYBRID) {
+    if (s->resend_missing) {
         if (!precopy_send_pending(s, FRAME_F_FINAL, &err)) {
             goto fail;
         }
@@ -176,7 +187,8 @@ static PeerMessage *expect_msg(struct channel *ch,
 }
 
 static struct channel *open_channel(struct source_session *s, const char *uri,
-                                    enum channel_kind kind, GError **err)
+                                    enum channel_kind kind, bool resume,
+                                    GError **err)
 {
     struct daemon *d = s->m->daemon;
     Postcopy__Peer__Hello hello = POSTCOPY__PEER__HELLO__INIT;
@@ -198,6 +210,7 @@ static struct channel *open_channel(struct source_session *s, const char *uri,
     hello.bulk_streams = kind == CHANNEL_CONTROL ? 1 : 0;
     hello.n_capabilities = G_N_ELEMENTS(caps);
     hello.capabilities = caps;
+    hello.resume = resume;
     hello.mode = s->m->params.mode == MODE_PRECOPY
                      ? POSTCOPY__PEER__MODE__MODE_PRECOPY
                  : s->m->params.mode == MODE_HYBRID
@@ -275,15 +288,15 @@ static bool setup(struct source_session *s, GError **err)
         atomic_fetch_add(&s->m->stats.pages_total,
                          region_pages(&s->regions->regions[i]));
     }
-    s->control = open_channel(s, s->m->peer_uri, CHANNEL_CONTROL, err);
+    s->control = open_channel(s, s->m->peer_uri, CHANNEL_CONTROL, false, err);
     if (!s->control || !send_layout(s, err)) {
         return false;
     }
-    s->urgent = open_channel(s, s->m->peer_uri, CHANNEL_URGENT, err);
+    s->urgent = open_channel(s, s->m->peer_uri, CHANNEL_URGENT, false, err);
     if (!s->urgent) {
         return false;
     }
-    s->bulk = open_channel(s, s->m->peer_uri, CHANNEL_BULK, err);
+    s->bulk = open_channel(s, s->m->peer_uri, CHANNEL_BULK, false, err);
     return s->bulk != NULL;
 }
 
@@ -446,18 +459,41 @@ static void take_remote_stats(struct migration *m,
     g_mutex_unlock(&m->lock);
 }
 
-static void wait_complete(struct source_session *s)
+/*
+ * Postcopy, until the destination's Complete: true.  False when the
+ * connection failed (the migration is postcopy-paused).  The control
+ * channel is read with a short timeout so that a data channel that died
+ * while control stays silent is noticed.
+ */
+static bool wait_complete(struct source_session *s)
 {
-    g_autoptr(GError) err = NULL;
-    g_autoptr(PeerMessage) done = expect_msg(
-        s->control, POSTCOPY__PEER__PEER_MESSAGE__MSG_COMPLETE, &err);
+    channel_set_timeout(s->control, CONTROL_POLL_MS, NULL);
+    for (;;) {
+        g_autoptr(GError) err = NULL;
+        g_autoptr(PeerMessage) done = expect_msg(
+            s->control, POSTCOPY__PEER__PEER_MESSAGE__MSG_COMPLETE, &err);
+        uint64_t lost = atomic_load(&s->data_lost_us);
 
-    if (!done) {
-        migration_fail(s->m, MIG_POSTCOPY_PAUSED, "postcopy: %s", err->message);
-        return;
+        if (done) {
+            take_remote_stats(s->m, done->complete);
+            migration_set_status(s->m, MIG_POSTCOPY_ACTIVE, MIG_COMPLETED);
+            return true;
+        }
+        if (!g_error_matches(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)) {
+            migration_fail(s->m, MIG_POSTCOPY_PAUSED, "postcopy: %s",
+                           err->message);
+            return false;
+        }
+        if (migration_status(s->m) == MIG_POSTCOPY_PAUSED) {
+            return false; /* a data channel failed */
+        }
+        if (lost && migration_now_us() - lost > DATA_LOST_GRACE_US) {
+            migration_fail(s->m, MIG_POSTCOPY_PAUSED,
+                           "postcopy: a data channel to %s closed",
+                           s->m->peer_uri);
+            return false;
+        }
     }
-    take_remote_stats(s->m, done->complete);
-    migration_set_status(s->m, MIG_POSTCOPY_ACTIVE, MIG_COMPLETED);
 }
 
 static void close_channels(struct source_session *s)
@@ -472,9 +508,11 @@ static void close_channels(struct source_session *s)
     }
     if (s->request_thread) {
         g_thread_join(s->request_thread);
+        s->request_thread = NULL;
     }
     if (s->bulk_thread) {
         g_thread_join(s->bulk_thread);
+        s->bulk_thread = NULL;
     }
     for (size_t i = 0; i < G_N_ELEMENTS(chs); i++) {
         if (*chs[i]) {
@@ -482,6 +520,114 @@ static void close_channels(struct source_session *s)
             *chs[i] = NULL;
         }
     }
+}
+
+static void missing_run(void *opaque, uint32_t region, uint64_t first,
+                        uint64_t n)
+{
+    struct source_session *s = opaque;
+
+    for (uint64_t p = first; p < first + n; p++) {
+        s->pending[region][p / BITS_PER_LONG] |= 1UL << (p % BITS_PER_LONG);
+    }
+}
+
+/* Reconnect a paused migration: what the destination lacks becomes pending. */
+static bool resume_connect(struct source_session *s, GError **err)
+{
+    g_autoptr(PeerMessage) rr = NULL;
+    uint64_t pages;
+
+    s->control = open_channel(s, s->m->peer_uri, CHANNEL_CONTROL, true, err);
+    if (!s->control) {
+        return false;
+    }
+    rr = expect_msg(s->control, POSTCOPY__PEER__PEER_MESSAGE__MSG_RESUME_REPLY,
+                    err);
+    if (!rr) {
+        return false;
+    }
+    if (!rr->resume_reply->ok || !rr->resume_reply->missing) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
+                    "destination refused to resume: %s",
+                    rr->resume_reply->error);
+        return false;
+    }
+    for (size_t i = 0; i < s->regions->n; i++) {
+        size_t longs =
+            (region_pages(&s->regions->regions[i]) + BITS_PER_LONG - 1) /
+            BITS_PER_LONG;
+
+        g_free(s->pending[i]);
+        s->pending[i] = g_new0(unsigned long, longs);
+    }
+    if (!dirty_set_decode(rr->resume_reply->missing, s->regions, missing_run, s,
+                          &pages, err)) {
+        return false;
+    }
+    s->urgent = open_channel(s, s->m->peer_uri, CHANNEL_URGENT, true, err);
+    s->bulk = s->urgent
+                  ? open_channel(s, s->m->peer_uri, CHANNEL_BULK, true, err)
+                  : NULL;
+    if (!s->bulk) {
+        return false;
+    }
+    s->resend_missing = true;
+    g_message("migration %s: reconnected to %s, %" G_GUINT64_FORMAT
+              " page(s) still missing there",
+              s->m->id, s->m->peer_uri, pages);
+    return true;
+}
+
+/*
+ * Paused in postcopy: try again and again, backing off up to
+ * RECONNECT_MAX_MS; `recover` cuts the wait short.  The VM is never given
+ * up on: only the daemon stopping ends this.
+ */
+static bool reconnect(struct source_session *s)
+{
+    unsigned delay_ms = RECONNECT_MIN_MS;
+
+    while (!s->m->daemon->stopping) {
+        g_autoptr(GError) err = NULL;
+        int64_t until = g_get_monotonic_time() + delay_ms * 1000LL;
+
+        g_mutex_lock(&s->m->lock);
+        while (!atomic_load(&s->recover_now) &&
+               g_cond_wait_until(&s->m->cond, &s->m->lock, until)) {
+        }
+        g_mutex_unlock(&s->m->lock);
+        atomic_store(&s->recover_now, false);
+        atomic_store(&s->stop, false);
+        atomic_store(&s->data_lost_us, 0);
+        if (resume_connect(s, &err)) {
+            migration_clear_error(s->m);
+            return migration_set_status(s->m, MIG_POSTCOPY_PAUSED,
+                                        MIG_POSTCOPY_ACTIVE);
+        }
+        g_debug("migration %s: reconnect: %s", s->m->id, err->message);
+        close_channels(s);
+        delay_ms = MIN(delay_ms * 2, RECONNECT_MAX_MS);
+    }
+    return false;
+}
+
+bool source_recover(struct migration *m, GError **err)
+{
+    struct source_session *s = m->role_state;
+
+    if (m->role != ROLE_SOURCE || migration_status(m) != MIG_POSTCOPY_PAUSED) {
+        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
+                    "recover needs a paused postcopy migration on its "
+                    "source; this one is %s",
+                    migration_status_name(migration_status(m)));
+        return false;
+    }
+    g_mutex_lock(&m->lock);
+    atomic_store(&s->recover_now, true);
+    g_cond_broadcast(&m->cond);
+    g_mutex_unlock(&m->lock);
+    return true;
 }
 
 static gpointer source_thread(gpointer opaque)
@@ -509,11 +655,20 @@ static gpointer source_thread(gpointer opaque)
         goto out;
     }
     migration_set_status(m, MIG_DEVICE, MIG_POSTCOPY_ACTIVE);
-    s->request_thread = g_thread_new("src-requests", request_thread, s);
-    if (m->params.mode != MODE_PRECOPY) {
-        s->bulk_thread = g_thread_new("src-bulk", bulk_thread, s);
+    s->resend_missing = m->params.mode == MODE_HYBRID;
+    for (;;) {
+        s->request_thread = g_thread_new("src-requests", request_thread, s);
+        if (m->params.mode != MODE_PRECOPY || s->resend_missing) {
+            s->bulk_thread = g_thread_new("src-bulk", bulk_thread, s);
+        }
+        if (wait_complete(s)) {
+            break;
+        }
+        close_channels(s);
+        if (!reconnect(s)) {
+            break;
+        }
     }
-    wait_complete(s);
 out:
     close_channels(s);
     precopy_stop_tracking(s);

@@ -25,6 +25,9 @@ struct source_session {
     atomic_bool wp_stop;
     bool paused; /* we paused the source VMM */
     bool switchover_sent, switchover_refused;
+    _Atomic uint64_t data_lost_us; /* when a data channel closed, or 0 */
+    bool resend_missing;     /* bulk streams `pending` (resumed, or hybrid) */
+    atomic_bool recover_now; /* `recover`: retry the connection at once */
 
     struct page_sender bulk_sender;
     struct uffd u;
