@@ -20,6 +20,7 @@ static const struct simple_cmd simple_cmds[] = {
     {"cancel", "migrate-cancel", false, "cancelling the migration of"},
     {"incoming", "migrate-incoming", true,
      "waiting for the incoming migration of"},
+    {"recover", "migrate-recover", false, "reconnecting the migration of"},
 };
 
 static const struct simple_cmd *find_simple(const char *name)

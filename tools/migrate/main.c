@@ -22,6 +22,8 @@ const struct cli_command cli_commands[] = {
      "Cancel the migration (the source VM keeps running)."},
     {"incoming", cmd_simple, "--vm NAME [--json]",
      "Make this host's postcopyd wait for VM to be migrated in."},
+    {"recover", cmd_simple, "[--vm NAME] [--json]",
+     "Reconnect a paused postcopy migration now (on the source)."},
     {NULL},
 };
 
