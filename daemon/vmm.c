@@ -99,6 +99,7 @@ static void keep_event(struct vmm *v, const Reply *r)
         .mismatches = r->verify->mismatches,
         .first_mismatch = r->verify->first_mismatch,
         .elapsed_us = r->verify->elapsed_us,
+        .overwritten = r->verify->overwritten,
     };
 }
 

@@ -24,6 +24,7 @@ struct vmm_verify {
     uint64_t mismatches;
     uint64_t first_mismatch; /* guest page number; set when mismatches */
     uint64_t elapsed_us;
+    uint64_t overwritten; /* written by the guest, then changed under it */
 };
 
 struct vmm {

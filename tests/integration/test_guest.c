@@ -7,6 +7,10 @@
  *
  * Scenarios × backings, one table each, like the kernel's uffd selftests;
  * hugetlbfs is skipped, with the reason, when no huge pages can be reserved.
+ * Then one guest with several regions of different backings (pages are
+ * numbered globally, ram0's first), and the verify stress modes: threads
+ * reading every page at once, and pages written after the check that
+ * must stay written.
  */
 #include <errno.h>
 #include <poll.h>
@@ -56,7 +60,7 @@ static void test_attach(gconstpointer data)
     g_assert_cmpint(gp.info.uffd, >=, 0);
     g_assert_cmpuint(gp.info.uffd_features, ==, 0);
     g_assert_cmpint(r->kind, ==, bc->kind);
-    g_assert_cmpstr(r->name, ==, "ram");
+    g_assert_cmpstr(r->name, ==, "ram0");
     g_assert_cmpuint(r->size, ==, GUEST_RAM);
     g_assert_cmpuint(r->page_size, ==, page_size_of(bc->kind));
     g_assert_true((r->fd >= 0) == (bc->kind != BACKING_ANON));
@@ -71,8 +75,10 @@ static void assert_blob(const uint8_t *state, size_t len,
 
     g_assert_true(guest_state_decode(state, len, &s, &err));
     g_assert_no_error(err);
+    g_assert_cmpuint(s.nregions, ==, 1);
+    g_assert_cmpuint(s.regions[0].size, ==, GUEST_RAM);
+    g_assert_cmpuint(s.regions[0].page_size, ==, page_size_of(bc->kind));
     g_assert_cmpuint(s.npages, ==, npages_of(bc->kind));
-    g_assert_cmpuint(s.page_size, ==, page_size_of(bc->kind));
     g_assert_cmpuint(s.seed, ==, 7);
     g_assert_cmpuint(s.pages_written, ==, written);
     g_assert_nonnull(s.digests);
@@ -112,17 +118,29 @@ struct migration {
     uint64_t src_written;
 };
 
+/* Let a spawned source run, then pause it: the switchover point. */
+static void pause_source(struct migration *m)
+{
+    wait_written_above(&m->src, 0);
+    m->state = pause_guest(&m->src, &m->len);
+    m->src_written = query(&m->src, NULL);
+}
+
+/* What the migration does: the source's RAM into the incoming guest. */
+static void copy_to_incoming(struct migration *m)
+{
+    g_assert_true(m->dst.info.incoming);
+    assert_ram_untouched(&m->dst);
+    g_assert_cmpuint(copy_ram(&m->src, &m->dst), >, 0);
+}
+
 /* Pause a source and copy its RAM into a fresh incoming guest. */
 static void migrate_by_hand(struct migration *m, const struct backing_case *bc)
 {
     spawn_source(&m->src, bc);
-    wait_written_above(&m->src, 0);
-    m->state = pause_guest(&m->src, &m->len);
-    m->src_written = query(&m->src, NULL);
+    pause_source(m);
     spawn_incoming(&m->dst, bc);
-    g_assert_true(m->dst.info.incoming);
-    assert_ram_untouched(&m->dst);
-    g_assert_cmpuint(copy_ram(&m->src, &m->dst), >, 0);
+    copy_to_incoming(m);
 }
 
 static void resume_dst(struct migration *m)
@@ -219,6 +237,316 @@ static void test_corrupt(gconstpointer data)
     finish_migration(&m);
 }
 
+static void assert_resume_refused(struct guest_proc *gp, const uint8_t *state,
+                                  size_t len, const char *why)
+{
+    g_autoptr(GError) err = NULL;
+
+    g_assert_false(vmm_resume(&gp->vmm, state, len, &err));
+    g_assert_nonnull(err);
+    g_test_message("refused as expected: %s", err->message);
+    g_assert_nonnull(strstr(err->message, why));
+}
+
+/* ---- several regions of different backings in one guest ---- */
+
+struct region_case {
+    enum backing_kind kind;
+    const char *name; /* backing */
+    uint64_t size;    /* 0: two huge pages */
+};
+
+static const struct region_case three[] = {
+    {BACKING_SHMEM, "shmem", 8ULL << 20},
+    {BACKING_ANON, "anon", 4ULL << 20},
+    {BACKING_HUGETLBFS, "hugetlbfs", 0},
+};
+
+static uint64_t case_size(const struct region_case *rc)
+{
+    return rc->size ? rc->size : 2 * testlib_hugepage_size();
+}
+
+static uint64_t case_pages(const struct region_case *rc)
+{
+    return case_size(rc) / page_size_of(rc->kind);
+}
+
+/* The global page number of page @page of region @i (see guest_ram.h). */
+static uint64_t global_page(const struct region_case *rcs, size_t i,
+                            uint64_t page)
+{
+    for (size_t j = 0; j < i; j++) {
+        page += case_pages(&rcs[j]);
+    }
+    return page;
+}
+
+/* "--region" values for @n cases; g_strfreev() them. */
+static char **region_specs(const struct region_case *rcs, size_t n)
+{
+    char **specs = g_new0(char *, n + 1);
+
+    for (size_t i = 0; i < n; i++) {
+        specs[i] = g_strdup_printf("%s:%" G_GUINT64_FORMAT "K", rcs[i].name,
+                                   case_size(&rcs[i]) >> 10);
+    }
+    return specs;
+}
+
+/* Huge pages for @nguests guests of the three regions. */
+static bool three_ready(unsigned nguests)
+{
+    return hugetlb_ready(nguests * case_pages(&three[2]) + 2);
+}
+
+static void spawn_three(struct guest_proc *gp, bool incoming,
+                        const char *const *extra)
+{
+    g_auto(GStrv) specs = region_specs(three, G_N_ELEMENTS(three));
+
+    spawn_regions(gp, (const char *const *)specs, incoming, extra);
+}
+
+static void test_regions_attach(void)
+{
+    struct guest_proc gp;
+
+    if (!three_ready(1)) {
+        return;
+    }
+    spawn_three(&gp, false, NULL);
+    g_assert_cmpuint(gp.info.regions.n, ==, G_N_ELEMENTS(three));
+    for (size_t i = 0; i < G_N_ELEMENTS(three); i++) {
+        g_autofree char *name = g_strdup_printf("ram%zu", i);
+        g_autofree char *line =
+            g_strdup_printf("region %s backing=%s size=%" G_GUINT64_FORMAT,
+                            name, three[i].name, case_size(&three[i]));
+        struct region *r = region_named(&gp, name);
+
+        g_assert_cmpint(r->kind, ==, three[i].kind);
+        g_assert_cmpuint(r->size, ==, case_size(&three[i]));
+        g_assert_cmpuint(r->page_size, ==, page_size_of(three[i].kind));
+        g_assert_true((r->fd >= 0) == (three[i].kind != BACKING_ANON));
+        expect_output(&gp, line);
+    }
+    quit_guest(&gp);
+}
+
+/* Pause a three-region source and copy its RAM into a new incoming one. */
+static void migrate_three_by_hand(struct migration *m)
+{
+    spawn_three(&m->src, false, NULL);
+    pause_source(m);
+    spawn_three(&m->dst, true, NULL);
+    copy_to_incoming(m);
+}
+
+static void test_regions_roundtrip(void)
+{
+    uint64_t npages = global_page(three, G_N_ELEMENTS(three), 0);
+    g_autofree char *line = NULL;
+    struct migration m = {0};
+    struct vmm_verify v;
+
+    if (!three_ready(2)) {
+        return;
+    }
+    migrate_three_by_hand(&m);
+    resume_dst(&m);
+    wait_verify(&m.dst, VERIFY_WAIT_MS, &v);
+    g_assert_cmpuint(v.pages_checked, ==, npages);
+    g_assert_cmpuint(v.mismatches, ==, 0);
+    g_assert_cmpuint(v.overwritten, ==, 0);
+    line = g_strdup_printf("verify: %" G_GUINT64_FORMAT
+                           " pages checked, 0 mismatches, 0 overwritten",
+                           npages);
+    expect_output(&m.dst, line);
+    finish_migration(&m);
+}
+
+/* A byte wrong in the second region: one mismatch, at its global page. */
+static void test_regions_corrupt(void)
+{
+    uint64_t ps = page_size_of(three[1].kind);
+    uint64_t page = case_pages(&three[1]) / 3;
+    struct migration m = {0};
+    struct vmm_verify v;
+
+    if (!three_ready(2)) {
+        return;
+    }
+    migrate_three_by_hand(&m);
+    region_corrupt_byte(&m.dst, region_named(&m.dst, "ram1"),
+                        page * ps + ps / 2 + 13);
+    resume_dst(&m);
+    wait_verify(&m.dst, VERIFY_WAIT_MS, &v);
+    g_assert_cmpuint(v.mismatches, ==, 1);
+    g_assert_cmpuint(v.first_mismatch, ==, global_page(three, 1, page));
+    finish_migration(&m);
+}
+
+/* Non-zero 4 KiB units of @r. */
+static uint64_t written_units(struct guest_proc *gp, const struct region *r)
+{
+    g_autofree uint8_t *buf = g_malloc(4096);
+    uint64_t n = 0;
+
+    for (uint64_t off = 0; off < r->size; off += 4096) {
+        region_read(gp, r, off, buf, 4096);
+        n += !all_zero(buf, 4096);
+    }
+    return n;
+}
+
+/* From all-zero RAM, each region gets its share of the random writes. */
+static void test_regions_spread(void)
+{
+    const char *const extra[] = {"--fill-percent", "0", NULL};
+    g_autofree uint8_t *state = NULL;
+    uint64_t units = 0, touched = 0, n[G_N_ELEMENTS(three)];
+    struct guest_proc gp;
+    size_t len;
+
+    if (!three_ready(1)) {
+        return;
+    }
+    spawn_three(&gp, false, extra);
+    wait_written_above(&gp, 2000);
+    state = pause_guest(&gp, &len);
+    map_ram(&gp);
+    for (size_t i = 0; i < G_N_ELEMENTS(three); i++) {
+        g_autofree char *name = g_strdup_printf("ram%zu", i);
+
+        n[i] = written_units(&gp, region_named(&gp, name));
+        touched += n[i];
+        units += case_size(&three[i]) / 4096;
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(three); i++) {
+        double share = (double)n[i] / (case_size(&three[i]) / 4096);
+        double all = (double)touched / units;
+
+        g_test_message("ram%zu: %" G_GUINT64_FORMAT " units written (%.3f, "
+                       "all regions %.3f)",
+                       i, n[i], share, all);
+        g_assert_cmpfloat(share, >, all / 2);
+        g_assert_cmpfloat(share, <, all * 2);
+    }
+    quit_guest(&gp);
+}
+
+/* The blob carries every region's geometry, and a guest checks all of it. */
+static void test_regions_wrong_geometry(void)
+{
+    const char *const src_regions[] = {"shmem:8M", "anon:4M", NULL};
+    const char *const fewer[] = {"shmem:8M", NULL};
+    const char *const other[] = {"shmem:8M", "anon:8M", NULL};
+    g_autofree uint8_t *state = NULL;
+    struct guest_proc src, dst;
+    size_t len;
+
+    spawn_regions(&src, src_regions, false, NULL);
+    state = pause_guest(&src, &len);
+    quit_guest(&src);
+    spawn_regions(&dst, fewer, true, NULL);
+    assert_resume_refused(&dst, state, len,
+                          "is for 2 regions, this guest has 1");
+    quit_guest(&dst);
+    spawn_regions(&dst, other, true, NULL);
+    assert_resume_refused(&dst, state, len,
+                          "ram1 is 1024 pages of 4096 bytes, this guest has "
+                          "2048 pages");
+    quit_guest(&dst);
+}
+
+/* ---- verification stress: overlapping readers, writes after reading ---- */
+
+/* A shmem migration by hand whose destination verifies with @dst_extra. */
+static void migrate_verify_with(struct migration *m,
+                                const char *const *dst_extra)
+{
+    const struct backing_case *bc = &backings[1];
+
+    spawn_source(&m->src, bc);
+    pause_source(m);
+    spawn_incoming_with(&m->dst, bc, dst_extra);
+    copy_to_incoming(m);
+}
+
+static void test_verify_overlap(void)
+{
+    const char *const extra[] = {"--verify-threads", "8", "--verify-overlap",
+                                 NULL};
+    struct migration m = {0};
+    struct vmm_verify v;
+
+    migrate_verify_with(&m, extra);
+    resume_dst(&m);
+    wait_verify(&m.dst, VERIFY_WAIT_MS, &v);
+    g_assert_cmpuint(v.pages_checked, ==, npages_of(BACKING_SHMEM));
+    g_assert_cmpuint(v.mismatches, ==, 0);
+    expect_output(&m.dst, "on 8 threads (overlapping)");
+    finish_migration(&m);
+}
+
+/* Eight threads read the bad page (and its neighbours): counted once. */
+static void test_verify_overlap_corrupt(void)
+{
+    const char *const extra[] = {"--verify-threads", "8", "--verify-overlap",
+                                 NULL};
+    uint64_t page = npages_of(BACKING_SHMEM) / 2 + 1;
+    struct migration m = {0};
+    struct vmm_verify v;
+
+    migrate_verify_with(&m, extra);
+    corrupt_byte(&m.dst, page * 4096 + 77);
+    resume_dst(&m);
+    wait_verify(&m.dst, VERIFY_WAIT_MS, &v);
+    g_assert_cmpuint(v.mismatches, ==, 1);
+    g_assert_cmpuint(v.first_mismatch, ==, page);
+    g_assert_cmpuint(v.overwritten, ==, 0);
+    finish_migration(&m);
+}
+
+static void test_verify_write(void)
+{
+    const char *const extra[] = {"--verify-threads", "4", "--verify-overlap",
+                                 "--verify-write", NULL};
+    g_autofree char *line = NULL;
+    struct migration m = {0};
+    struct vmm_verify v;
+
+    migrate_verify_with(&m, extra);
+    resume_dst(&m);
+    wait_verify(&m.dst, VERIFY_WAIT_MS, &v);
+    g_assert_cmpuint(v.mismatches, ==, 0);
+    g_assert_cmpuint(v.overwritten, ==, 0);
+    line = g_strdup_printf("verify-write: wrote %" G_GUINT64_FORMAT " pages",
+                           npages_of(BACKING_SHMEM));
+    expect_output(&m.dst, line);
+    expect_output(&m.dst, "0 mismatches, 0 overwritten");
+    finish_migration(&m);
+}
+
+/* A late write into a page the guest wrote is what `overwritten` counts. */
+static void test_verify_write_overwritten(void)
+{
+    const char *const extra[] = {"--verify-write", "--verify-settle-ms", "1500",
+                                 NULL};
+    struct migration m = {0};
+    struct vmm_verify v;
+
+    migrate_verify_with(&m, extra);
+    resume_dst(&m);
+    expect_output(&m.dst, "verify-write: wrote ");
+    corrupt_byte(&m.dst, 5 * 4096 + 300);
+    wait_verify(&m.dst, VERIFY_WAIT_MS, &v);
+    g_assert_cmpuint(v.mismatches, ==, 0);
+    g_assert_cmpuint(v.overwritten, ==, 1);
+    expect_output(&m.dst, "0 mismatches, 1 overwritten");
+    finish_migration(&m);
+}
+
 /* ---- backing-independent checks ---- */
 
 /* The throttle never lets a workload write faster than --dirty-rate. */
@@ -263,17 +591,6 @@ static void test_workloads(void)
         }
         quit_guest(&gp);
     }
-}
-
-static void assert_resume_refused(struct guest_proc *gp, const uint8_t *state,
-                                  size_t len, const char *why)
-{
-    g_autoptr(GError) err = NULL;
-
-    g_assert_false(vmm_resume(&gp->vmm, state, len, &err));
-    g_assert_nonnull(err);
-    g_test_message("refused as expected: %s", err->message);
-    g_assert_nonnull(strstr(err->message, why));
 }
 
 static void test_bad_device_state(void)
@@ -358,7 +675,7 @@ static void run_bad_options(const char *const *args, const char *why)
 static void test_bad_options(void)
 {
     static const struct {
-        const char *args[5];
+        const char *args[7];
         const char *why;
     } cases[] = {
         {{"--size", "64M", NULL}, "--attach"},
@@ -370,6 +687,16 @@ static void test_bad_options(void)
         {{"--attach", "/x", "--fill-percent", "101", NULL}, "--fill-percent"},
         {{"--attach", "/x", "--page-size", "2M", NULL}, "--page-size"},
         {{"--attach", "/x", "--bogus", NULL}, "bogus"},
+        {{"--attach", "/x", "--region", "tmpfs:8M", NULL}, "--region tmpfs:8M"},
+        {{"--attach", "/x", "--region", "shmem", NULL}, "KIND:SIZE"},
+        {{"--attach", "/x", "--region", "shmem:8M:4K:1", NULL}, "KIND:SIZE"},
+        {{"--attach", "/x", "--region", "shmem:5000", NULL}, "multiple"},
+        {{"--attach", "/x", "--region", "anon:8M:2M", NULL}, "4096-byte"},
+        {{"--attach", "/x", "--region", "shmem:8M", "--size", "8M", NULL},
+         "cannot be combined"},
+        {{"--attach", "/x", "--verify-threads", "0", NULL}, "--verify-threads"},
+        {{"--attach", "/x", "--verify-settle-ms", "-1", NULL},
+         "--verify-settle-ms"},
     };
 
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
@@ -403,5 +730,17 @@ int main(int argc, char **argv)
     g_test_add_func("/guest/wrong-geometry", test_wrong_geometry);
     g_test_add_func("/guest/socket-closed", test_socket_closed);
     g_test_add_func("/guest/bad-options", test_bad_options);
+    g_test_add_func("/guest/regions/attach", test_regions_attach);
+    g_test_add_func("/guest/regions/roundtrip", test_regions_roundtrip);
+    g_test_add_func("/guest/regions/corrupt", test_regions_corrupt);
+    g_test_add_func("/guest/regions/spread", test_regions_spread);
+    g_test_add_func("/guest/regions/wrong-geometry",
+                    test_regions_wrong_geometry);
+    g_test_add_func("/guest/verify/overlap", test_verify_overlap);
+    g_test_add_func("/guest/verify/overlap-corrupt",
+                    test_verify_overlap_corrupt);
+    g_test_add_func("/guest/verify/write", test_verify_write);
+    g_test_add_func("/guest/verify/write-overwritten",
+                    test_verify_write_overwritten);
     return g_test_run();
 }

@@ -162,19 +162,51 @@ uint64_t npages_of(enum backing_kind kind)
     return GUEST_RAM / page_size_of(kind);
 }
 
-/* Make room for @nguests guests; false (test skipped) if refused. */
-bool backing_ready(const struct backing_case *bc, unsigned nguests)
+bool hugetlb_ready(unsigned long npages)
 {
     g_autofree char *why = NULL;
 
-    if (bc->kind != BACKING_HUGETLBFS) {
-        return true;
-    }
-    if (!testlib_hugetlb_reserve(nguests * npages_of(bc->kind) + 2, &why)) {
+    if (!testlib_hugetlb_reserve(npages, &why)) {
         g_test_skip(why);
         return false;
     }
     return true;
+}
+
+/* Make room for @nguests guests; false (test skipped) if refused. */
+bool backing_ready(const struct backing_case *bc, unsigned nguests)
+{
+    return bc->kind != BACKING_HUGETLBFS ||
+           hugetlb_ready(nguests * npages_of(bc->kind) + 2);
+}
+
+static const char *const source_args[] = {
+    "--workload", "random", "--dirty-rate", GUEST_RATE, "--verify", NULL};
+static const char *const incoming_args[] = {
+    "--incoming", "--workload", "random", "--dirty-rate", GUEST_RATE, NULL};
+
+/* Append NULL-terminated @args (may be NULL); they are not copied. */
+static void add_args(GPtrArray *argv, const char *const *args)
+{
+    for (; args && *args; args++) {
+        g_ptr_array_add(argv, (gpointer)*args);
+    }
+}
+
+/* Options every test guest gets first: later ones may override them. */
+static GPtrArray *common_args(void)
+{
+    static const char *const common[] = {"--vcpus", "2", "--seed", "7", NULL};
+    GPtrArray *args = g_ptr_array_new();
+
+    add_args(args, common);
+    return args;
+}
+
+static void spawn_args(struct guest_proc *gp, GPtrArray *args)
+{
+    g_ptr_array_add(args, NULL);
+    spawn_guest(gp, (const char *const *)args->pdata);
 }
 
 /* argv for a guest of backing @bc; @extra is NULL-terminated. */
@@ -182,34 +214,47 @@ void spawn_with(struct guest_proc *gp, const struct backing_case *bc,
                 const char *const *extra)
 {
     g_autofree char *size = g_strdup_printf("%lluM", GUEST_RAM >> 20);
-    g_autoptr(GPtrArray) args = g_ptr_array_new();
-    const char *const base[] = {"--backing", bc->name, "--size", size,
-                                "--vcpus",   "2",      "--seed", "7"};
+    g_autoptr(GPtrArray) args = common_args();
+    const char *const base[] = {"--backing", bc->name, "--size", size, NULL};
 
-    for (size_t i = 0; i < G_N_ELEMENTS(base); i++) {
-        g_ptr_array_add(args, (gpointer)base[i]);
-    }
-    for (; extra && *extra; extra++) {
-        g_ptr_array_add(args, (gpointer)*extra);
-    }
-    g_ptr_array_add(args, NULL);
-    spawn_guest(gp, (const char *const *)args->pdata);
+    add_args(args, base);
+    add_args(args, extra);
+    spawn_args(gp, args);
 }
 
 void spawn_source(struct guest_proc *gp, const struct backing_case *bc)
 {
-    const char *const extra[] = {"--workload", "random",   "--dirty-rate",
-                                 GUEST_RATE,   "--verify", NULL};
-
-    spawn_with(gp, bc, extra);
+    spawn_with(gp, bc, source_args);
 }
 
 void spawn_incoming(struct guest_proc *gp, const struct backing_case *bc)
 {
-    const char *const extra[] = {"--incoming",   "--workload", "random",
-                                 "--dirty-rate", GUEST_RATE,   NULL};
+    spawn_incoming_with(gp, bc, NULL);
+}
 
-    spawn_with(gp, bc, extra);
+void spawn_incoming_with(struct guest_proc *gp, const struct backing_case *bc,
+                         const char *const *extra)
+{
+    g_autoptr(GPtrArray) args = g_ptr_array_new();
+
+    add_args(args, incoming_args);
+    add_args(args, extra);
+    g_ptr_array_add(args, NULL);
+    spawn_with(gp, bc, (const char *const *)args->pdata);
+}
+
+void spawn_regions(struct guest_proc *gp, const char *const *regions,
+                   bool incoming, const char *const *extra)
+{
+    g_autoptr(GPtrArray) args = common_args();
+
+    for (; *regions; regions++) {
+        g_ptr_array_add(args, (gpointer) "--region");
+        g_ptr_array_add(args, (gpointer)*regions);
+    }
+    add_args(args, incoming ? incoming_args : source_args);
+    add_args(args, extra);
+    spawn_args(gp, args);
 }
 
 /* ---- queries ---- */
@@ -271,9 +316,19 @@ struct region *ram_region(struct guest_proc *gp)
     return &gp->info.regions.regions[0];
 }
 
-void ram_read(struct guest_proc *gp, uint64_t off, void *buf, size_t len)
+struct region *region_named(struct guest_proc *gp, const char *name)
 {
-    struct region *r = ram_region(gp);
+    for (size_t i = 0; i < gp->info.regions.n; i++) {
+        if (!strcmp(gp->info.regions.regions[i].name, name)) {
+            return &gp->info.regions.regions[i];
+        }
+    }
+    g_error("the guest has no region named %s", name);
+}
+
+void region_read(struct guest_proc *gp, const struct region *r, uint64_t off,
+                 void *buf, size_t len)
+{
     struct iovec local = {.iov_base = buf, .iov_len = len};
     struct iovec remote = {.iov_base = (void *)(uintptr_t)(r->base + off),
                            .iov_len = len};
@@ -286,9 +341,9 @@ void ram_read(struct guest_proc *gp, uint64_t off, void *buf, size_t len)
                     ==, len);
 }
 
-void ram_write(struct guest_proc *gp, uint64_t off, const void *buf, size_t len)
+void region_write(struct guest_proc *gp, const struct region *r, uint64_t off,
+                  const void *buf, size_t len)
 {
-    struct region *r = ram_region(gp);
     struct iovec local = {.iov_base = (void *)buf, .iov_len = len};
     struct iovec remote = {.iov_base = (void *)(uintptr_t)(r->base + off),
                            .iov_len = len};
@@ -301,12 +356,29 @@ void ram_write(struct guest_proc *gp, uint64_t off, const void *buf, size_t len)
                     ==, len);
 }
 
+void ram_read(struct guest_proc *gp, uint64_t off, void *buf, size_t len)
+{
+    region_read(gp, ram_region(gp), off, buf, len);
+}
+
+void ram_write(struct guest_proc *gp, uint64_t off, const void *buf, size_t len)
+{
+    region_write(gp, ram_region(gp), off, buf, len);
+}
+
+/* Every region's backing file, mapped here (anonymous ones need none). */
 void map_ram(struct guest_proc *gp)
 {
     g_autoptr(GError) err = NULL;
 
-    g_assert_true(region_map_alias(ram_region(gp), &err));
-    g_assert_no_error(err);
+    for (size_t i = 0; i < gp->info.regions.n; i++) {
+        struct region *r = &gp->info.regions.regions[i];
+
+        if (!r->alias) {
+            g_assert_true(region_map_alias(r, &err));
+            g_assert_no_error(err);
+        }
+    }
 }
 
 bool all_zero(const uint8_t *p, size_t len)
@@ -314,44 +386,68 @@ bool all_zero(const uint8_t *p, size_t len)
     return p[0] == 0 && !memcmp(p, p + 1, len - 1);
 }
 
-/* What a migration would do: every non-zero page, zero pages skipped. */
-uint64_t copy_ram(struct guest_proc *src, struct guest_proc *dst)
+static uint64_t copy_region(struct guest_proc *src, const struct region *rs,
+                            struct guest_proc *dst, const struct region *rd)
 {
-    uint64_t ps = ram_region(src)->page_size;
+    uint64_t ps = rs->page_size;
     g_autofree uint8_t *buf = g_malloc(ps);
     uint64_t copied = 0;
 
-    map_ram(src);
-    map_ram(dst);
-    for (uint64_t off = 0; off < ram_region(src)->size; off += ps) {
-        ram_read(src, off, buf, ps);
+    g_assert_cmpuint(rs->size, ==, rd->size);
+    g_assert_cmpuint(ps, ==, rd->page_size);
+    for (uint64_t off = 0; off < rs->size; off += ps) {
+        region_read(src, rs, off, buf, ps);
         if (all_zero(buf, ps)) {
             continue;
         }
-        ram_write(dst, off, buf, ps);
+        region_write(dst, rd, off, buf, ps);
         copied++;
     }
     return copied;
 }
 
-void corrupt_byte(struct guest_proc *gp, uint64_t off)
+/* What a migration would do: every non-zero page, zero pages skipped. */
+uint64_t copy_ram(struct guest_proc *src, struct guest_proc *dst)
+{
+    uint64_t copied = 0;
+
+    g_assert_cmpuint(src->info.regions.n, ==, dst->info.regions.n);
+    map_ram(src);
+    map_ram(dst);
+    for (size_t i = 0; i < src->info.regions.n; i++) {
+        const struct region *rs = &src->info.regions.regions[i];
+
+        copied += copy_region(src, rs, dst, region_named(dst, rs->name));
+    }
+    return copied;
+}
+
+void region_corrupt_byte(struct guest_proc *gp, const struct region *r,
+                         uint64_t off)
 {
     uint8_t b;
 
-    ram_read(gp, off, &b, 1);
+    region_read(gp, r, off, &b, 1);
     b ^= 0x01;
-    ram_write(gp, off, &b, 1);
+    region_write(gp, r, off, &b, 1);
+}
+
+void corrupt_byte(struct guest_proc *gp, uint64_t off)
+{
+    region_corrupt_byte(gp, ram_region(gp), off);
 }
 
 /* An incoming guest leaves its RAM alone until the resume. */
 void assert_ram_untouched(struct guest_proc *gp)
 {
-    struct region *r = ram_region(gp);
-    struct stat st;
+    for (size_t i = 0; i < gp->info.regions.n; i++) {
+        const struct region *r = &gp->info.regions.regions[i];
+        struct stat st;
 
-    if (r->fd < 0) {
-        return; /* anonymous: nothing cheap to look at */
+        if (r->fd < 0) {
+            continue; /* anonymous: nothing cheap to look at */
+        }
+        g_assert_cmpint(fstat(r->fd, &st), ==, 0);
+        g_assert_cmpint(st.st_blocks, ==, 0);
     }
-    g_assert_cmpint(fstat(r->fd, &st), ==, 0);
-    g_assert_cmpint(st.st_blocks, ==, 0);
 }

@@ -3,6 +3,12 @@
  * Unix attach socket, accept its hello (uffd + memory fds), drive it
  * through vmm.h, reach its RAM from outside (memory fds, or the pid for
  * anonymous RAM), and reap it.  Failures are test assertions.
+ *
+ * A guest has one region (spawn_with and friends: ram_region(), ram_read()
+ * and the other ram_* helpers assert that) or several (spawn_regions:
+ * find them with region_named() and use the region_* helpers).  map_ram,
+ * copy_ram and assert_ram_untouched cover every region; copy_ram pairs
+ * the regions of two guests by name.
  */
 #ifndef POSTCOPYD_GUEST_PROC_H
 #define POSTCOPYD_GUEST_PROC_H
@@ -54,11 +60,31 @@ void spawn_with(struct guest_proc *gp, const struct backing_case *bc,
                 const char *const *extra);
 void spawn_source(struct guest_proc *gp, const struct backing_case *bc);
 void spawn_incoming(struct guest_proc *gp, const struct backing_case *bc);
+/* spawn_incoming() with more options (NULL-terminated @extra). */
+void spawn_incoming_with(struct guest_proc *gp, const struct backing_case *bc,
+                         const char *const *extra);
+/*
+ * A guest with one `--region` per entry of NULL-terminated @regions
+ * ("shmem:8M", ...), as a verifying source or an incoming guest, plus
+ * @extra (NULL-terminated, may be NULL).
+ */
+void spawn_regions(struct guest_proc *gp, const char *const *regions,
+                   bool incoming, const char *const *extra);
+/* Make sure @npages default huge pages are free; false (skipped) if not. */
+bool hugetlb_ready(unsigned long npages);
 uint64_t query(struct guest_proc *gp, bool *paused);
 uint64_t wait_written_above(struct guest_proc *gp, uint64_t above);
 void assert_still(struct guest_proc *gp, uint64_t written);
 uint8_t *pause_guest(struct guest_proc *gp, size_t *len);
 struct region *ram_region(struct guest_proc *gp);
+/* The region the guest calls @name ("ram0", ...), or a failed test. */
+struct region *region_named(struct guest_proc *gp, const char *name);
+void region_read(struct guest_proc *gp, const struct region *r, uint64_t off,
+                 void *buf, size_t len);
+void region_write(struct guest_proc *gp, const struct region *r, uint64_t off,
+                  const void *buf, size_t len);
+void region_corrupt_byte(struct guest_proc *gp, const struct region *r,
+                         uint64_t off);
 void ram_read(struct guest_proc *gp, uint64_t off, void *buf, size_t len);
 void ram_write(struct guest_proc *gp, uint64_t off, const void *buf,
                size_t len);

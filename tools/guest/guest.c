@@ -43,13 +43,20 @@ static uint64_t guest_pages_written(struct guest *g)
     return g->wl ? workload_pages_written(g->wl) : 0;
 }
 
+/* The geometry half of a device state: this guest's regions. */
+static void ram_geometry(const struct guest_ram *ram, struct guest_state *s)
+{
+    s->nregions = ram->n;
+    for (unsigned i = 0; i < ram->n; i++) {
+        s->regions[i].size = ram->regions[i].size;
+        s->regions[i].page_size = ram->regions[i].page_size;
+    }
+    s->npages = ram->npages;
+}
+
 static bool cmd_pause(struct guest *g, Reply *r, GError **err)
 {
-    struct guest_state s = {
-        .seed = g->seed,
-        .page_size = g->cfg.page_size,
-        .npages = g->npages,
-    };
+    struct guest_state s = {.seed = g->seed};
     size_t len;
 
     if (!g->wl) {
@@ -57,11 +64,11 @@ static bool cmd_pause(struct guest *g, Reply *r, GError **err)
                          "resume");
     }
     workload_pause(g->wl);
+    ram_geometry(&g->ram, &s);
     s.pages_written = workload_pages_written(g->wl);
     s.generation = workload_generation(g->wl);
     if (g->cfg.verify) {
-        s.digests = verify_digest_table(g->ram, g->cfg.page_size, g->npages,
-                                        g->cfg.vcpus);
+        s.digests = verify_digest_table(&g->ram, g->cfg.verify_threads);
     }
     r->device_state.data = guest_state_encode(&s, &len);
     r->device_state.len = len;
@@ -74,8 +81,7 @@ static struct workload *incoming_workload(struct guest *g,
 {
     struct workload_params p = {
         .kind = g->cfg.workload,
-        .ram = g->ram,
-        .size = g->cfg.size,
+        .ram = &g->ram,
         .vcpus = g->cfg.vcpus,
         .dirty_rate_mib = g->cfg.dirty_rate_mib,
         .hotset_percent = g->cfg.hotset_percent,
@@ -91,7 +97,7 @@ static struct workload *incoming_workload(struct guest *g,
 static bool resume_incoming(struct guest *g, const ProtobufCBinaryData *blob,
                             GError **err)
 {
-    struct guest_state s;
+    struct guest_state s, mine = {0};
 
     if (!g->cfg.incoming || g->wl) {
         return fail(err, "device state is taken once, by an incoming "
@@ -100,11 +106,8 @@ static bool resume_incoming(struct guest *g, const ProtobufCBinaryData *blob,
     if (!guest_state_decode(blob->data, blob->len, &s, err)) {
         return false;
     }
-    if (s.page_size != g->cfg.page_size || s.npages != g->npages) {
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
-                    "device state is for %" PRIu64 " pages of %" PRIu64
-                    " bytes, this guest has %" PRIu64 " pages of %" PRIu64,
-                    s.npages, s.page_size, g->npages, g->cfg.page_size);
+    ram_geometry(&g->ram, &mine);
+    if (!guest_state_fits(&s, &mine, err)) {
         guest_state_clear(&s);
         return false;
     }
@@ -147,6 +150,29 @@ static bool handle(struct guest *g, const Command *c, Reply *r, GError **err)
     }
 }
 
+static void run_verify(struct guest *g, struct verify_result *res)
+{
+    const struct verify_params p = {
+        .ram = &g->ram,
+        .expected = g->expected,
+        .nthreads = g->cfg.verify_threads,
+        .seed = digest_mix64(g->cfg.seed ^ VERIFY_ORDER_SALT),
+        .overlap = g->cfg.verify_overlap,
+        .write = g->cfg.verify_write,
+        .settle_ms = g->cfg.verify_settle_ms,
+    };
+
+    verify_pages(&p, res);
+    g_clear_pointer(&g->expected, g_free);
+    printf("postcopy-guest: verified by %" PRIu64
+           " reads on %u threads%s in %" PRIu64 " ms\n",
+           res->reads, p.nthreads, p.overlap ? " (overlapping)" : "",
+           res->elapsed_us / 1000);
+    printf("verify: %" PRIu64 " pages checked, %" PRIu64 " mismatches, %" PRIu64
+           " overwritten\n",
+           res->pages_checked, res->mismatches, res->overwritten);
+}
+
 static gpointer verifier_main(gpointer opaque)
 {
     struct guest *g = opaque;
@@ -155,15 +181,12 @@ static gpointer verifier_main(gpointer opaque)
     g_autoptr(GError) err = NULL;
     struct verify_result res;
 
-    verify_pages(g->ram, g->cfg.page_size, g->npages, g->expected, g->cfg.vcpus,
-                 digest_mix64(g->cfg.seed ^ VERIFY_ORDER_SALT), &res);
-    g_clear_pointer(&g->expected, g_free);
-    printf("verify: %" PRIu64 " pages checked, %" PRIu64 " mismatches\n",
-           res.pages_checked, res.mismatches);
+    run_verify(g, &res);
     vr.pages_checked = res.pages_checked;
     vr.mismatches = res.mismatches;
     vr.first_mismatch = res.first_mismatch;
     vr.elapsed_us = res.elapsed_us;
+    vr.overwritten = res.overwritten;
     r.ok = true;
     r.verify = &vr;
     r.pages_written = guest_pages_written(g);

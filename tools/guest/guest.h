@@ -17,20 +17,19 @@
 #include <glib.h>
 
 #include "guest_config.h"
+#include "guest_ram.h"
 #include "workload.h"
 
 struct guest {
     struct guest_config cfg;
-    uint8_t *ram;
-    int memfd; /* -1 for anonymous RAM */
-    uint64_t npages;
+    struct guest_ram ram;
     int uffd; /* ours, kept open: if the daemon dies, faults stay blocked */
     int sock;
     GMutex send_lock;
     struct workload *wl; /* NULL on an incoming guest until its RESUME */
     uint64_t seed;       /* of the workload: --seed, or the source's */
     GThread *verifier;
-    uint64_t *expected; /* digests for the verify thread to check */
+    uint64_t *expected; /* digest per global page for the verify thread */
 };
 
 int guest_serve(struct guest *g);

@@ -8,26 +8,36 @@
 
 #include "attach.h"
 #include "backing.h"
+#include "verify.h"
 
 #define SMALL_PAGE  4096u
 #define VCPUS_MAX   256
 #define DEFAULT_RAM (256ULL << 20)
+/* Settling longer than a minute is a typo, not a test. */
+#define SETTLE_MAX_MS 60000
+/* --verify-threads not given: as many as vCPUs. */
+#define VERIFY_THREADS_UNSET G_MININT
 
 /* What GOptionContext fills before validation. */
 struct raw_options {
     char *backing;
     char *size;
     char *page_size;
+    char **regions;
     char *workload;
     char *attach;
     char *name;
     gint vcpus;
+    gint verify_threads;
+    gint verify_settle_ms;
     gint hotset_percent;
     gint fill_percent;
     gint64 dirty_rate;
     gint64 seed;
     gboolean incoming;
     gboolean verify;
+    gboolean verify_overlap;
+    gboolean verify_write;
 };
 
 static void raw_options_clear(struct raw_options *o)
@@ -35,6 +45,7 @@ static void raw_options_clear(struct raw_options *o)
     g_free(o->backing);
     g_free(o->size);
     g_free(o->page_size);
+    g_strfreev(o->regions);
     g_free(o->workload);
     g_free(o->attach);
     g_free(o->name);
@@ -100,65 +111,128 @@ static bool check_range(const char *opt, gint64 v, gint64 lo, gint64 hi,
     return true;
 }
 
-static bool resolve_page_size(const struct raw_options *o,
-                              struct guest_config *cfg, GError **err)
+/* @want 0: the backing's default.  @opt names the option in messages. */
+static bool resolve_page_size(const char *opt, enum backing_kind kind,
+                              uint64_t want, uint64_t *out, GError **err)
 {
-    uint64_t want = 0;
-
-    if (o->page_size && !guest_parse_size(o->page_size, &want)) {
-        return fail(err, "--page-size: '%s' is not a size", o->page_size);
-    }
-    if (cfg->backing != BACKING_HUGETLBFS) {
+    if (kind != BACKING_HUGETLBFS) {
         if (want && want != SMALL_PAGE) {
             return fail(err,
-                        "--page-size: %s memory uses %u-byte pages, not "
+                        "%s: %s memory uses %u-byte pages, not "
                         "%" G_GUINT64_FORMAT,
-                        backing_kind_name(cfg->backing), SMALL_PAGE, want);
+                        opt, backing_kind_name(kind), SMALL_PAGE, want);
         }
-        cfg->page_size = SMALL_PAGE;
+        *out = SMALL_PAGE;
         return true;
     }
-    cfg->page_size = want ? want : backing_default_hugepage_size();
-    if (!cfg->page_size) {
-        return fail(err, "--backing hugetlbfs: the kernel reports no huge "
-                         "page size");
+    *out = want ? want : backing_default_hugepage_size();
+    if (!*out) {
+        return fail(err, "%s: hugetlbfs: the kernel reports no huge page size",
+                    opt);
     }
-    if ((cfg->page_size & (cfg->page_size - 1)) ||
-        cfg->page_size < SMALL_PAGE) {
+    if ((*out & (*out - 1)) || *out < SMALL_PAGE) {
         return fail(err,
-                    "--page-size: %" G_GUINT64_FORMAT
+                    "%s: page size %" G_GUINT64_FORMAT
                     " is not a power of two of at least %u",
-                    cfg->page_size, SMALL_PAGE);
+                    opt, *out, SMALL_PAGE);
     }
     return true;
 }
 
-static bool check_size(const struct raw_options *o, struct guest_config *cfg,
-                       GError **err)
+static bool check_region_size(const char *opt, const struct guest_ram_spec *r,
+                              GError **err)
 {
-    cfg->size = DEFAULT_RAM;
-    if (o->size && !guest_parse_size(o->size, &cfg->size)) {
+    if (!r->size || r->size % r->page_size) {
+        return fail(err,
+                    "%s: %" G_GUINT64_FORMAT
+                    " is not a non-zero multiple of the page size "
+                    "%" G_GUINT64_FORMAT,
+                    opt, r->size, r->page_size);
+    }
+    return true;
+}
+
+/* --backing, --size and --page-size: the one region of a plain guest. */
+static bool single_region(const struct raw_options *o, struct guest_config *cfg,
+                          GError **err)
+{
+    struct guest_ram_spec *r = &cfg->regions[0];
+    uint64_t want = 0;
+
+    r->kind = BACKING_SHMEM;
+    if (o->backing && !backing_kind_parse(o->backing, &r->kind)) {
+        return fail(err, "--backing: '%s' is not anon, shmem or hugetlbfs",
+                    o->backing);
+    }
+    if (o->page_size && !guest_parse_size(o->page_size, &want)) {
+        return fail(err, "--page-size: '%s' is not a size", o->page_size);
+    }
+    if (!resolve_page_size("--page-size", r->kind, want, &r->page_size, err)) {
+        return false;
+    }
+    r->size = DEFAULT_RAM;
+    if (o->size && !guest_parse_size(o->size, &r->size)) {
         return fail(err,
                     "--size: '%s' is not a size (e.g. 512M, 1G, 64K, bytes)",
                     o->size);
     }
-    if (!cfg->size || cfg->size % cfg->page_size) {
-        return fail(err,
-                    "--size: %" G_GUINT64_FORMAT
-                    " is not a non-zero multiple of the page size "
-                    "%" G_GUINT64_FORMAT,
-                    cfg->size, cfg->page_size);
+    cfg->nregions = 1;
+    return check_region_size("--size", r, err);
+}
+
+/* "KIND:SIZE[:PAGESIZE]" */
+static bool parse_region(const char *arg, struct guest_ram_spec *r,
+                         GError **err)
+{
+    g_auto(GStrv) f = g_strsplit(arg, ":", 0);
+    g_autofree char *opt = g_strdup_printf("--region %s", arg);
+    guint n = g_strv_length(f);
+    uint64_t want = 0;
+
+    if (n < 2 || n > 3) {
+        return fail(err, "%s: not KIND:SIZE[:PAGESIZE]", opt);
     }
+    if (!backing_kind_parse(f[0], &r->kind)) {
+        return fail(err, "%s: '%s' is not anon, shmem or hugetlbfs", opt, f[0]);
+    }
+    if (!guest_parse_size(f[1], &r->size)) {
+        return fail(err, "%s: '%s' is not a size", opt, f[1]);
+    }
+    if (n == 3 && !guest_parse_size(f[2], &want)) {
+        return fail(err, "%s: '%s' is not a page size", opt, f[2]);
+    }
+    return resolve_page_size(opt, r->kind, want, &r->page_size, err) &&
+           check_region_size(opt, r, err);
+}
+
+static bool check_regions(const struct raw_options *o, struct guest_config *cfg,
+                          GError **err)
+{
+    guint n = o->regions ? g_strv_length(o->regions) : 0;
+
+    if (!n) {
+        return single_region(o, cfg, err);
+    }
+    if (o->backing || o->size || o->page_size) {
+        return fail(err, "--region: cannot be combined with --backing, "
+                         "--size or --page-size");
+    }
+    if (n > GUEST_REGIONS_MAX) {
+        return fail(err, "--region: %u regions, at most %d", n,
+                    GUEST_REGIONS_MAX);
+    }
+    for (guint i = 0; i < n; i++) {
+        if (!parse_region(o->regions[i], &cfg->regions[i], err)) {
+            return false;
+        }
+    }
+    cfg->nregions = n;
     return true;
 }
 
 static bool check_names(const struct raw_options *o, struct guest_config *cfg,
                         GError **err)
 {
-    if (o->backing && !backing_kind_parse(o->backing, &cfg->backing)) {
-        return fail(err, "--backing: '%s' is not anon, shmem or hugetlbfs",
-                    o->backing);
-    }
     if (o->workload && !workload_kind_parse(o->workload, &cfg->workload)) {
         return fail(err, "--workload: '%s' is not idle, seq, random or hotset",
                     o->workload);
@@ -175,6 +249,11 @@ static bool check_names(const struct raw_options *o, struct guest_config *cfg,
 static bool check_numbers(const struct raw_options *o, GError **err)
 {
     return check_range("--vcpus", o->vcpus, 1, VCPUS_MAX, err) &&
+           (o->verify_threads == VERIFY_THREADS_UNSET ||
+            check_range("--verify-threads", o->verify_threads, 1, VCPUS_MAX,
+                        err)) &&
+           check_range("--verify-settle-ms", o->verify_settle_ms, 0,
+                       SETTLE_MAX_MS, err) &&
            check_range("--hotset-percent", o->hotset_percent, 1, 100, err) &&
            check_range("--fill-percent", o->fill_percent, 0, 100, err) &&
            check_range("--dirty-rate", o->dirty_rate, 0, 1 << 30, err);
@@ -184,10 +263,16 @@ static bool validate(struct raw_options *o, struct guest_config *cfg,
                      GError **err)
 {
     if (!check_names(o, cfg, err) || !check_numbers(o, err) ||
-        !resolve_page_size(o, cfg, err) || !check_size(o, cfg, err)) {
+        !check_regions(o, cfg, err)) {
         return false;
     }
     cfg->vcpus = o->vcpus;
+    cfg->verify_threads = o->verify_threads == VERIFY_THREADS_UNSET
+                              ? o->vcpus
+                              : o->verify_threads;
+    cfg->verify_overlap = o->verify_overlap;
+    cfg->verify_write = o->verify_write;
+    cfg->verify_settle_ms = o->verify_settle_ms;
     cfg->hotset_percent = o->hotset_percent;
     cfg->fill_percent = o->fill_percent;
     cfg->dirty_rate_mib = o->dirty_rate;
@@ -203,7 +288,13 @@ bool guest_config_parse(int *argc, char ***argv, struct guest_config *cfg,
                         GError **err)
 {
     struct raw_options o = {
-        .vcpus = 2, .hotset_percent = 10, .fill_percent = 75, .seed = 1};
+        .vcpus = 2,
+        .verify_threads = VERIFY_THREADS_UNSET,
+        .verify_settle_ms = VERIFY_SETTLE_MS,
+        .hotset_percent = 10,
+        .fill_percent = 75,
+        .seed = 1,
+    };
     GOptionEntry entries[] = {
         {"backing", 0, 0, G_OPTION_ARG_STRING, &o.backing,
          "Guest RAM: anon, shmem (default) or hugetlbfs", "KIND"},
@@ -211,8 +302,12 @@ bool guest_config_parse(int *argc, char ***argv, struct guest_config *cfg,
          "Guest RAM size, e.g. 512M, 1G (default 256M)", "SIZE"},
         {"page-size", 0, 0, G_OPTION_ARG_STRING, &o.page_size,
          "Page size (default: 4K, or the default huge page size)", "SIZE"},
-        {"vcpus", 0, 0, G_OPTION_ARG_INT, &o.vcpus,
-         "vCPU (and verify) threads (default 2)", "N"},
+        {"region", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o.regions,
+         "One more RAM region (repeatable; replaces --backing/--size), "
+         "e.g. shmem:64M, hugetlbfs:16M:2M",
+         "KIND:SIZE[:PAGESIZE]"},
+        {"vcpus", 0, 0, G_OPTION_ARG_INT, &o.vcpus, "vCPU threads (default 2)",
+         "N"},
         {"workload", 0, 0, G_OPTION_ARG_STRING, &o.workload,
          "idle, seq, random (default) or hotset", "KIND"},
         {"dirty-rate", 0, 0, G_OPTION_ARG_INT64, &o.dirty_rate,
@@ -230,6 +325,16 @@ bool guest_config_parse(int *argc, char ***argv, struct guest_config *cfg,
          "Destination: RAM stays empty until RESUME with device state", NULL},
         {"verify", 0, 0, G_OPTION_ARG_NONE, &o.verify,
          "Digest every page at pause; the destination checks them", NULL},
+        {"verify-threads", 0, 0, G_OPTION_ARG_INT, &o.verify_threads,
+         "Threads reading pages to verify (default: --vcpus)", "N"},
+        {"verify-overlap", 0, 0, G_OPTION_ARG_NONE, &o.verify_overlap,
+         "Every verify thread reads every page, with neighbour bursts", NULL},
+        {"verify-write", 0, 0, G_OPTION_ARG_NONE, &o.verify_write,
+         "After verifying, write the pages and check nothing overwrites them",
+         NULL},
+        {"verify-settle-ms", 0, 0, G_OPTION_ARG_INT, &o.verify_settle_ms,
+         "--verify-write: how long written pages must hold (default 200)",
+         "MS"},
         {"name", 0, 0, G_OPTION_ARG_STRING, &o.name, "VM name (default guest)",
          "NAME"},
         {NULL},
@@ -239,7 +344,6 @@ bool guest_config_parse(int *argc, char ***argv, struct guest_config *cfg,
     bool ok;
 
     memset(cfg, 0, sizeof(*cfg));
-    cfg->backing = BACKING_SHMEM;
     cfg->workload = WORKLOAD_RANDOM;
     g_option_context_add_main_entries(ctx, entries, NULL);
     ok = g_option_context_parse(ctx, argc, argv, err);

@@ -1,9 +1,14 @@
 /*
  * guest_config.h - postcopy-guest's command line.
  *
+ * Guest RAM is one or more regions: each `--region KIND:SIZE[:PAGESIZE]`
+ * adds one, in order (ram0, ram1, ...); without any, `--backing`, `--size`
+ * and `--page-size` describe a single region.
+ *
  * Contract: guest_config_parse() either fills @cfg with validated values
- * (sizes parsed, page size resolved for the backing, RAM size a multiple of
- * it, ranges checked) or fails with a one-line message naming the option.
+ * (sizes parsed, page sizes resolved for each backing, each region's size a
+ * multiple of its page size, ranges checked, verify threads defaulted to
+ * the vCPU count) or fails with a one-line message naming the option.
  */
 #ifndef POSTCOPY_GUEST_CONFIG_H
 #define POSTCOPY_GUEST_CONFIG_H
@@ -12,13 +17,13 @@
 #include <stdint.h>
 #include <glib.h>
 
+#include "guest_ram.h"
 #include "region.h"
 #include "workload.h"
 
 struct guest_config {
-    enum backing_kind backing;
-    uint64_t size;
-    uint64_t page_size;
+    struct guest_ram_spec regions[GUEST_REGIONS_MAX];
+    unsigned nregions;
     unsigned vcpus;
     enum workload_kind workload;
     uint64_t dirty_rate_mib; /* 0: as fast as possible */
@@ -28,7 +33,11 @@ struct guest_config {
     char *attach_path;
     char *name;
     bool incoming;
-    bool verify;
+    bool verify;             /* source: digest every page at the pause */
+    unsigned verify_threads; /* destination: threads reading the pages */
+    bool verify_overlap;     /* every verify thread reads every page */
+    bool verify_write;       /* write and re-check pages after verifying */
+    unsigned verify_settle_ms;
 };
 
 bool guest_config_parse(int *argc, char ***argv, struct guest_config *cfg,

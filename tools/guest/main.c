@@ -23,14 +23,10 @@
 static bool setup_ram(struct guest *g, GError **err)
 {
     const struct guest_config *c = &g->cfg;
-    void *addr;
 
-    if (!backing_alloc(c->backing, c->size, c->page_size, c->name, &addr,
-                       &g->memfd, err)) {
+    if (!guest_ram_alloc(&g->ram, c->regions, c->nregions, c->name, err)) {
         return false;
     }
-    g->ram = addr;
-    g->npages = c->size / c->page_size;
     /* The daemon does UFFDIO_API and registers; we only create and keep it. */
     g->uffd = uffd_open(err);
     return g->uffd >= 0;
@@ -41,8 +37,7 @@ static void start_source(struct guest *g)
     const struct guest_config *c = &g->cfg;
     struct workload_params p = {
         .kind = c->workload,
-        .ram = g->ram,
-        .size = c->size,
+        .ram = &g->ram,
         .vcpus = c->vcpus,
         .dirty_rate_mib = c->dirty_rate_mib,
         .hotset_percent = c->hotset_percent,
@@ -50,7 +45,7 @@ static void start_source(struct guest *g)
     };
 
     g->seed = c->seed;
-    workload_fill(g->ram, c->size, c->page_size, c->fill_percent, c->seed);
+    workload_fill(&g->ram, c->fill_percent, c->seed);
     g->wl = workload_new(&p);
     workload_start(g->wl);
 }
@@ -83,25 +78,45 @@ static int connect_unix(const char *path, GError **err)
 static bool attach(struct guest *g, GError **err)
 {
     const struct guest_config *c = &g->cfg;
-    struct region r = {
-        .kind = c->backing,
-        .base = (uintptr_t)g->ram,
-        .size = c->size,
-        .page_size = c->page_size,
-        .fd = g->memfd,
-        .name = "ram",
-    };
+    struct region r[GUEST_REGIONS_MAX] = {0};
 
+    for (unsigned i = 0; i < g->ram.n; i++) {
+        const struct guest_region *gr = &g->ram.regions[i];
+
+        r[i].kind = gr->kind;
+        r[i].base = (uintptr_t)gr->base;
+        r[i].size = gr->size;
+        r[i].page_size = gr->page_size;
+        r[i].fd = gr->fd;
+        g_strlcpy(r[i].name, gr->name, sizeof(r[i].name));
+    }
     g->sock = connect_unix(c->attach_path, err);
     return g->sock >= 0 && attach_send_hello(g->sock, c->name, c->incoming,
-                                             g->uffd, 0, &r, 1, err);
+                                             g->uffd, 0, r, g->ram.n, err);
+}
+
+/* One line per region, then the "ready" line tests and scripts wait for. */
+static void print_ready(const struct guest *g)
+{
+    for (unsigned i = 0; i < g->ram.n; i++) {
+        const struct guest_region *r = &g->ram.regions[i];
+
+        printf("postcopy-guest: region %s backing=%s size=%" PRIu64
+               " page-size=%" PRIu64 " pages=%" PRIu64 " first-page=%" PRIu64
+               "\n",
+               r->name, backing_kind_name(r->kind), r->size, r->page_size,
+               r->size / r->page_size, r->first_page);
+    }
+    printf("postcopy-guest: ready pid=%d regions=%u size=%" PRIu64
+           " pages=%" PRIu64 " incoming=%d\n",
+           getpid(), g->ram.n, g->ram.size, g->ram.npages, g->cfg.incoming);
 }
 
 /*
  * Lives as long as the process: vCPU and verify threads use it until
  * exit(), and are never joined (see guest.h).
  */
-static struct guest g = {.memfd = -1, .uffd = -1, .sock = -1};
+static struct guest g = {.uffd = -1, .sock = -1};
 
 int main(int argc, char **argv)
 {
@@ -123,10 +138,7 @@ int main(int argc, char **argv)
     if (!attach(&g, &err)) {
         goto fail;
     }
-    printf("postcopy-guest: ready pid=%d backing=%s size=%" PRIu64
-           " page-size=%" PRIu64 " pages=%" PRIu64 " incoming=%d\n",
-           getpid(), backing_kind_name(g.cfg.backing), g.cfg.size,
-           g.cfg.page_size, g.npages, g.cfg.incoming);
+    print_ready(&g);
     return guest_serve(&g);
 
 fail:

@@ -7,25 +7,39 @@
 #include <glib.h>
 
 #include "digest.h"
+#include "pattern.h"
 
-/* Name this many mismatching pages on stderr; the count says the rest. */
+/* Name this many bad pages on stderr; the counts say the rest. */
 #define REPORT_MAX 8
+/* Keep each overlap thread's order and verify's writes apart. */
+#define THREAD_SALT 0x6f7665726c6170ULL
+#define BURST_SALT  0x6275727374ULL
+#define WRITE_SALT  0x7772697465ULL
+/* A neighbour is read with probability 1 / BURST_ODDS. */
+#define BURST_ODDS 4
 
-struct verify_job {
-    const uint8_t *ram;
-    uint64_t page_size;
-    const uint64_t *order; /* page numbers to visit; NULL: [begin, end) */
-    uint64_t begin, end;
-    const uint64_t *expected; /* check against these ... */
-    uint64_t *table;          /* ... or record into this */
-    atomic_uint *reported;
-    uint64_t mismatches;
-    uint64_t first_mismatch;
+struct verify_run {
+    const struct verify_params *p;
+    const uint64_t *order; /* split mode: the shared random order */
+    _Atomic uint64_t *bad; /* bitmap: some read of the page mismatched */
+    atomic_uint reported;
+    unsigned n; /* threads */
 };
 
-static uint64_t page_digest(const struct verify_job *j, uint64_t pg)
+struct verify_job {
+    struct verify_run *run;
+    unsigned id;
+    uint64_t begin, end; /* split: slice of order; record: page range */
+    uint64_t *table;     /* record: digests go here */
+    uint64_t reads, written, overwritten;
+};
+
+static uint64_t page_digest(const struct guest_ram *ram, uint64_t pg)
 {
-    return digest_bytes(j->ram + pg * j->page_size, j->page_size);
+    uint64_t len;
+    const uint8_t *page = guest_ram_page(ram, pg, &len);
+
+    return digest_bytes(page, len);
 }
 
 static gpointer record_main(gpointer opaque)
@@ -33,79 +47,57 @@ static gpointer record_main(gpointer opaque)
     struct verify_job *j = opaque;
 
     for (uint64_t pg = j->begin; pg < j->end; pg++) {
-        j->table[pg] = page_digest(j, pg);
+        j->table[pg] = page_digest(j->run->p->ram, pg);
     }
     return NULL;
 }
 
-static void report(struct verify_job *j, uint64_t pg, uint64_t got)
+static bool may_report(struct verify_run *run)
 {
-    if (atomic_fetch_add(j->reported, 1) < REPORT_MAX) {
+    return atomic_fetch_add(&run->reported, 1) < REPORT_MAX;
+}
+
+static bool is_bad(struct verify_run *run, uint64_t pg)
+{
+    return atomic_load_explicit(&run->bad[pg / 64], memory_order_relaxed) &
+           (1ULL << (pg % 64));
+}
+
+/* Mark @pg bad; only the first thread to see it names it. */
+static void mark_bad(struct verify_run *run, uint64_t pg, uint64_t got)
+{
+    uint64_t bit = 1ULL << (pg % 64);
+
+    if (atomic_fetch_or(&run->bad[pg / 64], bit) & bit) {
+        return;
+    }
+    if (may_report(run)) {
         fprintf(stderr,
                 "postcopy-guest: verify: page %" PRIu64 " digest %016" PRIx64
                 ", expected %016" PRIx64 "\n",
-                pg, got, j->expected[pg]);
+                pg, got, run->p->expected[pg]);
     }
 }
 
-static gpointer check_main(gpointer opaque)
+static void check_page(struct verify_job *j, uint64_t pg)
+{
+    /* The first read of the page is what faults on a destination. */
+    uint64_t got = page_digest(j->run->p->ram, pg);
+
+    j->reads++;
+    if (got != j->run->p->expected[pg]) {
+        mark_bad(j->run, pg, got);
+    }
+}
+
+static gpointer split_main(gpointer opaque)
 {
     struct verify_job *j = opaque;
 
     for (uint64_t i = j->begin; i < j->end; i++) {
-        uint64_t pg = j->order[i];
-        /* The first read of the page is what faults on a destination. */
-        uint64_t got = page_digest(j, pg);
-
-        if (got == j->expected[pg]) {
-            continue;
-        }
-        if (!j->mismatches++ || pg < j->first_mismatch) {
-            j->first_mismatch = pg;
-        }
-        report(j, pg, got);
+        check_page(j, j->run->order[i]);
     }
     return NULL;
-}
-
-/* Run @fn on each job, one thread per job, and wait for all of them. */
-static void run_jobs(struct verify_job *jobs, unsigned n, GThreadFunc fn)
-{
-    g_autofree GThread **threads = g_new0(GThread *, n);
-
-    for (unsigned i = 0; i < n; i++) {
-        g_autofree char *name = g_strdup_printf("verify%u", i);
-
-        threads[i] = g_thread_new(name, fn, &jobs[i]);
-    }
-    for (unsigned i = 0; i < n; i++) {
-        g_thread_join(threads[i]);
-    }
-}
-
-static void split(struct verify_job *jobs, unsigned n, uint64_t npages)
-{
-    for (unsigned i = 0; i < n; i++) {
-        jobs[i].begin = npages * i / n;
-        jobs[i].end = npages * (i + 1) / n;
-    }
-}
-
-uint64_t *verify_digest_table(const uint8_t *ram, uint64_t page_size,
-                              uint64_t npages, unsigned nthreads)
-{
-    uint64_t *table = g_new(uint64_t, npages);
-    unsigned n = MAX(1, MIN(nthreads, npages));
-    g_autofree struct verify_job *jobs = g_new0(struct verify_job, n);
-
-    for (unsigned i = 0; i < n; i++) {
-        jobs[i].ram = ram;
-        jobs[i].page_size = page_size;
-        jobs[i].table = table;
-    }
-    split(jobs, n, npages);
-    run_jobs(jobs, n, record_main);
-    return table;
 }
 
 /* Fisher-Yates over every page number, deterministic in @seed. */
@@ -126,34 +118,177 @@ static uint64_t *random_order(uint64_t npages, uint64_t seed)
     return order;
 }
 
-void verify_pages(const uint8_t *ram, uint64_t page_size, uint64_t npages,
-                  const uint64_t *expected, unsigned nthreads, uint64_t seed,
-                  struct verify_result *out)
+static gpointer overlap_main(gpointer opaque)
 {
-    int64_t t0 = g_get_monotonic_time();
+    struct verify_job *j = opaque;
+    uint64_t npages = j->run->p->ram->npages;
+    uint64_t seed = digest_mix64(j->run->p->seed ^ (THREAD_SALT * (j->id + 1)));
     g_autofree uint64_t *order = random_order(npages, seed);
-    unsigned n = MAX(1, MIN(nthreads, npages));
-    g_autofree struct verify_job *jobs = g_new0(struct verify_job, n);
-    atomic_uint reported = 0;
+    uint64_t rng = seed ^ BURST_SALT;
 
-    for (unsigned i = 0; i < n; i++) {
-        jobs[i].ram = ram;
-        jobs[i].page_size = page_size;
-        jobs[i].order = order;
-        jobs[i].expected = expected;
-        jobs[i].reported = &reported;
+    for (uint64_t i = 0; i < npages; i++) {
+        uint64_t pg = order[i];
+        uint64_t r = digest_mix64(rng++);
+
+        check_page(j, pg);
+        /* A burst: whoever faults on p soon wants its neighbours. */
+        if (pg > 0 && r % BURST_ODDS == 0) {
+            check_page(j, pg - 1);
+        }
+        if (pg + 1 < npages && (r >> 32) % BURST_ODDS == 0) {
+            check_page(j, pg + 1);
+        }
     }
-    split(jobs, n, npages);
-    run_jobs(jobs, n, check_main);
-    *out = (struct verify_result){.pages_checked = npages};
-    for (unsigned i = 0; i < n; i++) {
-        if (!jobs[i].mismatches) {
+    return NULL;
+}
+
+static uint64_t write_value(const struct verify_run *run, uint64_t pg)
+{
+    return digest_mix64(run->p->seed ^ WRITE_SALT ^ digest_mix64(pg));
+}
+
+static gpointer write_main(gpointer opaque)
+{
+    struct verify_job *j = opaque;
+    struct verify_run *run = j->run;
+
+    for (uint64_t pg = j->id; pg < run->p->ram->npages; pg += run->n) {
+        uint64_t len;
+        uint8_t *page = guest_ram_page(run->p->ram, pg, &len);
+
+        if (!is_bad(run, pg)) {
+            pattern_fill(page, len, write_value(run, pg));
+            j->written++;
+        }
+    }
+    return NULL;
+}
+
+static gpointer recheck_main(gpointer opaque)
+{
+    struct verify_job *j = opaque;
+    struct verify_run *run = j->run;
+
+    for (uint64_t pg = j->id; pg < run->p->ram->npages; pg += run->n) {
+        uint64_t len;
+        const uint8_t *page = guest_ram_page(run->p->ram, pg, &len);
+
+        if (is_bad(run, pg) || pattern_holds(page, len, write_value(run, pg))) {
             continue;
         }
-        if (!out->mismatches || jobs[i].first_mismatch < out->first_mismatch) {
-            out->first_mismatch = jobs[i].first_mismatch;
+        j->overwritten++;
+        if (may_report(run)) {
+            fprintf(stderr,
+                    "postcopy-guest: verify: page %" PRIu64
+                    " changed after the guest wrote it\n",
+                    pg);
         }
-        out->mismatches += jobs[i].mismatches;
+    }
+    return NULL;
+}
+
+/* Run @fn on each job, one thread per job, and wait for all of them. */
+static void run_jobs(struct verify_job *jobs, unsigned n, GThreadFunc fn)
+{
+    g_autofree GThread **threads = g_new0(GThread *, n);
+
+    for (unsigned i = 0; i < n; i++) {
+        g_autofree char *name = g_strdup_printf("verify%u", i);
+
+        threads[i] = g_thread_new(name, fn, &jobs[i]);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        g_thread_join(threads[i]);
+    }
+}
+
+static struct verify_job *new_jobs(struct verify_run *run, uint64_t npages)
+{
+    struct verify_job *jobs = g_new0(struct verify_job, run->n);
+
+    for (unsigned i = 0; i < run->n; i++) {
+        jobs[i].run = run;
+        jobs[i].id = i;
+        jobs[i].begin = npages * i / run->n;
+        jobs[i].end = npages * (i + 1) / run->n;
+    }
+    return jobs;
+}
+
+uint64_t *verify_digest_table(const struct guest_ram *ram, unsigned nthreads)
+{
+    const struct verify_params p = {.ram = ram};
+    struct verify_run run = {
+        .p = &p,
+        .n = MAX(1, MIN(nthreads, ram->npages)),
+    };
+    g_autofree struct verify_job *jobs = new_jobs(&run, ram->npages);
+    uint64_t *table = g_new(uint64_t, ram->npages);
+
+    for (unsigned i = 0; i < run.n; i++) {
+        jobs[i].table = table;
+    }
+    run_jobs(jobs, run.n, record_main);
+    return table;
+}
+
+/* Write, let the migration do its worst for settle_ms, look again. */
+static void write_phase(struct verify_run *run, struct verify_job *jobs,
+                        struct verify_result *out)
+{
+    run_jobs(jobs, run->n, write_main);
+    for (unsigned i = 0; i < run->n; i++) {
+        out->pages_written += jobs[i].written;
+    }
+    printf("postcopy-guest: verify-write: wrote %" PRIu64
+           " pages, re-checking in "
+           "%u ms\n",
+           out->pages_written, run->p->settle_ms);
+    g_usleep(run->p->settle_ms * 1000ULL);
+    run_jobs(jobs, run->n, recheck_main);
+    for (unsigned i = 0; i < run->n; i++) {
+        out->overwritten += jobs[i].overwritten;
+    }
+}
+
+static void tally_mismatches(struct verify_run *run, uint64_t npages,
+                             struct verify_result *out)
+{
+    for (uint64_t w = 0; w < (npages + 63) / 64; w++) {
+        uint64_t bits = atomic_load(&run->bad[w]);
+
+        if (bits && !out->mismatches) {
+            out->first_mismatch = w * 64 + __builtin_ctzll(bits);
+        }
+        out->mismatches += __builtin_popcountll(bits);
+    }
+}
+
+void verify_pages(const struct verify_params *p, struct verify_result *out)
+{
+    int64_t t0 = g_get_monotonic_time();
+    uint64_t npages = p->ram->npages;
+    g_autofree uint64_t *order = NULL;
+    g_autofree _Atomic uint64_t *bad =
+        g_new0(_Atomic uint64_t, (npages + 63) / 64);
+    struct verify_run run = {.p = p, .bad = bad};
+    g_autofree struct verify_job *jobs = NULL;
+
+    atomic_init(&run.reported, 0);
+    run.n = MAX(1, p->overlap ? p->nthreads : MIN(p->nthreads, npages));
+    if (!p->overlap) {
+        order = random_order(npages, p->seed);
+        run.order = order;
+    }
+    jobs = new_jobs(&run, npages);
+    run_jobs(jobs, run.n, p->overlap ? overlap_main : split_main);
+    *out = (struct verify_result){.pages_checked = npages};
+    for (unsigned i = 0; i < run.n; i++) {
+        out->reads += jobs[i].reads;
+    }
+    tally_mismatches(&run, npages, out);
+    if (p->write) {
+        write_phase(&run, jobs, out);
     }
     out->elapsed_us = g_get_monotonic_time() - t0;
 }

@@ -1,32 +1,62 @@
 /*
  * verify.h - proof that a destination's RAM equals the source's at the
  * switchover point: a digest per page taken at the pause, and a check that
- * reads every page again on the destination.
+ * reads every page again on the destination.  Pages are numbered globally
+ * over all regions (ram0's pages first; see guest_ram.h).
  *
- * Contract: verify_pages() reads each page exactly once, in a random order
- * (from @seed) split over @nthreads threads, so a postcopy destination sees
- * concurrent faults scattered over RAM rather than a sequential sweep.
- * first_mismatch is the lowest mismatching page number (threads race, so
- * "first in time" would not be reproducible).
+ * Contract: verify_pages() reads pages in random orders (from @seed) on
+ * @nthreads threads, so a postcopy destination sees concurrent faults
+ * scattered over RAM rather than a sequential sweep:
+ *  - by default each page is read by exactly one thread (one shared random
+ *    order, split in slices);
+ *  - with @overlap every thread reads every page, each in its own random
+ *    order, and after a page p it also reads p - 1 and p + 1, each with
+ *    probability 1/4, so threads fault on the same and on neighbouring
+ *    pages at once.
+ * A page is a mismatch when any read of it disagreed with its digest, and
+ * is counted once however many threads saw it.  first_mismatch is the
+ * lowest mismatching global page number (threads race, so "first in time"
+ * would not be reproducible).
+ *
+ * With @write, once every thread has finished reading, thread t writes a
+ * new pattern into every page p with p % nthreads == t that matched, waits
+ * @settle_ms, and checks the pattern is still there: a page the guest wrote
+ * after it was installed must never be written by the migration again.
+ * Such pages are counted in `overwritten`, apart from mismatches.
  */
 #ifndef POSTCOPY_GUEST_VERIFY_H
 #define POSTCOPY_GUEST_VERIFY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "guest_ram.h"
+
+#define VERIFY_SETTLE_MS 200
+
+struct verify_params {
+    const struct guest_ram *ram;
+    const uint64_t *expected; /* ram->npages digests */
+    unsigned nthreads;
+    uint64_t seed;
+    bool overlap;
+    bool write;
+    unsigned settle_ms; /* with write */
+};
+
 struct verify_result {
-    uint64_t pages_checked;
-    uint64_t mismatches;
+    uint64_t pages_checked;  /* distinct pages: ram->npages */
+    uint64_t mismatches;     /* distinct pages */
     uint64_t first_mismatch; /* meaningful when mismatches > 0 */
+    uint64_t overwritten;    /* with write: written pages that changed */
+    uint64_t pages_written;  /* with write */
+    uint64_t reads;          /* page reads over all threads */
     uint64_t elapsed_us;
 };
 
-/* The digest of each of @npages pages; g_free() the table. */
-uint64_t *verify_digest_table(const uint8_t *ram, uint64_t page_size,
-                              uint64_t npages, unsigned nthreads);
+/* The digest of each global page; g_free() the table. */
+uint64_t *verify_digest_table(const struct guest_ram *ram, unsigned nthreads);
 
-void verify_pages(const uint8_t *ram, uint64_t page_size, uint64_t npages,
-                  const uint64_t *expected, unsigned nthreads, uint64_t seed,
-                  struct verify_result *out);
+void verify_pages(const struct verify_params *p, struct verify_result *out);
 
 #endif /* POSTCOPY_GUEST_VERIFY_H */

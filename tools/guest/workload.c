@@ -6,8 +6,8 @@
 #include <glib.h>
 
 #include "digest.h"
+#include "pattern.h"
 
-#define WORD_STEP 0x9e3779b97f4a7c15ULL
 /* Sleep only when this far ahead of the rate; shorter sleeps cost more. */
 #define THROTTLE_SLACK_US 1000
 /* Further behind than this (e.g. blocked on faults): do not catch up. */
@@ -63,24 +63,16 @@ const char *workload_kind_name(enum workload_kind kind)
     return kind < G_N_ELEMENTS(kind_names) ? kind_names[kind] : "?";
 }
 
-static void write_pattern(uint8_t *p, size_t len, uint64_t v)
+void workload_fill(const struct guest_ram *ram, unsigned fill_percent,
+                   uint64_t seed)
 {
-    uint64_t *words = (uint64_t *)p;
-
-    v |= 1; /* never an all-zero unit */
-    for (size_t i = 0; i < len / 8; i++) {
-        words[i] = v + i * WORD_STEP;
-    }
-}
-
-void workload_fill(uint8_t *ram, uint64_t size, uint64_t page_size,
-                   unsigned fill_percent, uint64_t seed)
-{
-    for (uint64_t pg = 0; pg < size / page_size; pg++) {
+    for (uint64_t pg = 0; pg < ram->npages; pg++) {
         uint64_t v = digest_mix64(seed ^ digest_mix64(pg));
+        uint64_t len;
+        uint8_t *page = guest_ram_page(ram, pg, &len);
 
         if (v % 100 < fill_percent) {
-            write_pattern(ram + pg * page_size, page_size, digest_mix64(v));
+            pattern_fill(page, len, digest_mix64(v));
         }
     }
 }
@@ -113,7 +105,8 @@ static void vcpu_write(struct vcpu *v)
     uint64_t pattern = digest_mix64(w->p.seed ^ digest_mix64(unit) ^
                                     digest_mix64((gen << 32) | v->id) ^ n);
 
-    write_pattern(w->p.ram + unit * WORKLOAD_UNIT, WORKLOAD_UNIT, pattern);
+    pattern_fill(guest_ram_unit(w->p.ram, unit, WORKLOAD_UNIT), WORKLOAD_UNIT,
+                 pattern);
     atomic_store_explicit(&v->written, n + 1, memory_order_relaxed);
 }
 
@@ -183,7 +176,7 @@ static gpointer vcpu_main(gpointer opaque)
 struct workload *workload_new(const struct workload_params *p)
 {
     struct workload *w = g_new0(struct workload, 1);
-    uint64_t units = p->size / WORKLOAD_UNIT;
+    uint64_t units = p->ram->size / WORKLOAD_UNIT;
 
     w->p = *p;
     if (p->kind == WORKLOAD_HOTSET) {

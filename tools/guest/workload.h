@@ -5,6 +5,8 @@
  * Every write covers one 4 KiB unit (a whole small page, or one 4 KiB piece
  * of a huge page) with a non-zero pattern that differs per unit, per write
  * and per generation, so a page copied half-way never matches its digest.
+ * Units are numbered over all regions in order (see guest_ram.h), so the
+ * writes spread over the regions in proportion to their sizes.
  * vCPU i owns the units u with u % vcpus == i: two vCPUs never write the
  * same bytes, and what RAM holds at a pause does not depend on timing.
  *
@@ -18,6 +20,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "guest_ram.h"
+
 #define WORKLOAD_UNIT 4096u
 
 enum workload_kind {
@@ -29,8 +33,7 @@ enum workload_kind {
 
 struct workload_params {
     enum workload_kind kind;
-    uint8_t *ram;
-    uint64_t size;
+    const struct guest_ram *ram; /* outlives the workload */
     unsigned vcpus;
     uint64_t dirty_rate_mib; /* MiB/s over all vCPUs; 0: unthrottled */
     unsigned hotset_percent;
@@ -46,10 +49,11 @@ const char *workload_kind_name(enum workload_kind kind);
 
 /*
  * Deterministic initial contents from @seed: about @fill_percent of the
- * pages get a non-zero pattern, the others are left untouched (zero).
+ * pages (by global page number) get a non-zero pattern, the others are
+ * left untouched (zero).
  */
-void workload_fill(uint8_t *ram, uint64_t size, uint64_t page_size,
-                   unsigned fill_percent, uint64_t seed);
+void workload_fill(const struct guest_ram *ram, unsigned fill_percent,
+                   uint64_t seed);
 
 struct workload *workload_new(const struct workload_params *p);
 /* Start the vCPU threads (parked at once if a pause is pending). */
