@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "session_file.h"
 #include "unix_listen.h"
 
 #define HELLO_TIMEOUT_MS 10000
@@ -62,6 +63,32 @@ static void reap_dead_vms(struct daemon *d)
     }
 }
 
+/*
+ * A daemon that died in postcopy left a session file: the VM re-attaching
+ * picks its migration up where it stood.
+ */
+static void restore_sessions(struct daemon *d, struct vm_entry *vm)
+{
+    struct session_file f;
+    enum migration_role roles[] = {ROLE_DESTINATION, ROLE_SOURCE};
+
+    for (size_t i = 0; i < G_N_ELEMENTS(roles); i++) {
+        if (!session_file_find(d->cfg->state_dir, vm->info.vm_name, roles[i],
+                               &f)) {
+            continue;
+        }
+        g_mutex_lock(&d->lock);
+        vm->busy = true;
+        g_mutex_unlock(&d->lock);
+        if (roles[i] == ROLE_DESTINATION) {
+            dest_restore(d, vm, &f);
+        } else {
+            source_restore(d, vm, &f);
+        }
+        return;
+    }
+}
+
 static gpointer attach_thread(gpointer opaque)
 {
     struct daemon *d = opaque;
@@ -107,6 +134,7 @@ static gpointer attach_thread(gpointer opaque)
         reap_dead_vms(d);
         g_ptr_array_add(d->vms, vm);
         g_mutex_unlock(&d->lock);
+        restore_sessions(d, vm);
     }
     return NULL;
 }

@@ -70,6 +70,13 @@ void dest_accept_control(struct daemon *d, struct channel *ch,
 /* A data channel for an existing destination migration. */
 void dest_accept_data(struct daemon *d, struct channel *ch, PeerMessage *hello);
 
+struct session_file;
+/* A VM re-attached whose migration a dead daemon left in postcopy. */
+void dest_restore(struct daemon *d, struct vm_entry *vm,
+                  const struct session_file *f);
+void source_restore(struct daemon *d, struct vm_entry *vm,
+                    const struct session_file *f);
+
 /* The control socket's command table (control_cmds.c). */
 extern const struct control_command daemon_commands[];
 

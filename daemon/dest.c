@@ -32,6 +32,7 @@
 #include "dirty_set.h"
 #include "frame.h"
 #include "page_state.h"
+#include "session_file.h"
 
 #define CHANNEL_WAIT_US (10 * G_USEC_PER_SEC)
 #define FAULT_BATCH     64
@@ -260,8 +261,13 @@ static int install_current(struct dest_session *s, const struct region *r,
 
     if (r->alias) {
         ret = uffd_continue(&s->u, addr, n * ps, ps, 0, NULL);
-    } else if (n == 1 && page_state_is_zero(s->pst, r->id, first)) {
-        ret = uffd_zeropage(&s->u, addr, ps, ps, 0, NULL);
+    } else if ((n == 1 && page_state_is_zero(s->pst, r->id, first)) ||
+               !s->staging[r->id]) {
+        /*
+         * Without staging (a restarted daemon: the copies died with the
+         * old one) the only current anonymous pages left are zero pages.
+         */
+        ret = uffd_zeropage(&s->u, addr, n * ps, ps, 0, NULL);
     } else {
         ret = uffd_copy(&s->u, addr, s->staging[r->id] + first * ps, n * ps, ps,
                         0, NULL);
@@ -421,6 +427,9 @@ static void request_page(struct dest_session *s, const struct region *r,
 
     atomic_fetch_add(&s->m->stats.postcopy_requests, 1);
     /* While paused the page stays REQUESTED and is asked for on resume. */
+    if (!urgent) {
+        return; /* carried on after a restart, not reconnected yet */
+    }
     if (!channel_send_frame(urgent, &h, NULL, 0, &err) &&
         !atomic_load(&s->stop) && !atomic_load(&s->paused)) {
         dest_fail(s, "%s", err->message);
@@ -719,6 +728,23 @@ static gpointer sweep_thread(gpointer opaque)
     return NULL;
 }
 
+/* From here a restarted daemon must be able to carry on. */
+static void remember_session(struct dest_session *s)
+{
+    g_autoptr(GError) err = NULL;
+    struct session_file f = {.role = ROLE_DESTINATION,
+                             .mode = s->m->params.mode};
+
+    g_strlcpy(f.id, s->m->id, sizeof(f.id));
+    g_strlcpy(f.vm_name, s->m->vm_name, sizeof(f.vm_name));
+    g_strlcpy(f.peer_uri, s->m->peer_uri ? s->m->peer_uri : "",
+              sizeof(f.peer_uri));
+    if (!session_file_write(s->m->daemon->cfg->state_dir, &f, &err)) {
+        g_warning("migration %s: a restart could not carry it on: %s", s->m->id,
+                  err->message);
+    }
+}
+
 static bool do_switchover(struct dest_session *s, GError **err)
 {
     Postcopy__Peer__SwitchoverReply sr = POSTCOPY__PEER__SWITCHOVER_REPLY__INIT;
@@ -759,6 +785,7 @@ static bool do_switchover(struct dest_session *s, GError **err)
         return false;
     }
     atomic_store(&s->m->stats.resume_us, migration_now_us());
+    remember_session(s);
     s->sweep_thread = g_thread_new("dst-sweep", sweep_thread, s);
     return migration_set_status(s->m, MIG_DEVICE, MIG_POSTCOPY_ACTIVE);
 }
@@ -814,6 +841,8 @@ static void complete(struct dest_session *s)
         g_warning("migration %s: %s", s->m->id, err->message);
     }
     unlink(s->pst_path);
+    session_file_remove(s->m->daemon->cfg->state_dir, s->m->id,
+                        ROLE_DESTINATION);
     s->m->vm->info.incoming = false; /* it may migrate on from here */
     migration_set_status(s->m, MIG_POSTCOPY_ACTIVE, MIG_COMPLETED);
 }
@@ -1220,4 +1249,147 @@ refuse:
     send_hello_reply(ch, why, NULL);
     peer_message_free(hello);
     channel_close(ch);
+}
+
+/* ---- carrying on after a restart ---- */
+
+/* Is the VMM's page at @addr mapped (pagemap bit 63)? */
+static bool vmm_page_present(int pagemap, uint64_t addr, uint64_t page_size)
+{
+    uint64_t entry = 0;
+
+    if (pread(pagemap, &entry, sizeof(entry), addr / 4096 * 8) !=
+        sizeof(entry)) {
+        return false;
+    }
+    (void)page_size;
+    return entry & (1ULL << 63);
+}
+
+/*
+ * The dead daemon's table: requests died with it (the faulting vCPUs still
+ * wait, so their pages are requested again first), anonymous copies lived
+ * in its memory, and a page it was installing either made it into the
+ * VMM (pagemap says) or not.
+ */
+static bool reload_table(struct dest_session *s, GError **err)
+{
+    struct page_state_layout layout;
+    struct page_state_reload reload;
+    g_autofree char *pm_path =
+        g_strdup_printf("/proc/%d/pagemap", s->m->vm->info.pid);
+    int pm;
+
+    if (!page_state_layout_init(&layout, s->m->id, s->regions, err)) {
+        return false;
+    }
+    s->pst = page_state_resume(s->pst_path, &layout, &reload, err);
+    if (!s->pst) {
+        return false;
+    }
+    pm = open(pm_path, O_RDONLY | O_CLOEXEC);
+    for (size_t i = 0; i < s->regions->n; i++) {
+        const struct region *r = &s->regions->regions[i];
+        uint64_t p = 0;
+
+        while ((p = page_state_next(s->pst, i, p, PAGE_MASK(PAGE_INSTALLING))) <
+               region_pages(r)) {
+            if (pm >= 0 && vmm_page_present(pm, r->base + p * r->page_size,
+                                            r->page_size)) {
+                page_state_finish_install(s->pst, i, p);
+            } else {
+                page_state_abort_install(s->pst, i, p);
+            }
+            p++;
+        }
+        if (!r->alias) {
+            page_state_forget_copies(s->pst, i);
+        }
+        for (p = 0; (p = page_state_next(
+                         s->pst, i, p,
+                         PAGE_MASK(PAGE_ABSENT) | PAGE_MASK(PAGE_STALE) |
+                             PAGE_MASK_WANTED)) < region_pages(r);
+             p++) {
+            page_state_try_request(s->pst, i, p);
+        }
+    }
+    if (pm >= 0) {
+        close(pm);
+    }
+    g_message("migration %s: page state reloaded: %" G_GUINT64_FORMAT
+              " request(s) to send again, %" G_GUINT64_FORMAT
+              " torn write(s), %" G_GUINT64_FORMAT " install(s) checked",
+              s->m->id, reload.requests_dropped, reload.writes_torn,
+              reload.installs_uncertain);
+    return true;
+}
+
+static bool restore_uffd(struct dest_session *s, GError **err)
+{
+    struct vm_entry *vm = s->m->vm;
+
+    memset(&s->u, 0, sizeof(s->u));
+    s->u.fd = vm->info.uffd;
+    if (!uffd_read_features(vm->info.uffd, &s->u.features, err)) {
+        return false;
+    }
+    vm->api_done = true;
+    vm->info.uffd_features = s->u.features;
+    /* The registrations live in the VMM's mm: they survived us. */
+    for (size_t i = 0; i < s->regions->n; i++) {
+        struct region *r = &s->regions->regions[i];
+
+        if (!region_map_alias(r, err)) {
+            return false;
+        }
+        s->limits[i].size = r->size;
+        s->limits[i].page_size = r->page_size;
+        atomic_fetch_add(&s->m->stats.pages_total, region_pages(r));
+    }
+    s->registered = s->regions->n;
+    return true;
+}
+
+static gpointer restored_thread(gpointer opaque)
+{
+    struct dest_session *s = opaque;
+    struct migration *m = s->m;
+
+    postcopy(s);
+    stop_threads(s);
+    daemon_release_vm(m->daemon, m->vm);
+    g_free(s->pst_path);
+    return NULL;
+}
+
+void dest_restore(struct daemon *d, struct vm_entry *vm,
+                  const struct session_file *f)
+{
+    g_autoptr(GError) err = NULL;
+    struct dest_session *s = g_new0(struct dest_session, 1);
+    struct migration *m = migration_new(d, ROLE_DESTINATION, vm);
+
+    migration_set_id(m, f->id_bytes);
+    m->params.mode = m->mode = f->mode;
+    s->m = m;
+    s->regions = &vm->info.regions;
+    s->graveyard = g_ptr_array_new();
+    s->pst_path = g_strdup_printf("%s/%s.pages", d->cfg->state_dir, m->id);
+    m->role_state = s;
+    daemon_add_migration(d, m);
+    atomic_store(&s->running, true);
+    atomic_store(&s->paused, true);
+    if (!restore_uffd(s, &err) || !reload_table(s, &err)) {
+        migration_fail(m, MIG_FAILED, "carrying on after a restart: %s",
+                       err->message);
+        daemon_release_vm(d, vm);
+        return;
+    }
+    migration_set_status(m, MIG_NONE, MIG_POSTCOPY_PAUSED);
+    g_message("migration %s (%s): carried on after a restart, waiting for "
+              "the source to reconnect",
+              m->id, m->vm_name);
+    s->fault_thread = g_thread_new("dst-faults", fault_thread, s);
+    s->sweep_thread = g_thread_new("dst-sweep", sweep_thread, s);
+    m->thread = g_thread_new("dest", restored_thread, s);
 }

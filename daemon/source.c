@@ -21,6 +21,7 @@
 #include "dirty_set.h"
 #include "frame.h"
 #include "region.h"
+#include "session_file.h"
 
 #define BITS_PER_LONG   (8 * sizeof(unsigned long))
 #define CONTROL_POLL_MS 500
@@ -630,6 +631,102 @@ bool source_recover(struct migration *m, GError **err)
     return true;
 }
 
+/* Serve the destination until it has every page, reconnecting as needed. */
+static void postcopy_loop(struct source_session *s)
+{
+    struct migration *m = s->m;
+
+    for (;;) {
+        s->request_thread = g_thread_new("src-requests", request_thread, s);
+        if (m->params.mode != MODE_PRECOPY || s->resend_missing) {
+            s->bulk_thread = g_thread_new("src-bulk", bulk_thread, s);
+        }
+        if (wait_complete(s)) {
+            session_file_remove(m->daemon->cfg->state_dir, m->id, ROLE_SOURCE);
+            return;
+        }
+        close_channels(s);
+        if (!reconnect(s)) {
+            return;
+        }
+    }
+}
+
+/* From the switchover on, a restarted daemon must be able to carry on. */
+static void remember_session(struct source_session *s)
+{
+    g_autoptr(GError) err = NULL;
+    struct session_file f = {.role = ROLE_SOURCE, .mode = s->m->params.mode};
+
+    g_strlcpy(f.id, s->m->id, sizeof(f.id));
+    g_strlcpy(f.vm_name, s->m->vm_name, sizeof(f.vm_name));
+    g_strlcpy(f.peer_uri, s->m->peer_uri, sizeof(f.peer_uri));
+    if (!session_file_write(s->m->daemon->cfg->state_dir, &f, &err)) {
+        g_warning("migration %s: a restart could not carry it on: %s", s->m->id,
+                  err->message);
+    }
+}
+
+static void free_session(struct source_session *s)
+{
+    close_channels(s);
+    precopy_stop_tracking(s);
+    page_sender_destroy(&s->bulk_sender);
+    for (size_t i = 0; i < REGION_MAX; i++) {
+        g_free(s->pending[i]);
+        s->pending[i] = NULL;
+    }
+}
+
+static gpointer restored_thread(gpointer opaque)
+{
+    struct source_session *s = opaque;
+
+    if (reconnect(s)) {
+        postcopy_loop(s);
+    }
+    free_session(s);
+    daemon_release_vm(s->m->daemon, s->m->vm);
+    return NULL;
+}
+
+void source_restore(struct daemon *d, struct vm_entry *vm,
+                    const struct session_file *f)
+{
+    g_autoptr(GError) err = NULL;
+    struct source_session *s = g_new0(struct source_session, 1);
+    struct migration *m = migration_new(d, ROLE_SOURCE, vm);
+    struct page_counters c;
+
+    migration_set_id(m, f->id_bytes);
+    m->params.mode = m->mode = f->mode;
+    m->peer_uri = g_strdup(f->peer_uri);
+    s->m = m;
+    s->regions = &vm->info.regions;
+    page_counters_for(m, &c);
+    page_sender_init(&s->bulk_sender, vm->info.pid, &c);
+    m->role_state = s;
+    g_mutex_lock(&d->lock);
+    vm->moved = true; /* it runs at the destination */
+    g_mutex_unlock(&d->lock);
+    daemon_add_migration(d, m);
+    for (size_t i = 0; i < s->regions->n; i++) {
+        if (!region_map_alias(&s->regions->regions[i], &err)) {
+            migration_fail(m, MIG_FAILED, "carrying on after a restart: %s",
+                           err->message);
+            daemon_release_vm(d, vm);
+            return;
+        }
+        atomic_fetch_add(&m->stats.pages_total,
+                         region_pages(&s->regions->regions[i]));
+    }
+    migration_set_status(m, MIG_NONE, MIG_POSTCOPY_PAUSED);
+    g_message("migration %s (%s): carried on after a restart, reconnecting "
+              "to %s",
+              m->id, m->vm_name, m->peer_uri);
+    m->thread = g_thread_new("source", restored_thread, s);
+}
+
 static gpointer source_thread(gpointer opaque)
 {
     struct source_session *s = opaque;
@@ -656,27 +753,10 @@ static gpointer source_thread(gpointer opaque)
     }
     migration_set_status(m, MIG_DEVICE, MIG_POSTCOPY_ACTIVE);
     s->resend_missing = m->params.mode == MODE_HYBRID;
-    for (;;) {
-        s->request_thread = g_thread_new("src-requests", request_thread, s);
-        if (m->params.mode != MODE_PRECOPY || s->resend_missing) {
-            s->bulk_thread = g_thread_new("src-bulk", bulk_thread, s);
-        }
-        if (wait_complete(s)) {
-            break;
-        }
-        close_channels(s);
-        if (!reconnect(s)) {
-            break;
-        }
-    }
+    remember_session(s);
+    postcopy_loop(s);
 out:
-    close_channels(s);
-    precopy_stop_tracking(s);
-    page_sender_destroy(&s->bulk_sender);
-    for (size_t i = 0; i < REGION_MAX; i++) {
-        g_free(s->pending[i]);
-        s->pending[i] = NULL;
-    }
+    free_session(s);
     daemon_release_vm(m->daemon, m->vm);
     return NULL;
 }

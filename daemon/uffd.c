@@ -194,6 +194,29 @@ bool uffd_api(int fd, uint64_t wanted, const struct uffd_caps *caps,
     return true;
 }
 
+bool uffd_read_features(int fd, uint64_t *features, GError **err)
+{
+    g_autofree char *path = g_strdup_printf("/proc/self/fdinfo/%d", fd);
+    g_autofree char *text = NULL;
+    unsigned long long api, feat;
+    const char *line;
+
+    if (!g_file_get_contents(path, &text, NULL, err)) {
+        return false;
+    }
+    /* "API:\t<api>:<features>:<ioctls>", all hex (fs/userfaultfd.c). */
+    line = strstr(text, "API:");
+    if (!line || sscanf(line, "API:\t%llx:%llx:", &api, &feat) != 2) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                    "fd %d is not a userfaultfd (no API line in %s)", fd,
+                    path);
+        return false;
+    }
+    /* Bit 31 is the kernel's own "initialised" marker, not a feature. */
+    *features = feat & ~(1ULL << 31);
+    return true;
+}
+
 bool uffd_register(struct uffd *u, uint64_t start, uint64_t len, uint64_t mode,
                    uint64_t *ioctls, GError **err)
 {

@@ -77,6 +77,12 @@ bool uffd_probe(struct uffd_caps *caps, GError **err);
 bool uffd_api(int fd, uint64_t wanted, const struct uffd_caps *caps,
               struct uffd *u, uint64_t *dropped, GError **err);
 
+/*
+ * The features an already initialised uffd was given (a restarted daemon
+ * cannot ask UFFDIO_API again): read from /proc/self/fdinfo.
+ */
+bool uffd_read_features(int fd, uint64_t *features, GError **err);
+
 /* Register [start, start+len) with UFFDIO_REGISTER_MODE_* bits. */
 bool uffd_register(struct uffd *u, uint64_t start, uint64_t len, uint64_t mode,
                    uint64_t *ioctls, GError **err);

@@ -88,6 +88,7 @@ static struct workload *incoming_workload(struct guest *g,
         .seed = s->seed,
         .generation = s->generation + 1,
         .pages_written = s->pages_written,
+        .last_writes = g->cfg.last_writes,
     };
 
     return workload_new(&p);
@@ -243,6 +244,35 @@ static bool serve_frame(struct guest *g, const struct vm_frame *f)
     return more;
 }
 
+/*
+ * The daemon went away (restarted, say): a real VMM keeps running and
+ * keeps its uffd, so faults wait; it attaches again to the new daemon,
+ * which picks the migration up.  Try for cfg.reattach_s seconds.
+ */
+static bool reattach(struct guest *g)
+{
+    int64_t deadline =
+        g_get_monotonic_time() + g->cfg.reattach_s * G_USEC_PER_SEC;
+
+    printf("postcopy-guest: attach socket closed while %s, attaching "
+           "again\n",
+           guest_paused(g) ? "paused" : "running");
+    while (g_get_monotonic_time() < deadline) {
+        g_autoptr(GError) err = NULL;
+
+        g_mutex_lock(&g->send_lock);
+        close(g->sock);
+        g->sock = -1;
+        g_mutex_unlock(&g->send_lock);
+        if (g->attach(g, &err)) {
+            printf("postcopy-guest: attached again\n");
+            return true;
+        }
+        g_usleep(100 * 1000);
+    }
+    return false;
+}
+
 int guest_serve(struct guest *g)
 {
     for (;;) {
@@ -251,6 +281,11 @@ int guest_serve(struct guest *g)
         bool more;
 
         if (!vm_channel_recv(g->sock, &f, &err)) {
+            if (g_error_matches(err, G_IO_ERROR,
+                                G_IO_ERROR_CONNECTION_CLOSED) &&
+                g->cfg.reattach_s && reattach(g)) {
+                continue;
+            }
             if (g_error_matches(err, G_IO_ERROR,
                                 G_IO_ERROR_CONNECTION_CLOSED)) {
                 printf("postcopy-guest: attach socket closed while %s, "

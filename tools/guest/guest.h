@@ -30,6 +30,8 @@ struct guest {
     uint64_t seed;       /* of the workload: --seed, or the source's */
     GThread *verifier;
     uint64_t *expected; /* digest per global page for the verify thread */
+    /* Connect and send the hello (main.c); used again by reattach. */
+    bool (*attach)(struct guest *g, GError **err);
 };
 
 int guest_serve(struct guest *g);

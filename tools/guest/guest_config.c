@@ -30,6 +30,8 @@ struct raw_options {
     gint vcpus;
     gint verify_threads;
     gint verify_settle_ms;
+    gint reattach;
+    gint last_writes;
     gint hotset_percent;
     gint fill_percent;
     gint64 dirty_rate;
@@ -254,6 +256,8 @@ static bool check_numbers(const struct raw_options *o, GError **err)
                         err)) &&
            check_range("--verify-settle-ms", o->verify_settle_ms, 0,
                        SETTLE_MAX_MS, err) &&
+           check_range("--reattach", o->reattach, 0, 3600, err) &&
+           check_range("--last-writes", o->last_writes, 0, 1 << 20, err) &&
            check_range("--hotset-percent", o->hotset_percent, 1, 100, err) &&
            check_range("--fill-percent", o->fill_percent, 0, 100, err) &&
            check_range("--dirty-rate", o->dirty_rate, 0, 1 << 30, err);
@@ -273,6 +277,8 @@ static bool validate(struct raw_options *o, struct guest_config *cfg,
     cfg->verify_overlap = o->verify_overlap;
     cfg->verify_write = o->verify_write;
     cfg->verify_settle_ms = o->verify_settle_ms;
+    cfg->reattach_s = o->reattach;
+    cfg->last_writes = o->last_writes;
     cfg->hotset_percent = o->hotset_percent;
     cfg->fill_percent = o->fill_percent;
     cfg->dirty_rate_mib = o->dirty_rate;
@@ -337,6 +343,12 @@ bool guest_config_parse(int *argc, char ***argv, struct guest_config *cfg,
          "MS"},
         {"name", 0, 0, G_OPTION_ARG_STRING, &o.name, "VM name (default guest)",
          "NAME"},
+        {"reattach", 0, 0, G_OPTION_ARG_INT, &o.reattach,
+         "If the daemon goes away, try to attach again for this long "
+         "(default 0: exit)",
+         "SECONDS"},
+        {"last-writes", 0, 0, G_OPTION_ARG_INT, &o.last_writes,
+         "At a pause each vCPU writes N more pages first (adversarial)", "N"},
         {NULL},
     };
     g_autoptr(GOptionContext) ctx =

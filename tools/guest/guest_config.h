@@ -38,6 +38,12 @@ struct guest_config {
     bool verify_overlap;     /* every verify thread reads every page */
     bool verify_write;       /* write and re-check pages after verifying */
     unsigned verify_settle_ms;
+    /* After the attach socket closes (daemon restart), seconds to keep
+     * trying to attach again before exiting; 0: exit at once. */
+    unsigned reattach_s;
+    /* At a pause, each vCPU writes this many more pages before parking:
+     * the adversarial "write just before the pause" workload. */
+    unsigned last_writes;
 };
 
 bool guest_config_parse(int *argc, char ***argv, struct guest_config *cfg,

@@ -42,6 +42,7 @@ static void start_source(struct guest *g)
         .dirty_rate_mib = c->dirty_rate_mib,
         .hotset_percent = c->hotset_percent,
         .seed = c->seed,
+        .last_writes = c->last_writes,
     };
 
     g->seed = c->seed;
@@ -135,6 +136,7 @@ int main(int argc, char **argv)
     if (!g.cfg.incoming) {
         start_source(&g);
     }
+    g.attach = attach;
     if (!attach(&g, &err)) {
         goto fail;
     }

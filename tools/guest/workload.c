@@ -164,6 +164,13 @@ static gpointer vcpu_main(gpointer opaque)
 
     for (;;) {
         if (atomic_load_explicit(&v->w->pause_flag, memory_order_acquire)) {
+            /*
+             * Adversarial: pages written in the instant before the pause
+             * are the ones a migration is most likely to serve stale.
+             */
+            for (unsigned i = 0; i < v->w->p.last_writes; i++) {
+                vcpu_write(v);
+            }
             vcpu_park(v);
             continue;
         }

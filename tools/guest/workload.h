@@ -40,6 +40,7 @@ struct workload_params {
     uint64_t seed;
     uint64_t generation;    /* bumped by every resume */
     uint64_t pages_written; /* starting count (from a device state) */
+    unsigned last_writes;   /* per vCPU, written at a pause before parking */
 };
 
 struct workload;

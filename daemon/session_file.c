@@ -1,0 +1,111 @@
+/* session_file.c - see session_file.h. */
+#include "session_file.h"
+
+#include <errno.h>
+#include <gio/gio.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define GROUP "migration"
+
+static const char *suffix(enum migration_role role)
+{
+    return role == ROLE_SOURCE ? ".source" : ".dest";
+}
+
+static char *path_of(const char *state_dir, const char *id,
+                     enum migration_role role)
+{
+    return g_strdup_printf("%s/%s%s", state_dir, id, suffix(role));
+}
+
+bool session_file_write(const char *state_dir, const struct session_file *f,
+                        GError **err)
+{
+    g_autoptr(GKeyFile) kf = g_key_file_new();
+    g_autofree char *path = path_of(state_dir, f->id, f->role);
+    g_autofree char *data = NULL;
+    gsize len;
+
+    g_key_file_set_string(kf, GROUP, "id", f->id);
+    g_key_file_set_string(kf, GROUP, "vm", f->vm_name);
+    g_key_file_set_string(kf, GROUP, "mode", migration_mode_name(f->mode));
+    g_key_file_set_string(kf, GROUP, "peer", f->peer_uri);
+    data = g_key_file_to_data(kf, &len, NULL);
+    return g_file_set_contents_full(path, data, len,
+                                    G_FILE_SET_CONTENTS_CONSISTENT, 0600, err);
+}
+
+void session_file_remove(const char *state_dir, const char *id,
+                         enum migration_role role)
+{
+    g_autofree char *path = path_of(state_dir, id, role);
+
+    if (unlink(path) && errno != ENOENT) {
+        g_warning("removing %s: %s", path, g_strerror(errno));
+    }
+}
+
+static bool parse_id(const char *hex, struct session_file *f)
+{
+    if (strlen(hex) != 32) {
+        return false;
+    }
+    for (int i = 0; i < 16; i++) {
+        unsigned v;
+
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1) {
+            return false;
+        }
+        f->id_bytes[i] = v;
+    }
+    g_strlcpy(f->id, hex, sizeof(f->id));
+    return true;
+}
+
+static bool load(const char *path, enum migration_role role,
+                 struct session_file *f)
+{
+    g_autoptr(GKeyFile) kf = g_key_file_new();
+    g_autoptr(GError) err = NULL;
+    g_autofree char *id = NULL, *vm = NULL, *mode = NULL, *peer = NULL;
+
+    if (!g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, &err) ||
+        !(id = g_key_file_get_string(kf, GROUP, "id", &err)) ||
+        !(vm = g_key_file_get_string(kf, GROUP, "vm", &err)) ||
+        !(mode = g_key_file_get_string(kf, GROUP, "mode", &err)) ||
+        !(peer = g_key_file_get_string(kf, GROUP, "peer", &err))) {
+        g_warning("ignoring session file %s: %s", path, err->message);
+        return false;
+    }
+    memset(f, 0, sizeof(*f));
+    f->role = role;
+    if (!parse_id(id, f) || !migration_mode_parse(mode, &f->mode)) {
+        g_warning("ignoring session file %s: bad id or mode", path);
+        return false;
+    }
+    g_strlcpy(f->vm_name, vm, sizeof(f->vm_name));
+    g_strlcpy(f->peer_uri, peer, sizeof(f->peer_uri));
+    return true;
+}
+
+bool session_file_find(const char *state_dir, const char *vm_name,
+                       enum migration_role role, struct session_file *out)
+{
+    g_autoptr(GDir) dir = g_dir_open(state_dir, 0, NULL);
+    const char *name;
+
+    while (dir && (name = g_dir_read_name(dir))) {
+        g_autofree char *path = NULL;
+
+        if (!g_str_has_suffix(name, suffix(role))) {
+            continue;
+        }
+        path = g_build_filename(state_dir, name, NULL);
+        if (load(path, role, out) && !strcmp(out->vm_name, vm_name)) {
+            return true;
+        }
+    }
+    return false;
+}

@@ -1,0 +1,36 @@
+/*
+ * session_file.h - what a daemon must remember of a migration in postcopy
+ * to carry it on after a restart: a small key file per migration in the
+ * state dir, "<id>.source" or "<id>.dest", written when the VM starts to
+ * run at the destination and removed when the migration completes.
+ *
+ * Contract: written atomically (temporary file + rename), mode 0600; a
+ * file that does not parse is reported and ignored, never half-used.
+ */
+#ifndef POSTCOPYD_SESSION_FILE_H
+#define POSTCOPYD_SESSION_FILE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+
+#include "migration.h"
+
+struct session_file {
+    char id[40];
+    uint8_t id_bytes[16];
+    enum migration_role role;
+    enum migration_mode mode;
+    char vm_name[64];
+    char peer_uri[256]; /* source: where the destination listens */
+};
+
+bool session_file_write(const char *state_dir, const struct session_file *f,
+                        GError **err);
+void session_file_remove(const char *state_dir, const char *id,
+                         enum migration_role role);
+/* The session of @role for VM @vm_name, if one was left; false if none. */
+bool session_file_find(const char *state_dir, const char *vm_name,
+                       enum migration_role role, struct session_file *out);
+
+#endif /* POSTCOPYD_SESSION_FILE_H */
