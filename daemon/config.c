@@ -19,8 +19,20 @@ const struct config_key config_keys[] = {
      .help = "File with the key shared with the peer (empty: none)"},
     {"control", "socket", "control-socket", CONFIG_PATH, OFF(control_socket),
      "/run/postcopyd/control.sock", .help = "Control socket (JSON commands)"},
+    {"control", "allow-user", "control-allow-user", CONFIG_OPT_NAME,
+     OFF(control_allow_user), "",
+     .help = "User allowed on the control socket besides root"},
+    {"control", "allow-group", "control-allow-group", CONFIG_OPT_NAME,
+     OFF(control_allow_group), "",
+     .help = "Group allowed on the control socket besides root"},
     {"attach", "socket", "attach-socket", CONFIG_PATH, OFF(attach_socket),
      "/run/postcopyd/attach.sock", .help = "Socket VMMs attach to"},
+    {"attach", "allow-user", "attach-allow-user", CONFIG_OPT_NAME,
+     OFF(attach_allow_user), "",
+     .help = "User allowed on the attach socket besides root"},
+    {"attach", "allow-group", "attach-allow-group", CONFIG_OPT_NAME,
+     OFF(attach_allow_group), "",
+     .help = "Group allowed on the attach socket besides root"},
     {"daemon", "state-dir", "state-dir", CONFIG_PATH, OFF(state_dir),
      "/run/postcopyd", .help = "Directory for migration state files"},
     {"daemon", "log-level", "log-level", CONFIG_CHOICE, OFF(log_level), "info",
@@ -75,6 +87,24 @@ static bool parse_int(const struct config_key *k, const char *v, int *out,
     return true;
 }
 
+/*
+ * The portable user/group name set (POSIX: letters, digits, '.', '_',
+ * '-', not starting with '-'); whether it exists is checked where it is
+ * resolved, when the socket is created.
+ */
+static bool is_name(const char *v)
+{
+    if (!*v || *v == '-') {
+        return false;
+    }
+    for (const char *c = v; *c; c++) {
+        if (!g_ascii_isalnum(*c) && *c != '.' && *c != '_' && *c != '-') {
+            return false;
+        }
+    }
+    return true;
+}
+
 static bool check_hostport(const char *v, GError **err)
 {
     g_autoptr(GError) local = NULL;
@@ -102,6 +132,9 @@ static bool check_string(const struct config_key *k, const char *v,
     case CONFIG_CHOICE:
         return is_choice(k->choices, v) ||
                invalid(err, "invalid value '%s' (expected %s)", v, k->choices);
+    case CONFIG_OPT_NAME:
+        return !*v || is_name(v) ||
+               invalid(err, "'%s' is not a user or group name", v);
     case CONFIG_INT:
         break;
     }
@@ -120,7 +153,9 @@ static bool set_value(struct postcopyd_config *cfg, const struct config_key *k,
         return false;
     }
     g_free(*field);
-    *field = k->type == CONFIG_OPT_PATH && !*v ? NULL : g_strdup(v);
+    *field = (k->type == CONFIG_OPT_PATH || k->type == CONFIG_OPT_NAME) && !*v
+                 ? NULL
+                 : g_strdup(v);
     return true;
 }
 
@@ -279,6 +314,8 @@ static const char *arg_description(const struct config_key *k)
         return k->choices;
     case CONFIG_INT:
         return "N";
+    case CONFIG_OPT_NAME:
+        return "NAME";
     case CONFIG_STRING:
         break;
     }

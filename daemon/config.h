@@ -34,14 +34,18 @@ typedef enum {
 } ConfigError;
 
 struct postcopyd_config {
-    char *config_file;    /* the file that was read; NULL if none was */
-    char *listen;         /* peer listen address, HOST:PORT */
-    int keepalive_s;      /* peer connection keepalive; 0 = off */
-    char *psk_file;       /* peer pre-shared key; NULL = none */
-    char *control_socket; /* absolute path */
-    char *attach_socket;  /* absolute path */
-    char *state_dir;      /* absolute path */
-    char *log_level;      /* error|warning|info|debug */
+    char *config_file;         /* the file that was read; NULL if none was */
+    char *listen;              /* peer listen address, HOST:PORT */
+    int keepalive_s;           /* peer connection keepalive; 0 = off */
+    char *psk_file;            /* peer pre-shared key; NULL = none */
+    char *control_socket;      /* absolute path */
+    char *attach_socket;       /* absolute path */
+    char *control_allow_user;  /* besides root; NULL = nobody */
+    char *control_allow_group; /* besides root; NULL = none */
+    char *attach_allow_user;   /* besides root; NULL = nobody */
+    char *attach_allow_group;  /* besides root; NULL = none */
+    char *state_dir;           /* absolute path */
+    char *log_level;           /* error|warning|info|debug */
 };
 
 enum config_type {
@@ -51,6 +55,7 @@ enum config_type {
     CONFIG_HOSTPORT, /* HOST:PORT, IPv6 as [ADDR]:PORT */
     CONFIG_CHOICE,   /* one of the '|'-separated words of .choices */
     CONFIG_INT,      /* a decimal integer from .min to .max */
+    CONFIG_OPT_NAME, /* a user or group name, or empty for none (NULL) */
 };
 
 struct config_key {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <glib-unix.h>
 
+#include "peercred.h"
 #include "unix_listen.h"
 #include "version.h"
 
@@ -24,6 +25,7 @@ struct control_server {
     struct stat bound; /* identity of the socket file at @path */
     GSource *accept_src;
     GList *clients;
+    const struct peercred_policy *policy; /* NULL: no check */
 
     GMutex lock; /* the event queue, filled from any thread */
     GQueue events;
@@ -444,6 +446,7 @@ static void accept_pause(struct control_server *srv)
 static gboolean server_accept(int fd, GIOCondition cond, gpointer data)
 {
     struct control_server *srv = data;
+    g_autoptr(GError) err = NULL;
     int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
     if (c < 0 && (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)) {
@@ -454,6 +457,11 @@ static gboolean server_accept(int fd, GIOCondition cond, gpointer data)
                   g_strerror(errno), ACCEPT_PAUSE_MS);
         accept_pause(srv);
         return G_SOURCE_REMOVE;
+    }
+    if (srv->policy && !peercred_allowed(c, srv->policy, &err)) {
+        g_warning("control socket: %s", err->message);
+        close(c);
+        return G_SOURCE_CONTINUE;
     }
     if (g_list_length(srv->clients) >= CONTROL_CLIENTS_MAX) {
         g_message("control: %d clients connected already; refusing another",
@@ -497,6 +505,12 @@ struct control_server *control_server_new(const char *path,
     srv->path = g_strdup(path);
     srv->bound = bound;
     return srv;
+}
+
+void control_server_set_policy(struct control_server *srv,
+                               const struct peercred_policy *policy)
+{
+    srv->policy = policy;
 }
 
 /* ---- events ----------------------------------------------------------- */

@@ -37,6 +37,8 @@
 #define CONTROL_OUTPUT_MAX  (4u << 20) /* unread replies per client */
 #define CONTROL_CLIENTS_MAX 64
 
+struct peercred_policy;
+
 /*
  * A command.  @arguments is never NULL (an empty object when the request
  * had none) and belongs to the caller.  Return the "return" value (full
@@ -63,6 +65,14 @@ struct control_server *control_server_new(const char *path,
 struct control_server *
 control_server_new_from_fd(int listen_fd, const struct control_command *table,
                            void *opaque);
+
+/*
+ * Accept only clients @policy allows (peercred.h), checked before the
+ * greeting; NULL: anyone who can open the socket.  @policy must outlive
+ * the server.
+ */
+void control_server_set_policy(struct control_server *srv,
+                               const struct peercred_policy *policy);
 
 /*
  * Send an event to every connected client.  Any thread; takes @data

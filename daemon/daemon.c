@@ -26,6 +26,23 @@ bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
     d->transport = transport_tcp();
     transport_options_init(&d->topts);
     d->topts.keepalive_idle_s = cfg->keepalive_s; /* 0: no keepalive */
+    if (cfg->psk_file && !auth_key_load(&d->psk, cfg->psk_file, err)) {
+        return false;
+    }
+    if (!cfg->psk_file) {
+        g_message("no psk-file: peers are not authenticated (trusted "
+                  "networks only)");
+    }
+    if (!peercred_policy_init(&d->control_policy, cfg->control_allow_user,
+                              cfg->control_allow_group, err)) {
+        g_prefix_error(err, "[control] ");
+        return false;
+    }
+    if (!peercred_policy_init(&d->attach_policy, cfg->attach_allow_user,
+                              cfg->attach_allow_group, err)) {
+        g_prefix_error(err, "[attach] ");
+        return false;
+    }
     if (g_mkdir_with_parents(cfg->state_dir, 0700)) {
         g_set_error(err, G_IO_ERROR, g_io_error_from_errno(errno),
                     "cannot create state dir %s: %s", cfg->state_dir,
@@ -113,6 +130,12 @@ static gpointer attach_thread(gpointer opaque)
             g_warning("attach socket: accept: %s", g_strerror(errno));
             break;
         }
+        /* Before reading a byte: the VMM hands us its memory. */
+        if (!peercred_allowed(sock, &d->attach_policy, &err)) {
+            g_warning("attach socket: %s", err->message);
+            close(sock);
+            continue;
+        }
         /* The VMM channel is blocking; the listener may not be. */
         g_unix_set_fd_nonblocking(sock, FALSE, NULL);
         vm = g_new0(struct vm_entry, 1);
@@ -171,9 +194,19 @@ static gpointer peer_conn_thread(gpointer opaque)
     enum channel_kind kind;
 
     channel_set_timeout(pc->ch, HELLO_TIMEOUT_MS, NULL);
+    if (!auth_server(pc->ch, &pc->d->psk, &err)) {
+        g_warning("%s", err->message);
+        goto drop;
+    }
     msg = channel_recv_msg(pc->ch, &err);
     if (!msg) {
         g_warning("peer %s: %s", channel_peer(pc->ch), err->message);
+        goto drop;
+    }
+    if (msg->msg_case == POSTCOPY__PEER__PEER_MESSAGE__MSG_AUTH_CHALLENGE) {
+        g_warning("peer %s wants to authenticate, but this daemon has no "
+                  "psk-file",
+                  channel_peer(pc->ch));
         goto drop;
     }
     if (msg->msg_case != POSTCOPY__PEER__PEER_MESSAGE__MSG_HELLO ||
@@ -232,6 +265,10 @@ bool daemon_start_listeners(struct daemon *d, GError **err)
 {
     d->attach_fd = unix_listen(d->cfg->attach_socket, 0600, NULL, err);
     if (d->attach_fd < 0) {
+        return false;
+    }
+    if (!peercred_socket_apply(d->cfg->attach_socket, &d->attach_policy, err)) {
+        g_prefix_error(err, "attach socket: ");
         return false;
     }
     d->peer = transport_listen(d->transport, d->cfg->listen, &d->topts, err);

@@ -15,9 +15,11 @@
 #include <glib.h>
 
 #include "attach.h"
+#include "auth.h"
 #include "config.h"
 #include "control.h"
 #include "migration.h"
+#include "peercred.h"
 #include "transport.h"
 #include "uffd.h"
 #include "vmm.h"
@@ -38,6 +40,9 @@ struct daemon {
     const struct transport *transport;
     struct transport_options topts;
     struct control_server *control;
+    struct auth_key psk; /* len 0: no psk-file, peers not authenticated */
+    struct peercred_policy control_policy;
+    struct peercred_policy attach_policy;
     struct listener *peer;
     int attach_fd;
     GMutex lock;

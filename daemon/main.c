@@ -60,7 +60,12 @@ int main(int argc, char **argv)
     }
     d.control =
         control_server_new(cfg.control_socket, daemon_commands, &d, &err);
-    if (!d.control || !daemon_start_listeners(&d, &err)) {
+    if (d.control) {
+        control_server_set_policy(d.control, &d.control_policy);
+    }
+    if (!d.control ||
+        !peercred_socket_apply(cfg.control_socket, &d.control_policy, &err) ||
+        !daemon_start_listeners(&d, &err)) {
         fprintf(stderr, "postcopyd: %s\n", err->message);
         return 1;
     }

@@ -202,6 +202,11 @@ static struct channel *open_channel(struct source_session *s, const char *uri,
     if (!ch) {
         return NULL;
     }
+    channel_set_timeout(ch, AUTH_TIMEOUT_MS, NULL);
+    if (!auth_client(ch, &d->psk, err)) {
+        goto fail;
+    }
+    channel_set_timeout(ch, 0, NULL);
     hello.version = PEER_PROTOCOL_VERSION;
     hello.min_version = PEER_PROTOCOL_VERSION;
     hello.vm_name = s->m->vm_name;
