@@ -15,6 +15,10 @@ const struct config_key config_keys[] = {
     {"peer", "keepalive", "keepalive", CONFIG_INT, OFF(keepalive_s), "15",
      .min = 0, .max = 3600,
      .help = "Seconds of peer silence before a keepalive probe (0: off)"},
+    {"peer", "timeout", "peer-timeout", CONFIG_INT, OFF(peer_timeout_ms),
+     "30000", .min = 0, .max = 3600000,
+     .help = "Milliseconds unacknowledged data may wait before the peer "
+             "counts as gone (TCP_USER_TIMEOUT; 0: the kernel's)"},
     {"peer", "psk-file", "psk-file", CONFIG_OPT_PATH, OFF(psk_file), "",
      .help = "File with the key shared with the peer (empty: none)"},
     {"control", "socket", "control-socket", CONFIG_PATH, OFF(control_socket),

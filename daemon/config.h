@@ -37,6 +37,7 @@ struct postcopyd_config {
     char *config_file;         /* the file that was read; NULL if none was */
     char *listen;              /* peer listen address, HOST:PORT */
     int keepalive_s;           /* peer connection keepalive; 0 = off */
+    int peer_timeout_ms;       /* TCP_USER_TIMEOUT on peer connections */
     char *psk_file;            /* peer pre-shared key; NULL = none */
     char *control_socket;      /* absolute path */
     char *attach_socket;       /* absolute path */

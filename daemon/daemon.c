@@ -26,6 +26,7 @@ bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
     d->transport = transport_tcp();
     transport_options_init(&d->topts);
     d->topts.keepalive_idle_s = cfg->keepalive_s; /* 0: no keepalive */
+    d->topts.user_timeout_ms = cfg->peer_timeout_ms;
     if (cfg->psk_file && !auth_key_load(&d->psk, cfg->psk_file, err)) {
         return false;
     }
