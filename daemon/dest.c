@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <gio/gio.h>
 #include <stdio.h>
 #include <string.h>
@@ -35,6 +36,7 @@
 #include "session_file.h"
 
 #define CHANNEL_WAIT_US (10 * G_USEC_PER_SEC)
+#define WAIT_SLICE_US   (100 * 1000)
 #define FAULT_BATCH     64
 
 struct dest_session {
@@ -59,11 +61,14 @@ struct dest_session {
     /* anon regions: precopy data waits here until installed */
     uint8_t *staging[REGION_MAX];
     atomic_bool staged[REGION_MAX];
-    size_t registered;    /* regions registered with the uffd */
-    atomic_bool paused;   /* postcopy, channels lost: waiting for a resume */
-    atomic_uint epoch;    /* connection generation: receivers of an older
+    size_t registered;     /* regions registered with the uffd */
+    uint32_t bulk_streams; /* announced in the control Hello */
+    bool layout_ok;        /* data channels may attach, by m->lock */
+    bool layout_refused;   /* the setup failed on a layout mismatch */
+    atomic_bool paused;    /* postcopy, channels lost: waiting for a resume */
+    atomic_uint epoch;     /* connection generation: receivers of an older
                             one say nothing when their channel dies */
-    GPtrArray *graveyard; /* channels of earlier connections, by m->lock */
+    GPtrArray *graveyard;  /* channels of earlier connections, by m->lock */
     /* A resuming source's new channels, gathered here by m->lock. */
     struct channel *next_control, *next_urgent, *next_bulk;
 };
@@ -81,18 +86,26 @@ static void send_error(struct channel *ch, Postcopy__Peer__ErrorCode code,
     channel_send_msg(ch, &msg, NULL);
 }
 
-static bool send_hello_reply(struct channel *ch, const char *error,
-                             GError **err)
+static bool send_refusal(struct channel *ch, Postcopy__Peer__ErrorCode code,
+                         const char *error, GError **err)
 {
     Postcopy__Peer__HelloReply r = POSTCOPY__PEER__HELLO_REPLY__INIT;
     PeerMessage msg = POSTCOPY__PEER__PEER_MESSAGE__INIT;
 
+    r.code = code;
     r.ok = error == NULL;
     r.error = (char *)(error ? error : "");
     r.version = PEER_PROTOCOL_VERSION;
     msg.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_HELLO_REPLY;
     msg.hello_reply = &r;
     return channel_send_msg(ch, &msg, err);
+}
+
+static bool send_hello_reply(struct channel *ch, const char *error,
+                             GError **err)
+{
+    return send_refusal(ch, POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_UNSPECIFIED,
+                        error, err);
 }
 
 static void wake_session(struct dest_session *s)
@@ -130,16 +143,17 @@ static void dest_fail(struct dest_session *s, const char *fmt, ...)
     va_start(ap, fmt);
     msg = g_strdup_vprintf(fmt, ap);
     va_end(ap);
-    if (s->control) {
-        send_error(s->control, POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_PROTOCOL,
-                   msg);
-    }
+    /* Record the cause before the peer, told, can hang up on us. */
     if (atomic_load(&s->running)) {
         migration_fail(s->m, MIG_POSTCOPY_PAUSED, "%s", msg);
         atomic_store(&s->paused, true);
     } else {
         migration_fail(s->m, MIG_FAILED, "%s", msg);
         atomic_store(&s->stop, true);
+    }
+    if (s->control) {
+        send_error(s->control, POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_PROTOCOL,
+                   msg);
     }
     shutdown_channels(s);
     wake_session(s);
@@ -382,6 +396,21 @@ static bool receive_frame(struct dest_session *s, struct channel *ch,
                          buf);
 }
 
+/* "bulk channel 0 from 10.0.0.1:4000: ", for a one-line error. */
+static const char *channel_label(struct channel *ch)
+{
+    static __thread char buf[160];
+
+    if (channel_kind(ch) == CHANNEL_BULK) {
+        snprintf(buf, sizeof(buf), "bulk channel %u from %s: ",
+                 channel_stream(ch), channel_peer(ch));
+    } else {
+        snprintf(buf, sizeof(buf), "%s channel from %s: ",
+                 channel_kind_name(channel_kind(ch)), channel_peer(ch));
+    }
+    return buf;
+}
+
 struct receiver {
     struct dest_session *s;
     struct channel *ch;
@@ -400,7 +429,12 @@ static gpointer receive_loop(gpointer opaque)
         if (!receive_frame(s, rc->ch, buf, &err)) {
             if (!atomic_load(&s->stop) && !atomic_load(&s->paused) &&
                 rc->epoch == atomic_load(&s->epoch) && err) {
-                dest_fail(s, "%s", err->message);
+                /* Transport errors name the channel already. */
+                dest_fail(s, "%s%s",
+                          strstr(err->message, " channel ")
+                              ? ""
+                              : channel_label(rc->ch),
+                          err->message);
             }
             break;
         }
@@ -524,6 +558,13 @@ static const char *layout_mismatch(struct dest_session *s,
                  l->n_regions, s->regions->n);
         return buf;
     }
+    if (l->total_bytes != region_table_bytes(s->regions)) {
+        snprintf(buf, len,
+                 "the layout totals %" G_GUINT64_FORMAT
+                 " bytes, the VMM has %" G_GUINT64_FORMAT,
+                 l->total_bytes, region_table_bytes(s->regions));
+        return buf;
+    }
     for (size_t i = 0; i < l->n_regions; i++) {
         const Postcopy__Peer__RegionLayout *rl = l->regions[i];
         const struct region *r = &s->regions->regions[i];
@@ -561,6 +602,10 @@ static bool check_layout(struct dest_session *s, GError **err)
         return false;
     }
     why = layout_mismatch(s, msg->layout, buf, sizeof(buf));
+    /* Before the reply: the source opens its data channels right after. */
+    g_mutex_lock(&s->m->lock);
+    s->layout_ok = why == NULL;
+    g_mutex_unlock(&s->m->lock);
     lr.ok = why == NULL;
     lr.error = (char *)(why ? why : "");
     reply.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_LAYOUT_REPLY;
@@ -569,6 +614,7 @@ static bool check_layout(struct dest_session *s, GError **err)
         return false;
     }
     if (why) {
+        s->layout_refused = true;
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
                     "layout refused: %s", why);
         return false;
@@ -632,21 +678,70 @@ static bool setup_uffd(struct dest_session *s, GError **err)
     return s->pst != NULL;
 }
 
-static bool wait_data_channels(struct dest_session *s, GError **err)
+/* The source hung up on control (nothing else is expected there now). */
+static bool control_gone(struct dest_session *s)
+{
+    struct pollfd p = {.fd = channel_fd(s->control), .events = POLLRDHUP};
+
+    return p.fd >= 0 && poll(&p, 1, 0) == 1 &&
+           (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+/*
+ * Wait, in short slices so a source that hangs up is noticed at once,
+ * until @done(s) or CHANNEL_WAIT_US.  Called with m->lock held.
+ */
+static bool wait_for(struct dest_session *s, bool (*done)(void *), void *arg,
+                     const char *what, GError **err)
 {
     int64_t deadline = g_get_monotonic_time() + CHANNEL_WAIT_US;
-    bool ok = true;
+
+    while (!done(arg)) {
+        int64_t slice = MIN(deadline, g_get_monotonic_time() + WAIT_SLICE_US);
+
+        if (atomic_load(&s->stop) || control_gone(s)) {
+            g_set_error(err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
+                        "the source went away while %s", what);
+            return false;
+        }
+        if (g_get_monotonic_time() >= deadline) {
+            g_set_error(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                        "timed out while %s", what);
+            return false;
+        }
+        g_cond_wait_until(&s->m->cond, &s->m->lock, slice);
+    }
+    return true;
+}
+
+static bool data_channels_open(void *opaque)
+{
+    struct dest_session *s = opaque;
+
+    return s->urgent && s->bulk;
+}
+
+static bool wait_data_channels(struct dest_session *s, GError **err)
+{
+    bool ok;
 
     g_mutex_lock(&s->m->lock);
-    while (!(s->urgent && s->bulk) && ok) {
-        ok = g_cond_wait_until(&s->m->cond, &s->m->lock, deadline);
-    }
+    ok = wait_for(s, data_channels_open, s, "waiting for its data channels",
+                  err);
     g_mutex_unlock(&s->m->lock);
-    if (!ok) {
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                    "the source did not open its data channels");
-    }
     return ok;
+}
+
+struct sync_wait {
+    struct dest_session *s;
+    uint32_t seq;
+};
+
+static bool sync_reached(void *opaque)
+{
+    struct sync_wait *w = opaque;
+
+    return !w->seq || atomic_load(&w->s->bulk_sync) == w->seq;
 }
 
 static void mark_stale_run(void *opaque, uint32_t region, uint64_t first,
@@ -668,19 +763,15 @@ static void mark_stale_run(void *opaque, uint32_t region, uint64_t first,
 static bool prepare_resume(struct dest_session *s,
                            const Postcopy__Peer__Switchover *so, GError **err)
 {
-    int64_t deadline = g_get_monotonic_time() + CHANNEL_WAIT_US;
+    struct sync_wait w = {.s = s, .seq = so->sync_seq};
     uint64_t stale = 0;
-    bool ok = true;
+    bool ok;
 
     g_mutex_lock(&s->m->lock);
-    while (so->sync_seq && atomic_load(&s->bulk_sync) != so->sync_seq && ok &&
-           !atomic_load(&s->stop)) {
-        ok = g_cond_wait_until(&s->m->cond, &s->m->lock, deadline);
-    }
+    ok = wait_for(s, sync_reached, &w, "waiting for the bulk channel's barrier",
+                  err);
     g_mutex_unlock(&s->m->lock);
-    if (!ok || atomic_load(&s->stop)) {
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                    "the bulk channel did not reach barrier %u", so->sync_seq);
+    if (!ok) {
         return false;
     }
     if (!dirty_set_decode(so, s->regions, mark_stale_run, s, &stale, err)) {
@@ -1023,7 +1114,10 @@ static gpointer dest_thread(gpointer opaque)
     if (!check_layout(s, &err) || !setup_uffd(s, &err) ||
         !wait_data_channels(s, &err)) {
         migration_fail(m, MIG_FAILED, "%s", err->message);
-        send_error(s->control, POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_LAYOUT,
+        send_error(s->control,
+                   s->layout_refused
+                       ? POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_LAYOUT
+                       : POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_PROTOCOL,
                    err->message);
         goto out;
     }
@@ -1037,6 +1131,8 @@ static gpointer dest_thread(gpointer opaque)
         migration_fail(
             m, atomic_load(&s->running) ? MIG_POSTCOPY_PAUSED : MIG_FAILED,
             "%s", err->message);
+        send_error(s->control, POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_PROTOCOL,
+                   err->message);
         goto out;
     }
     postcopy(s);
@@ -1055,10 +1151,13 @@ out:
     return NULL;
 }
 
-static const char *hello_problem(const Postcopy__Peer__Hello *h)
+static const char *hello_problem(const Postcopy__Peer__Hello *h,
+                                 Postcopy__Peer__ErrorCode *code)
 {
+    *code = POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_PROTOCOL;
     if (h->min_version > PEER_PROTOCOL_VERSION ||
         h->version < PEER_PROTOCOL_VERSION) {
+        *code = POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_VERSION;
         return "no protocol version in common";
     }
     if (h->migration_id.len != 16) {
@@ -1152,11 +1251,12 @@ void dest_accept_control(struct daemon *d, struct channel *ch,
     struct dest_session *s;
     struct migration *m;
     struct vm_entry *vm;
-    const char *why = hello_problem(h);
+    Postcopy__Peer__ErrorCode code;
+    const char *why = hello_problem(h, &code);
 
     if (why) {
         g_warning("peer %s: %s", channel_peer(ch), why);
-        send_hello_reply(ch, why, NULL);
+        send_refusal(ch, code, why, NULL);
         goto drop;
     }
     if (h->resume) {
@@ -1166,7 +1266,11 @@ void dest_accept_control(struct daemon *d, struct channel *ch,
     vm = daemon_take_vm(d, h->vm_name, true, &err);
     if (!vm) {
         g_warning("peer %s: %s", channel_peer(ch), err->message);
-        send_hello_reply(ch, err->message, NULL);
+        send_refusal(ch,
+                     g_error_matches(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC)
+                         ? POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_BUSY
+                         : POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_VMM,
+                     err->message, NULL);
         goto drop;
     }
     m = migration_new(d, ROLE_DESTINATION, vm);
@@ -1182,6 +1286,7 @@ void dest_accept_control(struct daemon *d, struct channel *ch,
     s->m = m;
     s->regions = &vm->info.regions;
     s->control = ch;
+    s->bulk_streams = h->bulk_streams;
     m->role_state = s;
     daemon_add_migration(d, m);
     migration_set_status(m, MIG_NONE, MIG_SETUP);
@@ -1205,7 +1310,8 @@ void dest_accept_data(struct daemon *d, struct channel *ch, PeerMessage *hello)
     const Postcopy__Peer__Hello *h = hello->hello;
     struct migration *m = NULL;
     struct dest_session *s;
-    const char *why = hello_problem(h);
+    Postcopy__Peer__ErrorCode code;
+    const char *why = hello_problem(h, &code);
     struct channel **slot;
 
     if (!why) {
@@ -1216,6 +1322,12 @@ void dest_accept_data(struct daemon *d, struct channel *ch, PeerMessage *hello)
         goto refuse;
     }
     s = m->role_state;
+    /* One bulk stream for now: parallel streams come with issue 6. */
+    if (channel_kind(ch) == CHANNEL_BULK &&
+        (h->stream >= s->bulk_streams || h->stream > 0)) {
+        why = "bulk stream number out of range";
+        goto refuse;
+    }
     if (h->resume) {
         slot = channel_kind(ch) == CHANNEL_URGENT ? &s->next_urgent
                                                   : &s->next_bulk;
@@ -1223,11 +1335,13 @@ void dest_accept_data(struct daemon *d, struct channel *ch, PeerMessage *hello)
         slot = channel_kind(ch) == CHANNEL_URGENT ? &s->urgent : &s->bulk;
     }
     g_mutex_lock(&m->lock);
-    if (h->resume ? !atomic_load(&s->paused) || !s->next_control
-                  : *slot || migration_status(m) != MIG_SETUP) {
-        why = h->resume ? "no resume in progress for that migration"
-              : *slot   ? "that channel is already open"
-                        : "the migration is not in setup";
+    if (h->resume
+            ? !atomic_load(&s->paused) || !s->next_control
+            : *slot || migration_status(m) != MIG_SETUP || !s->layout_ok) {
+        why = h->resume       ? "no resume in progress for that migration"
+              : *slot         ? "that channel is already open"
+              : !s->layout_ok ? "the layout was not accepted yet"
+                              : "the migration is not in setup";
     } else if (send_hello_reply(ch, NULL, NULL)) {
         if (*slot) {
             g_ptr_array_add(s->graveyard, *slot); /* an earlier attempt */
@@ -1246,7 +1360,8 @@ void dest_accept_data(struct daemon *d, struct channel *ch, PeerMessage *hello)
 refuse:
     g_warning("peer %s: %s channel refused: %s", channel_peer(ch),
               channel_kind_name(channel_kind(ch)), why);
-    send_hello_reply(ch, why, NULL);
+    send_refusal(ch, POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_PROTOCOL, why,
+                 NULL);
     peer_message_free(hello);
     channel_close(ch);
 }

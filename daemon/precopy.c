@@ -78,7 +78,7 @@ static bool choose_method(struct source_session *s, enum dirty_method *method,
                           GError **err)
 {
     struct vm_entry *vm = s->m->vm;
-    struct dirty_support sup;
+    struct dirty_support sup = {0};
     g_autofree char *note = NULL;
     uint64_t usable =
         vm->api_done ? vm->info.uffd_features : s->m->daemon->caps.usable;
