@@ -243,6 +243,7 @@ static void query_rounds(struct migration *m, JsonBuilder *b)
     add_uint(b, "bytes-postcopy", atomic_load(&st->bytes_postcopy));
     add_uint(b, "stale-pages", atomic_load(&st->stale_pages));
     add_uint(b, "pages-installed-local", atomic_load(&st->installed_local));
+    add_uint(b, "pages-prefetched", atomic_load(&st->pages_prefetched));
     if (m->dirty_method_name) {
         json_builder_set_member_name(b, "dirty-tracking");
         json_builder_add_string_value(b, m->dirty_method_name);

@@ -91,8 +91,9 @@ struct migration_stats {
     _Atomic uint64_t verify_checked, verify_mismatches;
     _Atomic uint64_t bytes_precopy, bytes_downtime, bytes_postcopy;
     _Atomic uint64_t expected_downtime_us;
-    _Atomic uint64_t installed_local; /* destination: with no network */
-    _Atomic uint64_t stale_pages;     /* hybrid: dirty at switchover */
+    _Atomic uint64_t installed_local;  /* destination: with no network */
+    _Atomic uint64_t stale_pages;      /* hybrid: dirty at switchover */
+    _Atomic uint64_t pages_prefetched; /* source: streamed after a fault */
     _Atomic bool verify_done;
 };
 

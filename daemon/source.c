@@ -29,6 +29,7 @@
 #define DATA_LOST_GRACE_US (2 * G_USEC_PER_SEC)
 #define RECONNECT_MIN_MS   100
 #define RECONNECT_MAX_MS   2000
+#define STREAM_RUN_PAGES   256 /* a 1 MiB run of 4 KiB pages per frame */
 
 static void page_counters_for(struct migration *m, struct page_counters *c)
 {
@@ -119,6 +120,12 @@ static gpointer request_thread(gpointer opaque)
             data_channel_failed(s, err);
             break;
         }
+        if (s->streaming) {
+            postcopy_stream_note(&s->stream, req.region,
+                                 req.offset /
+                                     s->regions->regions[req.region].page_size,
+                                 req.count);
+        }
         atomic_fetch_add(&s->m->stats.postcopy_requests, 1);
     }
     page_sender_destroy(&ps);
@@ -135,26 +142,18 @@ static gpointer bulk_thread(gpointer opaque)
     struct source_session *s = opaque;
     g_autoptr(GError) err = NULL;
 
-    page_sender_set_phase(&s->bulk_sender, &s->m->stats.bytes_postcopy);
-    if (s->resend_missing) {
-        if (!precopy_send_pending(s, FRAME_F_FINAL, &err)) {
-            goto fail;
-        }
-        return NULL;
-    }
-    for (size_t i = 0; i < s->regions->n; i++) {
-        const struct region *r = &s->regions->regions[i];
-        uint64_t step = MAX(1, PAGE_SENDER_RUN / r->page_size);
+    uint32_t region;
+    uint64_t first, n;
 
-        for (uint64_t p = 0; p < region_pages(r); p += step) {
-            if (atomic_load(&s->stop)) {
-                return NULL;
-            }
-            if (!page_sender_send(&s->bulk_sender, s->bulk, r, p,
-                                  MIN(step, region_pages(r) - p), FRAME_F_FINAL,
-                                  0, &err)) {
-                goto fail;
-            }
+    page_sender_set_phase(&s->bulk_sender, &s->m->stats.bytes_postcopy);
+    while (!atomic_load(&s->stop) &&
+           postcopy_stream_next(&s->stream, &region, &first, &n,
+                                STREAM_RUN_PAGES)) {
+        const struct region *r = &s->regions->regions[region];
+
+        if (!page_sender_send(&s->bulk_sender, s->bulk, r, first, n,
+                              FRAME_F_FINAL, 0, &err)) {
+            goto fail;
         }
     }
     return NULL;
@@ -642,15 +641,29 @@ static void postcopy_loop(struct source_session *s)
     struct migration *m = s->m;
 
     for (;;) {
+        bool done;
+
+        /* Precopy mode has nothing left to stream, unless resuming. */
+        s->streaming = m->params.mode != MODE_PRECOPY || s->resend_missing;
+        if (s->streaming) {
+            postcopy_stream_init(&s->stream, s->regions,
+                                 s->resend_missing ? s->pending : NULL);
+        }
         s->request_thread = g_thread_new("src-requests", request_thread, s);
-        if (m->params.mode != MODE_PRECOPY || s->resend_missing) {
+        if (s->streaming) {
             s->bulk_thread = g_thread_new("src-bulk", bulk_thread, s);
         }
-        if (wait_complete(s)) {
+        done = wait_complete(s);
+        close_channels(s);
+        if (s->streaming) {
+            atomic_fetch_add(&m->stats.pages_prefetched, s->stream.prefetched);
+            postcopy_stream_destroy(&s->stream);
+            s->streaming = false;
+        }
+        if (done) {
             session_file_remove(m->daemon->cfg->state_dir, m->id, ROLE_SOURCE);
             return;
         }
-        close_channels(s);
         if (!reconnect(s)) {
             return;
         }

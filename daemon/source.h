@@ -15,6 +15,7 @@
 #include "dirty_tracker.h"
 #include "migration.h"
 #include "page_sender.h"
+#include "postcopy_stream.h"
 
 struct source_session {
     struct migration *m;
@@ -28,6 +29,10 @@ struct source_session {
     _Atomic uint64_t data_lost_us; /* when a data channel closed, or 0 */
     bool resend_missing;     /* bulk streams `pending` (resumed, or hybrid) */
     atomic_bool recover_now; /* `recover`: retry the connection at once */
+    /* Postcopy background stream: shared by the request thread (note)
+     * and the bulk thread (next); see postcopy_stream.h. */
+    struct postcopy_stream stream;
+    bool streaming;
 
     struct page_sender bulk_sender;
     struct uffd u;
