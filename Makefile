@@ -4,6 +4,7 @@
 #   make check      build and run the test suite (configures itself first)
 #   make install    install binaries and units under $(PREFIX)
 #   make clean      remove $(BUILD)
+#   make fuzz       libFuzzer targets, FUZZ_TIME s each, in $(BUILD_FUZZ)
 #
 # A second build (e.g. the sanitizer one) lives in its own directory:
 #   ./configure --builddir=build-asan --enable-sanitizers
@@ -44,13 +45,19 @@ TEST_SRCS := $(wildcard tests/unit/test_*.c tests/integration/test_*.c)
 TESTS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 E2E_TESTS := $(wildcard tests/e2e/test_*.sh)
 
+# libFuzzer targets (tests/fuzz/README.md): clang, their own build dir.
+BUILD_FUZZ ?= build-fuzz
+FUZZ_TIME ?= 20
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZERS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+
 PROGS := $(GUEST) $(if $(MIGRATE_SRCS),$(MIGRATE)) \
 	$(if $(wildcard daemon/main.c),$(BUILD)/postcopyd)
 
 ALL_CFLAGS = $(CFLAGS) -MMD -MP -I. -Idaemon -Itransport -I$(BUILD) \
 	-I$(BUILD)/proto -Itests/lib
 
-.PHONY: all check tests install clean fmt fmt-check demo
+.PHONY: all check tests install clean fmt fmt-check demo fuzz fuzz-run
 .SUFFIXES:
 .DELETE_ON_ERROR:
 # Keep generated protobuf-c sources and objects: they are not temporaries.
@@ -102,6 +109,39 @@ check: all
 #   make demo DEMO_FLAGS='--mode postcopy --backing anon --size 512M'
 demo: all
 	$(Q)tests/e2e/demo.sh --build $(BUILD) $(DEMO_FLAGS)
+
+# Figures beside floors measured in the same run, two hosts (root; about
+# 10 min): $(BUILD)/bench/results.json, table.txt, latency.png, downtime.png.
+#   make bench BENCH_FLAGS='--quick'
+BENCH_TOOLS := $(BUILD)/bench-tools/fault_floor $(BUILD)/bench-tools/tcp_floor
+.PHONY: bench
+
+$(BUILD)/bench-tools/%: tests/bench/%.c tests/bench/floor_stats.h $(BUILD)/config.mak
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS) -Itests/bench $(LDFLAGS) -o $@ $<
+
+bench: all $(BENCH_TOOLS)
+	$(Q)tests/bench/bench.sh --build $(BUILD) $(BENCH_FLAGS)
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB) | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $< $(LIB) $(LIBS)
+
+# Configure $(BUILD_FUZZ) for fuzzing once, then build and run there.
+fuzz:
+	$(Q)test -f $(BUILD_FUZZ)/config.mak || \
+		./configure --install-deps --enable-fuzz --builddir=$(BUILD_FUZZ)
+	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD_FUZZ) fuzz-run
+
+ifneq ($(filter fuzz-run,$(MAKECMDGOALS)),)
+ifneq ($(CONFIG_FUZZ),yes)
+$(error $(BUILD) is not a fuzzing build: ./configure --enable-fuzz --builddir=$(BUILD))
+endif
+endif
+fuzz-run: $(FUZZERS)
+	$(Q)tests/fuzz/run.sh $(BUILD) $(FUZZ_TIME) $(FUZZERS)
 
 install: $(PROGS)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR)

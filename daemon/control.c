@@ -2,6 +2,7 @@
 #include "control.h"
 
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -229,10 +230,57 @@ static JsonNode *run_command(struct control_server *srv, JsonObject *req,
     return ret ? ret : json_node_init_object(json_node_alloc(), empty);
 }
 
+static bool node_is_utf8(JsonNode *node);
+
+static bool object_is_utf8(JsonObject *o)
+{
+    g_autoptr(GList) names = json_object_get_members(o);
+
+    for (GList *l = names; l; l = l->next) {
+        if (!g_utf8_validate(l->data, -1, NULL) ||
+            !node_is_utf8(json_object_get_member(o, l->data))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * Every string and member name in @node is valid UTF-8 and every number
+ * finite: what the reply may echo must be valid JSON again.
+ */
+static bool node_is_utf8(JsonNode *node)
+{
+    JsonArray *a;
+
+    switch (JSON_NODE_TYPE(node)) {
+    case JSON_NODE_OBJECT:
+        return object_is_utf8(json_node_get_object(node));
+    case JSON_NODE_ARRAY:
+        a = json_node_get_array(node);
+        for (guint i = 0; i < json_array_get_length(a); i++) {
+            if (!node_is_utf8(json_array_get_element(a, i))) {
+                return false;
+            }
+        }
+        return true;
+    case JSON_NODE_VALUE:
+        /* 1e400 parses to infinity, which no JSON text can carry back. */
+        if (json_node_get_value_type(node) == G_TYPE_DOUBLE) {
+            return isfinite(json_node_get_double(node));
+        }
+        return json_node_get_value_type(node) != G_TYPE_STRING ||
+               g_utf8_validate(json_node_get_string(node), -1, NULL);
+    default:
+        return true;
+    }
+}
+
 static JsonNode *parse_request(const char *line, size_t len, GError **err)
 {
     g_autoptr(JsonParser) parser = json_parser_new_immutable();
     g_autoptr(GError) local = NULL;
+    JsonNode *root;
 
     if (memchr(line, '\0', len)) {
         g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
@@ -245,16 +293,31 @@ static JsonNode *parse_request(const char *line, size_t len, GError **err)
         return NULL;
     }
     if (!json_parser_load_from_data(parser, line, len, &local)) {
+        /* json-glib quotes the bad token: it may be invalid UTF-8. */
+        g_autofree char *why = g_utf8_make_valid(local->message, -1);
+
         g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
-                    "the request is not valid JSON: %s", local->message);
+                    "the request is not valid JSON: %s", why);
         return NULL;
     }
-    if (!JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser))) {
+    root = json_parser_get_root(parser);
+    /* A line holding only a comment parses to no root at all. */
+    if (!root || !JSON_NODE_HOLDS_OBJECT(root)) {
         g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
                     "the request is not a JSON object");
         return NULL;
     }
-    return json_node_ref(json_parser_get_root(parser));
+    /*
+     * \ud83d alone is valid JSON that json-glib decodes into bytes that
+     * are not UTF-8; such strings would be echoed back in replies.
+     */
+    if (!node_is_utf8(root)) {
+        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
+                    "the request has a string that is not valid UTF-8 "
+                    "(a lone surrogate escape?) or a number out of range");
+        return NULL;
+    }
+    return json_node_ref(root);
 }
 
 /* The reply to one request line. */
