@@ -336,6 +336,47 @@ static bool install_pages(struct dest_session *s, const struct region *r,
     return true;
 }
 
+/*
+ * Before the VMM runs, a file-backed page goes straight from the socket
+ * into the page cache through the alias: no copy in between.  Every page
+ * of the frame is held WRITING first; if one cannot be (another writer),
+ * the frame takes the ordinary path through @buf.
+ */
+static bool receive_into_cache(struct dest_session *s, struct channel *ch,
+                               const struct region *r,
+                               const struct frame_hdr *h, uint8_t *buf,
+                               GError **err)
+{
+    uint64_t first = h->offset / r->page_size, n = h->len / r->page_size;
+    uint64_t held = 0;
+    bool ok;
+
+    while (held < n &&
+           page_state_begin_write(s->pst, r->id, first + held) == PAGE_OK) {
+        held++;
+    }
+    if (held < n) {
+        for (uint64_t p = first; p < first + held; p++) {
+            page_state_abort_write(s->pst, r->id, p);
+        }
+        if (!channel_recv_payload(ch, buf, h->len, err)) {
+            return false;
+        }
+        write_pages(s, r, first, n, buf);
+        return true;
+    }
+    ok = channel_recv_payload(ch, r->alias + h->offset, h->len, err);
+    for (uint64_t p = first; p < first + n; p++) {
+        if (ok) {
+            page_state_finish_write(s->pst, r->id, p, false);
+        } else {
+            page_state_abort_write(s->pst, r->id, p); /* torn */
+        }
+    }
+    atomic_fetch_add(&s->m->stats.pages_received, n);
+    return ok;
+}
+
 static bool receive_frame(struct dest_session *s, struct channel *ch,
                           uint8_t *buf, GError **err)
 {
@@ -383,11 +424,14 @@ static bool receive_frame(struct dest_session *s, struct channel *ch,
                     "chunked huge pages are not supported yet");
         return false;
     }
+    atomic_fetch_add(&s->m->stats.bytes_sent, h.len);
+    atomic_fetch_add(&s->m->stats.pages_sent, h.len / r->page_size);
+    if (!atomic_load(&s->running) && r->alias) {
+        return receive_into_cache(s, ch, r, &h, buf, err);
+    }
     if (!channel_recv_payload(ch, buf, h.len, err)) {
         return false;
     }
-    atomic_fetch_add(&s->m->stats.bytes_sent, h.len);
-    atomic_fetch_add(&s->m->stats.pages_sent, h.len / r->page_size);
     if (!atomic_load(&s->running)) {
         write_pages(s, r, h.offset / r->page_size, h.len / r->page_size, buf);
         return true;
@@ -402,11 +446,13 @@ static const char *channel_label(struct channel *ch)
     static __thread char buf[160];
 
     if (channel_kind(ch) == CHANNEL_BULK) {
-        snprintf(buf, sizeof(buf), "bulk channel %u from %s: ",
-                 channel_stream(ch), channel_peer(ch));
+        snprintf(buf, sizeof(buf),
+                 "bulk channel %u from %s: ", channel_stream(ch),
+                 channel_peer(ch));
     } else {
-        snprintf(buf, sizeof(buf), "%s channel from %s: ",
-                 channel_kind_name(channel_kind(ch)), channel_peer(ch));
+        snprintf(buf, sizeof(buf),
+                 "%s channel from %s: ", channel_kind_name(channel_kind(ch)),
+                 channel_peer(ch));
     }
     return buf;
 }
