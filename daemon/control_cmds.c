@@ -62,7 +62,13 @@ static bool parse_params(JsonObject *args, struct migration_params *p,
     p->dirty_method = dm;
     if (!arg_uint(args, "downtime-limit", &p->downtime_limit_ms, err) ||
         !arg_uint(args, "max-rounds", &p->max_rounds, err) ||
-        !arg_uint(args, "max-precopy-time", &p->max_precopy_ms, err)) {
+        !arg_uint(args, "max-precopy-time", &p->max_precopy_ms, err) ||
+        !arg_uint(args, "streams", &p->streams, err)) {
+        return false;
+    }
+    if (p->streams < 1 || p->streams > 8) {
+        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
+                    "'streams' must be 1 to 8");
         return false;
     }
     if (!p->max_rounds) {

@@ -4,7 +4,7 @@
  *    (resume the VMM), then waits until every page is installed;
  *  - the fault thread: reads the VMM's uffd, and for each missing page
  *    sends one request on the urgent channel (page_state dedupes);
- *  - two receivers (urgent, bulk): take page frames, claim the pages in
+ *  - receivers (urgent, each bulk stream): take page frames, claim pages in
  *    the page state table, install them (COPY / ZEROPAGE, or page cache +
  *    CONTINUE), and drop data for pages already installed.
  * They share struct dest_session: the page state table decides who may
@@ -35,19 +35,22 @@
 #include "page_state.h"
 #include "session_file.h"
 
-#define CHANNEL_WAIT_US (10 * G_USEC_PER_SEC)
-#define WAIT_SLICE_US   (100 * 1000)
-#define FAULT_BATCH     64
+#define CHANNEL_WAIT_US  (10 * G_USEC_PER_SEC)
+#define WAIT_SLICE_US    (100 * 1000)
+#define DEST_MAX_STREAMS 8
+#define FAULT_BATCH      64
 
 struct dest_session {
     struct migration *m;
     struct region_table *regions;
     struct frame_region_limits limits[REGION_MAX];
-    struct channel *control, *urgent, *bulk; /* by m->lock until running */
+    struct channel *control, *urgent; /* by m->lock until running */
+    struct channel *bulk[DEST_MAX_STREAMS];
     struct uffd u;
     struct page_state_table *pst;
     char *pst_path;
-    GThread *fault_thread, *urgent_thread, *bulk_thread, *sweep_thread;
+    GThread *fault_thread, *urgent_thread, *sweep_thread;
+    GThread *bulk_thread[DEST_MAX_STREAMS];
     atomic_bool stop;
     /*
      * Set once the VMM is resumed (just before): from then on, data is
@@ -55,7 +58,8 @@ struct dest_session {
      * page cache (shmem, hugetlbfs) or the staging area (anon).
      */
     atomic_bool running;
-    atomic_uint bulk_sync; /* last FRAME_SYNC seen on bulk, by m->lock */
+    /* last FRAME_SYNC seen on each bulk stream, by m->lock */
+    atomic_uint bulk_sync[DEST_MAX_STREAMS];
     atomic_uint next_seq;
     atomic_uint outstanding; /* faults begun in blocktime, not ended */
     /* anon regions: precopy data waits here until installed */
@@ -63,6 +67,7 @@ struct dest_session {
     atomic_bool staged[REGION_MAX];
     size_t registered;     /* regions registered with the uffd */
     uint32_t bulk_streams; /* announced in the control Hello */
+    uint32_t next_streams; /* ...in a resuming one, by m->lock */
     bool layout_ok;        /* data channels may attach, by m->lock */
     bool layout_refused;   /* the setup failed on a layout mismatch */
     atomic_bool paused;    /* postcopy, channels lost: waiting for a resume */
@@ -70,7 +75,8 @@ struct dest_session {
                             one say nothing when their channel dies */
     GPtrArray *graveyard;  /* channels of earlier connections, by m->lock */
     /* A resuming source's new channels, gathered here by m->lock. */
-    struct channel *next_control, *next_urgent, *next_bulk;
+    struct channel *next_control, *next_urgent;
+    struct channel *next_bulk[DEST_MAX_STREAMS];
 };
 
 static void send_error(struct channel *ch, Postcopy__Peer__ErrorCode code,
@@ -117,11 +123,15 @@ static void wake_session(struct dest_session *s)
 
 static void shutdown_channels(struct dest_session *s)
 {
-    struct channel *chs[] = {s->control, s->urgent, s->bulk};
-
-    for (size_t i = 0; i < G_N_ELEMENTS(chs); i++) {
-        if (chs[i]) {
-            channel_shutdown(chs[i]);
+    if (s->control) {
+        channel_shutdown(s->control);
+    }
+    if (s->urgent) {
+        channel_shutdown(s->urgent);
+    }
+    for (unsigned i = 0; i < DEST_MAX_STREAMS; i++) {
+        if (s->bulk[i]) {
+            channel_shutdown(s->bulk[i]);
         }
     }
 }
@@ -392,7 +402,7 @@ static bool receive_frame(struct dest_session *s, struct channel *ch,
     case FRAME_SYNC:
         /* All precopy data before it on this channel has been written. */
         g_mutex_lock(&s->m->lock);
-        atomic_store(&s->bulk_sync, h.seq);
+        atomic_store(&s->bulk_sync[channel_stream(ch)], h.seq);
         g_cond_broadcast(&s->m->cond);
         g_mutex_unlock(&s->m->lock);
         return true;
@@ -764,7 +774,12 @@ static bool data_channels_open(void *opaque)
 {
     struct dest_session *s = opaque;
 
-    return s->urgent && s->bulk;
+    for (unsigned i = 0; i < s->bulk_streams; i++) {
+        if (!s->bulk[i]) {
+            return false;
+        }
+    }
+    return s->urgent != NULL;
 }
 
 static bool wait_data_channels(struct dest_session *s, GError **err)
@@ -787,7 +802,12 @@ static bool sync_reached(void *opaque)
 {
     struct sync_wait *w = opaque;
 
-    return !w->seq || atomic_load(&w->s->bulk_sync) == w->seq;
+    for (unsigned i = 0; w->seq && i < w->s->bulk_streams; i++) {
+        if (atomic_load(&w->s->bulk_sync[i]) != w->seq) {
+            return false;
+        }
+    }
+    return true;
 }
 
 static void mark_stale_run(void *opaque, uint32_t region, uint64_t first,
@@ -984,17 +1004,23 @@ static void complete(struct dest_session *s)
     migration_set_status(s->m, MIG_POSTCOPY_ACTIVE, MIG_COMPLETED);
 }
 
+static GThread *start_receiver(struct dest_session *s, struct channel *ch,
+                               const char *name)
+{
+    struct receiver *rc = g_new0(struct receiver, 1);
+
+    rc->s = s;
+    rc->epoch = atomic_load(&s->epoch);
+    rc->ch = ch;
+    return g_thread_new(name, receive_loop, rc);
+}
+
 static void start_receivers(struct dest_session *s)
 {
-    struct receiver *ru = g_new0(struct receiver, 1);
-    struct receiver *rb = g_new0(struct receiver, 1);
-
-    ru->s = rb->s = s;
-    ru->epoch = rb->epoch = atomic_load(&s->epoch);
-    ru->ch = s->urgent;
-    rb->ch = s->bulk;
-    s->urgent_thread = g_thread_new("dst-urgent", receive_loop, ru);
-    s->bulk_thread = g_thread_new("dst-bulk", receive_loop, rb);
+    s->urgent_thread = start_receiver(s, s->urgent, "dst-urgent");
+    for (unsigned i = 0; i < s->bulk_streams; i++) {
+        s->bulk_thread[i] = start_receiver(s, s->bulk[i], "dst-bulk");
+    }
 }
 
 static void start_threads(struct dest_session *s)
@@ -1009,9 +1035,11 @@ static void join_receivers(struct dest_session *s)
         g_thread_join(s->urgent_thread);
         s->urgent_thread = NULL;
     }
-    if (s->bulk_thread) {
-        g_thread_join(s->bulk_thread);
-        s->bulk_thread = NULL;
+    for (unsigned i = 0; i < DEST_MAX_STREAMS; i++) {
+        if (s->bulk_thread[i]) {
+            g_thread_join(s->bulk_thread[i]);
+            s->bulk_thread[i] = NULL;
+        }
     }
 }
 
@@ -1040,13 +1068,22 @@ static void rerequest(struct dest_session *s)
  * Paused: wait for a resuming source's three channels, then carry on with
  * them.  The old channels are kept (shut down) in the graveyard.
  */
+static bool resume_channels_ready(struct dest_session *s)
+{
+    for (unsigned i = 0; i < s->next_streams; i++) {
+        if (!s->next_bulk[i]) {
+            return false;
+        }
+    }
+    return s->next_control && s->next_urgent;
+}
+
 static bool wait_resume(struct dest_session *s)
 {
     shutdown_channels(s);
     join_receivers(s);
     g_mutex_lock(&s->m->lock);
-    while (!(s->next_control && s->next_urgent && s->next_bulk) &&
-           !atomic_load(&s->stop)) {
+    while (!resume_channels_ready(s) && !atomic_load(&s->stop)) {
         g_cond_wait(&s->m->cond, &s->m->lock);
     }
     if (atomic_load(&s->stop)) {
@@ -1055,11 +1092,17 @@ static bool wait_resume(struct dest_session *s)
     }
     g_ptr_array_add(s->graveyard, s->control);
     g_ptr_array_add(s->graveyard, s->urgent);
-    g_ptr_array_add(s->graveyard, s->bulk);
     s->control = s->next_control;
     __atomic_store_n(&s->urgent, s->next_urgent, __ATOMIC_RELEASE);
-    s->bulk = s->next_bulk;
-    s->next_control = s->next_urgent = s->next_bulk = NULL;
+    s->next_control = s->next_urgent = NULL;
+    s->bulk_streams = s->next_streams;
+    for (unsigned i = 0; i < DEST_MAX_STREAMS; i++) {
+        if (s->bulk[i]) {
+            g_ptr_array_add(s->graveyard, s->bulk[i]);
+        }
+        s->bulk[i] = s->next_bulk[i];
+        s->next_bulk[i] = NULL;
+    }
     atomic_fetch_add(&s->epoch, 1);
     atomic_store(&s->paused, false);
     g_mutex_unlock(&s->m->lock);
@@ -1092,30 +1135,34 @@ static void postcopy(struct dest_session *s)
 
 static void stop_threads(struct dest_session *s)
 {
-    struct channel *chs[] = {s->urgent, s->bulk, s->control};
-
     atomic_store(&s->stop, true);
-    for (size_t i = 0; i < G_N_ELEMENTS(chs); i++) {
-        if (chs[i]) {
-            channel_shutdown(chs[i]);
-        }
-    }
+    shutdown_channels(s);
     if (s->fault_thread) {
         g_thread_join(s->fault_thread);
     }
-    if (s->urgent_thread) {
-        g_thread_join(s->urgent_thread);
-    }
-    if (s->bulk_thread) {
-        g_thread_join(s->bulk_thread);
-    }
+    join_receivers(s);
     if (s->sweep_thread) {
         g_thread_join(s->sweep_thread);
     }
-    for (size_t i = 0; i < G_N_ELEMENTS(chs); i++) {
-        if (chs[i]) {
-            channel_close(chs[i]);
+    if (s->control) {
+        channel_close(s->control);
+    }
+    if (s->urgent) {
+        channel_close(s->urgent);
+    }
+    for (unsigned i = 0; i < DEST_MAX_STREAMS; i++) {
+        if (s->bulk[i]) {
+            channel_close(s->bulk[i]);
         }
+        if (s->next_bulk[i]) {
+            channel_close(s->next_bulk[i]);
+        }
+    }
+    if (s->next_control) {
+        channel_close(s->next_control);
+    }
+    if (s->next_urgent) {
+        channel_close(s->next_urgent);
     }
     g_mutex_lock(&s->m->lock);
     for (guint i = 0; i < s->graveyard->len; i++) {
@@ -1271,6 +1318,14 @@ static void accept_resume(struct daemon *d, struct channel *ch,
     if (!atomic_load(&s->paused)) {
         dest_fail(s, "the source reconnected: the old connection is gone");
     }
+    /* The new connection may bring another number of bulk streams. */
+    if (h->bulk_streams < 1 || h->bulk_streams > DEST_MAX_STREAMS) {
+        send_hello_reply(ch, "bulk_streams out of range", NULL);
+        goto drop;
+    }
+    g_mutex_lock(&m->lock);
+    s->next_streams = h->bulk_streams;
+    g_mutex_unlock(&m->lock);
     if (!send_hello_reply(ch, NULL, &err) || !send_resume_reply(s, ch, &err)) {
         g_warning("peer %s: resume: %s", channel_peer(ch), err->message);
         goto drop;
@@ -1332,7 +1387,7 @@ void dest_accept_control(struct daemon *d, struct channel *ch,
     s->m = m;
     s->regions = &vm->info.regions;
     s->control = ch;
-    s->bulk_streams = h->bulk_streams;
+    s->bulk_streams = CLAMP(h->bulk_streams, 1, DEST_MAX_STREAMS);
     m->role_state = s;
     daemon_add_migration(d, m);
     migration_set_status(m, MIG_NONE, MIG_SETUP);
@@ -1368,17 +1423,17 @@ void dest_accept_data(struct daemon *d, struct channel *ch, PeerMessage *hello)
         goto refuse;
     }
     s = m->role_state;
-    /* One bulk stream for now: parallel streams come with issue 6. */
     if (channel_kind(ch) == CHANNEL_BULK &&
-        (h->stream >= s->bulk_streams || h->stream > 0)) {
+        h->stream >= (h->resume ? s->next_streams : s->bulk_streams)) {
         why = "bulk stream number out of range";
         goto refuse;
     }
     if (h->resume) {
         slot = channel_kind(ch) == CHANNEL_URGENT ? &s->next_urgent
-                                                  : &s->next_bulk;
+                                                  : &s->next_bulk[h->stream];
     } else {
-        slot = channel_kind(ch) == CHANNEL_URGENT ? &s->urgent : &s->bulk;
+        slot = channel_kind(ch) == CHANNEL_URGENT ? &s->urgent
+                                                  : &s->bulk[h->stream];
     }
     g_mutex_lock(&m->lock);
     if (h->resume

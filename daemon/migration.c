@@ -60,6 +60,7 @@ void migration_params_init(struct migration_params *p)
     p->downtime_limit_ms = MIGRATION_DEFAULT_DOWNTIME_MS;
     p->max_rounds = MIGRATION_DEFAULT_MAX_ROUNDS;
     p->max_precopy_ms = MIGRATION_DEFAULT_MAX_PRECOPY_MS;
+    p->streams = 1;
 }
 
 void migration_add_round(struct migration *m, const struct round_stats *r)

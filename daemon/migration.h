@@ -60,6 +60,7 @@ struct migration_params {
     uint64_t max_rounds;
     uint64_t max_precopy_ms;
     int dirty_method; /* enum dirty_method; DIRTY_AUTO */
+    uint64_t streams; /* parallel bulk connections */
 };
 
 /* One precopy round, as the source saw it. */

@@ -190,40 +190,113 @@ static bool still_precopy(struct source_session *s, GError **err)
     return true;
 }
 
-bool precopy_send_pending(struct source_session *s, uint32_t flags,
-                          GError **err)
+/*
+ * Several bulk streams share a round by stripes: run k of PAGE_SENDER_RUN
+ * bytes goes to stream k % nbulk, each stream in its own thread, each
+ * run read and sent by that thread alone.
+ */
+struct stripe {
+    struct bulk_stream *b;
+    bool all; /* every page, else the pending ones */
+    uint32_t flags;
+    bool precopy; /* stop when the migration leaves precopy */
+    GError *err;
+};
+
+static bool send_stripe_run(struct stripe *st, const struct region *r,
+                            uint64_t first, uint64_t n, uint64_t *k)
 {
+    struct source_session *s = st->b->s;
+    uint64_t step = MAX(1, PAGE_SENDER_RUN / r->page_size);
+
+    for (uint64_t p = first; p < first + n; p += step, (*k)++) {
+        if (*k % s->nbulk != st->b->idx) {
+            continue;
+        }
+        if ((st->precopy && !still_precopy(s, &st->err)) ||
+            !page_sender_send(&st->b->sender, st->b->ch, r, p,
+                              MIN(step, first + n - p), st->flags, 0,
+                              &st->err)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static gpointer stripe_thread(gpointer opaque)
+{
+    struct stripe *st = opaque;
+    struct source_session *s = st->b->s;
+    uint64_t k = 0;
+
     for (size_t i = 0; i < s->regions->n; i++) {
         const struct region *r = &s->regions->regions[i];
         uint64_t pos = 0, first, n;
 
+        if (st->all) {
+            if (!send_stripe_run(st, r, 0, region_pages(r), &k)) {
+                return NULL;
+            }
+            continue;
+        }
         while (next_run(s->pending[i], region_pages(r), &pos, &first, &n)) {
-            if (!page_sender_send(&s->bulk_sender, s->bulk, r, first, n, flags,
-                                  0, err)) {
-                return false;
+            if (!send_stripe_run(st, r, first, n, &k)) {
+                return NULL;
             }
         }
+    }
+    return NULL;
+}
+
+static bool send_striped(struct source_session *s, bool all, uint32_t flags,
+                         GError **err)
+{
+    struct stripe st[SOURCE_MAX_STREAMS] = {0};
+    GThread *th[SOURCE_MAX_STREAMS] = {0};
+    bool ok = true;
+
+    for (unsigned i = 0; i < s->nbulk; i++) {
+        st[i] = (struct stripe){.b = &s->bulk[i],
+                                .all = all,
+                                .flags = flags,
+                                .precopy = !(flags & FRAME_F_FINAL)};
+        if (s->nbulk == 1) {
+            stripe_thread(&st[i]);
+        } else {
+            th[i] = g_thread_new("src-stripe", stripe_thread, &st[i]);
+        }
+    }
+    for (unsigned i = 0; i < s->nbulk; i++) {
+        if (th[i]) {
+            g_thread_join(th[i]);
+        }
+        if (st[i].err && ok) {
+            g_propagate_error(err, st[i].err);
+            ok = false;
+        } else if (st[i].err) {
+            g_error_free(st[i].err);
+        }
+    }
+    return ok;
+}
+
+bool precopy_send_pending(struct source_session *s, uint32_t flags,
+                          GError **err)
+{
+    if (!send_striped(s, false, flags, err)) {
+        return false;
+    }
+    for (size_t i = 0; i < s->regions->n; i++) {
         memset(s->pending[i], 0,
-               BITS_TO_LONGS(region_pages(r)) * sizeof(unsigned long));
+               BITS_TO_LONGS(region_pages(&s->regions->regions[i])) *
+                   sizeof(unsigned long));
     }
     return true;
 }
 
 static bool send_all(struct source_session *s, GError **err)
 {
-    for (size_t i = 0; i < s->regions->n; i++) {
-        const struct region *r = &s->regions->regions[i];
-        uint64_t step = MAX(1, PAGE_SENDER_RUN / r->page_size);
-
-        for (uint64_t p = 0; p < region_pages(r); p += step) {
-            if (!still_precopy(s, err) ||
-                !page_sender_send(&s->bulk_sender, s->bulk, r, p,
-                                  MIN(step, region_pages(r) - p), 0, 0, err)) {
-                return false;
-            }
-        }
-    }
-    return true;
+    return send_striped(s, true, 0, err);
 }
 
 /* Collect what was written, into pending (replacing: it was all sent). */
@@ -281,7 +354,7 @@ bool precopy_rounds(struct source_session *s, GError **err)
     uint64_t pages0 =
         atomic_load(&st->pages_sent) + atomic_load(&st->zero_pages);
 
-    page_sender_set_phase(&s->bulk_sender, &st->bytes_precopy);
+    source_senders_set_phase(s, &st->bytes_precopy);
     if (!send_all(s, err)) {
         return false;
     }

@@ -137,22 +137,31 @@ static gpointer request_thread(gpointer opaque)
  * that were dirty at switchover (hybrid).  Pages the destination already
  * fetched are dropped there.
  */
+static bool stream_next(struct source_session *s, uint32_t *region,
+                        uint64_t *first, uint64_t *n)
+{
+    bool more;
+
+    g_mutex_lock(&s->stream_lock); /* a few instructions, no syscall */
+    more = postcopy_stream_next(&s->stream, region, first, n, STREAM_RUN_PAGES);
+    g_mutex_unlock(&s->stream_lock);
+    return more;
+}
+
 static gpointer bulk_thread(gpointer opaque)
 {
-    struct source_session *s = opaque;
+    struct bulk_stream *b = opaque;
+    struct source_session *s = b->s;
     g_autoptr(GError) err = NULL;
-
     uint32_t region;
     uint64_t first, n;
 
-    page_sender_set_phase(&s->bulk_sender, &s->m->stats.bytes_postcopy);
-    while (!atomic_load(&s->stop) &&
-           postcopy_stream_next(&s->stream, &region, &first, &n,
-                                STREAM_RUN_PAGES)) {
+    page_sender_set_phase(&b->sender, &s->m->stats.bytes_postcopy);
+    while (!atomic_load(&s->stop) && stream_next(s, &region, &first, &n)) {
         const struct region *r = &s->regions->regions[region];
 
-        if (!page_sender_send(&s->bulk_sender, s->bulk, r, first, n,
-                              FRAME_F_FINAL, 0, &err)) {
+        if (!page_sender_send(&b->sender, b->ch, r, first, n, FRAME_F_FINAL, 0,
+                              &err)) {
             goto fail;
         }
     }
@@ -187,8 +196,8 @@ static PeerMessage *expect_msg(struct channel *ch,
 }
 
 static struct channel *open_channel(struct source_session *s, const char *uri,
-                                    enum channel_kind kind, bool resume,
-                                    GError **err)
+                                    enum channel_kind kind, uint32_t stream,
+                                    bool resume, GError **err)
 {
     struct daemon *d = s->m->daemon;
     Postcopy__Peer__Hello hello = POSTCOPY__PEER__HELLO__INIT;
@@ -197,7 +206,7 @@ static struct channel *open_channel(struct source_session *s, const char *uri,
     char *caps[] = {PEER_CAP_ZERO_PAGE, PEER_CAP_HUGETLBFS, PEER_CAP_MINOR};
     struct channel *ch;
 
-    ch = transport_connect(d->transport, uri, kind, 0, &d->topts, err);
+    ch = transport_connect(d->transport, uri, kind, stream, &d->topts, err);
     if (!ch) {
         return NULL;
     }
@@ -212,7 +221,8 @@ static struct channel *open_channel(struct source_session *s, const char *uri,
     hello.migration_id.data = s->m->id_bytes;
     hello.migration_id.len = 16;
     hello.channel = (Postcopy__Peer__ChannelKind)kind;
-    hello.bulk_streams = kind == CHANNEL_CONTROL ? 1 : 0;
+    hello.bulk_streams = kind == CHANNEL_CONTROL ? s->nbulk : 0;
+    hello.stream = stream;
     hello.n_capabilities = G_N_ELEMENTS(caps);
     hello.capabilities = caps;
     hello.resume = resume;
@@ -284,6 +294,23 @@ static bool send_layout(struct source_session *s, GError **err)
     return true;
 }
 
+static bool open_data_channels(struct source_session *s, bool resume,
+                               GError **err)
+{
+    s->urgent = open_channel(s, s->m->peer_uri, CHANNEL_URGENT, 0, resume, err);
+    if (!s->urgent) {
+        return false;
+    }
+    for (unsigned i = 0; i < s->nbulk; i++) {
+        s->bulk[i].ch =
+            open_channel(s, s->m->peer_uri, CHANNEL_BULK, i, resume, err);
+        if (!s->bulk[i].ch) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static bool setup(struct source_session *s, GError **err)
 {
     for (size_t i = 0; i < s->regions->n; i++) {
@@ -293,16 +320,12 @@ static bool setup(struct source_session *s, GError **err)
         atomic_fetch_add(&s->m->stats.pages_total,
                          region_pages(&s->regions->regions[i]));
     }
-    s->control = open_channel(s, s->m->peer_uri, CHANNEL_CONTROL, false, err);
+    s->control =
+        open_channel(s, s->m->peer_uri, CHANNEL_CONTROL, 0, false, err);
     if (!s->control || !send_layout(s, err)) {
         return false;
     }
-    s->urgent = open_channel(s, s->m->peer_uri, CHANNEL_URGENT, false, err);
-    if (!s->urgent) {
-        return false;
-    }
-    s->bulk = open_channel(s, s->m->peer_uri, CHANNEL_BULK, false, err);
-    return s->bulk != NULL;
+    return open_data_channels(s, false, err);
 }
 
 /* The barrier that lets the destination know all precopy data is in. */
@@ -310,7 +333,12 @@ static bool send_sync(struct source_session *s, GError **err)
 {
     struct frame_hdr h = {.type = FRAME_SYNC, .seq = ++s->sync_seq};
 
-    return channel_send_frame(s->bulk, &h, NULL, 0, err);
+    for (unsigned i = 0; i < s->nbulk; i++) {
+        if (!channel_send_frame(s->bulk[i].ch, &h, NULL, 0, err)) {
+            return false;
+        }
+    }
+    return true;
 }
 
 /*
@@ -328,7 +356,7 @@ static bool prepare_switchover(struct source_session *s,
     if (!precopy_final_collect(s, err)) {
         return false;
     }
-    page_sender_set_phase(&s->bulk_sender, &m->stats.bytes_downtime);
+    source_senders_set_phase(s, &m->stats.bytes_downtime);
     if (m->params.mode == MODE_PRECOPY &&
         !precopy_send_pending(s, FRAME_F_FINAL, err)) {
         return false;
@@ -503,10 +531,14 @@ static bool wait_complete(struct source_session *s)
 
 static void close_channels(struct source_session *s)
 {
-    struct channel **chs[] = {&s->control, &s->urgent, &s->bulk};
+    struct channel **chs[2 + SOURCE_MAX_STREAMS] = {&s->control, &s->urgent};
+    size_t n = 2;
 
+    for (unsigned i = 0; i < s->nbulk; i++) {
+        chs[n++] = &s->bulk[i].ch;
+    }
     atomic_store(&s->stop, true);
-    for (size_t i = 0; i < G_N_ELEMENTS(chs); i++) {
+    for (size_t i = 0; i < n; i++) {
         if (*chs[i]) {
             channel_shutdown(*chs[i]);
         }
@@ -515,15 +547,38 @@ static void close_channels(struct source_session *s)
         g_thread_join(s->request_thread);
         s->request_thread = NULL;
     }
-    if (s->bulk_thread) {
-        g_thread_join(s->bulk_thread);
-        s->bulk_thread = NULL;
+    for (unsigned i = 0; i < s->nbulk; i++) {
+        if (s->bulk[i].thread) {
+            g_thread_join(s->bulk[i].thread);
+            s->bulk[i].thread = NULL;
+        }
     }
-    for (size_t i = 0; i < G_N_ELEMENTS(chs); i++) {
+    for (size_t i = 0; i < n; i++) {
         if (*chs[i]) {
             channel_close(*chs[i]);
             *chs[i] = NULL;
         }
+    }
+}
+
+void source_senders_set_phase(struct source_session *s, _Atomic uint64_t *bytes)
+{
+    for (unsigned i = 0; i < s->nbulk; i++) {
+        page_sender_set_phase(&s->bulk[i].sender, bytes);
+    }
+}
+
+static void init_streams(struct source_session *s)
+{
+    struct page_counters c;
+
+    page_counters_for(s->m, &c);
+    s->nbulk = CLAMP(s->m->params.streams, 1, SOURCE_MAX_STREAMS);
+    g_mutex_init(&s->stream_lock);
+    for (unsigned i = 0; i < s->nbulk; i++) {
+        s->bulk[i].s = s;
+        s->bulk[i].idx = i;
+        page_sender_init(&s->bulk[i].sender, s->m->vm->info.pid, &c);
     }
 }
 
@@ -543,7 +598,7 @@ static bool resume_connect(struct source_session *s, GError **err)
     g_autoptr(PeerMessage) rr = NULL;
     uint64_t pages;
 
-    s->control = open_channel(s, s->m->peer_uri, CHANNEL_CONTROL, true, err);
+    s->control = open_channel(s, s->m->peer_uri, CHANNEL_CONTROL, 0, true, err);
     if (!s->control) {
         return false;
     }
@@ -570,11 +625,7 @@ static bool resume_connect(struct source_session *s, GError **err)
                           &pages, err)) {
         return false;
     }
-    s->urgent = open_channel(s, s->m->peer_uri, CHANNEL_URGENT, true, err);
-    s->bulk = s->urgent
-                  ? open_channel(s, s->m->peer_uri, CHANNEL_BULK, true, err)
-                  : NULL;
-    if (!s->bulk) {
+    if (!open_data_channels(s, true, err)) {
         return false;
     }
     s->resend_missing = true;
@@ -650,8 +701,9 @@ static void postcopy_loop(struct source_session *s)
                                  s->resend_missing ? s->pending : NULL);
         }
         s->request_thread = g_thread_new("src-requests", request_thread, s);
-        if (s->streaming) {
-            s->bulk_thread = g_thread_new("src-bulk", bulk_thread, s);
+        for (unsigned i = 0; s->streaming && i < s->nbulk; i++) {
+            s->bulk[i].thread =
+                g_thread_new("src-bulk", bulk_thread, &s->bulk[i]);
         }
         done = wait_complete(s);
         close_channels(s);
@@ -689,7 +741,9 @@ static void free_session(struct source_session *s)
 {
     close_channels(s);
     precopy_stop_tracking(s);
-    page_sender_destroy(&s->bulk_sender);
+    for (unsigned i = 0; i < s->nbulk; i++) {
+        page_sender_destroy(&s->bulk[i].sender);
+    }
     for (size_t i = 0; i < REGION_MAX; i++) {
         g_free(s->pending[i]);
         s->pending[i] = NULL;
@@ -714,15 +768,13 @@ void source_restore(struct daemon *d, struct vm_entry *vm,
     g_autoptr(GError) err = NULL;
     struct source_session *s = g_new0(struct source_session, 1);
     struct migration *m = migration_new(d, ROLE_SOURCE, vm);
-    struct page_counters c;
 
     migration_set_id(m, f->id_bytes);
     m->params.mode = m->mode = f->mode;
     m->peer_uri = g_strdup(f->peer_uri);
     s->m = m;
     s->regions = &vm->info.regions;
-    page_counters_for(m, &c);
-    page_sender_init(&s->bulk_sender, vm->info.pid, &c);
+    init_streams(s);
     m->role_state = s;
     g_mutex_lock(&d->lock);
     vm->moved = true; /* it runs at the destination */
@@ -782,7 +834,6 @@ out:
 bool source_start(struct migration *m, const char *uri, GError **err)
 {
     struct source_session *s = g_new0(struct source_session, 1);
-    struct page_counters c;
     uint8_t id[16];
 
     for (size_t i = 0; i < sizeof(id); i += 4) {
@@ -794,8 +845,7 @@ bool source_start(struct migration *m, const char *uri, GError **err)
     m->peer_uri = g_strdup(uri);
     s->m = m;
     s->regions = &m->vm->info.regions;
-    page_counters_for(m, &c);
-    page_sender_init(&s->bulk_sender, m->vm->info.pid, &c);
+    init_streams(s);
     m->role_state = s;
     migration_set_status(m, MIG_NONE, MIG_SETUP);
     m->thread = g_thread_new("source", source_thread, s);

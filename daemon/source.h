@@ -17,11 +17,24 @@
 #include "page_sender.h"
 #include "postcopy_stream.h"
 
+#define SOURCE_MAX_STREAMS 8
+
+/* One bulk connection and the thread and reader that feed it. */
+struct bulk_stream {
+    struct source_session *s;
+    unsigned idx;
+    struct channel *ch;
+    struct page_sender sender;
+    GThread *thread;
+};
+
 struct source_session {
     struct migration *m;
     struct region_table *regions;
-    struct channel *control, *urgent, *bulk;
-    GThread *request_thread, *bulk_thread, *wp_thread;
+    struct channel *control, *urgent;
+    unsigned nbulk; /* parallel bulk streams (migration parameter) */
+    struct bulk_stream bulk[SOURCE_MAX_STREAMS];
+    GThread *request_thread, *wp_thread;
     atomic_bool stop;
     atomic_bool wp_stop;
     bool paused; /* we paused the source VMM */
@@ -32,9 +45,9 @@ struct source_session {
     /* Postcopy background stream: shared by the request thread (note)
      * and the bulk thread (next); see postcopy_stream.h. */
     struct postcopy_stream stream;
+    GMutex stream_lock; /* postcopy_stream_next() from several streams */
     bool streaming;
 
-    struct page_sender bulk_sender;
     struct uffd u;
     struct dirty_tracker dt;
     bool tracking;
@@ -42,6 +55,9 @@ struct source_session {
     unsigned long *pending[REGION_MAX];
     uint32_t sync_seq;
 };
+
+void source_senders_set_phase(struct source_session *s,
+                              _Atomic uint64_t *bytes);
 
 /* precopy.c */
 bool precopy_start_tracking(struct source_session *s, GError **err);
