@@ -1,0 +1,409 @@
+/*
+ * tcp_floor.c - the network floors under postcopyd's figures: raw TCP over
+ * the same link, with no daemon, no framing, no guest memory.
+ *
+ *   tcp_floor server --listen IP:PORT               (on the source host)
+ *   tcp_floor pingpong --connect IP:PORT [--count N] [--warmup N]
+ *   tcp_floor stream --connect IP:PORT [--streams N] [--seconds S]
+ *   tcp_floor loaded --connect IP:PORT [--streams N] [--count N]
+ *
+ * The clients run on the destination host, as the daemon that asks for
+ * pages does; data flows from the server to them, as pages do.
+ *
+ * server:   serves every connection on its own thread until killed; prints
+ *           "tcp_floor: listening" on stdout once it accepts.
+ * pingpong: one connection, TCP_NODELAY; N times a 32-byte request (a page
+ *           request's header) answered by 32 + 4096 bytes (a page behind
+ *           its header), each round trip timed.
+ * stream:   N connections on which the server writes 1 MiB buffers as fast
+ *           as it can; the client reads for S seconds: throughput is what it
+ *           read over the time it read.
+ * loaded:   pingpong while N streams saturate the link in the same direction
+ *           as the replies (the floor under a fault that competes with the
+ *           bulk stream).
+ *
+ * Each client prints one JSON object on stdout ("rtt" stats as in
+ * floor_stats.h; streams: "streams", "bytes", "seconds", "gibps" and
+ * "cpu_s", this process's CPU time: the receiving side).  The sending
+ * side's CPU time is the server's, read from /proc by the caller.  Exit
+ * status 0, or 1 with a message.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "floor_stats.h"
+
+#define REQ_LEN   32
+#define RESP_LEN  (32 + 4096)
+#define CHUNK     (1u << 20)
+#define MAX_STRMS 64
+
+static void die(const char *what)
+{
+    fprintf(stderr, "tcp_floor: %s: %s\n", what, strerror(errno));
+    exit(1);
+}
+
+static void parse_addr(const char *s, struct sockaddr_in *sa)
+{
+    char host[64];
+    const char *colon = strrchr(s, ':');
+
+    if (!colon || (size_t)(colon - s) >= sizeof(host)) {
+        fprintf(stderr, "tcp_floor: '%s' is not IP:PORT\n", s);
+        exit(2);
+    }
+    memcpy(host, s, colon - s);
+    host[colon - s] = 0;
+    memset(sa, 0, sizeof(*sa));
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons((uint16_t)atoi(colon + 1));
+    if (inet_pton(AF_INET, host, &sa->sin_addr) != 1) {
+        fprintf(stderr, "tcp_floor: '%s' is not an IPv4 address\n", host);
+        exit(2);
+    }
+}
+
+static bool read_full(int fd, void *buf, size_t len)
+{
+    uint8_t *p = buf;
+
+    while (len) {
+        ssize_t n = read(fd, p, len);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return false;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+static bool write_full(int fd, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+
+    while (len) {
+        ssize_t n = write(fd, p, len);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return false;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+static void nodelay(int fd)
+{
+    int one = 1;
+
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* ---- server ---- */
+
+static void serve_pingpong(int fd)
+{
+    static const uint8_t resp[RESP_LEN];
+    uint8_t req[REQ_LEN];
+
+    nodelay(fd);
+    while (read_full(fd, req, sizeof(req)) &&
+           write_full(fd, resp, sizeof(resp))) {
+    }
+}
+
+/* Write until the client goes away. */
+static void serve_stream(int fd)
+{
+    uint8_t *buf = malloc(CHUNK);
+
+    if (!buf) {
+        return;
+    }
+    memset(buf, 0xa5, CHUNK);
+    while (send(fd, buf, CHUNK, MSG_NOSIGNAL) > 0) {
+    }
+    free(buf);
+}
+
+static void *conn_main(void *opaque)
+{
+    int fd = (int)(intptr_t)opaque;
+    char kind;
+
+    if (read_full(fd, &kind, 1)) {
+        if (kind == 'P') {
+            serve_pingpong(fd);
+        } else if (kind == 'S') {
+            serve_stream(fd);
+        }
+    }
+    close(fd);
+    return NULL;
+}
+
+static _Noreturn void run_server(const char *addr)
+{
+    struct sockaddr_in sa;
+    int one = 1, lfd;
+
+    /* A client that leaves mid-reply ends its connection, not the server. */
+    signal(SIGPIPE, SIG_IGN);
+    parse_addr(addr, &sa);
+    lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (lfd < 0) {
+        die("socket");
+    }
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        listen(lfd, 64) < 0) {
+        die("bind/listen");
+    }
+    printf("tcp_floor: listening on %s\n", addr);
+    fflush(stdout);
+    for (;;) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        pthread_t th;
+
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) {
+                continue;
+            }
+            die("accept");
+        }
+        if (pthread_create(&th, NULL, conn_main, (void *)(intptr_t)fd)) {
+            close(fd);
+            continue;
+        }
+        pthread_detach(th);
+    }
+}
+
+/* ---- clients ---- */
+
+static int connect_kind(const struct sockaddr_in *sa, char kind)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0) {
+        die("socket");
+    }
+    if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0) {
+        die("connect");
+    }
+    if (kind == 'P') {
+        nodelay(fd);
+    }
+    if (!write_full(fd, &kind, 1)) {
+        die("write");
+    }
+    return fd;
+}
+
+/* @count timed round trips after @warmup untimed ones; samples in @ns. */
+static void pingpong(const struct sockaddr_in *sa, size_t warmup, size_t count,
+                     uint64_t *ns)
+{
+    static uint8_t resp[RESP_LEN];
+    uint8_t req[REQ_LEN] = {0};
+    int fd = connect_kind(sa, 'P');
+
+    for (size_t i = 0; i < warmup + count; i++) {
+        uint64_t t0 = floor_now_ns();
+
+        if (!write_full(fd, req, sizeof(req)) ||
+            !read_full(fd, resp, sizeof(resp))) {
+            die("ping-pong");
+        }
+        if (i >= warmup) {
+            ns[i - warmup] = floor_now_ns() - t0;
+        }
+    }
+    close(fd);
+}
+
+struct stream {
+    const struct sockaddr_in *sa;
+    uint64_t deadline_ns; /* 0: until stop */
+    atomic_bool *stop;
+    uint64_t received;
+    uint64_t end_ns;
+};
+
+static void *stream_main(void *opaque)
+{
+    struct stream *s = opaque;
+    uint8_t *buf = malloc(CHUNK);
+    int fd = connect_kind(s->sa, 'S');
+
+    if (!buf) {
+        die("malloc");
+    }
+    while (!atomic_load(s->stop) &&
+           (!s->deadline_ns || floor_now_ns() < s->deadline_ns)) {
+        ssize_t n = read(fd, buf, CHUNK);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            die("stream read");
+        }
+        s->received += (uint64_t)n;
+    }
+    s->end_ns = floor_now_ns();
+    close(fd);
+    free(buf);
+    return NULL;
+}
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+static void start_streams(struct stream *s, pthread_t *th, int n,
+                          const struct sockaddr_in *sa, uint64_t deadline,
+                          atomic_bool *stop)
+{
+    for (int i = 0; i < n; i++) {
+        s[i] = (struct stream){.sa = sa, .deadline_ns = deadline, .stop = stop};
+        if (pthread_create(&th[i], NULL, stream_main, &s[i])) {
+            die("pthread_create");
+        }
+    }
+}
+
+/* Prints "streams", "bytes", "seconds", "gibps" (no braces). */
+static void join_streams(struct stream *s, pthread_t *th, int n, uint64_t t0)
+{
+    uint64_t bytes = 0, end = t0;
+    double secs;
+
+    for (int i = 0; i < n; i++) {
+        pthread_join(th[i], NULL);
+        bytes += s[i].received;
+        end = s[i].end_ns > end ? s[i].end_ns : end;
+    }
+    secs = (double)(end - t0) / 1e9;
+    printf("\"streams\": %d, \"bytes\": %llu, \"seconds\": %.3f, "
+           "\"gibps\": %.3f",
+           n, (unsigned long long)bytes, secs,
+           secs > 0 ? (double)bytes / (1u << 30) / secs : 0.0);
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: tcp_floor server --listen IP:PORT\n"
+                    "       tcp_floor pingpong --connect IP:PORT [--count N] "
+                    "[--warmup N]\n"
+                    "       tcp_floor stream --connect IP:PORT [--streams N] "
+                    "[--seconds S]\n"
+                    "       tcp_floor loaded --connect IP:PORT [--streams N] "
+                    "[--count N]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    const char *addr = NULL, *cmd;
+    size_t count = 20000, warmup = 1000;
+    int nstreams = 1;
+    double seconds = 3;
+    struct sockaddr_in sa;
+    struct stream s[MAX_STRMS];
+    pthread_t th[MAX_STRMS];
+    atomic_bool stop = false;
+    uint64_t *ns, t0;
+    double cpu0;
+
+    if (argc < 2) {
+        usage();
+    }
+    cmd = argv[1];
+    for (int i = 2; i < argc; i++) {
+        if (i + 1 >= argc) {
+            usage();
+        }
+        if (!strcmp(argv[i], "--listen") || !strcmp(argv[i], "--connect")) {
+            addr = argv[++i];
+        } else if (!strcmp(argv[i], "--count")) {
+            count = strtoull(argv[++i], NULL, 10);
+        } else if (!strcmp(argv[i], "--warmup")) {
+            warmup = strtoull(argv[++i], NULL, 10);
+        } else if (!strcmp(argv[i], "--streams")) {
+            nstreams = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--seconds")) {
+            seconds = strtod(argv[++i], NULL);
+        } else {
+            usage();
+        }
+    }
+    if (!addr || count == 0 || nstreams < 1 || nstreams > MAX_STRMS ||
+        !(seconds > 0)) {
+        usage();
+    }
+    if (!strcmp(cmd, "server")) {
+        run_server(addr);
+    }
+    parse_addr(addr, &sa);
+    ns = calloc(count, sizeof(*ns));
+    if (!ns) {
+        die("calloc");
+    }
+    cpu0 = cpu_seconds();
+    t0 = floor_now_ns();
+    if (!strcmp(cmd, "pingpong")) {
+        pingpong(&sa, warmup, count, ns);
+        printf("{");
+        floor_print_stats(stdout, "rtt", ns, count);
+        printf("}\n");
+    } else if (!strcmp(cmd, "stream")) {
+        start_streams(s, th, nstreams, &sa, t0 + (uint64_t)(seconds * 1e9),
+                      &stop);
+        printf("{");
+        join_streams(s, th, nstreams, t0);
+        printf(", \"cpu_s\": %.3f}\n", cpu_seconds() - cpu0);
+    } else if (!strcmp(cmd, "loaded")) {
+        start_streams(s, th, nstreams, &sa, 0, &stop);
+        /* Let the streams fill the link before the first timed request. */
+        usleep(300000);
+        pingpong(&sa, warmup, count, ns);
+        atomic_store(&stop, true);
+        printf("{");
+        floor_print_stats(stdout, "rtt", ns, count);
+        printf(", ");
+        join_streams(s, th, nstreams, t0);
+        printf("}\n");
+    } else {
+        usage();
+    }
+    return 0;
+}
