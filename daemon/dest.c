@@ -70,6 +70,7 @@ struct dest_session {
     uint32_t next_streams; /* ...in a resuming one, by m->lock */
     bool layout_ok;        /* data channels may attach, by m->lock */
     bool layout_refused;   /* the setup failed on a layout mismatch */
+    bool cancelled;        /* the source said Cancel */
     atomic_bool paused;    /* postcopy, channels lost: waiting for a resume */
     atomic_uint epoch;     /* connection generation: receivers of an older
                             one say nothing when their channel dies */
@@ -375,6 +376,8 @@ static bool receive_into_cache(struct dest_session *s, struct channel *ch,
         write_pages(s, r, first, n, buf);
         return true;
     }
+    /* One call allocates the page cache pages, not one fault per page. */
+    madvise(r->alias + h->offset, h->len, MADV_POPULATE_WRITE);
     ok = channel_recv_payload(ch, r->alias + h->offset, h->len, err);
     for (uint64_t p = first; p < first + n; p++) {
         if (ok) {
@@ -912,6 +915,13 @@ static bool do_switchover(struct dest_session *s, GError **err)
     if (!msg) {
         return false;
     }
+    if (msg->msg_case == POSTCOPY__PEER__PEER_MESSAGE__MSG_CANCEL) {
+        s->cancelled = true;
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                    "the source cancelled the migration: %s",
+                    msg->cancel->reason);
+        return false;
+    }
     if (msg->msg_case != POSTCOPY__PEER__PEER_MESSAGE__MSG_SWITCHOVER) {
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
                     "expected the switchover, got %s", peer_message_name(msg));
@@ -1221,9 +1231,11 @@ static gpointer dest_thread(gpointer opaque)
     start_threads(s);
     if (!do_switchover(s, &err)) {
         /* Once resumed, the guest's missing pages exist only there. */
-        migration_fail(
-            m, atomic_load(&s->running) ? MIG_POSTCOPY_PAUSED : MIG_FAILED,
-            "%s", err->message);
+        migration_fail(m,
+                       atomic_load(&s->running) ? MIG_POSTCOPY_PAUSED
+                       : s->cancelled           ? MIG_CANCELLED
+                                                : MIG_FAILED,
+                       "%s", err->message);
         send_error(s->control, POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_PROTOCOL,
                    err->message);
         goto out;
@@ -1294,6 +1306,20 @@ static bool send_resume_reply(struct dest_session *s, struct channel *ch,
     return ok;
 }
 
+/* The source lost our Complete with its connection: tell it again. */
+static void send_completed(struct channel *ch)
+{
+    Postcopy__Peer__ResumeReply rr = POSTCOPY__PEER__RESUME_REPLY__INIT;
+    PeerMessage msg = POSTCOPY__PEER__PEER_MESSAGE__INIT;
+
+    rr.ok = true;
+    rr.error = "";
+    rr.completed = true;
+    msg.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_RESUME_REPLY;
+    msg.resume_reply = &rr;
+    channel_send_msg(ch, &msg, NULL);
+}
+
 /*
  * A source reconnects a paused migration.  If this side had not noticed
  * the old connection die yet, it has now.
@@ -1307,6 +1333,11 @@ static void accept_resume(struct daemon *d, struct channel *ch,
     struct dest_session *s = m ? m->role_state : NULL;
     enum migration_status st = m ? migration_status(m) : MIG_NONE;
 
+    if (s && st == MIG_COMPLETED) {
+        send_hello_reply(ch, NULL, NULL);
+        send_completed(ch);
+        goto drop;
+    }
     if (!s || !atomic_load(&s->running) ||
         (st != MIG_POSTCOPY_ACTIVE && st != MIG_POSTCOPY_PAUSED)) {
         g_warning("peer %s: resume refused: no migration in postcopy with "
