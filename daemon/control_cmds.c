@@ -44,6 +44,7 @@ static bool parse_params(JsonObject *args, struct migration_params *p,
 {
     const char *mode = arg_string(args, "mode");
     const char *dirty = arg_string(args, "dirty-tracking");
+    const char *bulk = arg_string(args, "postcopy-bulk");
     enum dirty_method dm = DIRTY_AUTO;
 
     migration_params_init(p);
@@ -60,6 +61,12 @@ static bool parse_params(JsonObject *args, struct migration_params *p,
         return false;
     }
     p->dirty_method = dm;
+    if (bulk && strcmp(bulk, "on") && strcmp(bulk, "off")) {
+        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
+                    "'postcopy-bulk' is on or off, not '%s'", bulk);
+        return false;
+    }
+    p->postcopy_bulk = !bulk || !strcmp(bulk, "on");
     if (!arg_uint(args, "downtime-limit", &p->downtime_limit_ms, err) ||
         !arg_uint(args, "max-rounds", &p->max_rounds, err) ||
         !arg_uint(args, "max-precopy-time", &p->max_precopy_ms, err) ||

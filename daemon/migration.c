@@ -61,6 +61,7 @@ void migration_params_init(struct migration_params *p)
     p->max_rounds = MIGRATION_DEFAULT_MAX_ROUNDS;
     p->max_precopy_ms = MIGRATION_DEFAULT_MAX_PRECOPY_MS;
     p->streams = 1;
+    p->postcopy_bulk = true;
 }
 
 void migration_add_round(struct migration *m, const struct round_stats *r)

@@ -59,8 +59,9 @@ struct migration_params {
     uint64_t downtime_limit_ms;
     uint64_t max_rounds;
     uint64_t max_precopy_ms;
-    int dirty_method; /* enum dirty_method; DIRTY_AUTO */
-    uint64_t streams; /* parallel bulk connections */
+    int dirty_method;   /* enum dirty_method; DIRTY_AUTO */
+    uint64_t streams;   /* parallel bulk connections */
+    bool postcopy_bulk; /* stream in postcopy; off: pages only on request */
 };
 
 /* One precopy round, as the source saw it. */

@@ -440,6 +440,18 @@ static bool switchover(struct source_session *s, GError **err)
     return true;
 }
 
+/* Tell the destination to drop its partial copy as cancelled, not failed. */
+static void send_cancel(struct source_session *s)
+{
+    Postcopy__Peer__Cancel c = POSTCOPY__PEER__CANCEL__INIT;
+    PeerMessage msg = POSTCOPY__PEER__PEER_MESSAGE__INIT;
+
+    c.reason = "cancelled by the operator";
+    msg.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_CANCEL;
+    msg.cancel = &c;
+    channel_send_msg(s->control, &msg, NULL);
+}
+
 /*
  * Before the destination runs the VM, a failure leaves it running here.
  * If the Switchover went out and no answer came back, the VM may already
@@ -607,6 +619,12 @@ static bool resume_connect(struct source_session *s, GError **err)
     if (!rr) {
         return false;
     }
+    if (rr->resume_reply->ok && rr->resume_reply->completed) {
+        s->peer_completed = true;
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_EXISTS,
+                    "the destination completed the migration already");
+        return false;
+    }
     if (!rr->resume_reply->ok || !rr->resume_reply->missing) {
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
                     "destination refused to resume: %s",
@@ -661,8 +679,16 @@ static bool reconnect(struct source_session *s)
             return migration_set_status(s->m, MIG_POSTCOPY_PAUSED,
                                         MIG_POSTCOPY_ACTIVE);
         }
-        g_debug("migration %s: reconnect: %s", s->m->id, err->message);
         close_channels(s);
+        if (s->peer_completed) {
+            /* Its Complete died with the old connection. */
+            migration_clear_error(s->m);
+            migration_set_status(s->m, MIG_POSTCOPY_PAUSED, MIG_COMPLETED);
+            session_file_remove(s->m->daemon->cfg->state_dir, s->m->id,
+                                ROLE_SOURCE);
+            return false;
+        }
+        g_debug("migration %s: reconnect: %s", s->m->id, err->message);
         delay_ms = MIN(delay_ms * 2, RECONNECT_MAX_MS);
     }
     return false;
@@ -695,7 +721,8 @@ static void postcopy_loop(struct source_session *s)
         bool done;
 
         /* Precopy mode has nothing left to stream, unless resuming. */
-        s->streaming = m->params.mode != MODE_PRECOPY || s->resend_missing;
+        s->streaming = (m->params.mode != MODE_PRECOPY || s->resend_missing) &&
+                       m->params.postcopy_bulk;
         if (s->streaming) {
             postcopy_stream_init(&s->stream, s->regions,
                                  s->resend_missing ? s->pending : NULL);
@@ -865,6 +892,7 @@ bool source_cancel(struct migration *m, GError **err)
         return false;
     }
     if (s->control) {
+        send_cancel(s); /* small: does not block the main loop */
         channel_shutdown(s->control);
     }
     return true;

@@ -35,6 +35,8 @@ static const struct migrate_param migrate_params[] = {
      "switch over after N precopy rounds at most (default 30)", "N"},
     {"max-precopy-time", PARAM_INT, NULL,
      "switch over after MS of precopy at most (default 60000)", "MS"},
+    {"postcopy-bulk", PARAM_CHOICE, "on|off",
+     "stream pages in postcopy (default on; off: only on request)", "on|off"},
     {"streams", PARAM_INT, NULL,
      "parallel bulk connections, 1 to 8 (default 1)", "N"},
     {"dirty-tracking", PARAM_CHOICE, "auto|async-wp|sync-wp|soft-dirty",
