@@ -13,7 +13,8 @@
 #include "session_file.h"
 #include "unix_listen.h"
 
-#define HELLO_TIMEOUT_MS 10000
+#define HELLO_TIMEOUT_MS       10000
+#define ATTACH_HELLO_TIMEOUT_S 10
 
 bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
 {
@@ -107,6 +108,37 @@ static void restore_sessions(struct daemon *d, struct vm_entry *vm)
     }
 }
 
+static gpointer attach_hello_thread(gpointer opaque)
+{
+    struct vm_entry *vm = opaque;
+    struct daemon *d = vm->daemon;
+    struct timeval tv = {.tv_sec = ATTACH_HELLO_TIMEOUT_S};
+    g_autoptr(GError) err = NULL;
+
+    attach_info_init(&vm->info);
+    setsockopt(vm->sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (!attach_recv(vm->sock, &vm->info, &err)) {
+        g_warning("attach: %s", err->message);
+        vm_entry_free(vm);
+        return NULL;
+    }
+    tv.tv_sec = 0; /* from now on the VMM answers at its own pace */
+    setsockopt(vm->sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    vm->api_done = vm->info.uffd_features != 0;
+    vmm_init(&vm->vmm, vm->sock);
+    g_message("vm %s: attached, pid %d, %zu region(s), %" G_GUINT64_FORMAT
+              " MiB%s",
+              vm->info.vm_name, vm->info.pid, vm->info.regions.n,
+              region_table_bytes(&vm->info.regions) >> 20,
+              vm->info.incoming ? ", incoming" : "");
+    g_mutex_lock(&d->lock);
+    reap_dead_vms(d);
+    g_ptr_array_add(d->vms, vm);
+    g_mutex_unlock(&d->lock);
+    restore_sessions(d, vm);
+    return NULL;
+}
+
 static gpointer attach_thread(gpointer opaque)
 {
     struct daemon *d = opaque;
@@ -141,24 +173,9 @@ static gpointer attach_thread(gpointer opaque)
         g_unix_set_fd_nonblocking(sock, FALSE, NULL);
         vm = g_new0(struct vm_entry, 1);
         vm->sock = sock;
-        attach_info_init(&vm->info);
-        if (!attach_recv(sock, &vm->info, &err)) {
-            g_warning("attach: %s", err->message);
-            vm_entry_free(vm);
-            continue;
-        }
-        vm->api_done = vm->info.uffd_features != 0;
-        vmm_init(&vm->vmm, sock);
-        g_message("vm %s: attached, pid %d, %zu region(s), %" G_GUINT64_FORMAT
-                  " MiB%s",
-                  vm->info.vm_name, vm->info.pid, vm->info.regions.n,
-                  region_table_bytes(&vm->info.regions) >> 20,
-                  vm->info.incoming ? ", incoming" : "");
-        g_mutex_lock(&d->lock);
-        reap_dead_vms(d);
-        g_ptr_array_add(d->vms, vm);
-        g_mutex_unlock(&d->lock);
-        restore_sessions(d, vm);
+        vm->daemon = d;
+        /* One thread per hello: a client that says nothing blocks no one. */
+        g_thread_unref(g_thread_new("attach-hello", attach_hello_thread, vm));
     }
     return NULL;
 }

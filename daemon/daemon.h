@@ -31,7 +31,8 @@ struct vm_entry {
     struct vmm vmm; /* used only by the migration that holds the VM */
     bool busy;      /* held by a migration */
     bool moved;     /* source: the VM runs on a destination now */
-    bool api_done;  /* UFFDIO_API already done on info.uffd */
+    struct daemon *daemon;
+    bool api_done; /* UFFDIO_API already done on info.uffd */
 };
 
 struct daemon {

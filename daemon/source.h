@@ -41,6 +41,7 @@ struct source_session {
     bool switchover_sent, switchover_refused;
     _Atomic uint64_t data_lost_us; /* when a data channel closed, or 0 */
     bool resend_missing;     /* bulk streams `pending` (resumed, or hybrid) */
+    bool peer_completed;     /* a resume found the migration completed */
     atomic_bool recover_now; /* `recover`: retry the connection at once */
     /* Postcopy background stream: shared by the request thread (note)
      * and the bulk thread (next); see postcopy_stream.h. */
