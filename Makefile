@@ -110,6 +110,11 @@ check: all
 demo: all
 	$(Q)tests/e2e/demo.sh --build $(BUILD) $(DEMO_FLAGS)
 
+# The link cut mid-postcopy, 20 rounds: all must complete intact (root).
+.PHONY: soak
+soak: all
+	$(Q)tests/e2e/soak.sh --build $(BUILD)
+
 # Figures beside floors measured in the same run, two hosts (root; about
 # 10 min): $(BUILD)/bench/results.json, table.txt, latency.png, downtime.png.
 #   make bench BENCH_FLAGS='--quick'
