@@ -208,8 +208,7 @@ bool uffd_read_features(int fd, uint64_t *features, GError **err)
     line = strstr(text, "API:");
     if (!line || sscanf(line, "API:\t%llx:%llx:", &api, &feat) != 2) {
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
-                    "fd %d is not a userfaultfd (no API line in %s)", fd,
-                    path);
+                    "fd %d is not a userfaultfd (no API line in %s)", fd, path);
         return false;
     }
     /* Bit 31 is the kernel's own "initialised" marker, not a feature. */
