@@ -309,11 +309,15 @@ static int install_current(struct dest_session *s, const struct region *r,
  * Only pages this thread claims are written; the rest are installed
  * already, or being installed by another thread, and their data dropped.
  */
+/* States a page may be installed from when its data is in hand. */
+#define INSTALL_FROM                                                           \
+    (PAGE_MASK(PAGE_ABSENT) | PAGE_MASK(PAGE_STALE) |                          \
+     PAGE_MASK(PAGE_REQUESTED) | PAGE_MASK(PAGE_CURRENT))
+
 static bool install_pages(struct dest_session *s, const struct region *r,
                           uint64_t first, uint64_t n, const uint8_t *data)
 {
-    const unsigned from = PAGE_MASK(PAGE_ABSENT) | PAGE_MASK(PAGE_STALE) |
-                          PAGE_MASK(PAGE_REQUESTED) | PAGE_MASK(PAGE_CURRENT);
+    const unsigned from = INSTALL_FROM;
     uint64_t pos = first, end = first + n, claimed = 0;
     struct page_run run;
 
@@ -343,6 +347,59 @@ static bool install_pages(struct dest_session *s, const struct region *r,
     }
     atomic_fetch_add(&s->m->stats.pages_installed, claimed);
     atomic_fetch_add(&s->m->stats.pages_dropped, n - claimed);
+    signal_if_done(s);
+    return true;
+}
+
+/*
+ * After the resume, a file-backed page that arrives (a fault's reply, the
+ * stream) goes from the socket into the page cache and is mapped with
+ * CONTINUE: the pages are held INSTALLING first, so no copy through @buf
+ * is needed.  If the frame's pages cannot all be held (installed already,
+ * or another thread has one), it takes the ordinary path.
+ */
+static bool install_from_socket(struct dest_session *s, struct channel *ch,
+                                const struct region *r,
+                                const struct frame_hdr *h, uint8_t *buf,
+                                GError **err)
+{
+    uint64_t first = h->offset / r->page_size, n = h->len / r->page_size;
+    uint64_t pos = first;
+    struct page_run run = {0};
+    int ret;
+
+    if (!page_state_claim_run(s->pst, r->id, &pos, first + n, INSTALL_FROM,
+                              &run) ||
+        run.first != first || run.npages != n) {
+        for (uint64_t p = run.first; p < run.first + run.npages; p++) {
+            page_state_abort_install(s->pst, r->id, p);
+        }
+        return channel_recv_payload(ch, buf, h->len, err) &&
+               install_pages(s, r, first, n, buf);
+    }
+    if (!channel_recv_payload(ch, r->alias + h->offset, h->len, err)) {
+        for (uint64_t p = first; p < first + n; p++) {
+            page_state_abort_install(s->pst, r->id, p); /* torn, unmapped */
+        }
+        return false;
+    }
+    ret = uffd_continue(&s->u, r->base + h->offset, h->len, r->page_size, 0,
+                        NULL);
+    if (ret < 0) {
+        g_autofree char *msg =
+            g_strdup_printf("installing %" G_GUINT64_FORMAT
+                            " page(s) at 0x%" G_GINT64_MODIFIER "x: %s",
+                            n, r->base + h->offset, g_strerror(-ret));
+
+        for (uint64_t p = first; p < first + n; p++) {
+            page_state_abort_install(s->pst, r->id, p);
+        }
+        dest_abort(s, msg);
+        return false;
+    }
+    page_state_finish_run(s->pst, r->id, &run);
+    end_faults(s, r, first, n);
+    atomic_fetch_add(&s->m->stats.pages_installed, n);
     signal_if_done(s);
     return true;
 }
@@ -439,8 +496,10 @@ static bool receive_frame(struct dest_session *s, struct channel *ch,
     }
     atomic_fetch_add(&s->m->stats.bytes_sent, h.len);
     atomic_fetch_add(&s->m->stats.pages_sent, h.len / r->page_size);
-    if (!atomic_load(&s->running) && r->alias) {
-        return receive_into_cache(s, ch, r, &h, buf, err);
+    if (r->alias) {
+        return atomic_load(&s->running)
+                   ? install_from_socket(s, ch, r, &h, buf, err)
+                   : receive_into_cache(s, ch, r, &h, buf, err);
     }
     if (!channel_recv_payload(ch, buf, h.len, err)) {
         return false;
