@@ -440,3 +440,19 @@ pcd_cpu_ms() {
     set -- $stat
     echo $(((${12} + ${13}) * 1000 / hz))
 }
+
+# ---------------------------------------------------------------- TAP
+# The e2e tests' output: "ok N - title", "not ok N - title" with reasons
+# as comments, "ok N - title # SKIP reason"; diag indents a comment block.
+n=0
+failed=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() {
+    n=$((n + 1))
+    failed=$((failed + 1))
+    echo "not ok $n - $1"
+    shift
+    [ $# -gt 0 ] && printf '#   %s\n' "$@"
+}
+skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
+diag() { sed 's/^/#   /'; }

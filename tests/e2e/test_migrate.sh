@@ -38,19 +38,7 @@ TESTS=(
     "migrate --vm nosuchvm fails with exit 1 and a one-line reason"
     "daemons keep serving: a good migration after the failed one"
 )
-n=0
-failed=0
 
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-    n=$((n + 1))
-    failed=$((failed + 1))
-    echo "not ok $n - $1"
-    shift
-    [ $# -gt 0 ] && printf '#   %s\n' "$@"
-}
-skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
-diag() { sed 's/^/#   /'; }
 
 pcd_init "$build"
 echo "1..${#TESTS[@]}"

@@ -61,19 +61,7 @@ TESTS=(
     "the failed migration left the source VM running: its workload progresses"
     "the source VM left running migrates intact afterwards"
 )
-n=0
-failed=0
 
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-    n=$((n + 1))
-    failed=$((failed + 1))
-    echo "not ok $n - $1"
-    shift
-    [ $# -gt 0 ] && printf '#   %s\n' "$@"
-}
-skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
-diag() { sed 's/^/#   /'; }
 
 pcd_init "$build"
 echo "1..${#TESTS[@]}"

@@ -112,19 +112,7 @@ want garbage && TESTS+=(
 want keys && TESTS+=(
     "a wrong or missing pre-shared key is refused with a one-line reason"
     "the right pre-shared key (mode 0600): the migration works")
-n=0
-failed=0
 
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-    n=$((n + 1))
-    failed=$((failed + 1))
-    echo "not ok $n - $1"
-    shift
-    [ $# -gt 0 ] && printf '#   %s\n' "$@"
-}
-skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
-diag() { sed 's/^/#   /'; }
 
 pcd_init "$build"
 echo "1..${#TESTS[@]}"

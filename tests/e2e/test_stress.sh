@@ -37,17 +37,7 @@ TESTS+=(
     "mostly zero pages, anon postcopy"
     "three regions: shmem + anon + hugetlbfs, hybrid"
 )
-n=0
 
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-    n=$((n + 1))
-    echo "not ok $n - $1"
-    shift
-    [ $# -gt 0 ] && printf '#   %s\n' "$@"
-}
-skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
-diag() { sed 's/^/#   /'; }
 
 pcd_init "$build"
 echo "1..${#TESTS[@]}"
