@@ -39,6 +39,10 @@ struct postcopyd_config {
     int keepalive_s;           /* peer connection keepalive; 0 = off */
     int peer_timeout_ms;       /* TCP_USER_TIMEOUT on peer connections */
     char *psk_file;            /* peer pre-shared key; NULL = none */
+    char *tls;                 /* off|psk|x509 */
+    char *tls_cert_file;       /* x509: ours; NULL = none */
+    char *tls_key_file;        /* x509: its key; NULL = none */
+    char *tls_ca_file;         /* x509: signs every peer; NULL = none */
     char *control_socket;      /* absolute path */
     char *attach_socket;       /* absolute path */
     char *control_allow_user;  /* besides root; NULL = nobody */

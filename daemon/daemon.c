@@ -16,6 +16,24 @@
 #define HELLO_TIMEOUT_MS       10000
 #define ATTACH_HELLO_TIMEOUT_S 10
 
+static bool daemon_tls_init(struct daemon *d, GError **err)
+{
+    const struct postcopyd_config *cfg = d->cfg;
+    struct tls_settings s = {
+        .psk = &d->psk,
+        .cert_file = cfg->tls_cert_file,
+        .key_file = cfg->tls_key_file,
+        .ca_file = cfg->tls_ca_file,
+    };
+
+    if (!tls_mode_parse(cfg->tls, &s.mode, err) ||
+        !tls_context_init(&d->tls, &s, err)) {
+        g_prefix_error(err, "[peer] ");
+        return false;
+    }
+    return true;
+}
+
 bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
 {
     memset(d, 0, sizeof(*d));
@@ -34,6 +52,9 @@ bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
     if (!cfg->psk_file) {
         g_message("no psk-file: peers are not authenticated (trusted "
                   "networks only)");
+    }
+    if (!daemon_tls_init(d, err)) {
+        return false;
     }
     if (!peercred_policy_init(&d->control_policy, cfg->control_allow_user,
                               cfg->control_allow_group, err)) {
@@ -211,6 +232,12 @@ static gpointer peer_conn_thread(gpointer opaque)
     PeerMessage *msg = NULL;
     enum channel_kind kind;
 
+    /* Here, not in the accept thread: a slow handshake blocks no one. */
+    pc->ch = tls_server(pc->ch, pc->d->tls, &err);
+    if (!pc->ch) {
+        g_warning("%s", err->message);
+        goto drop;
+    }
     channel_set_timeout(pc->ch, HELLO_TIMEOUT_MS, NULL);
     if (!auth_server(pc->ch, &pc->d->psk, &err)) {
         g_warning("%s", err->message);

@@ -20,6 +20,7 @@
 #include "control.h"
 #include "migration.h"
 #include "peercred.h"
+#include "tls.h"
 #include "transport.h"
 #include "uffd.h"
 #include "vmm.h"
@@ -42,6 +43,7 @@ struct daemon {
     struct transport_options topts;
     struct control_server *control;
     struct auth_key psk; /* len 0: no psk-file, peers not authenticated */
+    struct tls_context *tls; /* NULL: tls = off */
     struct peercred_policy control_policy;
     struct peercred_policy attach_policy;
     struct listener *peer;

@@ -207,6 +207,9 @@ static struct channel *open_channel(struct source_session *s, const char *uri,
     struct channel *ch;
 
     ch = transport_connect(d->transport, uri, kind, stream, &d->topts, err);
+    if (ch) {
+        ch = tls_client(ch, d->tls, err);
+    }
     if (!ch) {
         return NULL;
     }

@@ -99,6 +99,11 @@ int channel_fd(const struct channel *ch)
     return ch->ops->fd(ch);
 }
 
+bool channel_has_buffered(const struct channel *ch)
+{
+    return ch->ops->buffered && ch->ops->buffered(ch);
+}
+
 bool channel_set_timeout(struct channel *ch, unsigned timeout_ms, GError **err)
 {
     if (!ch->ops->set_timeout(ch, timeout_ms, err)) {

@@ -111,8 +111,13 @@ enum channel_kind channel_kind(const struct channel *ch);
 uint32_t channel_stream(const struct channel *ch);
 /* "10.0.0.2:4000", for logs. */
 const char *channel_peer(const struct channel *ch);
-/* Readable when a receive would not block; -1 if the transport has none. */
+/*
+ * Readable when a receive would not block; -1 if the transport has none.
+ * A receive does not block either while channel_has_buffered(): a layer
+ * such as TLS (tls.h) may hold decrypted bytes the fd no longer shows.
+ */
 int channel_fd(const struct channel *ch);
+bool channel_has_buffered(const struct channel *ch);
 /* Fail sends and receives that wait longer than @timeout_ms; 0: never. */
 bool channel_set_timeout(struct channel *ch, unsigned timeout_ms, GError **err);
 

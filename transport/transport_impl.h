@@ -33,6 +33,8 @@ struct channel_ops {
     bool (*set_kind)(struct channel *ch, enum channel_kind kind, GError **err);
     bool (*set_timeout)(struct channel *ch, unsigned timeout_ms, GError **err);
     int (*fd)(const struct channel *ch);
+    /* Received bytes held above the fd (TLS records); NULL: never. */
+    bool (*buffered)(const struct channel *ch);
     void (*shutdown)(struct channel *ch);
     /* Release the transport's resources and the channel's memory. */
     void (*destroy)(struct channel *ch);

@@ -217,6 +217,7 @@ pcd_wait_link() {
 # pcd_daemon_start NAME NS IP [extra postcopyd args...]
 # Starts BUILD/postcopyd in NS, listening on IP:PCD_PORT, with its sockets
 # and state dir under PCD_TMP/NAME, and waits for its control socket.
+# PCD_DAEMON_ARGS (words, no quoting) go to every daemon started.
 pcd_daemon_start() {
     local name=$1 ns=$2 ip=$3 dir pid
     shift 3
@@ -227,7 +228,7 @@ pcd_daemon_start() {
         --control-socket "$dir/control.sock" \
         --attach-socket "$dir/attach.sock" \
         --state-dir "$dir/state" \
-        --log-level "${PCD_LOG_LEVEL:-debug}" "$@" \
+        --log-level "${PCD_LOG_LEVEL:-debug}" ${PCD_DAEMON_ARGS:-} "$@" \
         </dev/null >"$dir/daemon.log" 2>&1 &
     pid=$!
     PCD_PIDS+=("$pid")
