@@ -6,9 +6,62 @@
 
 #define BITS_PER_LONG (8 * sizeof(unsigned long))
 
-static bool bit(const unsigned long *map, uint64_t i)
+/*
+ * The encoder runs inside the downtime, over a bitmap of the whole guest
+ * (a million bits for 4 GiB): it works a word at a time, never a bit, and
+ * allocates only what it sends.
+ */
+
+/* The first set bit of @map in [from, n), or n. */
+static uint64_t next_set(const unsigned long *map, uint64_t n, uint64_t from)
 {
-    return map[i / BITS_PER_LONG] & (1UL << (i % BITS_PER_LONG));
+    uint64_t w = from / BITS_PER_LONG;
+    unsigned long word;
+
+    if (from >= n) {
+        return n;
+    }
+    word = map[w] & (~0UL << (from % BITS_PER_LONG));
+    while (!word) {
+        if (++w * BITS_PER_LONG >= n) {
+            return n;
+        }
+        word = map[w];
+    }
+    return MIN(n, w * BITS_PER_LONG + __builtin_ctzl(word));
+}
+
+/* The first clear bit of @map in [from, n), or n. */
+static uint64_t next_clear(const unsigned long *map, uint64_t n, uint64_t from)
+{
+    uint64_t w = from / BITS_PER_LONG;
+    unsigned long word;
+
+    if (from >= n) {
+        return n;
+    }
+    word = ~map[w] & (~0UL << (from % BITS_PER_LONG));
+    while (!word) {
+        if (++w * BITS_PER_LONG >= n) {
+            return n;
+        }
+        word = ~map[w];
+    }
+    return MIN(n, w * BITS_PER_LONG + __builtin_ctzl(word));
+}
+
+static uint64_t count_set(const unsigned long *map, uint64_t n)
+{
+    uint64_t c = 0, full = n / BITS_PER_LONG;
+
+    for (uint64_t w = 0; w < full; w++) {
+        c += __builtin_popcountl(map[w]);
+    }
+    if (n % BITS_PER_LONG) {
+        c +=
+            __builtin_popcountl(map[full] & ((1UL << (n % BITS_PER_LONG)) - 1));
+    }
+    return c;
 }
 
 static size_t varint_len(uint64_t v)
@@ -28,52 +81,83 @@ static size_t element_cost(size_t body)
     return 1 + varint_len(body) + body;
 }
 
-/* Append @r's runs to @out; returns their exact encoded size. */
-static size_t add_ranges(const struct region *r, const unsigned long *map,
-                         GPtrArray *out)
+/* A varint field's cost (one-byte tag; proto3 leaves zero out). */
+static size_t uint_field(uint64_t v)
 {
+    return v ? 1 + varint_len(v) : 0;
+}
+
+/* What postcopy__peer__range__get_packed_size() would say, computed. */
+static size_t range_cost(uint32_t region, uint64_t offset, uint64_t length)
+{
+    return element_cost(uint_field(region) + uint_field(offset) +
+                        uint_field(length));
+}
+
+static size_t bitmap_cost(uint32_t region, uint64_t pages)
+{
+    uint64_t len = (pages + 7) / 8;
+
+    return element_cost(uint_field(region) + 1 + varint_len(len) + len);
+}
+
+/* @r's runs: how many, and their exact encoded size. */
+static size_t ranges_cost(const struct region *r, const unsigned long *map,
+                          size_t *count)
+{
+    uint64_t n = region_pages(r), i = next_set(map, n, 0);
     size_t cost = 0;
 
-    uint64_t n = region_pages(r);
+    *count = 0;
+    while (i < n) {
+        uint64_t j = next_clear(map, n, i);
 
-    for (uint64_t i = 0; i < n;) {
-        Postcopy__Peer__Range *rg;
-        uint64_t j;
-
-        if (!bit(map, i)) {
-            i++;
-            continue;
-        }
-        for (j = i; j < n && bit(map, j); j++) {
-        }
-        rg = g_new(Postcopy__Peer__Range, 1);
-        postcopy__peer__range__init(rg);
-        rg->region = r->id;
-        rg->offset = i * r->page_size;
-        rg->length = (j - i) * r->page_size;
-        g_ptr_array_add(out, rg);
-        cost += element_cost(postcopy__peer__range__get_packed_size(rg));
-        i = j;
+        cost += range_cost(r->id, i * r->page_size, (j - i) * r->page_size);
+        (*count)++;
+        i = next_set(map, n, j);
     }
     return cost;
+}
+
+static void add_ranges(const struct region *r, const unsigned long *map,
+                       Postcopy__Peer__Range *out, Postcopy__Peer__Range **ptr)
+{
+    uint64_t n = region_pages(r), i = next_set(map, n, 0);
+
+    while (i < n) {
+        uint64_t j = next_clear(map, n, i);
+
+        postcopy__peer__range__init(out);
+        out->region = r->id;
+        out->offset = i * r->page_size;
+        out->length = (j - i) * r->page_size;
+        *ptr++ = out++;
+        i = next_set(map, n, j);
+    }
 }
 
 static Postcopy__Peer__RegionBitmap *make_bitmap(const struct region *r,
                                                  const unsigned long *map)
 {
     Postcopy__Peer__RegionBitmap *b = g_new(Postcopy__Peer__RegionBitmap, 1);
-    uint64_t n = region_pages(r);
-    uint8_t *bytes = g_malloc0((n + 7) / 8);
+    uint64_t n = region_pages(r), len = (n + 7) / 8;
+    uint8_t *bytes = g_malloc0(len);
 
     postcopy__peer__region_bitmap__init(b);
-    for (uint64_t i = 0; i < n; i++) {
-        if (bit(map, i)) {
-            bytes[i / 8] |= 1u << (i % 8);
-        }
+#if G_BYTE_ORDER == G_LITTLE_ENDIAN
+    /* Bit i of the longs is bit i % 8 of byte i / 8: the wire's order. */
+    memcpy(bytes, map, len);
+    if (n % 8) {
+        bytes[len - 1] &= (1u << (n % 8)) - 1;
     }
+#else
+    for (uint64_t i = next_set(map, n, 0); i < n; i = next_set(map, n, i + 1)) {
+        bytes[i / 8] |= 1u << (i % 8);
+    }
+#endif
     b->region = r->id;
     b->bitmap.data = bytes;
-    b->bitmap.len = (n + 7) / 8;
+    b->bitmap.len = len;
     return b;
 }
 
@@ -81,8 +165,10 @@ void dirty_set_encode(const struct region_table *t,
                       unsigned long *const *bitmaps,
                       Postcopy__Peer__Switchover *so)
 {
-    GPtrArray *ranges = g_ptr_array_new();
+    size_t nranges[REGION_MAX] = {0}, total = 0, k = 0;
+    bool as_ranges[REGION_MAX] = {false};
     GPtrArray *maps = g_ptr_array_new();
+    Postcopy__Peer__Range *block;
     uint64_t pages = 0;
 
     /*
@@ -91,34 +177,30 @@ void dirty_set_encode(const struct region_table *t,
      */
     for (size_t i = 0; i < t->n; i++) {
         const struct region *r = &t->regions[i];
-        Postcopy__Peer__RegionBitmap *b;
-        guint before = ranges->len;
-        size_t range_cost, map_cost;
+        size_t cost = ranges_cost(r, bitmaps[i], &nranges[i]);
 
-        for (uint64_t p = 0; p < region_pages(r); p++) {
-            pages += bit(bitmaps[i], p);
-        }
-        range_cost = add_ranges(r, bitmaps[i], ranges);
-        if (ranges->len == before) {
+        if (!nranges[i]) {
             continue; /* nothing dirty here */
         }
-        b = make_bitmap(r, bitmaps[i]);
-        map_cost =
-            element_cost(postcopy__peer__region_bitmap__get_packed_size(b));
-        if (range_cost <= map_cost) {
-            g_free(b->bitmap.data);
-            g_free(b);
-            continue;
+        pages += count_set(bitmaps[i], region_pages(r));
+        if (cost <= bitmap_cost(r->id, region_pages(r))) {
+            as_ranges[i] = true;
+            total += nranges[i];
+        } else {
+            g_ptr_array_add(maps, make_bitmap(r, bitmaps[i]));
         }
-        for (guint k = before; k < ranges->len; k++) {
-            g_free(ranges->pdata[k]);
+    }
+    /* One block holds every range; dirty[0] is its start (see _clear). */
+    block = total ? g_new(Postcopy__Peer__Range, total) : NULL;
+    so->dirty = total ? g_new(Postcopy__Peer__Range *, total) : NULL;
+    for (size_t i = 0; i < t->n; i++) {
+        if (as_ranges[i]) {
+            add_ranges(&t->regions[i], bitmaps[i], block + k, so->dirty + k);
+            k += nranges[i];
         }
-        g_ptr_array_set_size(ranges, before);
-        g_ptr_array_add(maps, b);
     }
     so->dirty_pages = pages;
-    so->n_dirty = ranges->len;
-    so->dirty = (Postcopy__Peer__Range **)g_ptr_array_free(ranges, FALSE);
+    so->n_dirty = total;
     so->n_dirty_bitmaps = maps->len;
     so->dirty_bitmaps =
         (Postcopy__Peer__RegionBitmap **)g_ptr_array_free(maps, FALSE);
@@ -126,8 +208,8 @@ void dirty_set_encode(const struct region_table *t,
 
 void dirty_set_clear(Postcopy__Peer__Switchover *so)
 {
-    for (size_t i = 0; i < so->n_dirty; i++) {
-        g_free(so->dirty[i]);
+    if (so->n_dirty) {
+        g_free(so->dirty[0]); /* the block of every range */
     }
     for (size_t i = 0; i < so->n_dirty_bitmaps; i++) {
         g_free(so->dirty_bitmaps[i]->bitmap.data);
@@ -182,6 +264,57 @@ static bool check_bitmap(const Postcopy__Peer__RegionBitmap *b,
     return true;
 }
 
+/* Bit @i of a wire bitmap (LSB first in each byte). */
+static bool wire_bit(const uint8_t *bytes, uint64_t i)
+{
+    return bytes[i / 8] & (1u << (i % 8));
+}
+
+/* Set bits among the first @n of a wire bitmap, 64 at a time. */
+static uint64_t bitmap_pages(const Postcopy__Peer__RegionBitmap *b, uint64_t n)
+{
+    uint64_t c = 0, i = 0;
+
+    for (; i + 64 <= n; i += 64) {
+        uint64_t w;
+
+        memcpy(&w, b->bitmap.data + i / 8, 8);
+        c += __builtin_popcountll(w);
+    }
+    for (; i < n; i++) {
+        c += wire_bit(b->bitmap.data, i);
+    }
+    return c;
+}
+
+/* @fn for each run of set bits among the first @n; zero bytes skipped. */
+static void bitmap_runs(const Postcopy__Peer__RegionBitmap *b, uint64_t n,
+                        dirty_run_fn fn, void *opaque)
+{
+    const uint8_t *bytes = b->bitmap.data;
+    uint64_t i = 0;
+
+    while (i < n) {
+        uint64_t j;
+
+        if (i % 8 == 0 && !bytes[i / 8]) {
+            i += 8;
+            continue;
+        }
+        if (!wire_bit(bytes, i)) {
+            i++;
+            continue;
+        }
+        for (j = i + 1; j < n && wire_bit(bytes, j); j++) {
+            if (j % 8 == 0 && bytes[j / 8] == 0xff && j + 8 <= n) {
+                j += 7; /* a full byte: the loop's ++ adds the 8th */
+            }
+        }
+        fn(opaque, b->region, i, j - i);
+        i = j;
+    }
+}
+
 bool dirty_set_decode(const Postcopy__Peer__Switchover *so,
                       const struct region_table *t, dirty_run_fn fn,
                       void *opaque, uint64_t *pages, GError **err)
@@ -201,9 +334,7 @@ bool dirty_set_decode(const Postcopy__Peer__Switchover *so,
         if (!check_bitmap(b, t, err)) {
             return false;
         }
-        for (uint64_t p = 0; p < region_pages(&t->regions[b->region]); p++) {
-            n += !!(b->bitmap.data[p / 8] & (1u << (p % 8)));
-        }
+        n += bitmap_pages(b, region_pages(&t->regions[b->region]));
     }
     if (so->dirty_pages != n) {
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
@@ -220,13 +351,7 @@ bool dirty_set_decode(const Postcopy__Peer__Switchover *so,
     }
     for (size_t i = 0; i < so->n_dirty_bitmaps; i++) {
         const Postcopy__Peer__RegionBitmap *b = so->dirty_bitmaps[i];
-        uint64_t np = region_pages(&t->regions[b->region]);
-
-        for (uint64_t p = 0; p < np; p++) {
-            if (b->bitmap.data[p / 8] & (1u << (p % 8))) {
-                fn(opaque, b->region, p, 1);
-            }
-        }
+        bitmap_runs(b, region_pages(&t->regions[b->region]), fn, opaque);
     }
     *pages = n;
     return true;

@@ -18,7 +18,10 @@
 #include "peer.pb-c.h"
 #include "region.h"
 
-/* Fill @so's dirty fields from one bitmap per region; free with _clear. */
+/*
+ * Fill @so's dirty fields from one bitmap per region; free with _clear
+ * (the ranges share one allocation: only _clear may free them).
+ */
 void dirty_set_encode(const struct region_table *t,
                       unsigned long *const *bitmaps,
                       Postcopy__Peer__Switchover *so);
