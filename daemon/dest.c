@@ -877,10 +877,8 @@ static void mark_stale_run(void *opaque, uint32_t region, uint64_t first,
 {
     struct dest_session *s = opaque;
 
-    for (uint64_t p = first; p < first + n; p++) {
-        /* ABSENT stays ABSENT: it is fetched either way. */
-        page_state_mark_stale(s->pst, region, p);
-    }
+    /* ABSENT stays ABSENT: it is fetched either way. */
+    page_state_mark_stale_run(s->pst, region, first, n);
 }
 
 /*

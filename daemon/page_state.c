@@ -414,6 +414,41 @@ enum page_result page_state_mark_stale(struct page_state_table *t,
     return update(t, region, page, decide_mark_stale, 0);
 }
 
+void page_state_mark_stale_run(struct page_state_table *t, uint32_t region,
+                               uint64_t first, uint64_t n)
+{
+    int64_t delta[PAGE_NSTATES] = {0};
+    struct ps_region *pr;
+
+    if (!n) {
+        return;
+    }
+    pr = region_at(t, region, first + n - 1);
+    for (uint64_t p = first; p < first + n; p++) {
+        uint8_t *b = &pr->map[p];
+        uint8_t old = load(b), new;
+
+        for (;;) {
+            decide_mark_stale(old, &new, 0);
+            if (new == old || __atomic_compare_exchange_n(b, &old, new, false,
+                                                          __ATOMIC_ACQ_REL,
+                                                          __ATOMIC_ACQUIRE)) {
+                break;
+            }
+        }
+        if (st(new) != st(old)) {
+            delta[st(new)]++;
+            delta[st(old)]--;
+        }
+    }
+    for (int i = 0; i < PAGE_NSTATES; i++) {
+        if (delta[i]) {
+            __atomic_fetch_add(&pr->count[i], (uint64_t)delta[i],
+                               __ATOMIC_RELAXED);
+        }
+    }
+}
+
 enum page_result page_state_begin_install(struct page_state_table *t,
                                           uint32_t region, uint64_t page,
                                           unsigned from)

@@ -170,6 +170,12 @@ enum page_result page_state_set_current(struct page_state_table *t,
  */
 enum page_result page_state_mark_stale(struct page_state_table *t,
                                        uint32_t region, uint64_t page);
+/*
+ * The same for pages [first, first + n) of @region: one pass, the state
+ * counts adjusted once (the switchover runs it inside the downtime).
+ */
+void page_state_mark_stale_run(struct page_state_table *t, uint32_t region,
+                               uint64_t first, uint64_t n);
 
 /*
  * Hold a page to install it, from one of the states in @from (CURRENT alone

@@ -497,6 +497,40 @@ static void test_claim_run(void)
     page_state_close(t);
 }
 
+/*
+ * The run form of mark_stale leaves every byte and every counter exactly
+ * as page-by-page calls do, from every state, whatever the run's bounds.
+ */
+static void test_mark_stale_run(void)
+{
+    const uint64_t npages[] = {5, 7 * PAGE_NSTATES + 3};
+    struct page_state_table *a = table_new(2, npages);
+    struct page_state_table *b = table_new(2, npages);
+
+    for (uint64_t p = 0; p < npages[1]; p++) {
+        drive(a, 1, p, (enum page_state)(p * 5 % PAGE_NSTATES));
+        drive(b, 1, p, (enum page_state)(p * 5 % PAGE_NSTATES));
+    }
+    page_state_mark_stale_run(a, 1, 3, npages[1] - 4);
+    page_state_mark_stale_run(a, 1, 0, 0); /* nothing */
+    for (uint64_t p = 3; p < npages[1] - 1; p++) {
+        page_state_mark_stale(b, 1, p);
+    }
+    for (uint64_t p = 0; p < npages[1]; p++) {
+        assert_state(a, 1, p, page_state_get(b, 1, p));
+        g_assert_cmpint(page_state_is_zero(a, 1, p), ==,
+                        page_state_is_zero(b, 1, p));
+    }
+    for (int s = 0; s < PAGE_NSTATES; s++) {
+        g_assert_cmpuint(page_state_count(a, 1, s), ==,
+                         page_state_count(b, 1, s));
+    }
+    g_assert_cmpuint(page_state_count(a, 1, PAGE_STALE), >, 0);
+    assert_counts(a);
+    page_state_close(a);
+    page_state_close(b);
+}
+
 static void test_next(void)
 {
     /* 13 pages first: region 1's bytes start unaligned. */
@@ -1249,6 +1283,7 @@ int main(int argc, char **argv)
     g_test_add_func("/page-state/install/abort", test_abort_install);
     g_test_add_func("/page-state/zero-hint", test_zero_hint);
     g_test_add_func("/page-state/claim-run", test_claim_run);
+    g_test_add_func("/page-state/mark-stale-run", test_mark_stale_run);
     g_test_add_func("/page-state/next", test_next);
     g_test_add_func("/page-state/counters/random", test_counters_random);
     g_test_add_func("/page-state/counters/all-installed", test_all_installed);
