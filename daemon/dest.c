@@ -887,10 +887,11 @@ static void mark_stale_run(void *opaque, uint32_t region, uint64_t first,
  * copy here is never installed.
  */
 static bool prepare_resume(struct dest_session *s,
-                           const Postcopy__Peer__Switchover *so, GError **err)
+                           const Postcopy__Peer__Switchover *so,
+                           Postcopy__Peer__SwitchoverReply *sr, GError **err)
 {
     struct sync_wait w = {.s = s, .seq = so->sync_seq};
-    uint64_t stale = 0;
+    uint64_t stale = 0, t0 = migration_now_us(), t1;
     bool ok;
 
     g_mutex_lock(&s->m->lock);
@@ -900,9 +901,12 @@ static bool prepare_resume(struct dest_session *s,
     if (!ok) {
         return false;
     }
+    t1 = migration_now_us();
+    sr->barrier_us = t1 - t0;
     if (!dirty_set_decode(so, s->regions, mark_stale_run, s, &stale, err)) {
         return false;
     }
+    sr->stale_us = migration_now_us() - t1;
     atomic_store(&s->m->stats.stale_pages, stale);
     return true;
 }
@@ -962,11 +966,51 @@ static void remember_session(struct dest_session *s)
     }
 }
 
+/* The source's Barrier: answer once the bulk data before it is written. */
+static bool answer_barrier(struct dest_session *s, const PeerMessage *msg,
+                           GError **err)
+{
+    Postcopy__Peer__BarrierReply br = POSTCOPY__PEER__BARRIER_REPLY__INIT;
+    PeerMessage reply = POSTCOPY__PEER__PEER_MESSAGE__INIT;
+    struct sync_wait w = {.s = s, .seq = msg->barrier->sync_seq};
+    bool ok;
+
+    g_mutex_lock(&s->m->lock);
+    ok = wait_for(s, sync_reached, &w, "waiting for the bulk channel's barrier",
+                  err);
+    g_mutex_unlock(&s->m->lock);
+    if (!ok) {
+        return false;
+    }
+    br.sync_seq = w.seq;
+    reply.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_BARRIER_REPLY;
+    reply.barrier_reply = &br;
+    return channel_send_msg(s->control, &reply, err);
+}
+
+/* The next control message that is not a Barrier (those are answered). */
+static PeerMessage *recv_past_barriers(struct dest_session *s, GError **err)
+{
+    for (;;) {
+        PeerMessage *msg = channel_recv_msg(s->control, err);
+
+        if (!msg ||
+            msg->msg_case != POSTCOPY__PEER__PEER_MESSAGE__MSG_BARRIER) {
+            return msg;
+        }
+        if (!answer_barrier(s, msg, err)) {
+            peer_message_free(msg);
+            return NULL;
+        }
+        peer_message_free(msg);
+    }
+}
+
 static bool do_switchover(struct dest_session *s, GError **err)
 {
     Postcopy__Peer__SwitchoverReply sr = POSTCOPY__PEER__SWITCHOVER_REPLY__INIT;
     PeerMessage reply = POSTCOPY__PEER__PEER_MESSAGE__INIT;
-    g_autoptr(PeerMessage) msg = channel_recv_msg(s->control, err);
+    g_autoptr(PeerMessage) msg = recv_past_barriers(s, err);
     g_autoptr(GError) rerr = NULL;
 
     if (!msg) {
@@ -987,8 +1031,10 @@ static bool do_switchover(struct dest_session *s, GError **err)
     if (!migration_set_status(s->m, MIG_ACTIVE, MIG_DEVICE)) {
         migration_set_status(s->m, MIG_SETUP, MIG_DEVICE);
     }
-    sr.ok = prepare_resume(s, msg->switchover, &rerr);
+    sr.ok = prepare_resume(s, msg->switchover, &sr, &rerr);
     if (sr.ok) {
+        uint64_t t0 = migration_now_us();
+
         /* Before the resume: the first fault must find the new phase. */
         atomic_store(&s->running, true);
         sr.ok = vmm_resume(&s->m->vm->vmm, msg->switchover->device_state.data,
@@ -996,7 +1042,11 @@ static bool do_switchover(struct dest_session *s, GError **err)
         if (!sr.ok) {
             atomic_store(&s->running, false);
         }
+        sr.resume_us = migration_now_us() - t0;
     }
+    atomic_store(&s->m->stats.downtime_part_us[DT_DST_BARRIER], sr.barrier_us);
+    atomic_store(&s->m->stats.downtime_part_us[DT_DST_STALE], sr.stale_us);
+    atomic_store(&s->m->stats.downtime_part_us[DT_DST_RESUME], sr.resume_us);
     sr.error = sr.ok ? "" : rerr->message;
     reply.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_SWITCHOVER_REPLY;
     reply.switchover_reply = &sr;

@@ -189,6 +189,33 @@ static void add_uint(JsonBuilder *b, const char *name, uint64_t v)
     json_builder_add_int_value(b, (gint64)v);
 }
 
+/* "downtime-breakdown": milliseconds per phase (migration.h), if known. */
+static void query_downtime(struct migration *m, JsonBuilder *b)
+{
+    static const char *const names[DT_PARTS] = {
+        [DT_PAUSE] = "pause",
+        [DT_COLLECT] = "collect",
+        [DT_SEND] = "send",
+        [DT_SWITCHOVER] = "switchover",
+        [DT_DST_BARRIER] = "dst-barrier",
+        [DT_DST_STALE] = "dst-stale",
+        [DT_DST_RESUME] = "dst-resume",
+    };
+
+    if (!atomic_load(&m->stats.downtime_us) &&
+        !atomic_load(&m->stats.downtime_part_us[DT_DST_RESUME])) {
+        return;
+    }
+    json_builder_set_member_name(b, "downtime-breakdown");
+    json_builder_begin_object(b);
+    for (int i = 0; i < DT_PARTS; i++) {
+        json_builder_set_member_name(b, names[i]);
+        json_builder_add_double_value(
+            b, atomic_load(&m->stats.downtime_part_us[i]) / 1000.0);
+    }
+    json_builder_end_object(b);
+}
+
 static void query_ram(struct migration *m, JsonBuilder *b, uint64_t now)
 {
     struct migration_stats *st = &m->stats;
@@ -347,6 +374,7 @@ JsonNode *migration_query(struct migration *m)
     add_uint(b, "setup-time", setup ? (setup - start) / 1000 : 0);
     json_builder_set_member_name(b, "downtime");
     json_builder_add_double_value(b, atomic_load(&st->downtime_us) / 1000.0);
+    query_downtime(m, b);
     g_mutex_lock(&m->lock);
     query_ram(m, b, now);
     query_latency(m, b);

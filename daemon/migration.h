@@ -76,8 +76,25 @@ struct round_stats {
     double send_mbps;  /* MiB/s sent */
 };
 
+/*
+ * Where the downtime went, in microseconds, each phase in the order it
+ * happens.  The source measures its own and learns the destination's from
+ * the SwitchoverReply; a destination fills in only its own.
+ */
+enum downtime_part {
+    DT_PAUSE,       /* source: the VMM stops its vCPUs, hands its state */
+    DT_COLLECT,     /* source: the last dirty-page scan */
+    DT_SEND,        /* source: last pages (precopy), dirty set encoded */
+    DT_SWITCHOVER,  /* source: Switchover sent -> reply (the dst's below) */
+    DT_DST_BARRIER, /* destination: bulk data sent before it written */
+    DT_DST_STALE,   /* destination: re-dirtied pages marked STALE */
+    DT_DST_RESUME,  /* destination: the VMM takes the state and runs */
+    DT_PARTS
+};
+
 /* Written by engine threads, read by query-migrate: atomics only. */
 struct migration_stats {
+    _Atomic uint64_t downtime_part_us[DT_PARTS];
     _Atomic uint64_t start_us, setup_done_us, pause_us, resume_us, end_us;
     _Atomic uint64_t downtime_us;
     _Atomic uint64_t total_bytes; /* guest RAM */

@@ -345,6 +345,63 @@ static bool send_sync(struct source_session *s, GError **err)
 }
 
 /*
+ * Before the pause: let the bulk data in flight (socket buffers on both
+ * sides, several MiB) reach the destination's memory while the VM still
+ * runs.  The Switchover's own barrier then has almost nothing to wait for;
+ * pages written meanwhile are in the final collect.
+ */
+static bool drain_bulk(struct source_session *s, GError **err)
+{
+    Postcopy__Peer__Barrier b = POSTCOPY__PEER__BARRIER__INIT;
+    PeerMessage msg = POSTCOPY__PEER__PEER_MESSAGE__INIT;
+    g_autoptr(PeerMessage) reply = NULL;
+
+    if (!s->tracking || !send_sync(s, err)) {
+        return !s->tracking;
+    }
+    b.sync_seq = s->sync_seq;
+    msg.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_BARRIER;
+    msg.barrier = &b;
+    if (!channel_send_msg(s->control, &msg, err)) {
+        return false;
+    }
+    reply = expect_msg(s->control,
+                       POSTCOPY__PEER__PEER_MESSAGE__MSG_BARRIER_REPLY, err);
+    if (!reply) {
+        return false;
+    }
+    if (reply->barrier_reply->sync_seq != b.sync_seq) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                    "destination answered barrier %u, not %u",
+                    reply->barrier_reply->sync_seq, b.sync_seq);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * The downtime phase @part ends now: it began where the last one ended
+ * (the pause, for the first).  Phases that do not happen stay 0.
+ */
+static void downtime_mark(struct migration *m, enum downtime_part part)
+{
+    uint64_t now = migration_now_us(), since = atomic_load(&m->stats.pause_us);
+
+    for (int i = 0; i < (int)part; i++) {
+        since += atomic_load(&m->stats.downtime_part_us[i]);
+    }
+    atomic_store(&m->stats.downtime_part_us[part], now - since);
+}
+
+static void downtime_from_reply(struct migration *m,
+                                const Postcopy__Peer__SwitchoverReply *r)
+{
+    atomic_store(&m->stats.downtime_part_us[DT_DST_BARRIER], r->barrier_us);
+    atomic_store(&m->stats.downtime_part_us[DT_DST_STALE], r->stale_us);
+    atomic_store(&m->stats.downtime_part_us[DT_DST_RESUME], r->resume_us);
+}
+
+/*
  * With the VMM paused: the last writes, then what travels during the
  * downtime (precopy: those pages; hybrid: only the dirty set).
  */
@@ -359,6 +416,7 @@ static bool prepare_switchover(struct source_session *s,
     if (!precopy_final_collect(s, err)) {
         return false;
     }
+    downtime_mark(m, DT_COLLECT);
     source_senders_set_phase(s, &m->stats.bytes_downtime);
     if (m->params.mode == MODE_PRECOPY &&
         !precopy_send_pending(s, FRAME_F_FINAL, err)) {
@@ -372,6 +430,7 @@ static bool prepare_switchover(struct source_session *s,
         return false;
     }
     so->sync_seq = s->sync_seq;
+    downtime_mark(m, DT_SEND);
     return true;
 }
 
@@ -396,6 +455,8 @@ static bool send_switchover(struct source_session *s,
     if (!reply) {
         return false;
     }
+    downtime_mark(s->m, DT_SWITCHOVER);
+    downtime_from_reply(s->m, reply->switchover_reply);
     if (!reply->switchover_reply->ok) {
         s->switchover_refused = true;
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
@@ -426,6 +487,7 @@ static bool switchover(struct source_session *s, GError **err)
         return false;
     }
     s->paused = true;
+    downtime_mark(m, DT_PAUSE);
     so.device_state.data = state;
     so.device_state.len = len;
     ok = prepare_switchover(s, &so, err) && send_switchover(s, &so, err);
@@ -847,7 +909,7 @@ static gpointer source_thread(gpointer opaque)
         fail_before_switchover(s, err);
         goto out;
     }
-    if (!switchover(s, &err)) {
+    if (!drain_bulk(s, &err) || !switchover(s, &err)) {
         fail_before_switchover(s, err);
         goto out;
     }

@@ -300,6 +300,9 @@ static void check_kind(const PeerMessage *msg)
     case POSTCOPY__PEER__PEER_MESSAGE__MSG_CANCEL:
         touch(msg->cancel->reason);
         break;
+    case POSTCOPY__PEER__PEER_MESSAGE__MSG_BARRIER:
+    case POSTCOPY__PEER__PEER_MESSAGE__MSG_BARRIER_REPLY:
+        break; /* a number each: nothing to check */
 #ifdef POSTCOPY__PEER__RESUME_REPLY__INIT
     case POSTCOPY__PEER__PEER_MESSAGE__MSG_RESUME_REPLY:
         touch(msg->resume_reply->error);
