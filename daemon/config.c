@@ -52,6 +52,10 @@ const struct config_key config_keys[] = {
      "/run/postcopyd", .help = "Directory for migration state files"},
     {"daemon", "log-level", "log-level", CONFIG_CHOICE, OFF(log_level), "info",
      .choices = "error|warning|info|debug", .help = "Least severe to log"},
+    {"daemon", "prealloc", "prealloc", CONFIG_CHOICE, OFF(prealloc), "on",
+     .choices = "on|off",
+     .help = "Allocate an incoming VM's shmem/hugetlbfs RAM when its VMM "
+             "attaches (on), or as pages arrive (off)"},
 };
 const size_t config_nkeys = G_N_ELEMENTS(config_keys);
 

@@ -51,6 +51,7 @@ struct postcopyd_config {
     char *attach_allow_group;  /* besides root; NULL = none */
     char *state_dir;           /* absolute path */
     char *log_level;           /* error|warning|info|debug */
+    char *prealloc;            /* on|off: incoming RAM at attach */
 };
 
 enum config_type {

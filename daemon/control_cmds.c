@@ -5,6 +5,7 @@
  */
 #include "daemon.h"
 #include "dirty_tracker.h"
+#include "prealloc.h"
 
 #include <string.h>
 
@@ -193,6 +194,34 @@ static JsonNode *cmd_migrate_recover(void *opaque, JsonObject *args,
     return NULL;
 }
 
+/* "prealloc": {"done", "total", "finished", "failed", "seconds", "error"} */
+static void add_prealloc(JsonBuilder *b, struct prealloc *pa)
+{
+    struct prealloc_progress p;
+
+    if (!pa) {
+        return;
+    }
+    prealloc_get_progress(pa, &p);
+    json_builder_set_member_name(b, "prealloc");
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "done");
+    json_builder_add_int_value(b, p.done);
+    json_builder_set_member_name(b, "total");
+    json_builder_add_int_value(b, p.total);
+    json_builder_set_member_name(b, "finished");
+    json_builder_add_boolean_value(b, p.finished);
+    json_builder_set_member_name(b, "failed");
+    json_builder_add_boolean_value(b, p.failed);
+    json_builder_set_member_name(b, "seconds");
+    json_builder_add_double_value(b, p.seconds);
+    if (p.failed) {
+        json_builder_set_member_name(b, "error");
+        json_builder_add_string_value(b, p.error);
+    }
+    json_builder_end_object(b);
+}
+
 static JsonNode *cmd_query_vms(void *opaque, JsonObject *args, GError **err)
 {
     struct daemon *d = opaque;
@@ -214,6 +243,7 @@ static JsonNode *cmd_query_vms(void *opaque, JsonObject *args, GError **err)
         json_builder_add_boolean_value(b, vm->busy);
         json_builder_set_member_name(b, "ram");
         json_builder_add_int_value(b, region_table_bytes(&vm->info.regions));
+        add_prealloc(b, vm->prealloc);
         json_builder_end_object(b);
     }
     g_mutex_unlock(&d->lock);

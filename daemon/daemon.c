@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "prealloc.h"
 #include "session_file.h"
 #include "unix_listen.h"
 
@@ -77,6 +78,7 @@ bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
 
 static void vm_entry_free(struct vm_entry *vm)
 {
+    prealloc_free(vm->prealloc);
     attach_info_clear(&vm->info);
     if (vm->sock >= 0) {
         close(vm->sock);
@@ -129,6 +131,22 @@ static void restore_sessions(struct daemon *d, struct vm_entry *vm)
     }
 }
 
+/*
+ * A fresh incoming VM gets its RAM allocated now (prealloc.h says why);
+ * not one whose migration a restarted daemon picks up again.
+ */
+static void start_prealloc(struct daemon *d, struct vm_entry *vm)
+{
+    struct session_file f;
+
+    if (!vm->info.incoming || strcmp(d->cfg->prealloc, "on") ||
+        session_file_find(d->cfg->state_dir, vm->info.vm_name, ROLE_DESTINATION,
+                          &f)) {
+        return;
+    }
+    vm->prealloc = prealloc_start(&vm->info.regions, vm->info.vm_name);
+}
+
 static gpointer attach_hello_thread(gpointer opaque)
 {
     struct vm_entry *vm = opaque;
@@ -152,6 +170,7 @@ static gpointer attach_hello_thread(gpointer opaque)
               vm->info.vm_name, vm->info.pid, vm->info.regions.n,
               region_table_bytes(&vm->info.regions) >> 20,
               vm->info.incoming ? ", incoming" : "");
+    start_prealloc(d, vm);
     g_mutex_lock(&d->lock);
     reap_dead_vms(d);
     g_ptr_array_add(d->vms, vm);

@@ -34,6 +34,8 @@ struct vm_entry {
     bool moved;     /* source: the VM runs on a destination now */
     struct daemon *daemon;
     bool api_done; /* UFFDIO_API already done on info.uffd */
+    /* incoming, [daemon] prealloc = on: its RAM being allocated */
+    struct prealloc *prealloc;
 };
 
 struct daemon {

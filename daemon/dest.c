@@ -33,6 +33,7 @@
 #include "dirty_set.h"
 #include "frame.h"
 #include "page_state.h"
+#include "prealloc.h"
 #include "session_file.h"
 
 #define CHANNEL_WAIT_US  (10 * G_USEC_PER_SEC)
@@ -1482,6 +1483,27 @@ drop:
     channel_close(ch);
 }
 
+/*
+ * A VM whose RAM could not be preallocated would fail in postcopy, where
+ * failing costs the guest: refuse it now, while the source still runs it.
+ */
+static bool ram_allocated(struct vm_entry *vm, GError **err)
+{
+    struct prealloc_progress p;
+
+    if (!vm->prealloc) {
+        return true;
+    }
+    prealloc_get_progress(vm->prealloc, &p);
+    if (p.failed) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_NO_SPACE,
+                    "VM '%s': this host could not allocate its RAM: %s",
+                    vm->info.vm_name, p.error);
+        return false;
+    }
+    return true;
+}
+
 void dest_accept_control(struct daemon *d, struct channel *ch,
                          PeerMessage *hello)
 {
@@ -1510,6 +1532,13 @@ void dest_accept_control(struct daemon *d, struct channel *ch,
                          ? POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_BUSY
                          : POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_VMM,
                      err->message, NULL);
+        goto drop;
+    }
+    if (!ram_allocated(vm, &err)) {
+        g_warning("peer %s: %s", channel_peer(ch), err->message);
+        send_refusal(ch, POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_VMM,
+                     err->message, NULL);
+        daemon_release_vm(d, vm);
         goto drop;
     }
     m = migration_new(d, ROLE_DESTINATION, vm);

@@ -332,6 +332,18 @@ pcd_wait_line() {
     done
 }
 
+# pcd_wait_prealloc DAEMON VM [TIMEOUT]: wait until DAEMON has preallocated
+# the incoming VM's RAM ([daemon] prealloc, on by default); prints the
+# daemon's line ("... N MiB of RAM preallocated in S s").  Fails on a
+# timeout or when the daemon said it could not.
+pcd_wait_prealloc() {
+    local line
+    line=$(pcd_wait_line "$(pcd_daemon_log "$1")" \
+        "vm $2: (.* RAM preallocated in|cannot preallocate)" "${3:-120}") || return 1
+    printf '%s\n' "$line"
+    [[ $line == *"RAM preallocated in"* ]]
+}
+
 # ---------------------------------------------------------------- sizes
 
 # pcd_size_bytes 1G|512M|64K|N: bytes (same units as postcopy-guest).

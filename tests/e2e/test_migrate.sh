@@ -80,6 +80,17 @@ ensure_daemons() {
 ensure_daemons || fail_all "the daemons did not start"
 
 # migrate_case BACKING VM: one postcopy migration; prints "ok"/"not ok".
+# memfd_allocated PID BYTES: a memfd of process PID has >= BYTES allocated.
+memfd_allocated() {
+    local f b
+    for f in /proc/"$1"/fd/*; do
+        [[ $(readlink "$f" 2>/dev/null) == /memfd:* ]] || continue
+        b=$(stat -L -c '%b * %B' "$f" 2>/dev/null) || continue
+        (($b >= $2)) && return 0
+    done
+    return 1
+}
+
 migrate_case() {
     local title=$1 backing=$2 vm=$3 page pages bytes rc line why=() cpu0 cpu1
     local out=$PCD_TMP/migrate-$vm.out
@@ -106,6 +117,15 @@ migrate_case() {
         pcd_guest_stop "$vm-src"
         pcd_guest_stop "$vm-dst"
         return
+    fi
+    # A file-backed incoming guest's RAM is allocated when it attaches
+    # ([daemon] prealloc = on, the default): the daemon says so, and the
+    # guest's memfd really holds its size in blocks before any migration.
+    if [ "$backing" != anon ]; then
+        pcd_wait_prealloc dst "$vm" 30 >/dev/null ||
+            why+=("the destination did not preallocate the incoming guest's RAM")
+        [ "$backing" = shmem ] && ! memfd_allocated "$(pcd_guest_pid "$vm-dst")" "$bytes" &&
+            why+=("the incoming guest's memfd is not fully allocated after the prealloc")
     fi
     sleep 0.5 & wait $!   # let the workload dirty some pages first
 
