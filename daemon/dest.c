@@ -40,6 +40,8 @@
 #define WAIT_SLICE_US    (100 * 1000)
 #define DEST_MAX_STREAMS 8
 #define FAULT_BATCH      64
+/* The fault thread looks for a resume's re-requests this often at least. */
+#define REREQUEST_POLL_MS 20
 
 struct dest_session {
     struct migration *m;
@@ -62,7 +64,8 @@ struct dest_session {
     /* last FRAME_SYNC seen on each bulk stream, by m->lock */
     atomic_uint bulk_sync[DEST_MAX_STREAMS];
     atomic_uint next_seq;
-    atomic_uint outstanding; /* faults begun in blocktime, not ended */
+    atomic_uint outstanding;   /* faults begun in blocktime, not ended */
+    atomic_bool rerequest_due; /* resumed: the fault thread asks again */
     /* anon regions: precopy data waits here until installed */
     uint8_t *staging[REGION_MAX];
     atomic_bool staged[REGION_MAX];
@@ -637,13 +640,20 @@ static void handle_fault(struct dest_session *s, const struct uffd_msg *msg)
     }
 }
 
+static void rerequest(struct dest_session *s);
+
 static gpointer fault_thread(gpointer opaque)
 {
     struct dest_session *s = opaque;
     struct uffd_msg msgs[FAULT_BATCH];
 
     while (!atomic_load(&s->stop)) {
-        int n = uffd_poll(&s->u, 100);
+        int n;
+
+        if (atomic_exchange(&s->rerequest_due, false)) {
+            rerequest(s);
+        }
+        n = uffd_poll(&s->u, REREQUEST_POLL_MS);
 
         if (n < 0) {
             g_autofree char *why =
@@ -1227,7 +1237,8 @@ static bool wait_resume(struct dest_session *s)
     migration_clear_error(s->m);
     migration_set_status(s->m, MIG_POSTCOPY_PAUSED, MIG_POSTCOPY_ACTIVE);
     start_receivers(s);
-    rerequest(s);
+    /* The fault thread sends them: it alone sends on the urgent channel. */
+    atomic_store(&s->rerequest_due, true);
     return true;
 }
 
@@ -1613,6 +1624,9 @@ void dest_accept_data(struct daemon *d, struct channel *ch, PeerMessage *hello)
     } else if (send_hello_reply(ch, NULL, NULL)) {
         if (*slot) {
             g_ptr_array_add(s->graveyard, *slot); /* an earlier attempt */
+        }
+        if (channel_kind(ch) == CHANNEL_URGENT) {
+            channel_set_single_sender(ch); /* the fault thread's alone */
         }
         *slot = ch;
         g_cond_broadcast(&m->cond);

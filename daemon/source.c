@@ -304,6 +304,8 @@ static bool open_data_channels(struct source_session *s, bool resume,
     if (!s->urgent) {
         return false;
     }
+    /* Replies go out from the request thread alone: no send lock. */
+    channel_set_single_sender(s->urgent);
     for (unsigned i = 0; i < s->nbulk; i++) {
         s->bulk[i].ch =
             open_channel(s, s->m->peer_uri, CHANNEL_BULK, i, resume, err);

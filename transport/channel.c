@@ -127,6 +127,26 @@ static bool iov_holds(const struct iovec *iov, int niov, uint32_t len)
     return total == len;
 }
 
+void channel_set_single_sender(struct channel *ch)
+{
+    ch->single_sender = true;
+}
+
+/* Frames go out whole: one sender at a time, by the lock or by promise. */
+static void send_lock(struct channel *ch)
+{
+    if (!ch->single_sender) {
+        g_mutex_lock(&ch->send_lock);
+    }
+}
+
+static void send_unlock(struct channel *ch)
+{
+    if (!ch->single_sender) {
+        g_mutex_unlock(&ch->send_lock);
+    }
+}
+
 /* Call with send_lock held. */
 static bool send_locked(struct channel *ch, const struct frame_hdr *hdr,
                         const struct iovec *payload, int niov, GError **err)
@@ -165,9 +185,9 @@ bool channel_send_frame(struct channel *ch, const struct frame_hdr *hdr,
                     ch->name, frame_type_name(hdr->type), hdr->len);
         return false;
     }
-    g_mutex_lock(&ch->send_lock);
+    send_lock(ch);
     ok = send_locked(ch, hdr, payload, niov, err);
-    g_mutex_unlock(&ch->send_lock);
+    send_unlock(ch);
     return ok;
 }
 
@@ -303,7 +323,7 @@ bool channel_send_msg(struct channel *ch, const PeerMessage *msg, GError **err)
                     ch->name, peer_message_name(msg), len, FRAME_MAX_MSG);
         return false;
     }
-    g_mutex_lock(&ch->send_lock);
+    send_lock(ch);
     if (ch->pack_cap < len) {
         g_free(ch->pack_buf);
         ch->pack_buf = g_malloc(len);
@@ -316,7 +336,7 @@ bool channel_send_msg(struct channel *ch, const PeerMessage *msg, GError **err)
         g_clear_pointer(&ch->pack_buf, g_free);
         ch->pack_cap = 0;
     }
-    g_mutex_unlock(&ch->send_lock);
+    send_unlock(ch);
     return ok;
 }
 

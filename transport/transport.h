@@ -122,6 +122,13 @@ bool channel_has_buffered(const struct channel *ch);
 bool channel_set_timeout(struct channel *ch, unsigned timeout_ms, GError **err);
 
 /*
+ * Promise that from now on one thread only sends on @ch: its frames then go
+ * out without the send lock, so a fault path holds no lock across its
+ * sendmsg().  Call before that thread starts sending.
+ */
+void channel_set_single_sender(struct channel *ch);
+
+/*
  * Send @hdr and the @niov buffers of @payload (hdr->len bytes in all)
  * straight from the caller's memory, all of it.
  */

@@ -48,8 +48,9 @@ struct channel {
     char *peer;    /* "10.0.0.2:4000" */
     char *name;    /* "urgent channel to 10.0.0.2:4000", error prefix */
 
-    /* Send side, under send_lock. */
+    /* Send side, under send_lock (unless single_sender). */
     GMutex send_lock;
+    bool single_sender; /* one thread sends: no lock (transport.h) */
     bool send_broken;
     uint8_t *pack_buf;
     size_t pack_cap;
