@@ -705,7 +705,7 @@ static bool async_collect_range(struct dirty_tracker *dt, struct dirty_range *r,
     uint64_t end = r->base + r->size;
     struct pm_scan_arg arg = {
         .size = sizeof(arg),
-        .flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+        .flags = (dt->final ? 0 : PM_SCAN_WP_MATCHING) | PM_SCAN_CHECK_WPASYNC,
         .start = r->base,
         .end = end,
         .vec = (uintptr_t)vec,
@@ -802,6 +802,14 @@ bool dirty_tracker_collect(struct dirty_tracker *dt, size_t range, GError **err)
 out:
     g_mutex_unlock(&dt->lock);
     return ok;
+}
+
+bool dirty_tracker_collect_final(struct dirty_tracker *dt, GError **err)
+{
+    g_mutex_lock(&dt->lock);
+    dt->final = true;
+    g_mutex_unlock(&dt->lock);
+    return dirty_tracker_collect(dt, DIRTY_ALL_RANGES, err);
 }
 
 static struct dirty_range *find_range(struct dirty_tracker *dt, uint64_t addr)

@@ -81,6 +81,7 @@ struct dirty_tracker {
     size_t nranges;
     /* PAGEMAP_SCAN vec_len, <= PM_SCAN_MAX_VEC_LEN; tests lower it. */
     unsigned scan_vec_len;
+    bool final; /* collect_final ran: pages no longer re-protected */
     /*
      * Soft-dirty: SIGSTOP the process between reading pagemap and
      * clear_refs, the only way to not lose a write made in between.
@@ -141,6 +142,13 @@ bool dirty_tracker_add_range(struct dirty_tracker *dt, uint64_t base,
  */
 bool dirty_tracker_collect(struct dirty_tracker *dt, size_t range,
                            GError **err);
+/*
+ * The last collect, with the guest stopped for good: the same, but async
+ * WP does not re-protect (nothing will be tracked after it, and skipping
+ * the PTE updates and TLB flushes shortens the downtime).  Tracking must
+ * be stopped afterwards, not collected again.
+ */
+bool dirty_tracker_collect_final(struct dirty_tracker *dt, GError **err);
 
 /*
  * Sync WP: record the page of a WP fault message and unprotect it, which

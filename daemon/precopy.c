@@ -299,12 +299,17 @@ static bool send_all(struct source_session *s, GError **err)
     return send_striped(s, true, 0, err);
 }
 
-/* Collect what was written, into pending (replacing: it was all sent). */
-static uint64_t collect(struct source_session *s, bool merge, GError **err)
+/*
+ * Collect what was written, into pending (replacing: it was all sent), or
+ * merged into it for the final collect, which leaves pages unprotected.
+ */
+static uint64_t collect(struct source_session *s, bool final, GError **err)
 {
+    bool merge = final;
     uint64_t n = 0;
 
-    if (!dirty_tracker_collect(&s->dt, DIRTY_ALL_RANGES, err)) {
+    if (!(final ? dirty_tracker_collect_final(&s->dt, err)
+                : dirty_tracker_collect(&s->dt, DIRTY_ALL_RANGES, err))) {
         return UINT64_MAX;
     }
     for (size_t i = 0; i < s->regions->n; i++) {
