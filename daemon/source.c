@@ -550,15 +550,26 @@ static void take_remote_stats(struct migration *m,
                               const Postcopy__Peer__Complete *c)
 {
     struct remote_faults *rf = &m->remote;
+    /*
+     * The count names the layout: buckets of another one (a postcopyd
+     * before the log-linear histogram sent 26 log2 buckets) would read as
+     * wrong latencies.  The VM already runs there, so only the figures go.
+     */
+    bool hist_ok = c->n_fault_histogram == STATS_HISTOGRAM_BUCKETS;
 
+    if (!hist_ok) {
+        g_warning("migration %s: the destination sent a fault-latency "
+                  "histogram of %zu buckets, expected %u (another "
+                  "postcopyd version?): fault latency not reported",
+                  m->id, c->n_fault_histogram, STATS_HISTOGRAM_BUCKETS);
+    }
     g_mutex_lock(&m->lock);
     stats_histogram_init(&rf->hist);
-    for (size_t i = 0; i < c->n_fault_histogram && i < STATS_HISTOGRAM_BUCKETS;
-         i++) {
-        rf->hist.buckets[i] = c->fault_histogram[i];
+    if (hist_ok) {
+        memcpy(rf->hist.buckets, c->fault_histogram, sizeof(rf->hist.buckets));
+        rf->hist.max_us = c->fault_max_us;
+        rf->hist.sum_us = c->fault_sum_us;
     }
-    rf->hist.max_us = c->fault_max_us;
-    rf->hist.sum_us = c->fault_sum_us;
     rf->nvcpus = MIN(c->n_vcpu_blocktime, G_N_ELEMENTS(rf->vcpus));
     for (size_t i = 0; i < rf->nvcpus; i++) {
         rf->vcpus[i].tid = c->vcpu_blocktime[i]->tid;

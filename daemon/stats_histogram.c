@@ -11,23 +11,41 @@ void stats_histogram_init(struct stats_histogram *h)
     memset(h, 0, sizeof(*h));
 }
 
+/*
+ * Bucket = shift * SUB + (us >> shift), where shift keeps the top
+ * SUB_BITS + 1 bits of @us (its leading one and the sub-bucket): below
+ * 2 * SUB the shift is 0 and every value has its own bucket; above, each
+ * power of two adds SUB buckets.  One clz, no loop, no table.
+ */
 unsigned stats_histogram_bucket(uint64_t us)
 {
-    unsigned k;
+    unsigned shift;
 
-    if (us == 0) {
-        return 0;
+    if (us >= UINT64_C(1) << STATS_HISTOGRAM_RANGE_BITS) {
+        return LAST_BUCKET;
     }
-    k = 64 - __builtin_clzll(us);
-    return k < LAST_BUCKET ? k : LAST_BUCKET;
+    if (us < STATS_HISTOGRAM_SUB) {
+        return us;
+    }
+    shift = 63 - __builtin_clzll(us) - STATS_HISTOGRAM_SUB_BITS;
+    return shift * STATS_HISTOGRAM_SUB + (unsigned)(us >> shift);
 }
 
 uint64_t stats_histogram_bucket_le(unsigned i)
 {
+    unsigned shift;
+    uint64_t top;
+
     if (i >= LAST_BUCKET) {
         return UINT64_MAX;
     }
-    return (UINT64_C(1) << i) - 1;
+    if (i < STATS_HISTOGRAM_SUB) {
+        return i;
+    }
+    /* The inverse of the above: top is the bucket's value >> shift. */
+    shift = i / STATS_HISTOGRAM_SUB - 1;
+    top = STATS_HISTOGRAM_SUB + i % STATS_HISTOGRAM_SUB;
+    return ((top + 1) << shift) - 1;
 }
 
 static void atomic_max(uint64_t *m, uint64_t v)

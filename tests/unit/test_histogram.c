@@ -1,8 +1,9 @@
 /*
  * test_histogram.c - tests for daemon/stats_histogram.h and
- * daemon/blocktime.h: bucket edges, percentiles against exact values on
- * known distributions, concurrent records, and per-thread blocked time for
- * interleaved faults with the tables full.
+ * daemon/blocktime.h: bucket edges and the precision bound over every
+ * value, percentiles against exact values on known and random
+ * distributions, merges, concurrent records, the JSON shape, and
+ * per-thread blocked time for interleaved faults with the tables full.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -16,30 +17,66 @@
 
 /* ---- histogram ---- */
 
+#define LAST (STATS_HISTOGRAM_BUCKETS - 1)
+
+/* The documented bound: exact to 15 us, then less than 1/8 above. */
+static void assert_within_bound(uint64_t est, uint64_t exact)
+{
+    g_assert_cmpuint(est, >=, exact);
+    if (exact < 2 * STATS_HISTOGRAM_SUB) {
+        g_assert_cmpuint(est, ==, exact);
+    } else {
+        g_assert_cmpuint(est, <=, exact + (exact - 1) / STATS_HISTOGRAM_SUB);
+    }
+}
+
 static void test_buckets(void)
 {
-    g_assert_cmpuint(stats_histogram_bucket(0), ==, 0);
-    g_assert_cmpuint(stats_histogram_bucket(1), ==, 1);
-    g_assert_cmpuint(stats_histogram_bucket(2), ==, 2);
-    g_assert_cmpuint(stats_histogram_bucket(3), ==, 2);
-    g_assert_cmpuint(stats_histogram_bucket(4), ==, 3);
-    g_assert_cmpuint(stats_histogram_bucket(7), ==, 3);
-    g_assert_cmpuint(stats_histogram_bucket(8), ==, 4);
-    g_assert_cmpuint(stats_histogram_bucket((1u << 24) - 1), ==, 24);
-    g_assert_cmpuint(stats_histogram_bucket(1u << 24), ==, 25);
-    g_assert_cmpuint(stats_histogram_bucket(UINT64_MAX), ==, 25);
-    g_assert_cmpuint(stats_histogram_bucket_le(0), ==, 0);
-    g_assert_cmpuint(stats_histogram_bucket_le(1), ==, 1);
-    g_assert_cmpuint(stats_histogram_bucket_le(2), ==, 3);
-    g_assert_cmpuint(stats_histogram_bucket_le(24), ==, (1u << 24) - 1);
-    g_assert_cmpuint(stats_histogram_bucket_le(25), ==, UINT64_MAX);
+    g_assert_cmpuint(STATS_HISTOGRAM_BUCKETS, ==, 177);
+    /* One bucket per value up to 15 us. */
+    for (unsigned us = 0; us < 16; us++) {
+        g_assert_cmpuint(stats_histogram_bucket(us), ==, us);
+        g_assert_cmpuint(stats_histogram_bucket_le(us), ==, us);
+    }
+    /* Then 8 per power of two: [16, 17], [18, 19], ... [30, 31]. */
+    g_assert_cmpuint(stats_histogram_bucket(16), ==, 16);
+    g_assert_cmpuint(stats_histogram_bucket(17), ==, 16);
+    g_assert_cmpuint(stats_histogram_bucket(18), ==, 17);
+    g_assert_cmpuint(stats_histogram_bucket(31), ==, 23);
+    g_assert_cmpuint(stats_histogram_bucket(32), ==, 24);
+    g_assert_cmpuint(stats_histogram_bucket_le(16), ==, 17);
+    g_assert_cmpuint(stats_histogram_bucket_le(23), ==, 31);
+    g_assert_cmpuint(stats_histogram_bucket_le(24), ==, 35);
+    /* 70 us: [64, 71], where log2 buckets said 127. */
+    g_assert_cmpuint(stats_histogram_bucket_le(stats_histogram_bucket(70)), ==,
+                     71);
+    g_assert_cmpuint(stats_histogram_bucket((1u << 24) - 1), ==, LAST - 1);
+    g_assert_cmpuint(stats_histogram_bucket_le(LAST - 1), ==, (1u << 24) - 1);
+    g_assert_cmpuint(stats_histogram_bucket(1u << 24), ==, LAST);
+    g_assert_cmpuint(stats_histogram_bucket(UINT64_MAX), ==, LAST);
+    g_assert_cmpuint(stats_histogram_bucket_le(LAST), ==, UINT64_MAX);
     /* Every bucket's bound is its own and the next value the next one's. */
-    for (unsigned i = 0; i + 1 < STATS_HISTOGRAM_BUCKETS; i++) {
+    for (unsigned i = 0; i < LAST; i++) {
         uint64_t le = stats_histogram_bucket_le(i);
 
         g_assert_cmpuint(stats_histogram_bucket(le), ==, i);
         g_assert_cmpuint(stats_histogram_bucket(le + 1), ==, i + 1);
     }
+}
+
+/* Every value under 2^24 us: its bucket's bound is within the bound. */
+static void test_buckets_exhaustive(void)
+{
+    unsigned prev = 0;
+
+    for (uint64_t us = 0; us < (1u << 24); us++) {
+        unsigned i = stats_histogram_bucket(us);
+
+        g_assert_true(i == prev || i == prev + 1);
+        assert_within_bound(stats_histogram_bucket_le(i), us);
+        prev = i;
+    }
+    g_assert_cmpuint(prev, ==, LAST - 1);
 }
 
 static void test_empty(void)
@@ -64,15 +101,20 @@ static void test_uniform(void)
     g_assert_cmpuint(stats_histogram_count(&h), ==, 1000);
     g_assert_cmpuint(stats_histogram_sum(&h), ==, 500500);
     g_assert_cmpuint(stats_histogram_max(&h), ==, 1000);
-    /* Exact p50 is 500, in [256, 511]. */
+    g_assert_cmpuint(stats_histogram_percentile(&h, 0), ==, 1);
+    /* Exact p1 is 10: exact under 16. */
+    g_assert_cmpuint(stats_histogram_percentile(&h, 1), ==, 10);
+    /* Exact p10 is 100, in [96, 103]. */
+    g_assert_cmpuint(stats_histogram_percentile(&h, 10), ==, 103);
+    /* Exact p25.6 is 256, in [256, 287]. */
+    g_assert_cmpuint(stats_histogram_percentile(&h, 25.6), ==, 287);
+    /* Exact p50 is 500, in [480, 511]. */
     g_assert_cmpuint(stats_histogram_percentile(&h, 50), ==, 511);
-    /* Exact p99 is 990, in [512, 1023]: capped at the max. */
+    /* Exact p70 is 700, in [640, 703]. */
+    g_assert_cmpuint(stats_histogram_percentile(&h, 70), ==, 703);
+    /* Exact p99 is 990, in [960, 1023]: capped at the max. */
     g_assert_cmpuint(stats_histogram_percentile(&h, 99), ==, 1000);
     g_assert_cmpuint(stats_histogram_percentile(&h, 100), ==, 1000);
-    g_assert_cmpuint(stats_histogram_percentile(&h, 0), ==, 1);
-    /* Exact p25 is 250, in [128, 255]. */
-    g_assert_cmpuint(stats_histogram_percentile(&h, 25), ==, 255);
-    g_assert_cmpuint(stats_histogram_percentile(&h, 25.6), ==, 511);
 }
 
 static void test_bimodal(void)
@@ -86,8 +128,8 @@ static void test_bimodal(void)
     for (int i = 0; i < 10; i++) {
         stats_histogram_record(&h, 100000);
     }
-    g_assert_cmpuint(stats_histogram_percentile(&h, 50), ==, 15);
-    g_assert_cmpuint(stats_histogram_percentile(&h, 99), ==, 15);
+    g_assert_cmpuint(stats_histogram_percentile(&h, 50), ==, 10);
+    g_assert_cmpuint(stats_histogram_percentile(&h, 99), ==, 10);
     g_assert_cmpuint(stats_histogram_percentile(&h, 99.1), ==, 100000);
     g_assert_cmpuint(stats_histogram_max(&h), ==, 100000);
 
@@ -95,7 +137,7 @@ static void test_bimodal(void)
     stats_histogram_record(&h, UINT64_C(1) << 30);
     g_assert_cmpuint(stats_histogram_percentile(&h, 100), ==,
                      UINT64_C(1) << 30);
-    g_assert_cmpuint(stats_histogram_bucket_count(&h, 25), ==, 1);
+    g_assert_cmpuint(stats_histogram_bucket_count(&h, LAST), ==, 1);
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -105,43 +147,55 @@ static int cmp_u64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/*
- * The documented bound below the last bucket: exact <= estimate < 2 *
- * exact, 0 staying 0.
- */
+/* Log-uniform over 0 .. 2^24 - 1 us, uniform within each power of two. */
+static uint64_t random_us(GRand *rand)
+{
+    int k = g_rand_int_range(rand, -1, 24);
+
+    if (k < 0) {
+        return 0;
+    }
+    return ((uint64_t)1 << k) + g_rand_int_range(rand, 0, 1 << k);
+}
+
+/* Nearest rank: the smallest rank covering p% of @n sorted values. */
+static uint64_t exact_percentile(const uint64_t *sorted, unsigned n, double p)
+{
+    double want = p / 100.0 * n;
+    unsigned rank = (unsigned)want;
+
+    if (rank < want || rank == 0) {
+        rank++;
+    }
+    return sorted[MIN(rank, n) - 1];
+}
+
+/* The documented bound, against exact percentiles of random samples. */
 static void test_percentile_bound(void)
 {
-    const double ps[] = {0, 1, 10, 50, 90, 99, 99.9, 100};
+    const double ps[] = {0, 1, 10, 25, 50, 75, 90, 99, 99.9, 100};
     GRand *rand = g_rand_new_with_seed(7);
 
-    for (int round = 0; round < 50; round++) {
+    for (int round = 0; round < 200; round++) {
         unsigned n = g_rand_int_range(rand, 1, 5000);
         g_autofree uint64_t *v = g_new(uint64_t, n);
         struct stats_histogram h;
 
         stats_histogram_init(&h);
         for (unsigned i = 0; i < n; i++) {
-            /* Log-uniform over 0 .. 2^24 - 1 us. */
-            v[i] = (uint64_t)1 << g_rand_int_range(rand, 0, 24);
-            v[i] = g_rand_int_range(rand, 0, 2) ? v[i] - 1 : v[i] + v[i] / 3;
+            v[i] = random_us(rand);
             stats_histogram_record(&h, v[i]);
         }
         qsort(v, n, sizeof(*v), cmp_u64);
-        for (unsigned i = 0; i < G_N_ELEMENTS(ps); i++) {
-            double want = ps[i] / 100.0 * n;
-            unsigned rank = (unsigned)want;
-            uint64_t exact, est = stats_histogram_percentile(&h, ps[i]);
+        for (unsigned i = 0; i < G_N_ELEMENTS(ps) + 10; i++) {
+            double p = i < G_N_ELEMENTS(ps) ? ps[i]
+                                            : g_rand_double_range(rand, 0, 100);
 
-            /* Nearest rank: the smallest rank covering p%. */
-            if (rank < want || rank == 0) {
-                rank++;
-            }
-            exact = v[rank - 1];
-
-            g_assert_cmpuint(est, >=, exact);
-            g_assert_cmpuint(est, <=, 2 * exact);
+            assert_within_bound(stats_histogram_percentile(&h, p),
+                                exact_percentile(v, n, p));
         }
         g_assert_cmpuint(stats_histogram_max(&h), ==, v[n - 1]);
+        g_assert_cmpuint(stats_histogram_percentile(&h, 100), ==, v[n - 1]);
     }
     g_rand_free(rand);
 }
@@ -160,9 +214,45 @@ static void test_merge(void)
     g_assert_cmpuint(stats_histogram_count(&a), ==, 4);
     g_assert_cmpuint(stats_histogram_sum(&a), ==, 3080);
     g_assert_cmpuint(stats_histogram_max(&a), ==, 3000);
-    g_assert_cmpuint(stats_histogram_bucket_count(&a, 3), ==, 2);
+    g_assert_cmpuint(stats_histogram_bucket_count(&a, 5), ==, 2);
+    g_assert_cmpuint(
+        stats_histogram_bucket_count(&a, stats_histogram_bucket(70)), ==, 1);
+    g_assert_cmpuint(
+        stats_histogram_bucket_count(&a, stats_histogram_bucket(3000)), ==, 1);
     g_assert_cmpuint(stats_histogram_count(&b), ==, 2);
+    g_assert_cmpuint(stats_histogram_percentile(&a, 50), ==, 5);
+    g_assert_cmpuint(stats_histogram_percentile(&a, 75), ==, 71);
     g_assert_cmpuint(stats_histogram_percentile(&a, 100), ==, 3000);
+    /* A smaller max merged in leaves the larger. */
+    stats_histogram_merge(&b, &a);
+    g_assert_cmpuint(stats_histogram_max(&b), ==, 3000);
+    g_assert_cmpuint(stats_histogram_count(&b), ==, 6);
+}
+
+/* Per-part histograms merged equal one that saw every sample. */
+static void test_merge_random(void)
+{
+    GRand *rand = g_rand_new_with_seed(11);
+    g_autofree struct stats_histogram *parts =
+        g_new(struct stats_histogram, NTHREADS);
+    struct stats_histogram all, merged;
+
+    stats_histogram_init(&all);
+    stats_histogram_init(&merged);
+    for (unsigned i = 0; i < NTHREADS; i++) {
+        stats_histogram_init(&parts[i]);
+    }
+    for (unsigned i = 0; i < 20000; i++) {
+        uint64_t us = random_us(rand);
+
+        stats_histogram_record(&all, us);
+        stats_histogram_record(&parts[g_rand_int_range(rand, 0, NTHREADS)], us);
+    }
+    for (unsigned i = 0; i < NTHREADS; i++) {
+        stats_histogram_merge(&merged, &parts[i]);
+    }
+    g_assert_cmpmem(&merged, sizeof(merged), &all, sizeof(all));
+    g_rand_free(rand);
 }
 
 struct record_race {
@@ -172,13 +262,19 @@ struct record_race {
 
 #define RECORDS 100000
 
+/* Spread over most buckets, the same sequence in every thread. */
+static uint64_t race_value(uint64_t i)
+{
+    return i % 2 ? i % 1024 : (i * 7919) % (1u << 22);
+}
+
 static void *recorder(void *opaque)
 {
     struct record_race *rr = opaque;
 
     pthread_barrier_wait(&rr->start);
     for (uint64_t i = 0; i < RECORDS; i++) {
-        stats_histogram_record(&rr->h, i % 1024);
+        stats_histogram_record(&rr->h, race_value(i));
     }
     return NULL;
 }
@@ -186,6 +282,7 @@ static void *recorder(void *opaque)
 static void test_concurrent(void)
 {
     g_autofree struct record_race *rr = g_new0(struct record_race, 1);
+    struct stats_histogram one;
     pthread_t th[NTHREADS];
 
     pthread_barrier_init(&rr->start, NULL, NTHREADS);
@@ -196,15 +293,20 @@ static void test_concurrent(void)
         pthread_join(th[i], NULL);
     }
     pthread_barrier_destroy(&rr->start);
+    /* What one thread records alone, NTHREADS times over, bucket by bucket. */
+    stats_histogram_init(&one);
+    for (uint64_t i = 0; i < RECORDS; i++) {
+        stats_histogram_record(&one, race_value(i));
+    }
     g_assert_cmpuint(stats_histogram_count(&rr->h), ==, NTHREADS * RECORDS);
-    /* Each thread records 0..1023 over and over: sum and buckets exact. */
     g_assert_cmpuint(stats_histogram_sum(&rr->h), ==,
-                     (uint64_t)NTHREADS * (RECORDS / 1024) * 1023 * 1024 / 2 +
-                         (uint64_t)NTHREADS * (RECORDS % 1024) *
-                             (RECORDS % 1024 - 1) / 2);
-    g_assert_cmpuint(stats_histogram_max(&rr->h), ==, 1023);
-    g_assert_cmpuint(stats_histogram_bucket_count(&rr->h, 0), ==,
-                     NTHREADS * (RECORDS / 1024 + 1));
+                     NTHREADS * stats_histogram_sum(&one));
+    g_assert_cmpuint(stats_histogram_max(&rr->h), ==,
+                     stats_histogram_max(&one));
+    for (unsigned i = 0; i < STATS_HISTOGRAM_BUCKETS; i++) {
+        g_assert_cmpuint(stats_histogram_bucket_count(&rr->h, i), ==,
+                         NTHREADS * stats_histogram_bucket_count(&one, i));
+    }
 }
 
 static JsonNode *to_json(void (*dump)(const void *, JsonBuilder *),
@@ -234,6 +336,33 @@ static gint64 member(JsonObject *o, const char *name)
     return json_object_get_int_member(o, name);
 }
 
+/*
+ * Non-cumulative buckets with the bounds of stats_histogram_bucket_le(),
+ * in order, up to the last non-empty one; returns the sum of counts.
+ */
+static gint64 check_json_buckets(JsonArray *bk, gint64 max)
+{
+    guint n = json_array_get_length(bk);
+    gint64 total = 0;
+
+    g_assert_cmpuint(n, >, 0);
+    for (guint i = 0; i < n; i++) {
+        JsonObject *e = json_array_get_object_element(bk, i);
+
+        g_assert_cmpuint(json_object_get_size(e), ==, 2);
+        if (i < LAST) {
+            g_assert_cmpint(member(e, "le_us"), ==,
+                            stats_histogram_bucket_le(i));
+        } else {
+            g_assert_cmpint(member(e, "le_us"), ==, max);
+        }
+        total += member(e, "count");
+    }
+    g_assert_cmpint(member(json_array_get_object_element(bk, n - 1), "count"),
+                    >, 0);
+    return total;
+}
+
 static void test_json(void)
 {
     struct stats_histogram h;
@@ -248,23 +377,23 @@ static void test_json(void)
     stats_histogram_record(&h, 40000000);
     node = to_json(hist_dump, &h);
     o = json_node_get_object(node);
+    g_assert_cmpuint(json_object_get_size(o), ==, 6);
     g_assert_cmpint(member(o, "count"), ==, 4);
     g_assert_cmpint(member(o, "sum_us"), ==, 40000012);
     g_assert_cmpint(member(o, "max_us"), ==, 40000000);
-    g_assert_cmpint(member(o, "p50_us"), ==, 7);
+    g_assert_cmpint(member(o, "p50_us"), ==, 6);
     g_assert_cmpint(member(o, "p99_us"), ==, 40000000);
     bk = json_object_get_array_member(o, "buckets");
     g_assert_cmpuint(json_array_get_length(bk), ==, STATS_HISTOGRAM_BUCKETS);
-    g_assert_cmpint(member(json_array_get_object_element(bk, 0), "le_us"), ==,
-                    0);
+    g_assert_cmpint(check_json_buckets(bk, 40000000), ==, 4);
     g_assert_cmpint(member(json_array_get_object_element(bk, 0), "count"), ==,
                     1);
-    g_assert_cmpint(member(json_array_get_object_element(bk, 3), "le_us"), ==,
-                    7);
-    g_assert_cmpint(member(json_array_get_object_element(bk, 3), "count"), ==,
+    g_assert_cmpint(member(json_array_get_object_element(bk, 6), "count"), ==,
                     2);
-    g_assert_cmpint(member(json_array_get_object_element(bk, 25), "le_us"), ==,
-                    40000000);
+    g_assert_cmpint(member(json_array_get_object_element(bk, 7), "count"), ==,
+                    0);
+    g_assert_cmpint(member(json_array_get_object_element(bk, LAST), "le_us"),
+                    ==, 40000000);
 
     /* Trailing empty buckets are left out. */
     stats_histogram_init(&h);
@@ -273,6 +402,32 @@ static void test_json(void)
     node = to_json(hist_dump, &h);
     bk = json_object_get_array_member(json_node_get_object(node), "buckets");
     g_assert_cmpuint(json_array_get_length(bk), ==, 3);
+    g_assert_cmpint(check_json_buckets(bk, 2), ==, 1);
+
+    /* 70 us: the array ends with its bucket, [64, 71]. */
+    stats_histogram_record(&h, 70);
+    json_node_unref(node);
+    node = to_json(hist_dump, &h);
+    o = json_node_get_object(node);
+    bk = json_object_get_array_member(o, "buckets");
+    g_assert_cmpuint(json_array_get_length(bk), ==,
+                     stats_histogram_bucket(70) + 1);
+    g_assert_cmpint(check_json_buckets(bk, 70), ==, 2);
+    g_assert_cmpint(
+        member(json_array_get_object_element(bk, stats_histogram_bucket(70)),
+               "le_us"),
+        ==, 71);
+    g_assert_cmpint(member(o, "p99_us"), ==, 70);
+
+    /* Empty: no buckets at all. */
+    stats_histogram_init(&h);
+    json_node_unref(node);
+    node = to_json(hist_dump, &h);
+    o = json_node_get_object(node);
+    g_assert_cmpint(member(o, "count"), ==, 0);
+    g_assert_cmpint(member(o, "p50_us"), ==, 0);
+    bk = json_object_get_array_member(o, "buckets");
+    g_assert_cmpuint(json_array_get_length(bk), ==, 0);
 }
 
 /* ---- blocktime ---- */
@@ -582,11 +737,13 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/histogram/buckets", test_buckets);
+    g_test_add_func("/histogram/buckets/exhaustive", test_buckets_exhaustive);
     g_test_add_func("/histogram/empty", test_empty);
     g_test_add_func("/histogram/percentile/uniform", test_uniform);
     g_test_add_func("/histogram/percentile/bimodal", test_bimodal);
     g_test_add_func("/histogram/percentile/bound", test_percentile_bound);
     g_test_add_func("/histogram/merge", test_merge);
+    g_test_add_func("/histogram/merge/random", test_merge_random);
     g_test_add_func("/histogram/concurrent", test_concurrent);
     g_test_add_func("/histogram/json", test_json);
     g_test_add_func("/blocktime/interleaved", test_blocktime_interleaved);
