@@ -92,7 +92,7 @@ memfd_allocated() {
 }
 
 migrate_case() {
-    local title=$1 backing=$2 vm=$3 page pages bytes rc line why=() cpu0 cpu1
+    local title=$1 backing=$2 vm=$3 page pages bytes rc line lat why=() cpu0 cpu1
     local out=$PCD_TMP/migrate-$vm.out
     local t0=$SECONDS
 
@@ -147,6 +147,16 @@ migrate_case() {
     else
         why+=("unexpected verify line: $line")
     fi
+    # The guest's own stall per first touch: every page timed once.
+    lat=$(pcd_wait_line "$(pcd_guest_out "$vm-dst")" '^verify-latency: ' 5 "$(pcd_guest_pid "$vm-dst")")
+    if [[ $lat =~ ^verify-latency:\ count\ ([0-9]+)\ .*slow_count\ ([0-9]+)\ .*fast_count\ ([0-9]+) ]]; then
+        [ "${BASH_REMATCH[1]}" = "$pages" ] ||
+            why+=("verify-latency timed ${BASH_REMATCH[1]} reads, expected $pages")
+        ((BASH_REMATCH[2] + BASH_REMATCH[3] == BASH_REMATCH[1])) ||
+            why+=("verify-latency: slow + fast reads do not add up: $lat")
+    else
+        why+=("no verify-latency line after the verify line (got '$lat')")
+    fi
 
     if [ -n "$line" ]; then
         # Still running its workload: alive, and using CPU (the random
@@ -167,6 +177,7 @@ migrate_case() {
 
     if ((${#why[@]} == 0)); then
         ok "$title"
+        echo "#   $lat"
         echo "#   $line; destination guest used $((cpu1 - cpu0)) ms CPU in the next second; $((SECONDS - t0)) s"
         grep -E '^(status|total time|downtime|RAM moved|throughput|postcopy requests|fault latency) ' \
             "$out" | diag

@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <time.h>
 #include <glib.h>
 
 #include "digest.h"
@@ -32,6 +33,8 @@ struct verify_job {
     uint64_t begin, end; /* split: slice of order; record: page range */
     uint64_t *table;     /* record: digests go here */
     uint64_t reads, written, overwritten;
+    /* This thread's alone: merged into the result once it is joined. */
+    struct stats_histogram latency, slow;
 };
 
 static uint64_t page_digest(const struct guest_ram *ram, uint64_t pg)
@@ -79,11 +82,37 @@ static void mark_bad(struct verify_run *run, uint64_t pg, uint64_t got)
     }
 }
 
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * The first read of the page is what faults on a destination: time that
+ * one byte alone, so the figure is the stall and not the digest.
+ */
+static void timed_touch(struct verify_job *j, const uint8_t *page)
+{
+    uint64_t t0 = now_ns(), ns;
+
+    (void)*(const volatile uint8_t *)page;
+    ns = now_ns() - t0;
+    stats_histogram_record(&j->latency, ns / 1000);
+    if (ns > VERIFY_SLOW_NS) {
+        stats_histogram_record(&j->slow, ns / 1000);
+    }
+}
+
 static void check_page(struct verify_job *j, uint64_t pg)
 {
-    /* The first read of the page is what faults on a destination. */
-    uint64_t got = page_digest(j->run->p->ram, pg);
+    uint64_t len, got;
+    const uint8_t *page = guest_ram_page(j->run->p->ram, pg, &len);
 
+    timed_touch(j, page);
+    got = digest_bytes(page, len);
     j->reads++;
     if (got != j->run->p->expected[pg]) {
         mark_bad(j->run, pg, got);
@@ -211,6 +240,8 @@ static struct verify_job *new_jobs(struct verify_run *run, uint64_t npages)
         jobs[i].id = i;
         jobs[i].begin = npages * i / run->n;
         jobs[i].end = npages * (i + 1) / run->n;
+        stats_histogram_init(&jobs[i].latency);
+        stats_histogram_init(&jobs[i].slow);
     }
     return jobs;
 }
@@ -283,8 +314,12 @@ void verify_pages(const struct verify_params *p, struct verify_result *out)
     jobs = new_jobs(&run, npages);
     run_jobs(jobs, run.n, p->overlap ? overlap_main : split_main);
     *out = (struct verify_result){.pages_checked = npages};
+    stats_histogram_init(&out->latency);
+    stats_histogram_init(&out->slow);
     for (unsigned i = 0; i < run.n; i++) {
         out->reads += jobs[i].reads;
+        stats_histogram_merge(&out->latency, &jobs[i].latency);
+        stats_histogram_merge(&out->slow, &jobs[i].slow);
     }
     tally_mismatches(&run, npages, out);
     if (p->write) {
