@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <gio/gio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -97,15 +98,46 @@ static bool send_zero(struct page_sender *ps, struct channel *ch,
     return true;
 }
 
-static bool send_run(struct page_sender *ps, struct channel *ch,
-                     struct frame_hdr *h, const uint8_t *data, uint64_t n,
-                     uint64_t psz, GError **err)
+/*
+ * Zeros for the holes inside a data frame: a hole is never read (see
+ * find_holes()), so its bytes come from here.  Runs of ZERO_RUN_MIN holes
+ * or more go as PAGE_ZERO frames instead, so this covers the longest run
+ * that stays in a frame.
+ */
+static const uint8_t zeros[ZERO_RUN_MIN * 4096];
+
+/* Pages [0, n) of a run: data from @data, holes (@hole) from zeros[]. */
+static int run_iov(const uint8_t *data, const bool *hole, uint64_t n,
+                   uint64_t psz, struct iovec *iov)
 {
-    struct iovec iov = {.iov_base = (void *)data, .iov_len = n * psz};
+    int niov = 0;
+
+    for (uint64_t i = 0; i < n;) {
+        uint64_t j = i + 1;
+
+        while (j < n && hole[j] == hole[i] &&
+               (!hole[i] || (j - i + 1) * psz <= sizeof(zeros))) {
+            j++;
+        }
+        iov[niov++] = (struct iovec){
+            .iov_base = hole[i] ? (void *)zeros : (void *)(data + i * psz),
+            .iov_len = (j - i) * psz,
+        };
+        i = j;
+    }
+    return niov;
+}
+
+static bool send_run(struct page_sender *ps, struct channel *ch,
+                     struct frame_hdr *h, const uint8_t *data, const bool *hole,
+                     uint64_t n, uint64_t psz, GError **err)
+{
+    struct iovec iov[RUN_PAGES_MAX];
+    int niov = run_iov(data, hole, n, psz, iov);
 
     h->type = FRAME_PAGE;
     h->len = n * psz;
-    if (!channel_send_frame(ch, h, &iov, 1, err)) {
+    if (!channel_send_frame(ch, h, iov, niov, err)) {
         return false;
     }
     count(ps->counters.pages, n);
@@ -117,8 +149,8 @@ static bool send_run(struct page_sender *ps, struct channel *ch,
 /* Long runs of zero pages as PAGE_ZERO, the rest as PAGE frames from @data. */
 static bool send_data(struct page_sender *ps, struct channel *ch,
                       const struct region *r, uint64_t off, const uint8_t *data,
-                      uint64_t npages, uint32_t flags, uint32_t seq,
-                      GError **err)
+                      const bool *hole, uint64_t npages, uint32_t flags,
+                      uint32_t seq, GError **err)
 {
     uint64_t psz = r->page_size, i = 0;
     uint64_t max_run = MAX(1, FRAME_MAX_PAYLOAD / psz);
@@ -126,7 +158,7 @@ static bool send_data(struct page_sender *ps, struct channel *ch,
 
     g_assert(npages <= RUN_PAGES_MAX);
     for (uint64_t k = 0; k < npages; k++) {
-        zero[k] = page_is_zero(data + k * psz, psz);
+        zero[k] = hole[k] || page_is_zero(data + k * psz, psz);
     }
     while (i < npages) {
         struct frame_hdr h = {.region = r->id,
@@ -159,7 +191,7 @@ static bool send_data(struct page_sender *ps, struct channel *ch,
             j = MIN(k + 1, i + max_run);
             j = MIN(j, npages);
         }
-        if (!send_run(ps, ch, &h, data + i * psz, j - i, psz, err)) {
+        if (!send_run(ps, ch, &h, data + i * psz, hole + i, j - i, psz, err)) {
             return false;
         }
         i = j;
@@ -168,33 +200,68 @@ static bool send_data(struct page_sender *ps, struct channel *ch,
 }
 
 /*
- * A run of a file backing that is a hole (never written) is zero: say so
- * without reading it, since reading a shmem hole through the mapping
- * would allocate a page in the VMM's memory for nothing.
+ * Which pages of the run [off, off + n pages) of @r are holes: never
+ * written, so zero, and never to be read: reading a shmem hole through the
+ * alias would allocate a page in the VMM's memory only to find zeros.
+ * mincore() says which pages the page cache holds, in one call whatever
+ * the run; a page it does not hold is a hole or swapped out, and one
+ * SEEK_DATA per such stretch tells them apart (a swap entry is data to
+ * SEEK_DATA).  A stretch with any data in it is read whole: reading a
+ * swapped page brings it back, and a hole beside it costs a page.  Bounded
+ * work per run, unlike SEEK_HOLE, which walks a data stretch to its end.
+ * Returns true if every page is a hole.  Only shmem: hugetlbfs reads as
+ * data throughout, anonymous memory has no holes.
  */
-static bool is_hole(const struct region *r, uint64_t off, uint64_t len)
+static bool find_holes(const struct region *r, uint64_t off, uint64_t n,
+                       bool *hole)
 {
-    off_t data;
+    unsigned char vec[RUN_PAGES_MAX];
+    uint64_t holes = 0;
 
-    if (r->fd < 0) {
+    memset(hole, 0, n * sizeof(*hole));
+    if (r->kind != BACKING_SHMEM || !r->alias ||
+        mincore(r->alias + off, n * r->page_size, vec)) {
         return false;
     }
-    data = lseek(r->fd, (off_t)(r->offset + off), SEEK_DATA);
-    if (data < 0) {
-        return errno == ENXIO; /* no data from here to the end */
+    for (uint64_t i = 0; i < n;) {
+        uint64_t j = i;
+        off_t d;
+
+        if (vec[i] & 1) {
+            i++;
+            continue;
+        }
+        while (j < n && !(vec[j] & 1)) {
+            j++;
+        }
+        d = lseek(r->fd, (off_t)(r->offset + off + i * r->page_size),
+                  SEEK_DATA);
+        if ((d < 0 && errno == ENXIO) ||
+            (d >= 0 && (uint64_t)d >= r->offset + off + j * r->page_size)) {
+            memset(hole + i, 1, (j - i) * sizeof(*hole));
+            holes += j - i;
+        }
+        i = j;
     }
-    return (uint64_t)data >= r->offset + off + len;
+    return holes == n;
 }
 
 static bool send_read(struct page_sender *ps, struct channel *ch,
                       const struct region *r, uint64_t p, uint64_t k,
                       uint32_t flags, uint32_t seq, GError **err)
 {
-    const uint8_t *data =
-        read_pages(ps, r, p * r->page_size, k * r->page_size, err);
+    bool hole[RUN_PAGES_MAX];
+    uint64_t off = p * r->page_size;
+    const uint8_t *data;
 
-    return data &&
-           send_data(ps, ch, r, p * r->page_size, data, k, flags, seq, err);
+    if (find_holes(r, off, k, hole)) {
+        struct frame_hdr h = {
+            .region = r->id, .offset = off, .flags = flags, .seq = seq};
+
+        return send_zero(ps, ch, &h, k, err);
+    }
+    data = read_pages(ps, r, off, k * r->page_size, err);
+    return data && send_data(ps, ch, r, off, data, hole, k, flags, seq, err);
 }
 
 bool page_sender_send(struct page_sender *ps, struct channel *ch,
@@ -206,17 +273,6 @@ bool page_sender_send(struct page_sender *ps, struct channel *ch,
     for (uint64_t p = first; p < first + n; p += step) {
         uint64_t k = MIN(step, first + n - p);
 
-        if (is_hole(r, p * r->page_size, k * r->page_size)) {
-            struct frame_hdr h = {.region = r->id,
-                                  .offset = p * r->page_size,
-                                  .flags = flags,
-                                  .seq = seq};
-
-            if (!send_zero(ps, ch, &h, k, err)) {
-                return false;
-            }
-            continue;
-        }
         if (!send_read(ps, ch, r, p, k, flags, seq, err)) {
             return false;
         }

@@ -1,0 +1,326 @@
+/*
+ * test_page_sender.c - page_sender_send() over a real TCP channel, from a
+ * memfd whose pages are a known mix of data, written zeros and holes:
+ * what arrives equals what was there, holes arrive as zeros (in a
+ * PAGE_ZERO frame when they are many, folded into the data frame when
+ * few), and no hole was read on the way (the memfd allocated no page:
+ * reading a shmem hole through the alias would have).
+ */
+#include "page_sender.h"
+#include "frame.h"
+#include "region.h"
+#include "transport.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#define PAGE 4096u
+/* Pages of the file before the region: data, never sent. */
+#define LEAD   8
+#define NPAGES 1536 /* six PAGE_SENDER_RUNs */
+
+enum kind { HOLE, DATA, ZERO }; /* ZERO: written, all zero bytes */
+
+struct fixture {
+    int fd;
+    uint8_t *alias;
+    struct region r;
+    enum kind kind[NPAGES];
+    uint64_t data_segments; /* maximal runs of non-hole pages */
+};
+
+static uint8_t page_byte(uint64_t p)
+{
+    return (uint8_t)(p * 7 + 1) | 1; /* never 0 */
+}
+
+/*
+ * A hole at the start and at the end, one longer than a run (one frame per
+ * run, still never read), a data segment across run boundaries, then
+ * scattered single holes, short hole runs and written zero pages.
+ */
+static void fixture_setup(struct fixture *fx)
+{
+    uint64_t seed = 0x9e3779b97f4a7c15u;
+    uint8_t buf[PAGE];
+
+    memset(fx, 0, sizeof(*fx));
+    for (uint64_t p = 0; p < NPAGES; p++) {
+        if (p < 3 || p >= NPAGES - 5 || (p >= 300 && p < 620)) {
+            fx->kind[p] = HOLE;
+        } else if (p >= 620 && p < 1000) {
+            fx->kind[p] = DATA;
+        } else {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            fx->kind[p] = seed % 4 == 0 ? HOLE : seed % 16 == 1 ? ZERO : DATA;
+        }
+    }
+    fx->fd = memfd_create("test_page_sender", MFD_CLOEXEC);
+    g_assert_cmpint(fx->fd, >=, 0);
+    g_assert_cmpint(ftruncate(fx->fd, (LEAD + NPAGES) * PAGE), ==, 0);
+    memset(buf, 0xee, PAGE);
+    for (uint64_t p = 0; p < LEAD; p++) {
+        g_assert_cmpint(pwrite(fx->fd, buf, PAGE, p * PAGE), ==, PAGE);
+    }
+    for (uint64_t p = 0; p < NPAGES; p++) {
+        if (fx->kind[p] == HOLE) {
+            continue;
+        }
+        memset(buf, fx->kind[p] == DATA ? page_byte(p) : 0, PAGE);
+        g_assert_cmpint(pwrite(fx->fd, buf, PAGE, (LEAD + p) * PAGE), ==, PAGE);
+        if (p == 0 || fx->kind[p - 1] == HOLE) {
+            fx->data_segments++;
+        }
+    }
+    fx->alias =
+        mmap(NULL, NPAGES * PAGE, PROT_READ, MAP_SHARED, fx->fd, LEAD * PAGE);
+    g_assert_true(fx->alias != MAP_FAILED);
+    fx->r = (struct region){
+        .id = 0,
+        .kind = BACKING_SHMEM,
+        .base = (uint64_t)(uintptr_t)fx->alias,
+        .size = NPAGES * PAGE,
+        .offset = LEAD * PAGE,
+        .page_size = PAGE,
+        .fd = fx->fd,
+        .alias = fx->alias,
+    };
+}
+
+static void fixture_teardown(struct fixture *fx)
+{
+    munmap(fx->alias, NPAGES * PAGE);
+    close(fx->fd);
+}
+
+/* The allocated bytes of the file, and its pages of data by SEEK_DATA. */
+static uint64_t allocated(int fd)
+{
+    struct stat st;
+
+    g_assert_cmpint(fstat(fd, &st), ==, 0);
+    return (uint64_t)st.st_blocks * 512;
+}
+
+static uint64_t data_pages(int fd)
+{
+    uint64_t n = 0;
+    off_t pos = 0, d, h;
+
+    while ((d = lseek(fd, pos, SEEK_DATA)) >= 0) {
+        h = lseek(fd, d, SEEK_HOLE);
+        g_assert_cmpint(h, >, d);
+        n += (uint64_t)(h - d) / PAGE;
+        pos = h;
+    }
+    g_assert_cmpint(errno, ==, ENXIO);
+    return n;
+}
+
+struct sender {
+    struct fixture *fx;
+    struct channel *ch;
+    uint64_t first, n;
+    _Atomic uint64_t pages, zero, bytes;
+    GError *err;
+    bool ok;
+};
+
+static gpointer sender_main(gpointer opaque)
+{
+    struct sender *s = opaque;
+    struct page_counters c = {
+        .pages = &s->pages, .zero = &s->zero, .bytes = &s->bytes};
+    struct page_sender ps;
+
+    page_sender_init(&ps, getpid(), &c);
+    /* seq 0: frame_validate() refuses a PAGE_ZERO frame with one. */
+    s->ok =
+        page_sender_send(&ps, s->ch, &s->fx->r, s->first, s->n, 0, 0, &s->err);
+    page_sender_destroy(&ps);
+    if (!s->ok) {
+        g_printerr("page_sender_send: %s\n", s->err->message);
+        channel_shutdown(s->ch); /* fail the receiver rather than hang it */
+    }
+    return NULL;
+}
+
+/* Stretches of non-data pages wider than a data frame may carry, in range. */
+#define GAP_MIN   8 /* page_sender.c's ZERO_RUN_MIN */
+#define RUN_PAGES (PAGE_SENDER_RUN / PAGE)
+
+static void gap_at(const struct fixture *fx, uint64_t p, uint64_t lo,
+                   uint64_t hi, uint64_t *s, uint64_t *e)
+{
+    for (*s = p; *s > lo && fx->kind[*s - 1] != DATA; (*s)--) {
+    }
+    for (*e = p; *e < hi && fx->kind[*e] != DATA; (*e)++) {
+    }
+}
+
+/* Page @p (not data) lies in a stretch of 2 * GAP_MIN: PAGE_ZERO for sure. */
+static bool long_gap(const struct fixture *fx, uint64_t p, uint64_t lo,
+                     uint64_t hi)
+{
+    uint64_t s, e;
+
+    gap_at(fx, p, lo, hi, &s, &e);
+    return e - s >= 2 * GAP_MIN && p - s >= GAP_MIN / 2 &&
+           e - p >= GAP_MIN / 2 &&
+           (s - lo) / RUN_PAGES == (e - 1 - lo) / RUN_PAGES; /* one run */
+}
+
+static uint64_t long_gaps(const struct fixture *fx, uint64_t lo, uint64_t hi)
+{
+    uint64_t n = 0;
+
+    for (uint64_t p = lo; p < hi; p++) {
+        uint64_t s, e;
+
+        if (fx->kind[p] == DATA || (p > lo && fx->kind[p - 1] != DATA)) {
+            continue;
+        }
+        gap_at(fx, p, lo, hi, &s, &e);
+        n += e - s >= GAP_MIN;
+    }
+    return n;
+}
+
+/* Send pages [first, first+n) and check every one of them on arrival. */
+static void check_send(struct fixture *fx, uint64_t first, uint64_t n)
+{
+    const struct transport *tcp = transport_tcp();
+    g_autofree uint8_t *got = g_malloc0(NPAGES * PAGE);
+    g_autofree uint8_t *payload = g_malloc(FRAME_MAX_PAYLOAD);
+    uint8_t how[NPAGES] = {0}; /* 0: not received, else FRAME_PAGE[_ZERO] */
+    struct sender s = {.fx = fx, .first = first, .n = n};
+    uint64_t before = allocated(fx->fd), before_pages = data_pages(fx->fd);
+    uint64_t received = 0, page_frames = 0, zero_frames = 0;
+    struct listener *l;
+    struct channel *in;
+    GError *err = NULL;
+    GThread *th;
+
+    l = transport_listen(tcp, "127.0.0.1:0", NULL, &err);
+    g_assert_no_error(err);
+    s.ch = transport_connect(tcp, listener_address(l), CHANNEL_BULK, 0, NULL,
+                             &err);
+    g_assert_no_error(err);
+    in = listener_accept(l, &err);
+    g_assert_no_error(err);
+    g_assert_true(channel_set_kind(in, CHANNEL_BULK, 0, &err));
+
+    th = g_thread_new("sender", sender_main, &s);
+    while (received < n) {
+        struct frame_hdr h;
+        uint64_t p, k;
+
+        g_assert_true(channel_recv_hdr(in, &h, &err));
+        g_assert_no_error(err);
+        g_assert_cmpuint(h.region, ==, 0);
+        g_assert_cmpuint(h.offset % PAGE, ==, 0);
+        p = h.offset / PAGE;
+        if (h.type == FRAME_PAGE_ZERO) {
+            k = h.count;
+            zero_frames++;
+        } else {
+            g_assert_cmpuint(h.type, ==, FRAME_PAGE);
+            g_assert_cmpuint(h.len % PAGE, ==, 0);
+            k = h.len / PAGE;
+            g_assert_cmpuint(h.len, <=, FRAME_MAX_PAYLOAD);
+            g_assert_true(channel_recv_payload(in, payload, h.len, &err));
+            g_assert_no_error(err);
+            memcpy(got + h.offset, payload, h.len);
+            page_frames++;
+        }
+        g_assert_cmpuint(k, >, 0);
+        g_assert_cmpuint(p, >=, first);
+        g_assert_cmpuint(p + k, <=, first + n);
+        for (uint64_t i = p; i < p + k; i++) {
+            g_assert_cmpuint(how[i], ==, 0); /* each page exactly once */
+            how[i] = h.type;
+        }
+        received += k;
+    }
+    g_thread_join(th);
+    g_assert_no_error(s.err);
+    g_assert_true(s.ok);
+
+    for (uint64_t p = first; p < first + n; p++) {
+        uint8_t want = fx->kind[p] == DATA ? page_byte(p) : 0;
+
+        for (uint64_t b = 0; b < PAGE; b++) {
+            if (got[p * PAGE + b] != want) {
+                g_error("page %" G_GUINT64_FORMAT
+                        " (%s) byte %" G_GUINT64_FORMAT ": %#x, not %#x",
+                        p, fx->kind[p] == HOLE ? "hole" : "data", b,
+                        got[p * PAGE + b], want);
+            }
+        }
+        if (fx->kind[p] == DATA) {
+            g_assert_cmpuint(how[p], ==, FRAME_PAGE);
+        }
+        /* A hole in a long stretch of them goes as PAGE_ZERO, unread. */
+        if (fx->kind[p] == HOLE && long_gap(fx, p, first, first + n)) {
+            g_assert_cmpuint(how[p], ==, FRAME_PAGE_ZERO);
+        }
+    }
+    /* Not a page of the file allocated on the way: no hole was read. */
+    g_assert_cmpuint(allocated(fx->fd), ==, before);
+    g_assert_cmpuint(data_pages(fx->fd), ==, before_pages);
+    g_assert_cmpuint(atomic_load(&s.pages) + atomic_load(&s.zero), ==, n);
+    /*
+     * Data still goes in few frames: short stretches of holes and zero
+     * pages fold in (as zeros, holes unread), so a frame ends only at a
+     * stretch of ZERO_RUN_MIN or more, or at a run boundary.
+     */
+    g_assert_cmpuint(page_frames, <=,
+                     long_gaps(fx, first, first + n) +
+                         n * PAGE / PAGE_SENDER_RUN + 2);
+    g_test_message("%" G_GUINT64_FORMAT " pages: %" G_GUINT64_FORMAT
+                   " PAGE frames, %" G_GUINT64_FORMAT " PAGE_ZERO frames",
+                   n, page_frames, zero_frames);
+
+    channel_close(s.ch);
+    channel_close(in);
+    listener_close(l);
+}
+
+static void test_whole(void)
+{
+    struct fixture fx;
+
+    fixture_setup(&fx);
+    g_assert_cmpuint(data_pages(fx.fd), <, LEAD + NPAGES);
+    check_send(&fx, 0, NPAGES);
+    fixture_teardown(&fx);
+}
+
+/* Starting and ending inside holes and inside data. */
+static void test_ranges(void)
+{
+    static const uint64_t ranges[][2] = {
+        {1, 2},   {310, 200},  {300, 320}, {620, 380},      {299, 2},
+        {619, 2}, {1000, 536}, {5, 1},     {NPAGES - 6, 6},
+    };
+    struct fixture fx;
+
+    fixture_setup(&fx);
+    for (size_t i = 0; i < G_N_ELEMENTS(ranges); i++) {
+        check_send(&fx, ranges[i][0], ranges[i][1]);
+    }
+    fixture_teardown(&fx);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/page_sender/holes/whole", test_whole);
+    g_test_add_func("/page_sender/holes/ranges", test_ranges);
+    return g_test_run();
+}
