@@ -19,6 +19,10 @@ const struct config_key config_keys[] = {
      "30000", .min = 0, .max = 3600000,
      .help = "Milliseconds unacknowledged data may wait before the peer "
              "counts as gone (TCP_USER_TIMEOUT; 0: the kernel's)"},
+    {"peer", "busy-poll", "busy-poll", CONFIG_INT, OFF(busy_poll_us), "200",
+     .min = 0, .max = 10000,
+     .help = "Source, postcopy: microseconds to poll for the next page "
+             "request before sleeping (0: never poll)"},
     {"peer", "psk-file", "psk-file", CONFIG_OPT_PATH, OFF(psk_file), "",
      .help = "File with the key shared with the peer (empty: none)"},
     {"peer", "tls", "tls", CONFIG_CHOICE, OFF(tls), "off",

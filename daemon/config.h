@@ -38,6 +38,7 @@ struct postcopyd_config {
     char *listen;              /* peer listen address, HOST:PORT */
     int keepalive_s;           /* peer connection keepalive; 0 = off */
     int peer_timeout_ms;       /* TCP_USER_TIMEOUT on peer connections */
+    int busy_poll_us;          /* source requests: poll, then sleep */
     char *psk_file;            /* peer pre-shared key; NULL = none */
     char *tls;                 /* off|psk|x509 */
     char *tls_cert_file;       /* x509: ours; NULL = none */

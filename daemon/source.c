@@ -115,6 +115,14 @@ static gpointer request_thread(gpointer opaque)
         g_autoptr(GError) err = NULL;
         struct frame_hdr req;
 
+        /*
+         * The next fault's request often follows within tens of
+         * microseconds, less than a sleep and wake-up costs; and in
+         * postcopy this host's VM is paused, so the CPU spent polling is
+         * one nobody wants.  (The destination does not poll: its CPUs
+         * run the guest.)
+         */
+        channel_spin_readable(s->urgent, s->m->daemon->cfg->busy_poll_us);
         if (!channel_recv_hdr(s->urgent, &req, &err) ||
             !serve_request(s, &ps, limits, &req, &err)) {
             data_channel_failed(s, err);

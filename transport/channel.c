@@ -5,6 +5,7 @@
  */
 #include "transport_impl.h"
 
+#include <poll.h>
 #include <string.h>
 #include <gio/gio.h>
 
@@ -102,6 +103,23 @@ int channel_fd(const struct channel *ch)
 bool channel_has_buffered(const struct channel *ch)
 {
     return ch->ops->buffered && ch->ops->buffered(ch);
+}
+
+bool channel_spin_readable(const struct channel *ch, unsigned spin_us)
+{
+    struct pollfd p = {.fd = channel_fd(ch), .events = POLLIN};
+    int64_t end;
+
+    if (p.fd < 0 || channel_has_buffered(ch)) {
+        return true;
+    }
+    end = g_get_monotonic_time() + spin_us;
+    do {
+        if (poll(&p, 1, 0) > 0) {
+            return true;
+        }
+    } while (g_get_monotonic_time() < end);
+    return false;
 }
 
 bool channel_set_timeout(struct channel *ch, unsigned timeout_ms, GError **err)
