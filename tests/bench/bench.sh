@@ -326,6 +326,18 @@ run_migration() {
         stop_run "$tag"
         return 1
     fi
+    # The destination allocates the incoming guest's RAM when it attaches
+    # ([daemon] prealloc, README "Performance"): let it finish, so that it
+    # neither loads the raw TCP floors below nor counts in the migration.
+    local prealloc_s=null pl
+    if [ "$backing" != anon ] && [[ " ${PCD_DAEMON_ARGS:-} " != *" --prealloc off "* ]]; then
+        if pl=$(pcd_wait_prealloc "$d" "$vm" 600) &&
+            [[ $pl =~ preallocated\ in\ ([0-9.]+)\ s ]]; then
+            prealloc_s=${BASH_REMATCH[1]}
+        else
+            say "  $tag: the destination did not preallocate: ${pl:-no line in its log}"
+        fi
+    fi
     [ "$wl" != idle ] && { sleep "$warmup" & wait $!; }
     # Raw TCP just before: with the source guest stopped (as during the
     # downtime: the floor of the bytes sent while paused), then running (as
@@ -386,7 +398,7 @@ run_migration() {
     jq -s -n --arg tag "$tag" --arg mode "$mode" --arg backing "$backing" \
         --argjson size "$(pcd_size_bytes "$gsize")" --arg workload "$wl" \
         --argjson rate "$rate" --argjson verify "$verify" --argjson rc "$rc" \
-        --argjson wall "$wall" \
+        --argjson wall "$wall" --argjson prealloc_s "$prealloc_s" \
         --argjson scpu "$((scpu1 - scpu0))" --argjson dcpu "$((dcpu1 - dcpu0))" \
         --argjson sbase "$sbase" --argjson dbase "$dbase" \
         --argjson shwm "$shwm" --argjson dhwm "$dhwm" \
@@ -396,7 +408,7 @@ run_migration() {
         --slurpfile m "$mig" --slurpfile raws "$raw/raw-samples-$tag.json" \
         '{tag: $tag, mode: $mode, backing: $backing, size_bytes: $size,
           workload: $workload, dirty_rate_mibps: $rate, verify: ($verify == 1),
-          ok: ($rc == 0), wall_ms: $wall,
+          ok: ($rc == 0), wall_ms: $wall, prealloc_s: $prealloc_s,
           source: {cpu_s: ($scpu / 1000), rss_before_kib: $sbase,
                    vmhwm_kib: $shwm, rss_anon_peak_kib: $sanon},
           destination: {cpu_s: ($dcpu / 1000), rss_before_kib: $dbase,
@@ -476,6 +488,18 @@ done
 # ---- 2. + 4. bulk throughput, CPU and RSS: an idle guest, precopy
 say "bulk: idle $size shmem guest, precopy"
 run_migration bulk precopy shmem "$size" idle 0 0 || failures=$((failures + 1))
+# The same with the destination's RAM allocated as pages arrive: what the
+# first touch of fresh memory costs on this host.
+say "bulk: idle $size shmem guest, precopy, destination RAM not preallocated"
+PCD_DAEMON_ARGS="${PCD_DAEMON_ARGS:-} --prealloc off" \
+    run_migration bulk-cold precopy shmem "$size" idle 0 0 || failures=$((failures + 1))
+# Its floor besides raw TCP: how fast this host hands out fresh memory.
+# Taken right after it (freed memory soon goes back to the host: a later
+# sample would see warmer or colder memory than the run did).
+say "floor: first touch of fresh memory (1 GiB memfd, MADV_POPULATE_WRITE)"
+"$tools/fault_floor" --mode populate --size 1G >"$raw/floor-populate.json" ||
+    { say "  populate floor failed"; echo '{"populate": null}' >"$raw/floor-populate.json"; }
+. "$here/tls.sh" # TLS's cost to bulk: tls_bulk_gibps, plain_bulk_gibps, tls_cost_pct
 
 # ---- 3. downtime and total time
 # Precopy gets the time for about two full rounds, so that it converges
@@ -519,9 +543,11 @@ jq -n -f "$here/results.jq" \
     --slurpfile rtt "$raw/floor-tcp-rtt.json" \
     --slurpfile rtt_loaded "$raw/floor-tcp-rtt-loaded.json" \
     --slurpfile stream "$raw/floor-tcp-stream.json" \
+    --slurpfile populate "$raw/floor-populate.json" \
     --slurpfile runs <(cat "$raw"/run-*.json 2>/dev/null) \
     --slurpfile fault_floors <(cat "$raw"/fault-floor-*.json 2>/dev/null) \
     >"$out/results.json" || die "could not assemble results.json"
+tls_results "$out/results.json"
 
 "$here/report.sh" "$out" | tee "$out/table.txt"
 "$here/plot.sh" "$out" || { say "gnuplot failed"; failures=$((failures + 1)); }

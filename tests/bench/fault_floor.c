@@ -4,6 +4,8 @@
  * with no network and no daemon.
  *
  *   fault_floor [--mode missing|minor] [--pages N] [--seed S]
+ *               [--cpus same|split|any]
+ *   fault_floor --mode populate [--size BYTES[K|M|G]]
  *
  * missing: N anonymous 4 KiB pages registered MISSING; the handler answers
  *          each fault with UFFDIO_COPY of a 4 KiB buffer (postcopyd's anon
@@ -18,14 +20,31 @@
  * handler wake-up, resolve, and the faulting thread's resume.  The handler
  * also times its own part (message read to resolve ioctl returned), which
  * is the window postcopyd's fault-latency histogram covers minus the
- * network.  Nothing is pinned: the scheduler places the two threads as it
- * would the daemon's and the guest's.
+ * network.
+ *
+ * --cpus: where the two threads run.  same (the default): both pinned to
+ * the CPU the tool starts on.  That is the floor: a fault then costs no
+ * cross-CPU wake-up, and on a VM a wake-up of another vCPU (IPI, often a
+ * halted vCPU that the host must reschedule) costs 25-50 us, more than the
+ * fault itself and at the mercy of the host's load; left to the scheduler
+ * the two threads land on either side at random and the figure swings
+ * between ~5 and ~100 us from one run to the next.  split: one thread on
+ * each of two CPUs (the price of that wake-up); any: not pinned.
+ *
+ * populate: the cost of first touch, which every fresh guest page pays
+ * before a byte of it arrives: a fresh memfd of --size bytes (default
+ * 1 GiB) populated once with MADV_POPULATE_WRITE, timed.  On a VM whose
+ * guest-physical memory the host reclaims (free page reporting), this is
+ * the host's fault rate, several times slower than memory recently used.
  *
  * Prints one JSON object on stdout:
- *   {"mode", "pages", "fault": {stats}, "handler": {stats}}
- * (stats as in floor_stats.h).  Exit status 0, or 1 with a message.
+ *   {"mode", "pages", "cpus", "fault": {stats}, "handler": {stats}}
+ * (stats as in floor_stats.h), or for populate
+ *   {"populate": {"gibps", "bytes", "seconds"}}.
+ * Exit status 0, or 1 with a message.
  */
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
@@ -44,8 +63,12 @@
 
 #define PAGE 4096u
 
+enum cpus { CPUS_SAME, CPUS_SPLIT, CPUS_ANY };
+
 struct floor {
     bool minor;
+    enum cpus cpus;
+    int handler_cpu; /* -1: not pinned */
     size_t pages;
     int uffd;
     uint8_t *guest;   /* registered mapping, touched by the main thread */
@@ -81,11 +104,82 @@ static int resolve(struct floor *f, uint64_t addr)
     return ioctl(f->uffd, UFFDIO_COPY, &c);
 }
 
+static void pin_self(int cpu)
+{
+    cpu_set_t set;
+
+    if (cpu < 0) {
+        return;
+    }
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    errno = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    if (errno) {
+        die("pthread_setaffinity_np");
+    }
+}
+
+/*
+ * Pin the calling (faulting) thread and pick the handler's CPU.  The CPU we
+ * are on and, for split, the next one we may run on.
+ */
+static void place_threads(struct floor *f)
+{
+    cpu_set_t allowed;
+    int cpu = sched_getcpu();
+
+    f->handler_cpu = -1;
+    if (f->cpus == CPUS_ANY || cpu < 0) {
+        return;
+    }
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) < 0) {
+        die("sched_getaffinity");
+    }
+    f->handler_cpu = cpu;
+    if (f->cpus == CPUS_SPLIT) {
+        for (int i = 1; i < CPU_SETSIZE; i++) {
+            int c = (cpu + i) % CPU_SETSIZE;
+
+            if (CPU_ISSET(c, &allowed)) {
+                f->handler_cpu = c;
+                break;
+            }
+        }
+        if (f->handler_cpu == cpu) {
+            fprintf(stderr, "fault_floor: --cpus split needs two CPUs\n");
+            exit(1);
+        }
+    }
+    pin_self(cpu);
+}
+
+/*
+ * Allocate, touch and free @len bytes of anonymous memory.  UFFDIO_COPY
+ * allocates a page per fault (and page tables on the way): on a VM that
+ * hands freed guest memory back to the host, a page never touched (or not
+ * touched lately) costs a host fault on top, which is not the uffd
+ * mechanism's cost.  Freed just now, these pages are what the allocator
+ * hands out next, still backed.
+ */
+static void preheat(size_t len)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    if (p == MAP_FAILED) {
+        die("mmap (preheat)");
+    }
+    /* Best effort: a kernel without MADV_POPULATE_WRITE just skips it. */
+    madvise(p, len, MADV_POPULATE_WRITE);
+    munmap(p, len);
+}
+
 /* Answers exactly one fault per page, then returns. */
 static void *handler_main(void *opaque)
 {
     struct floor *f = opaque;
 
+    pin_self(f->handler_cpu);
     while (f->handled < f->pages) {
         struct uffd_msg msg;
         struct pollfd pfd = {.fd = f->uffd, .events = POLLIN};
@@ -181,15 +275,77 @@ static uint64_t xorshift(uint64_t *s)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: fault_floor [--mode missing|minor] [--pages N] "
-                    "[--seed S]\n");
+    fprintf(stderr,
+            "usage: fault_floor [--mode missing|minor] [--pages N] "
+            "[--seed S] [--cpus same|split|any]\n"
+            "       fault_floor --mode populate [--size BYTES[K|M|G]]\n");
     exit(2);
+}
+
+static size_t parse_size(const char *s)
+{
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+
+    switch (*end) {
+    case 'G':
+    case 'g':
+        v <<= 10; /* fall through */
+    case 'M':
+    case 'm':
+        v <<= 10; /* fall through */
+    case 'K':
+    case 'k':
+        v <<= 10;
+        end++;
+        break;
+    }
+    if (*end || v == 0) {
+        usage();
+    }
+    return (size_t)v;
+}
+
+/*
+ * One timed MADV_POPULATE_WRITE over a fresh memfd: shmem page allocation
+ * and clearing, and on a VM the host's first-touch faults.  Rounded up to
+ * whole pages.
+ */
+static int populate(size_t size)
+{
+    size_t len = (size + PAGE - 1) & ~(size_t)(PAGE - 1);
+    int fd = memfd_create("fault_floor_populate", MFD_CLOEXEC);
+    uint8_t *p;
+    uint64_t t0, ns;
+
+    if (fd < 0 || ftruncate(fd, (off_t)len) < 0) {
+        die("memfd");
+    }
+    p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        die("mmap memfd");
+    }
+    t0 = floor_now_ns();
+    if (madvise(p, len, MADV_POPULATE_WRITE) < 0) {
+        die("madvise(MADV_POPULATE_WRITE)");
+    }
+    ns = floor_now_ns() - t0;
+    printf("{\"populate\": {\"gibps\": %.3f, \"bytes\": %zu, "
+           "\"seconds\": %.6f}}\n",
+           (double)len / (1u << 30) / ((double)ns / 1e9), len,
+           (double)ns / 1e9);
+    munmap(p, len);
+    close(fd);
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
     static struct floor f;
+    static const char *const cpus_name[] = {"same", "split", "any"};
     uint64_t seed = 1;
+    size_t size = (size_t)1 << 30;
+    bool populate_mode = false;
     size_t *order;
     uint64_t *touch_ns;
     pthread_t th;
@@ -200,8 +356,23 @@ int main(int argc, char **argv)
             usage();
         }
         if (!strcmp(argv[i], "--mode")) {
-            f.minor = !strcmp(argv[++i], "minor");
-            if (!f.minor && strcmp(argv[i], "missing")) {
+            i++;
+            populate_mode = !strcmp(argv[i], "populate");
+            f.minor = !strcmp(argv[i], "minor");
+            if (!populate_mode && !f.minor && strcmp(argv[i], "missing")) {
+                usage();
+            }
+        } else if (!strcmp(argv[i], "--size")) {
+            size = parse_size(argv[++i]);
+        } else if (!strcmp(argv[i], "--cpus")) {
+            i++;
+            if (!strcmp(argv[i], "same")) {
+                f.cpus = CPUS_SAME;
+            } else if (!strcmp(argv[i], "split")) {
+                f.cpus = CPUS_SPLIT;
+            } else if (!strcmp(argv[i], "any")) {
+                f.cpus = CPUS_ANY;
+            } else {
                 usage();
             }
         } else if (!strcmp(argv[i], "--pages")) {
@@ -211,6 +382,9 @@ int main(int argc, char **argv)
         } else {
             usage();
         }
+    }
+    if (populate_mode) {
+        return populate(size);
     }
     if (f.pages == 0) {
         usage();
@@ -230,6 +404,11 @@ int main(int argc, char **argv)
 
         order[i] = order[j];
         order[j] = t;
+    }
+    place_threads(&f);
+    /* Missing: one fresh page per fault, plus page tables. */
+    if (!f.minor) {
+        preheat(f.pages * PAGE * 2);
     }
     map_guest(&f);
     register_guest(&f);
@@ -253,8 +432,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "fault_floor: %s\n", f.error);
         return 1;
     }
-    printf("{\"mode\": \"%s\", \"pages\": %zu, ", f.minor ? "minor" : "missing",
-           f.pages);
+    printf("{\"mode\": \"%s\", \"pages\": %zu, \"cpus\": \"%s\", ",
+           f.minor ? "minor" : "missing", f.pages, cpus_name[f.cpus]);
     floor_print_stats(stdout, "fault", touch_ns, f.pages);
     printf(", ");
     floor_print_stats(stdout, "handler", f.handler_ns, f.handled);

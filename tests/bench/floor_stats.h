@@ -5,9 +5,10 @@
  * Contract: samples are nanoseconds.  The report gives exact percentiles
  * (nearest rank over the sorted samples) and, beside them, the same
  * percentiles rounded the way postcopyd's stats_histogram rounds its own
- * (log2 buckets of microseconds: bucket 0 holds 0, bucket k holds
- * [2^(k-1), 2^k - 1] us; a percentile is its bucket's upper bound capped at
- * the maximum), plus that histogram, so that a daemon figure and its floor
+ * (log-linear buckets of microseconds: one per us below 8, then 8 per power
+ * of two; a percentile is its bucket's upper bound capped at the maximum;
+ * the last bucket holds everything from 2^24 us), plus that histogram, so
+ * that a daemon figure and its floor
  * can be compared bucket for bucket.  Header-only: each tool is one file.
  */
 #ifndef POSTCOPYD_BENCH_FLOOR_STATS_H
@@ -18,7 +19,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#define FLOOR_BUCKETS 26 /* = STATS_HISTOGRAM_BUCKETS */
+#define FLOOR_BUCKETS 177 /* = STATS_HISTOGRAM_BUCKETS */
 
 static inline uint64_t floor_now_ns(void)
 {
@@ -28,20 +29,30 @@ static inline uint64_t floor_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* As stats_histogram_bucket(): 8 sub-buckets per power of two. */
 static inline unsigned floor_bucket(uint64_t us)
 {
-    unsigned k;
+    unsigned shift;
 
-    if (us == 0) {
-        return 0;
+    if (us >= UINT64_C(1) << 24) {
+        return FLOOR_BUCKETS - 1;
     }
-    k = 64 - (unsigned)__builtin_clzll(us);
-    return k < FLOOR_BUCKETS - 1 ? k : FLOOR_BUCKETS - 1;
+    if (us < 8) {
+        return (unsigned)us;
+    }
+    shift = 63 - (unsigned)__builtin_clzll(us) - 3;
+    return shift * 8 + (unsigned)(us >> shift);
 }
 
 static inline uint64_t floor_bucket_le(unsigned i)
 {
-    return i >= FLOOR_BUCKETS - 1 ? UINT64_MAX : (UINT64_C(1) << i) - 1;
+    if (i >= FLOOR_BUCKETS - 1) {
+        return UINT64_MAX;
+    }
+    if (i < 8) {
+        return i;
+    }
+    return ((UINT64_C(9) + i % 8) << (i / 8 - 1)) - 1;
 }
 
 static inline int floor_cmp_u64(const void *a, const void *b)

@@ -11,9 +11,10 @@ section_title() {
     case "$1" in
     fault) echo "1. Remote-fault latency, 4 KiB pages, postcopy, $(q .config.fault_size) guest read in random order.
    Floor: raw uffd fault resolved by a local handler (anon MISSING+COPY, shmem MINOR+CONTINUE)
-   + raw 4 KiB TCP request/response on the same veth, measured just before and after each
-   fault run (the lower).  Daemon percentiles are log2-bucket upper bounds (the true value
-   lies in (v/2, v]); over >= $(q .config.min_faults) faults each." ;;
+   + raw 4 KiB TCP request/response on the same veth, each pinned to one CPU (a wake-up
+   across CPUs costs 25-100 us on this nested VM), measured just before and after each
+   fault run (the lower).  Daemon percentiles are log-linear bucket bounds (at most 12.5%
+   above the true value); over >= $(q .config.min_faults) faults each." ;;
     bulk) echo "2. Bulk throughput: precopy round 1, wire bytes (floor: raw TCP, same number of streams, same veth,
    best of $(q .config.raw_sample_s) s samples just before and after the run)" ;;
     downtime) echo "3. Downtime, $(q .config.size) shmem guest, random writes (floor: one 4 KiB round trip + the bytes sent
@@ -56,6 +57,8 @@ printf '\nVerified runs (the destination read every page and compared it with th
 jq -r '.verified[] | "   \(.tag): \(.line)"' "$res"
 failed=$(q '.failed_runs | join(" ")')
 [ -n "$failed" ] && printf '\nFAILED runs: %s\n' "$failed"
+tls=$(q 'if .tls_bulk_gibps then "\(.tls_bulk_gibps) GiB/s with TLS (psk) vs \(.plain_bulk_gibps) GiB/s plain: \(.tls_cost_pct)% slower" else empty end')
+[ -n "$tls" ] && printf '\nTLS cost to bulk throughput (idle 1 GiB guest, precopy): %s\n' "$tls"
 note=$(q '.fault_idle_note // empty')
 [ -n "$note" ] && printf '\nIdle-link fault latency %s.\n' "$note"
 exit 0

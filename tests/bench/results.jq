@@ -98,6 +98,9 @@ def max_or_null: map(select(. != null)) | if length == 0 then null else max end;
 | ($bst.sender_cpu_s / ($bst.bytes / gib)) as $cpu_floor_send
 | ($bst.cpu_s / ($bst.bytes / gib)) as $cpu_floor_recv
 | per_mode_rate($modelist; $ratelist; .migrate.downtime | r3) as $downtime
+| per_mode_rate($modelist; $ratelist; .migrate["downtime-breakdown"] // null) as $downtime_parts
+| run("bulk-cold") as $cold
+| ($cold.migrate["round-stats"][0] // null) as $c1
 | per_mode_rate($modelist; $ratelist; .migrate["total-time"] | if . == null then null else . / 1000 | r3 end) as $total
 | per_mode_rate($modelist; $ratelist; (.raw_stream_paused.gibps // .raw_stream.gibps // $raw0) as $g | .migrate["bytes-downtime"]
     | if . == null then null else $rt.rtt.p50_us / 1000 + . / ($g * gib) * 1000 | r3 end) as $downtime_floor
@@ -135,6 +138,12 @@ def max_or_null: map(select(. != null)) | if length == 0 then null else max end;
   fault_idle_note: (if $have_bulk_off == 1 then null else
       "not measured: the daemon always streams the rest in postcopy; needs postcopy-migrate migrate --postcopy-bulk off" end),
   faults_by_backing: $fb,
+  bulk_cold_gibps: (if $c1 then $c1["send-rate-mibps"] / 1024 | r3 else null end),
+  bulk_cold_raw_tcp_gibps: ($cold.raw_stream.gibps // null | r3),
+  populate_gibps: ($populate[0].populate.gibps // null | r3),
+  prealloc_s: ($bulk.prealloc_s // null),
+  prealloc_gibps: (if $bulk.prealloc_s then $bulk.size_bytes / gib / $bulk.prealloc_s | r3 else null end),
+  downtime_breakdown_ms: $downtime_parts,
   bulk_guest_gibps: (if $r1 then $r1.pages * 4096 / ($r1["duration-ms"] / 1000) / gib | r3 else null end),
   bulk_streams: $bulk_streams,
   raw_tcp_gibps_start: ($raw0 | r3),
@@ -187,9 +196,14 @@ def max_or_null: map(select(. != null)) | if length == 0 then null else max end;
            {section: "fault", figure: "\($b) max, bulk competing", value: $x.loaded.max_us, floor: null, unit: "us"} )),
       {section: "bulk", figure: "precopy round 1, idle \($size)", value: $res.bulk_gibps, floor: $res.raw_tcp_gibps,
        unit: "GiB/s", note: "\($bulk_streams) stream(s); higher is better; guest pages: \($res.bulk_guest_gibps) GiB/s"},
+      {section: "bulk", figure: "same, RAM not preallocated", value: $res.bulk_cold_gibps,
+       floor: ([$res.bulk_cold_raw_tcp_gibps, $res.populate_gibps] | map(select(. != null)) | if length == 0 then null else min end),
+       unit: "GiB/s", note: "floor: the lower of raw TCP (\($res.bulk_cold_raw_tcp_gibps)) and fresh-memory first touch (\($res.populate_gibps) GiB/s); preallocating \($size) took \($res.prealloc_s) s before the run above"},
       ($modelist[] as $m | $ratelist[] as $r
        | {section: "downtime", figure: "\($m) @ \($r) MiB/s", value: $downtime[$m][$r], floor: $downtime_floor[$m][$r], unit: "ms",
-          note: (run("\($m)-\($r)") | if . then "\(.migrate["bytes-downtime"] / 1048576 * 100 | round / 100) MiB sent while paused; raw TCP \(.raw_stream_paused.gibps // .raw_stream.gibps // $raw0) GiB/s" else "failed" end)}),
+          note: (run("\($m)-\($r)") | if . then "\(.migrate["bytes-downtime"] / 1048576 * 100 | round / 100) MiB sent while paused; raw TCP \(.raw_stream_paused.gibps // .raw_stream.gibps // $raw0) GiB/s"
+                 + (.migrate["downtime-breakdown"] // null | if . then "; " + (to_entries | map(select(.value >= 0.05)) | map("\(.key) \(.value * 100 | round / 100)") | join(", ")) else "" end)
+                 else "failed" end)}),
       ($modelist[] as $m | $ratelist[] as $r
        | {section: "total", figure: "\($m) @ \($r) MiB/s", value: $total[$m][$r], floor: $total_floor[$m][$r], unit: "s",
           note: (run("\($m)-\($r)") | if . then "\(.migrate.ram.transferred / 1048576 | round) MiB sent, \(.migrate.rounds) round(s); raw TCP \(.raw_stream.gibps // $raw0) GiB/s" else "failed" end)}),

@@ -4,8 +4,10 @@
  *
  *   tcp_floor server --listen IP:PORT               (on the source host)
  *   tcp_floor pingpong --connect IP:PORT [--count N] [--warmup N]
+ *                      [--cpus same|any]
  *   tcp_floor stream --connect IP:PORT [--streams N] [--seconds S]
  *   tcp_floor loaded --connect IP:PORT [--streams N] [--count N]
+ *                    [--cpus same|any]
  *
  * The clients run on the destination host, as the daemon that asks for
  * pages does; data flows from the server to them, as pages do.
@@ -14,7 +16,15 @@
  *           "tcp_floor: listening" on stdout once it accepts.
  * pingpong: one connection, TCP_NODELAY; N times a 32-byte request (a page
  *           request's header) answered by 32 + 4096 bytes (a page behind
- *           its header), each round trip timed.
+ *           its header), each round trip timed.  --cpus same (the
+ *           default): the client pins itself to the CPU it runs on and has
+ *           the server pin the connection's thread there too.  That is the
+ *           floor: over a veth (or loopback) the whole round trip, softirqs
+ *           included, then runs on one CPU with no cross-CPU wake-up, which
+ *           on a VM costs 25-50 us (an IPI to another vCPU, often halted);
+ *           unpinned, the two ends land on either side at random and the
+ *           median swings between ~8 and ~60 us from run to run.  any: not
+ *           pinned.
  * stream:   N connections on which the server writes 1 MiB buffers as fast
  *           as it can; the client reads for S seconds: throughput is what it
  *           read over the time it read.
@@ -30,6 +40,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -122,13 +133,35 @@ static void nodelay(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+/* Pin the calling thread to @cpu (< 0: leave it). */
+static void pin_self(int32_t cpu)
+{
+    cpu_set_t set;
+
+    if (cpu < 0 || cpu >= CPU_SETSIZE) {
+        return;
+    }
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    errno = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    if (errno) {
+        die("pthread_setaffinity_np");
+    }
+}
+
 /* ---- server ---- */
 
+/* After the kind: the CPU (int32, host order, -1: any) to answer on. */
 static void serve_pingpong(int fd)
 {
     static const uint8_t resp[RESP_LEN];
     uint8_t req[REQ_LEN];
+    int32_t cpu;
 
+    if (!read_full(fd, &cpu, sizeof(cpu))) {
+        return;
+    }
+    pin_self(cpu);
     nodelay(fd);
     while (read_full(fd, req, sizeof(req)) &&
            write_full(fd, resp, sizeof(resp))) {
@@ -204,7 +237,7 @@ static _Noreturn void run_server(const char *addr)
 
 /* ---- clients ---- */
 
-static int connect_kind(const struct sockaddr_in *sa, char kind)
+static int connect_kind(const struct sockaddr_in *sa, char kind, int32_t cpu)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
@@ -217,19 +250,27 @@ static int connect_kind(const struct sockaddr_in *sa, char kind)
     if (kind == 'P') {
         nodelay(fd);
     }
-    if (!write_full(fd, &kind, 1)) {
+    if (!write_full(fd, &kind, 1) ||
+        (kind == 'P' && !write_full(fd, &cpu, sizeof(cpu)))) {
         die("write");
     }
     return fd;
 }
 
-/* @count timed round trips after @warmup untimed ones; samples in @ns. */
+/*
+ * @count timed round trips after @warmup untimed ones; samples in @ns.
+ * @same_cpu: both ends on the CPU we run on now (see the top of the file).
+ */
 static void pingpong(const struct sockaddr_in *sa, size_t warmup, size_t count,
-                     uint64_t *ns)
+                     bool same_cpu, uint64_t *ns)
 {
     static uint8_t resp[RESP_LEN];
     uint8_t req[REQ_LEN] = {0};
-    int fd = connect_kind(sa, 'P');
+    int32_t cpu = same_cpu ? sched_getcpu() : -1;
+    int fd;
+
+    pin_self(cpu);
+    fd = connect_kind(sa, 'P', cpu);
 
     for (size_t i = 0; i < warmup + count; i++) {
         uint64_t t0 = floor_now_ns();
@@ -257,7 +298,7 @@ static void *stream_main(void *opaque)
 {
     struct stream *s = opaque;
     uint8_t *buf = malloc(CHUNK);
-    int fd = connect_kind(s->sa, 'S');
+    int fd = connect_kind(s->sa, 'S', -1);
 
     if (!buf) {
         die("malloc");
@@ -323,11 +364,11 @@ static void usage(void)
 {
     fprintf(stderr, "usage: tcp_floor server --listen IP:PORT\n"
                     "       tcp_floor pingpong --connect IP:PORT [--count N] "
-                    "[--warmup N]\n"
+                    "[--warmup N] [--cpus same|any]\n"
                     "       tcp_floor stream --connect IP:PORT [--streams N] "
                     "[--seconds S]\n"
                     "       tcp_floor loaded --connect IP:PORT [--streams N] "
-                    "[--count N]\n");
+                    "[--count N] [--cpus same|any]\n");
     exit(2);
 }
 
@@ -337,6 +378,7 @@ int main(int argc, char **argv)
     size_t count = 20000, warmup = 1000;
     int nstreams = 1;
     double seconds = 3;
+    bool same_cpu = true;
     struct sockaddr_in sa;
     struct stream s[MAX_STRMS];
     pthread_t th[MAX_STRMS];
@@ -362,6 +404,12 @@ int main(int argc, char **argv)
             nstreams = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--seconds")) {
             seconds = strtod(argv[++i], NULL);
+        } else if (!strcmp(argv[i], "--cpus")) {
+            i++;
+            same_cpu = !strcmp(argv[i], "same");
+            if (!same_cpu && strcmp(argv[i], "any")) {
+                usage();
+            }
         } else {
             usage();
         }
@@ -381,7 +429,7 @@ int main(int argc, char **argv)
     cpu0 = cpu_seconds();
     t0 = floor_now_ns();
     if (!strcmp(cmd, "pingpong")) {
-        pingpong(&sa, warmup, count, ns);
+        pingpong(&sa, warmup, count, same_cpu, ns);
         printf("{");
         floor_print_stats(stdout, "rtt", ns, count);
         printf("}\n");
@@ -395,7 +443,7 @@ int main(int argc, char **argv)
         start_streams(s, th, nstreams, &sa, 0, &stop);
         /* Let the streams fill the link before the first timed request. */
         usleep(300000);
-        pingpong(&sa, warmup, count, ns);
+        pingpong(&sa, warmup, count, same_cpu, ns);
         atomic_store(&stop, true);
         printf("{");
         floor_print_stats(stdout, "rtt", ns, count);
