@@ -918,7 +918,7 @@ static bool prepare_resume(struct dest_session *s,
         return false;
     }
     sr->stale_us = migration_now_us() - t1;
-    atomic_store(&s->m->stats.stale_pages, stale);
+    atomic_fetch_add(&s->m->stats.stale_pages, stale);
     return true;
 }
 
@@ -984,6 +984,7 @@ static bool answer_barrier(struct dest_session *s, const PeerMessage *msg,
     Postcopy__Peer__BarrierReply br = POSTCOPY__PEER__BARRIER_REPLY__INIT;
     PeerMessage reply = POSTCOPY__PEER__PEER_MESSAGE__INIT;
     struct sync_wait w = {.s = s, .seq = msg->barrier->sync_seq};
+    uint64_t stale = 0;
     bool ok;
 
     g_mutex_lock(&s->m->lock);
@@ -993,17 +994,36 @@ static bool answer_barrier(struct dest_session *s, const PeerMessage *msg,
     if (!ok) {
         return false;
     }
+    /* Hybrid: most of the dirty set, marked before the pause (peer.proto). */
+    if (msg->barrier->stale &&
+        !dirty_set_decode(msg->barrier->stale, s->regions, mark_stale_run, s,
+                          &stale, err)) {
+        return false;
+    }
+    atomic_fetch_add(&s->m->stats.stale_pages, stale);
     br.sync_seq = w.seq;
     reply.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_BARRIER_REPLY;
     reply.barrier_reply = &br;
     return channel_send_msg(s->control, &reply, err);
 }
 
+/*
+ * After the barrier the Switchover follows within milliseconds, inside
+ * the downtime: wait for it awake (this host's guest does not run yet, so
+ * the CPU is free) rather than pay a wake-up.
+ */
+#define SWITCHOVER_SPIN_US 20000
+
 /* The next control message that is not a Barrier (those are answered). */
 static PeerMessage *recv_past_barriers(struct dest_session *s, GError **err)
 {
-    for (;;) {
-        PeerMessage *msg = channel_recv_msg(s->control, err);
+    for (bool answered = false;; answered = true) {
+        PeerMessage *msg;
+
+        if (answered) {
+            channel_spin_readable(s->control, SWITCHOVER_SPIN_US);
+        }
+        msg = channel_recv_msg(s->control, err);
 
         if (!msg ||
             msg->msg_case != POSTCOPY__PEER__PEER_MESSAGE__MSG_BARRIER) {

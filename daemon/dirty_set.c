@@ -287,31 +287,55 @@ static uint64_t bitmap_pages(const Postcopy__Peer__RegionBitmap *b, uint64_t n)
     return c;
 }
 
-/* @fn for each run of set bits among the first @n; zero bytes skipped. */
+/* 64 bits of a wire bitmap from bit @i (a multiple of 8), zero past @n. */
+static uint64_t wire_word(const uint8_t *bytes, uint64_t i, uint64_t n)
+{
+    uint64_t w = 0, left = n - i;
+
+    if (left >= 64) {
+        memcpy(&w, bytes + i / 8, 8);
+    } else {
+        memcpy(&w, bytes + i / 8, (left + 7) / 8);
+        w &= (UINT64_C(1) << left) - 1;
+    }
+    return GUINT64_FROM_LE(w);
+}
+
+/* The first bit of @want (1 or 0) in [from, n), or n: 64 bits a step. */
+static uint64_t wire_next(const uint8_t *bytes, uint64_t n, uint64_t from,
+                          bool want)
+{
+    while (from < n) {
+        uint64_t base = from & ~UINT64_C(63);
+        uint64_t w = wire_word(bytes, base, n);
+
+        if (!want) {
+            w = ~w;
+            if (n - base < 64) {
+                w &= (UINT64_C(1) << (n - base)) - 1;
+            }
+        }
+        w &= ~UINT64_C(0) << (from - base);
+        if (w) {
+            return MIN(n, base + __builtin_ctzll(w));
+        }
+        from = base + 64;
+    }
+    return n;
+}
+
+/* @fn for each run of set bits among the first @n, 64 bits at a time. */
 static void bitmap_runs(const Postcopy__Peer__RegionBitmap *b, uint64_t n,
                         dirty_run_fn fn, void *opaque)
 {
     const uint8_t *bytes = b->bitmap.data;
-    uint64_t i = 0;
+    uint64_t i = wire_next(bytes, n, 0, true);
 
     while (i < n) {
-        uint64_t j;
+        uint64_t j = wire_next(bytes, n, i, false);
 
-        if (i % 8 == 0 && !bytes[i / 8]) {
-            i += 8;
-            continue;
-        }
-        if (!wire_bit(bytes, i)) {
-            i++;
-            continue;
-        }
-        for (j = i + 1; j < n && wire_bit(bytes, j); j++) {
-            if (j % 8 == 0 && bytes[j / 8] == 0xff && j + 8 <= n) {
-                j += 7; /* a full byte: the loop's ++ adds the 8th */
-            }
-        }
         fn(opaque, b->region, i, j - i);
-        i = j;
+        i = wire_next(bytes, n, j, true);
     }
 }
 

@@ -17,9 +17,6 @@
 #include "backing.h"
 #include "daemon.h"
 
-#define BITS_PER_LONG    (8 * sizeof(unsigned long))
-#define BITS_TO_LONGS(n) (((n) + BITS_PER_LONG - 1) / BITS_PER_LONG)
-
 static bool test_bit(const unsigned long *map, uint64_t i)
 {
     return map[i / BITS_PER_LONG] & (1UL << (i % BITS_PER_LONG));
@@ -349,6 +346,21 @@ static double mib_per_s(uint64_t bytes, uint64_t us)
     return us ? (double)bytes / (1 << 20) / (us / 1e6) : 0;
 }
 
+/*
+ * Hybrid switches to postcopy as soon as another round would not pay: when
+ * a round leaves more than half of what it sent dirty again, the guest
+ * writes about as fast as the link carries, and more rounds only re-send
+ * pages it will write again.  Its downtime does not depend on the dirty
+ * set's size (only the set travels), so the downtime limit is not what
+ * ends it.  Precopy has no such way out: it must converge or hit a limit.
+ */
+static bool hybrid_not_converging(const struct migration *m,
+                                  const struct round_stats *rs)
+{
+    return m->params.mode == MODE_HYBRID && rs->pages &&
+           rs->dirty_pages * 2 > rs->pages;
+}
+
 bool precopy_rounds(struct source_session *s, GError **err)
 {
     struct migration *m = s->m;
@@ -390,6 +402,13 @@ bool precopy_rounds(struct source_session *s, GError **err)
                        ? (uint64_t)(pending_bytes(s) / (bw * (1 << 20)) * 1e6)
                        : UINT64_MAX;
         atomic_store(&st->expected_downtime_us, expected);
+        if (hybrid_not_converging(m, &rs)) {
+            g_message("migration %s: precopy ends after round %u: it left "
+                      "%" G_GUINT64_FORMAT " of the %" G_GUINT64_FORMAT
+                      " pages it sent dirty again; postcopy fetches them",
+                      m->id, rs.round, dirty, rs.pages);
+            return true;
+        }
         if (expected <= m->params.downtime_limit_ms * 1000 ||
             rs.round >= m->params.max_rounds ||
             now - start >= m->params.max_precopy_ms * 1000) {

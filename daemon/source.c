@@ -23,7 +23,6 @@
 #include "region.h"
 #include "session_file.h"
 
-#define BITS_PER_LONG   (8 * sizeof(unsigned long))
 #define CONTROL_POLL_MS 500
 /* A data channel closed without a Complete on control within this: lost. */
 #define DATA_LOST_GRACE_US (2 * G_USEC_PER_SEC)
@@ -355,6 +354,50 @@ static bool send_sync(struct source_session *s, GError **err)
 }
 
 /*
+ * Hybrid: what is pending when precopy ends is stale there already; the
+ * Barrier has the destination mark it while the VM runs, which takes the
+ * bulk of that work (a byte per page, the set can be most of the guest)
+ * out of the downtime.
+ */
+static void take_prestale(struct source_session *s)
+{
+    for (size_t i = 0; i < s->regions->n; i++) {
+        size_t longs = BITS_TO_LONGS(region_pages(&s->regions->regions[i]));
+
+        g_free(s->prestale[i]);
+        s->prestale[i] = g_memdup2(s->pending[i], longs * sizeof(long));
+    }
+}
+
+static uint64_t count_pending(const struct source_session *s)
+{
+    uint64_t n = 0;
+
+    for (size_t i = 0; i < s->regions->n; i++) {
+        size_t longs = BITS_TO_LONGS(region_pages(&s->regions->regions[i]));
+
+        for (size_t j = 0; j < longs; j++) {
+            n += __builtin_popcountl(s->pending[i][j]);
+        }
+    }
+    return n;
+}
+
+/* pending minus what the Barrier marked: what the Switchover must say. */
+static void drop_prestale(struct source_session *s, unsigned long **out)
+{
+    for (size_t i = 0; i < s->regions->n; i++) {
+        size_t longs = BITS_TO_LONGS(region_pages(&s->regions->regions[i]));
+
+        out[i] = g_new(unsigned long, longs);
+        for (size_t j = 0; j < longs; j++) {
+            out[i][j] =
+                s->pending[i][j] & ~(s->prestale[i] ? s->prestale[i][j] : 0);
+        }
+    }
+}
+
+/*
  * Before the pause: let the bulk data in flight (socket buffers on both
  * sides, several MiB) reach the destination's memory while the VM still
  * runs.  The Switchover's own barrier then has almost nothing to wait for;
@@ -366,13 +409,23 @@ static bool drain_bulk(struct source_session *s, GError **err)
     PeerMessage msg = POSTCOPY__PEER__PEER_MESSAGE__INIT;
     g_autoptr(PeerMessage) reply = NULL;
 
+    Postcopy__Peer__Switchover stale = POSTCOPY__PEER__SWITCHOVER__INIT;
+    bool ok;
+
     if (!s->tracking || !send_sync(s, err)) {
         return !s->tracking;
     }
     b.sync_seq = s->sync_seq;
+    if (s->m->params.mode == MODE_HYBRID) {
+        take_prestale(s);
+        dirty_set_encode(s->regions, s->prestale, &stale);
+        b.stale = &stale;
+    }
     msg.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_BARRIER;
     msg.barrier = &b;
-    if (!channel_send_msg(s->control, &msg, err)) {
+    ok = channel_send_msg(s->control, &msg, err);
+    dirty_set_clear(&stale);
+    if (!ok) {
         return false;
     }
     reply = expect_msg(s->control,
@@ -433,8 +486,14 @@ static bool prepare_switchover(struct source_session *s,
         return false;
     }
     if (m->params.mode == MODE_HYBRID) {
-        dirty_set_encode(s->regions, s->pending, so);
-        atomic_store(&m->stats.stale_pages, so->dirty_pages);
+        unsigned long *delta[REGION_MAX] = {NULL};
+
+        drop_prestale(s, delta);
+        dirty_set_encode(s->regions, delta, so);
+        for (size_t i = 0; i < s->regions->n; i++) {
+            g_free(delta[i]);
+        }
+        atomic_store(&m->stats.stale_pages, count_pending(s));
     }
     if (!send_sync(s, err)) {
         return false;
@@ -443,6 +502,9 @@ static bool prepare_switchover(struct source_session *s,
     downtime_mark(m, DT_SEND);
     return true;
 }
+
+/* The VM is paused: a CPU spent waiting for the reply is one it lacks. */
+#define SWITCHOVER_SPIN_US 20000
 
 static bool send_switchover(struct source_session *s,
                             Postcopy__Peer__Switchover *so, GError **err)
@@ -460,6 +522,8 @@ static bool send_switchover(struct source_session *s,
     }
     /* From here only an explicit refusal proves the VM did not start. */
     s->switchover_sent = true;
+    /* The reply is due within milliseconds, in the downtime: stay awake. */
+    channel_spin_readable(s->control, SWITCHOVER_SPIN_US);
     reply = expect_msg(s->control,
                        POSTCOPY__PEER__PEER_MESSAGE__MSG_SWITCHOVER_REPLY, err);
     if (!reply) {
@@ -860,6 +924,7 @@ static void free_session(struct source_session *s)
     for (size_t i = 0; i < REGION_MAX; i++) {
         g_free(s->pending[i]);
         s->pending[i] = NULL;
+        g_clear_pointer(&s->prestale[i], g_free);
     }
 }
 

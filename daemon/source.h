@@ -28,6 +28,10 @@ struct bulk_stream {
     GThread *thread;
 };
 
+/* The per-region page bitmaps (pending, prestale): unsigned longs. */
+#define BITS_PER_LONG    (8 * sizeof(unsigned long))
+#define BITS_TO_LONGS(n) (((n) + BITS_PER_LONG - 1) / BITS_PER_LONG)
+
 struct source_session {
     struct migration *m;
     struct region_table *regions;
@@ -54,6 +58,8 @@ struct source_session {
     bool tracking;
     /* Per region: pages written since they were last sent. */
     unsigned long *pending[REGION_MAX];
+    /* Hybrid: the part of pending already marked STALE there (Barrier). */
+    unsigned long *prestale[REGION_MAX];
     uint32_t sync_seq;
 };
 

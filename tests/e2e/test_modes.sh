@@ -53,8 +53,9 @@ TESTS=(
     "hybrid migration of a hugetlbfs guest"
     "hybrid with --dirty-tracking sync-wp, shmem guest"
     "hybrid with --dirty-tracking sync-wp, anon guest"
-    "unconverging hybrid stops after --max-rounds 3"
-    "unconverging hybrid stops after --max-precopy-time 300"
+    "unconverging precopy stops after --max-rounds 3"
+    "unconverging precopy stops after --max-precopy-time 300"
+    "unconverging hybrid goes to postcopy once a round leaves half its pages dirty"
     "hybrid downtime traffic <= dirty bitmap size at 16 MiB/s"
     "hybrid downtime traffic <= dirty bitmap size unthrottled"
     "a precopy failing on a layout mismatch exits 1 with a one-line reason"
@@ -338,9 +339,9 @@ done
 # An unthrottled writer on 2 vCPUs never lets the rest fit in 0 ms: only
 # the limits end precopy.
 vm="vm-maxrounds"
-run_migration "$vm" shmem "$SIZE" 0 2 --mode hybrid --downtime-limit 0 \
+run_migration "$vm" shmem "$SIZE" 0 2 --mode precopy --downtime-limit 0 \
     --max-rounds 3
-check_mode hybrid
+check_mode precopy
 rounds=$(json_get "$R_JSON" rounds)
 expect "${rounds:-0} == 3" "rounds = '$rounds', expected exactly 3"
 report "${TESTS[i]}" "$vm"
@@ -348,12 +349,27 @@ stop_pair "$vm"
 i=$((i + 1))
 
 vm="vm-maxtime"
-run_migration "$vm" shmem "$SIZE" 0 2 --mode hybrid --downtime-limit 0 \
+run_migration "$vm" shmem "$SIZE" 0 2 --mode precopy --downtime-limit 0 \
     --max-rounds 1000 --max-precopy-time 300
-check_mode hybrid
+check_mode precopy
 expect "R_MS < 10000" "the migration took $R_MS ms, expected well under 10 s"
 rounds=$(json_get "$R_JSON" rounds)
 expect "${rounds:-1000} < 1000" "rounds = '$rounds': the time limit did not end precopy"
+report "${TESTS[i]}" "$vm"
+stop_pair "$vm"
+i=$((i + 1))
+
+# Hybrid needs no limit: an unthrottled writer leaves more than half of a
+# round's pages dirty, and precopy hands over to postcopy there.
+vm="vm-hybridexit"
+run_migration "$vm" shmem "$SIZE" 0 2 --mode hybrid --downtime-limit 0 \
+    --max-rounds 1000 --max-precopy-time 60000
+check_mode hybrid
+rounds=$(json_get "$R_JSON" rounds)
+expect "${rounds:-1000} < 1000" "rounds = '$rounds': precopy did not end"
+expect "R_MS < 10000" "the migration took $R_MS ms, expected well under 10 s"
+grep -q "precopy ends after round ${rounds:-x}: it left .* dirty again" "$(pcd_daemon_log src)" ||
+    R_WHY+=("the source did not say precopy stopped converging")
 report "${TESTS[i]}" "$vm"
 stop_pair "$vm"
 i=$((i + 1))

@@ -301,8 +301,12 @@ static void check_kind(const PeerMessage *msg)
         touch(msg->cancel->reason);
         break;
     case POSTCOPY__PEER__PEER_MESSAGE__MSG_BARRIER:
+        if (msg->barrier->stale) {
+            check_dirty_set(msg->barrier->stale);
+        }
+        break;
     case POSTCOPY__PEER__PEER_MESSAGE__MSG_BARRIER_REPLY:
-        break; /* a number each: nothing to check */
+        break; /* a number: nothing to check */
 #ifdef POSTCOPY__PEER__RESUME_REPLY__INIT
     case POSTCOPY__PEER__PEER_MESSAGE__MSG_RESUME_REPLY:
         touch(msg->resume_reply->error);
