@@ -197,8 +197,8 @@ def max_or_null: map(select(. != null)) | if length == 0 then null else max end;
       {section: "bulk", figure: "precopy round 1, idle \($size)", value: $res.bulk_gibps, floor: $res.raw_tcp_gibps,
        unit: "GiB/s", note: "\($bulk_streams) stream(s); higher is better; guest pages: \($res.bulk_guest_gibps) GiB/s"},
       {section: "bulk", figure: "same, RAM not preallocated", value: $res.bulk_cold_gibps,
-       floor: ([$res.bulk_cold_raw_tcp_gibps, $res.populate_gibps] | map(select(. != null)) | if length == 0 then null else min end),
-       unit: "GiB/s", note: "floor: the lower of raw TCP (\($res.bulk_cold_raw_tcp_gibps)) and fresh-memory first touch (\($res.populate_gibps) GiB/s); preallocating \($size) took \($res.prealloc_s) s before the run above"},
+       floor: ([$res.bulk_cold_raw_tcp_gibps, $res.prealloc_gibps] | map(select(. != null)) | if length == 0 then null else min end),
+       unit: "GiB/s", note: "floor: the lower of raw TCP (\($res.bulk_cold_raw_tcp_gibps)) and the first touch of as much fresh memory: the prealloc before the run above, \($size) in \($res.prealloc_s) s (\($res.prealloc_gibps) GiB/s; a 1 GiB populate sample after the run, memory freed moments before: \($res.populate_gibps) GiB/s)"},
       ($modelist[] as $m | $ratelist[] as $r
        | {section: "downtime", figure: "\($m) @ \($r) MiB/s", value: $downtime[$m][$r], floor: $downtime_floor[$m][$r], unit: "ms",
           note: (run("\($m)-\($r)") | if . then "\(.migrate["bytes-downtime"] / 1048576 * 100 | round / 100) MiB sent while paused; raw TCP \(.raw_stream_paused.gibps // .raw_stream.gibps // $raw0) GiB/s"
