@@ -883,6 +883,19 @@ static bool sync_reached(void *opaque)
     return true;
 }
 
+/* Until every bulk stream has written its data up to FRAME_SYNC @seq. */
+static bool wait_bulk_sync(struct dest_session *s, uint32_t seq, GError **err)
+{
+    struct sync_wait w = {.s = s, .seq = seq};
+    bool ok;
+
+    g_mutex_lock(&s->m->lock);
+    ok = wait_for(s, sync_reached, &w, "waiting for the bulk channel's barrier",
+                  err);
+    g_mutex_unlock(&s->m->lock);
+    return ok;
+}
+
 static void mark_stale_run(void *opaque, uint32_t region, uint64_t first,
                            uint64_t n)
 {
@@ -901,15 +914,9 @@ static bool prepare_resume(struct dest_session *s,
                            const Postcopy__Peer__Switchover *so,
                            Postcopy__Peer__SwitchoverReply *sr, GError **err)
 {
-    struct sync_wait w = {.s = s, .seq = so->sync_seq};
     uint64_t stale = 0, t0 = migration_now_us(), t1;
-    bool ok;
 
-    g_mutex_lock(&s->m->lock);
-    ok = wait_for(s, sync_reached, &w, "waiting for the bulk channel's barrier",
-                  err);
-    g_mutex_unlock(&s->m->lock);
-    if (!ok) {
+    if (!wait_bulk_sync(s, so->sync_seq, err)) {
         return false;
     }
     t1 = migration_now_us();
@@ -983,15 +990,9 @@ static bool answer_barrier(struct dest_session *s, const PeerMessage *msg,
 {
     Postcopy__Peer__BarrierReply br = POSTCOPY__PEER__BARRIER_REPLY__INIT;
     PeerMessage reply = POSTCOPY__PEER__PEER_MESSAGE__INIT;
-    struct sync_wait w = {.s = s, .seq = msg->barrier->sync_seq};
     uint64_t stale = 0;
-    bool ok;
 
-    g_mutex_lock(&s->m->lock);
-    ok = wait_for(s, sync_reached, &w, "waiting for the bulk channel's barrier",
-                  err);
-    g_mutex_unlock(&s->m->lock);
-    if (!ok) {
+    if (!wait_bulk_sync(s, msg->barrier->sync_seq, err)) {
         return false;
     }
     /* Hybrid: most of the dirty set, marked before the pause (peer.proto). */
@@ -1001,7 +1002,7 @@ static bool answer_barrier(struct dest_session *s, const PeerMessage *msg,
         return false;
     }
     atomic_fetch_add(&s->m->stats.stale_pages, stale);
-    br.sync_seq = w.seq;
+    br.sync_seq = msg->barrier->sync_seq;
     reply.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_BARRIER_REPLY;
     reply.barrier_reply = &br;
     return channel_send_msg(s->control, &reply, err);

@@ -106,15 +106,7 @@ static int resolve(struct floor *f, uint64_t addr)
 
 static void pin_self(int cpu)
 {
-    cpu_set_t set;
-
-    if (cpu < 0) {
-        return;
-    }
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    errno = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-    if (errno) {
+    if (!floor_pin_self(cpu)) {
         die("pthread_setaffinity_np");
     }
 }

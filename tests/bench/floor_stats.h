@@ -14,6 +14,10 @@
 #ifndef POSTCOPYD_BENCH_FLOOR_STATS_H
 #define POSTCOPYD_BENCH_FLOOR_STATS_H
 
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +57,23 @@ static inline uint64_t floor_bucket_le(unsigned i)
         return i;
     }
     return ((UINT64_C(9) + i % 8) << (i / 8 - 1)) - 1;
+}
+
+/*
+ * Pin the calling thread to @cpu (< 0 or beyond the set: leave it); false
+ * with errno set when the kernel refuses.
+ */
+static inline bool floor_pin_self(int cpu)
+{
+    cpu_set_t set;
+
+    if (cpu < 0 || cpu >= CPU_SETSIZE) {
+        return true;
+    }
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    errno = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    return errno == 0;
 }
 
 static inline int floor_cmp_u64(const void *a, const void *b)

@@ -136,15 +136,7 @@ static void nodelay(int fd)
 /* Pin the calling thread to @cpu (< 0: leave it). */
 static void pin_self(int32_t cpu)
 {
-    cpu_set_t set;
-
-    if (cpu < 0 || cpu >= CPU_SETSIZE) {
-        return;
-    }
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    errno = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-    if (errno) {
+    if (!floor_pin_self(cpu)) {
         die("pthread_setaffinity_np");
     }
 }
