@@ -53,6 +53,21 @@ pcd_die() {
 }
 
 # pcd_init BUILD_DIR: make the temp dir, set the traps (see pcd_preflight).
+# pcd_test_args "$@": the options every test script takes (--tap, --build
+# DIR, --keep); sets `build` (default $POSTCOPYD_BUILD, else build).
+pcd_test_args() {
+    build=${POSTCOPYD_BUILD:-build}
+    while [ $# -gt 0 ]; do
+        case "$1" in
+        --tap) shift ;;
+        --build) build=$2; shift 2 ;;
+        --build=*) build=${1#*=}; shift ;;
+        --keep) export PCD_KEEP=1; shift ;;
+        *) echo "usage: $0 [--tap] [--build DIR] [--keep]" >&2; exit 2 ;;
+        esac
+    done
+}
+
 pcd_init() {
     PCD_BUILD=${1:-${POSTCOPYD_BUILD:-build}}
     PCD_BUILD=${PCD_BUILD%/}

@@ -16,16 +16,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=tests/e2e/lib.sh
 . "$here/lib.sh"
 
-build=${POSTCOPYD_BUILD:-build}
-while [ $# -gt 0 ]; do
-    case "$1" in
-    --tap) shift ;;
-    --build) build=$2; shift 2 ;;
-    --build=*) build=${1#*=}; shift ;;
-    --keep) export PCD_KEEP=1; shift ;;
-    *) echo "usage: $0 [--tap] [--build DIR] [--keep]" >&2; exit 2 ;;
-    esac
-done
+pcd_test_args "$@"
 
 ROUNDS=${STRESS_ROUNDS:-3}
 TESTS=()
