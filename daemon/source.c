@@ -399,8 +399,8 @@ static void drop_prestale(struct source_session *s, unsigned long **out)
 
 /*
  * Before the pause: let the bulk data in flight (socket buffers on both
- * sides, several MiB) reach the destination's memory while the VM still
- * runs.  The Switchover's own barrier then has almost nothing to wait for;
+ * sides, several MiB) reach the destination's memory, and the destination
+ * finish setting up, while the VM still runs.  The Switchover's own barrier then has almost nothing to wait for;
  * pages written meanwhile are in the final collect.
  */
 static bool drain_bulk(struct source_session *s, GError **err)
@@ -412,10 +412,16 @@ static bool drain_bulk(struct source_session *s, GError **err)
     Postcopy__Peer__Switchover stale = POSTCOPY__PEER__SWITCHOVER__INIT;
     bool ok;
 
-    if (!s->tracking || !send_sync(s, err)) {
-        return !s->tracking;
+    /*
+     * Postcopy: no bulk data yet, but the Barrier still pays: it is
+     * answered once the destination has finished its own set-up (uffd
+     * registration, page state table), which would otherwise run inside
+     * the downtime.
+     */
+    if (s->tracking && !send_sync(s, err)) {
+        return false;
     }
-    b.sync_seq = s->sync_seq;
+    b.sync_seq = s->tracking ? s->sync_seq : 0;
     if (s->m->params.mode == MODE_HYBRID) {
         take_prestale(s);
         dirty_set_encode(s->regions, s->prestale, &stale);
