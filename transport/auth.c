@@ -133,6 +133,23 @@ static bool read_key(struct auth_key *k, int fd, const char *path, GError **err)
     return true;
 }
 
+bool auth_key_file_check(const char *path, GError **err)
+{
+    struct stat st;
+    bool ok;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+    if (fd < 0) {
+        return key_error(err, "cannot open key file %s: %s", path,
+                         g_strerror(errno));
+    }
+    ok = fstat(fd, &st) == 0 ? check_key_file(path, &st, err)
+                             : key_error(err, "cannot stat key file %s: %s",
+                                         path, g_strerror(errno));
+    close(fd);
+    return ok;
+}
+
 bool auth_key_load(struct auth_key *k, const char *path, GError **err)
 {
     struct stat st;

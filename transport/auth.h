@@ -95,6 +95,11 @@ GQuark auth_error_quark(void);
  * `echo SECRET > file` works.
  */
 bool auth_key_load(struct auth_key *k, const char *path, GError **err);
+/*
+ * The same checks on a key file someone else reads (the TLS private key):
+ * a regular file, mode 0600 or stricter, owned by root or this user.
+ */
+bool auth_key_file_check(const char *path, GError **err);
 
 /* Wipe the key from memory; @k is "no key" afterwards. */
 void auth_key_clear(struct auth_key *k);

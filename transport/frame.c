@@ -194,8 +194,12 @@ bool frame_decode(const uint8_t buf[FRAME_HDR_LEN], struct frame_hdr *hdr,
     uint16_t magic = get_le16(buf);
 
     if (magic != FRAME_MAGIC) {
-        return bad(err, "bad frame magic 0x%04x (expected 0x%04x, \"PC\")",
-                   magic, FRAME_MAGIC);
+        /* 0x16 0x03: a TLS record, a handshake; the peer speaks TLS. */
+        return bad(err, "bad frame magic 0x%04x (expected 0x%04x, \"PC\")%s",
+                   magic, FRAME_MAGIC,
+                   magic == 0x0316 ? ": the peer speaks TLS (is [peer] tls "
+                                     "set on it but off here?)"
+                                   : "");
     }
     if (buf[2] != FRAME_VERSION) {
         return bad(err, "unsupported frame version %u (this build speaks %u)",

@@ -7,6 +7,8 @@
  * timeouts, shutdown) goes to the wrapped channel's ops.
  */
 #include "tls.h"
+
+#include "auth.h"
 #include "transport_impl.h"
 
 #include <errno.h>
@@ -154,6 +156,11 @@ static bool x509_init(struct tls_context *ctx, const struct tls_settings *s,
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                     "tls = x509 needs tls-cert-file, tls-key-file and "
                     "tls-ca-file");
+        return false;
+    }
+    /* Whoever reads the private key can be any peer: as for psk-file. */
+    if (!auth_key_file_check(s->key_file, err)) {
+        g_prefix_error(err, "tls-key-file: ");
         return false;
     }
     rc = gnutls_certificate_allocate_credentials(&ctx->x509);

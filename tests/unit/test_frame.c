@@ -429,9 +429,23 @@ static void test_random_ranges(void)
     g_test_message("random ranges: %u of 100000 accepted", ok);
 }
 
+/* A TLS ClientHello where a frame was expected says what it probably is. */
+static void test_tls_hint(void)
+{
+    uint8_t buf[FRAME_HDR_LEN] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01};
+    struct frame_hdr h;
+    GError *err = NULL;
+
+    g_assert_false(frame_decode(buf, &h, &err));
+    g_assert_nonnull(strstr(err->message, "bad frame magic 0x0316"));
+    g_assert_nonnull(strstr(err->message, "the peer speaks TLS"));
+    g_error_free(err);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/frame/decode/tls-hint", test_tls_hint);
     g_test_add_func("/frame/wire-layout", test_wire_layout);
     g_test_add_func("/frame/round-trip", test_round_trip);
     g_test_add_func("/frame/bad-headers", test_bad_headers);

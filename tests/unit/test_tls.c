@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -606,6 +607,22 @@ static void test_settings(void)
         &(struct tls_settings){
             .mode = TLS_X509, .cert_file = crt, .key_file = key, .ca_file = ca},
         "tls-cert-file");
+    /* The right key, but others may read it: refused, as a psk-file. */
+    g_free(key);
+    key = cert("peer-a.key");
+    g_assert_cmpint(chmod(key, 0644), ==, 0);
+    expect_init_error(
+        &(struct tls_settings){
+            .mode = TLS_X509, .cert_file = crt, .key_file = key, .ca_file = ca},
+        "tls-key-file: key file");
+    g_assert_cmpint(chmod(key, 0600), ==, 0);
+    g_assert_true(tls_context_init(
+        &ctx,
+        &(struct tls_settings){
+            .mode = TLS_X509, .cert_file = crt, .key_file = key, .ca_file = ca},
+        &err));
+    g_assert_no_error(err);
+    tls_context_free(ctx);
 }
 
 int main(int argc, char **argv)
