@@ -44,7 +44,7 @@ struct daemon {
     const struct transport *transport;
     struct transport_options topts;
     struct control_server *control;
-    struct auth_key psk; /* len 0: no psk-file, peers not authenticated */
+    struct auth_key psk;     /* len 0: no psk-file, peers not authenticated */
     struct tls_context *tls; /* NULL: tls = off */
     struct peercred_policy control_policy;
     struct peercred_policy attach_policy;
