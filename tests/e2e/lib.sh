@@ -474,6 +474,39 @@ pcd_cpu_ms() {
 # as comments, "ok N - title # SKIP reason"; diag indents a comment block.
 n=0
 failed=0
+# Every test of the script (the titles in TESTS) skipped for reason $1, or
+# failed with $1 and the logs; then exit.
+skip_all() {
+    local t
+    for t in "${TESTS[@]}"; do skip "$t" "$1"; done
+    exit 0
+}
+fail_all() {
+    local t
+    echo "# $1"
+    pcd_dump_logs "# "
+    for t in "${TESTS[@]}"; do not_ok "$t"; done
+    exit 1
+}
+
+# (Re)start a daemon that is not running: one test's crash must not take
+# the following tests with it (that test fails on its own).
+pcd_ensure_daemon() {
+    local name=$1 ns=$2 ip=$3
+    pcd_daemon_alive "$name" && return 0
+    if [ -n "$(pcd_daemon_pid "$name")" ]; then
+        echo "# restarting the $name daemon (it died; its log follows)"
+        tail -n 15 "$(pcd_daemon_log "$name")" | diag
+        mv "$(pcd_daemon_log "$name")" "$(pcd_daemon_log "$name").$n"
+        rm -f "$(pcd_control "$name")" "$(pcd_attach "$name")"
+    fi
+    pcd_daemon_start "$name" "$ns" "$ip"
+}
+pcd_ensure_daemons() {
+    pcd_ensure_daemon src "$PCD_NS_SRC" "$PCD_IP_SRC" &&
+        pcd_ensure_daemon dst "$PCD_NS_DST" "$PCD_IP_DST"
+}
+
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() {
     n=$((n + 1))

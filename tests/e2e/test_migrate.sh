@@ -34,41 +34,12 @@ TESTS=(
 pcd_init "$build"
 echo "1..${#TESTS[@]}"
 
-skip_all() {
-    local t
-    for t in "${TESTS[@]}"; do skip "$t" "$1"; done
-    exit 0
-}
-fail_all() {
-    local t
-    echo "# $1"
-    pcd_dump_logs "# "
-    for t in "${TESTS[@]}"; do not_ok "$t"; done
-    exit 1
-}
 
 pcd_preflight || skip_all "$PCD_SKIP_REASON"
 pcd_hosts_up || skip_all "$PCD_SKIP_REASON"
 echo "# hosts: $PCD_NS_SRC ($PCD_IP_SRC) and $PCD_NS_DST ($PCD_IP_DST), logs in $PCD_TMP"
 
-# (Re)start a daemon that is not running: one test's crash must not take
-# the following tests with it (that test fails on its own).
-ensure_daemon() {
-    local name=$1 ns=$2 ip=$3
-    pcd_daemon_alive "$name" && return 0
-    if [ -n "$(pcd_daemon_pid "$name")" ]; then
-        echo "# restarting the $name daemon (it died; its log follows)"
-        tail -n 15 "$(pcd_daemon_log "$name")" | diag
-        mv "$(pcd_daemon_log "$name")" "$(pcd_daemon_log "$name").$n"
-        rm -f "$(pcd_control "$name")" "$(pcd_attach "$name")"
-    fi
-    pcd_daemon_start "$name" "$ns" "$ip"
-}
-ensure_daemons() {
-    ensure_daemon src "$PCD_NS_SRC" "$PCD_IP_SRC" &&
-        ensure_daemon dst "$PCD_NS_DST" "$PCD_IP_DST"
-}
-ensure_daemons || fail_all "the daemons did not start"
+pcd_ensure_daemons || fail_all "the daemons did not start"
 
 # migrate_case BACKING VM: one postcopy migration; prints "ok"/"not ok".
 # memfd_allocated PID BYTES: a memfd of process PID has >= BYTES allocated.
@@ -87,7 +58,7 @@ migrate_case() {
     local out=$PCD_TMP/migrate-$vm.out
     local t0=$SECONDS
 
-    if ! ensure_daemons; then
+    if ! pcd_ensure_daemons; then
         not_ok "$title" "a daemon is down and did not restart"
         return
     fi
@@ -188,7 +159,7 @@ migrate_case "${TESTS[2]}" hugetlbfs vm-huge
 
 # A migration of a VM the source daemon does not have.
 t=${TESTS[3]}
-ensure_daemons
+pcd_ensure_daemons
 out=$PCD_TMP/migrate-nosuchvm
 pcd_migrate src migrate --vm nosuchvm --to "$PCD_IP_DST:$PCD_PORT" \
     --mode postcopy >"$out.stdout" 2>"$out.stderr" &

@@ -58,41 +58,12 @@ TESTS=(
 pcd_init "$build"
 echo "1..${#TESTS[@]}"
 
-skip_all() {
-    local t
-    for t in "${TESTS[@]}"; do skip "$t" "$1"; done
-    exit 0
-}
-fail_all() {
-    local t
-    echo "# $1"
-    pcd_dump_logs "# "
-    for t in "${TESTS[@]}"; do not_ok "$t"; done
-    exit 1
-}
 
 pcd_preflight || skip_all "$PCD_SKIP_REASON"
 pcd_hosts_up || skip_all "$PCD_SKIP_REASON"
 echo "# hosts: $PCD_NS_SRC ($PCD_IP_SRC) and $PCD_NS_DST ($PCD_IP_DST), logs in $PCD_TMP"
 
-# (Re)start a daemon that is not running: one test's crash must not take
-# the following tests with it (that test fails on its own).
-ensure_daemon() {
-    local name=$1 ns=$2 ip=$3
-    pcd_daemon_alive "$name" && return 0
-    if [ -n "$(pcd_daemon_pid "$name")" ]; then
-        echo "# restarting the $name daemon (it died; its log follows)"
-        tail -n 15 "$(pcd_daemon_log "$name")" | diag
-        mv "$(pcd_daemon_log "$name")" "$(pcd_daemon_log "$name").$n"
-        rm -f "$(pcd_control "$name")" "$(pcd_attach "$name")"
-    fi
-    pcd_daemon_start "$name" "$ns" "$ip"
-}
-ensure_daemons() {
-    ensure_daemon src "$PCD_NS_SRC" "$PCD_IP_SRC" &&
-        ensure_daemon dst "$PCD_NS_DST" "$PCD_IP_DST"
-}
-ensure_daemons || fail_all "the daemons did not start"
+pcd_ensure_daemons || fail_all "the daemons did not start"
 
 # json_get FILE PATH: one scalar of the query-migrate object the CLI
 # printed (json-glib, pretty, indent 2: one member per line), PATH like
@@ -177,7 +148,7 @@ run_migration() {
     : >"$R_JSON"
     : >"$R_OUT"
 
-    if ! ensure_daemons; then
+    if ! pcd_ensure_daemons; then
         R_WHY+=("a daemon is down and did not restart")
         return
     fi
@@ -402,7 +373,7 @@ vm="vm-fail"
 R_WHY=()
 fail_ok=0
 out=$PCD_TMP/migrate-$vm
-if ! ensure_daemons || ! start_pair "$vm" shmem "$SIZE" "$RATE" "$VCPUS" 32M; then
+if ! pcd_ensure_daemons || ! start_pair "$vm" shmem "$SIZE" "$RATE" "$VCPUS" 32M; then
     R_WHY+=("setup failed")
     diag <"$PCD_TMP/start-$vm" 2>/dev/null
 else
@@ -461,7 +432,7 @@ R_WHY=() R_LINE='' R_MS=0 R_SKIP=''
 R_JSON=$out.json2
 R_OUT=$out.err2
 : >"$R_JSON"
-if ((fail_ok)) && pcd_guest_alive "$vm-src" && ensure_daemons; then
+if ((fail_ok)) && pcd_guest_alive "$vm-src" && pcd_ensure_daemons; then
     guest_args shmem "$SIZE" "$RATE" "$VCPUS" "$vm"
     # The second destination guest writes to fresh files.
     if pcd_guest_start "$vm-dst2" dst "${G_ARGS[@]}" --incoming 2>"$out.start2"; then

@@ -117,18 +117,6 @@ want keys && TESTS+=(
 pcd_init "$build"
 echo "1..${#TESTS[@]}"
 
-skip_all() {
-    local t
-    for t in "${TESTS[@]}"; do skip "$t" "$1"; done
-    exit 0
-}
-fail_all() {
-    local t
-    echo "# $1"
-    pcd_dump_logs "# "
-    for t in "${TESTS[@]}"; do not_ok "$t"; done
-    exit 1
-}
 
 pcd_preflight || skip_all "$PCD_SKIP_REASON"
 pcd_hosts_up || skip_all "$PCD_SKIP_REASON"

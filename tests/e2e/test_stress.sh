@@ -32,11 +32,6 @@ TESTS+=(
 
 pcd_init "$build"
 echo "1..${#TESTS[@]}"
-skip_all() {
-    local t
-    for t in "${TESTS[@]}"; do skip "$t" "$1"; done
-    exit 0
-}
 pcd_preflight || skip_all "$PCD_SKIP_REASON"
 pcd_hosts_up || skip_all "$PCD_SKIP_REASON"
 pcd_daemon_start src "$PCD_NS_SRC" "$PCD_IP_SRC" &&

@@ -33,11 +33,6 @@ TESTS=(
 pcd_init "$build"
 echo "1..${#TESTS[@]}"
 
-skip_all() {
-    local t
-    for t in "${TESTS[@]}"; do skip "$t" "$1"; done
-    exit 0
-}
 
 pcd_preflight || skip_all "$PCD_SKIP_REASON"
 command -v certtool >/dev/null || skip_all "certtool (gnutls-bin) is missing"
