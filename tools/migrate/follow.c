@@ -32,6 +32,28 @@ static FILE *progress_stream(struct cli *cli)
     return isatty(STDERR_FILENO) ? stderr : NULL;
 }
 
+/*
+ * A paused postcopy migration is followed through: say so when it pauses
+ * and when it carries on (on stderr: stdout may be --json).
+ */
+static void note_pause(JsonNode *stats, bool *paused)
+{
+    bool now = !strcmp(migstats_status(stats), "postcopy-paused");
+    const char *why = jsonq_string(stats, "error-desc");
+
+    if (now && !*paused) {
+        fprintf(stderr,
+                "\n" CLI_PROG ": postcopy paused: %s; the guest runs on the "
+                "destination and waits only for missing pages, nothing is "
+                "lost; the daemons reconnect by themselves (`recover` retries "
+                "at once)\n",
+                why && *why ? why : "no reason given");
+    } else if (!now && *paused) {
+        fprintf(stderr, CLI_PROG ": postcopy resumed\n");
+    }
+    *paused = now;
+}
+
 /* Poll until a final status; the last result, or NULL with @err. */
 static JsonNode *poll_until_final(struct cli *cli, struct control_conn *c,
                                   const char *vm, GError **err)
@@ -40,6 +62,8 @@ static JsonNode *poll_until_final(struct cli *cli, struct control_conn *c,
     struct progress p;
     JsonNode *stats = NULL;
 
+    bool paused = false;
+
     progress_init(&p, progress_stream(cli));
     for (;;) {
         g_clear_pointer(&stats, json_node_unref);
@@ -47,6 +71,7 @@ static JsonNode *poll_until_final(struct cli *cli, struct control_conn *c,
         if (!stats) {
             break;
         }
+        note_pause(stats, &paused);
         progress_update(&p, stats);
         if (migstats_is_final(migstats_status(stats))) {
             break;

@@ -14,9 +14,12 @@ const char *migstats_status(JsonNode *stats)
 
 bool migstats_is_final(const char *status)
 {
-    /* postcopy-paused waits for recovery: nothing more to follow. */
-    static const char *const final[] = {
-        "completed", "failed", "cancelled", "none", "postcopy-paused", NULL};
+    /*
+     * Not postcopy-paused: the daemons reconnect by themselves, and the
+     * migration goes on to completed (or failed) from there.
+     */
+    static const char *const final[] = {"completed", "failed", "cancelled",
+                                        "none", NULL};
 
     return g_strv_contains(final, status);
 }
