@@ -1,6 +1,8 @@
 /* summary.c - see summary.h. */
 #include "summary.h"
 
+#include <limits.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "jsonq.h"
@@ -69,6 +71,73 @@ static void ram_rows(FILE *out, JsonNode *stats)
     row_int(out, stats, "postcopy requests", "ram.postcopy-requests");
 }
 
+/* query-migrate's downtime-breakdown: where the downtime went. */
+static void downtime_rows(FILE *out, JsonNode *stats)
+{
+    static const char *const parts[] = {
+        "pause",       "collect",   "send",      "switchover",
+        "dst-barrier", "dst-stale", "dst-resume"};
+    g_autoptr(GString) s = g_string_new(NULL);
+
+    for (size_t i = 0; i < G_N_ELEMENTS(parts); i++) {
+        g_autofree char *path =
+            g_strconcat("downtime-breakdown.", parts[i], NULL);
+        g_autofree char *v = NULL;
+        double ms;
+
+        if (jsonq_double(stats, path, &ms) && ms >= 0.05) {
+            v = migstats_format_us(ms * 1000);
+            g_string_append_printf(s, "%s%s %s", s->len ? ", " : "", parts[i],
+                                   v);
+        }
+    }
+    if (s->len) {
+        row(out, "downtime phases", s->str);
+    }
+}
+
+/*
+ * The daemon's buckets are finer (8 per power of two, see
+ * stats_histogram.h) than a summary line wants: shown merged per power
+ * of two, "<=N: count" with N the largest value of the last bucket merged.
+ */
+static void histogram_by_octave(GString *s, JsonArray *hist)
+{
+    gint64 acc = 0;
+    double le = 0;
+    int octave = -1;
+
+    for (guint i = 0; hist && i <= json_array_get_length(hist); i++) {
+        JsonNode *b = i < json_array_get_length(hist)
+                          ? json_array_get_element(hist, i)
+                          : NULL;
+        gint64 count = 0;
+        double us = 0;
+        int o;
+
+        if (b && (!jsonq_double(b, "le-us", &us) ||
+                  !jsonq_int(b, "count", &count))) {
+            continue;
+        }
+        /* An open last bucket (le-us < 0) closes the line on its own. */
+        o = !b       ? INT_MAX
+            : us < 0 ? INT_MAX - 1
+                     : (us < 1 ? 0 : 64 - __builtin_clzll((uint64_t)us));
+        if (o != octave && acc) {
+            g_autofree char *v =
+                le < 0 ? g_strdup("more") : migstats_format_us(le);
+
+            g_string_append_printf(s, "%s%s%s: %" G_GINT64_FORMAT,
+                                   s->len ? ", " : "", le < 0 ? "" : "<=", v,
+                                   acc);
+            acc = 0;
+        }
+        octave = o;
+        acc += count;
+        le = us;
+    }
+}
+
 static void latency_rows(FILE *out, JsonNode *stats)
 {
     static const char *const keys[] = {"p50-us", "p99-us", "max-us"};
@@ -91,18 +160,7 @@ static void latency_rows(FILE *out, JsonNode *stats)
         row(out, "fault latency", s->str);
     }
     g_string_truncate(s, 0);
-    for (guint i = 0; hist && i < json_array_get_length(hist); i++) {
-        JsonNode *b = json_array_get_element(hist, i);
-        g_autofree char *le = NULL;
-        gint64 count;
-        double us;
-
-        if (jsonq_double(b, "le-us", &us) && jsonq_int(b, "count", &count)) {
-            le = migstats_format_us(us);
-            g_string_append_printf(s, "%s<=%s: %" G_GINT64_FORMAT,
-                                   s->len ? ", " : "", le, count);
-        }
-    }
+    histogram_by_octave(s, hist);
     if (s->len) {
         row(out, "latency histogram", s->str);
     }
@@ -199,6 +257,7 @@ void summary_print(FILE *out, JsonNode *stats)
     row_ms(out, stats, "total time", "total-time");
     row_ms(out, stats, "setup time", "setup-time");
     row_ms(out, stats, "downtime", "downtime");
+    downtime_rows(out, stats);
     if (!migstats_is_final(status)) {
         row_ms(out, stats, "expected downtime", "expected-downtime");
     }
