@@ -148,10 +148,18 @@ endif
 fuzz-run: $(FUZZERS)
 	$(Q)tests/fuzz/run.sh $(BUILD) $(FUZZ_TIME) $(FUZZERS)
 
+# The unit and an example config (never over an existing postcopyd.conf).
+UNITDIR ?= /lib/systemd/system
 install: $(PROGS)
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)/etc/postcopyd
 	install -m 755 $(GUEST) $(DESTDIR)$(BINDIR)/
+	$(if $(MIGRATE_SRCS),install -m 755 $(MIGRATE) $(DESTDIR)$(BINDIR)/)
 	$(if $(wildcard $(BUILD)/postcopyd),install -m 755 $(BUILD)/postcopyd $(DESTDIR)$(SBINDIR)/)
+	sed 's|@SBINDIR@|$(SBINDIR)|g' systemd/postcopyd.service.in \
+		>$(DESTDIR)$(UNITDIR)/postcopyd.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/postcopyd.service
+	install -m 644 docs/postcopyd.conf.example $(DESTDIR)/etc/postcopyd/
 
 clean:
 	rm -rf $(BUILD)

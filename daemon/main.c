@@ -8,6 +8,7 @@
 #include <sys/prctl.h>
 
 #include "daemon.h"
+#include "service_notify.h"
 
 static GLogLevelFlags log_levels;
 /*
@@ -73,7 +74,10 @@ int main(int argc, char **argv)
     loop = g_main_loop_new(NULL, FALSE);
     g_unix_signal_add(SIGTERM, on_signal, loop);
     g_unix_signal_add(SIGINT, on_signal, loop);
+    service_watchdog_start();
+    service_notify_ready("serving: peers, attach and control sockets");
     g_main_loop_run(loop);
+    service_notify_stopping();
     g_message("shutting down");
     daemon_shutdown(&d);
     control_server_free(d.control);

@@ -1,0 +1,42 @@
+#!/bin/bash
+# test_unit.sh - the systemd unit (systemd/postcopyd.service.in), written the
+# way `make install` writes it, passes `systemd-analyze verify` with this
+# build's postcopyd, and keeps the properties a restart relies on.
+# Prints TAP.  Run by tests/run-tests.sh, or: tests/e2e/test_unit.sh --build DIR
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/e2e/lib.sh
+. "$here/lib.sh"
+pcd_test_args "$@"
+build=$(cd "$build" && pwd)
+n=0 failed=0
+echo "1..2"
+
+unit_in=$here/../../systemd/postcopyd.service.in
+tmp=$(mktemp -d /tmp/pcd-unit.XXXXXX) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+sed "s|@SBINDIR@|$build|g" "$unit_in" >"$tmp/postcopyd.service"
+
+t="the unit passes systemd-analyze verify"
+if ! command -v systemd-analyze >/dev/null; then
+    skip "$t" "systemd-analyze is not installed (package systemd)"
+elif out=$(systemd-analyze verify "$tmp/postcopyd.service" 2>&1) && [ -z "$out" ]; then
+    ok "$t"
+else
+    not_ok "$t" "systemd-analyze verify said:"
+    printf '%s\n' "$out" | diag
+fi
+
+# A restarted daemon carries its migrations on from the state dir, and
+# faults wait for it only if the VMMs are left alone: these must stay.
+t="the unit keeps the state dir across restarts and leaves the VMMs alone"
+why=()
+for want in "Type=notify" "RuntimeDirectoryPreserve=yes" "KillMode=process" \
+    "Restart=on-failure" "WatchdogSec=" "ExecStart=$build/postcopyd"; do
+    grep -q "^$want" "$tmp/postcopyd.service" || why+=("no '$want' line")
+done
+grep -q "^PrivateDevices=yes" "$tmp/postcopyd.service" &&
+    why+=("PrivateDevices=yes hides /dev/userfaultfd")
+if ((${#why[@]} == 0)); then ok "$t"; else not_ok "$t" "${why[@]}"; fi
+exit $((failed > 0))
