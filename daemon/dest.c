@@ -984,6 +984,61 @@ static void remember_session(struct dest_session *s)
     }
 }
 
+/*
+ * A VM whose RAM could not be preallocated would fail in postcopy, where
+ * failing costs the guest: refuse it now, while the source still runs it.
+ */
+static bool ram_allocated(struct vm_entry *vm, GError **err)
+{
+    struct prealloc_progress p;
+
+    if (!vm->prealloc) {
+        return true;
+    }
+    prealloc_get_progress(vm->prealloc, &p);
+    if (p.failed) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_NO_SPACE,
+                    "VM '%s': this host could not allocate its RAM: %s",
+                    vm->info.vm_name, p.error);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * The Barrier is the last moment a failure costs nothing (the source VM
+ * still runs): a prealloc still under way is waited for here, however
+ * long it takes, so that the guest never meets a page this host cannot
+ * give it in postcopy.  The check at the Hello only catches a prealloc
+ * that had already failed.
+ */
+static bool wait_ram_allocated(struct dest_session *s, GError **err)
+{
+    struct prealloc *pa = s->m->vm->prealloc;
+    struct prealloc_progress p;
+
+    if (!pa) {
+        return true;
+    }
+    prealloc_get_progress(pa, &p);
+    if (!p.finished) {
+        g_message("migration %s: waiting for this host to allocate the VM's "
+                  "RAM (%" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
+                  " MiB) before the switchover",
+                  s->m->id, p.done >> 20, p.total >> 20);
+    }
+    for (; !p.finished; prealloc_get_progress(pa, &p)) {
+        if (atomic_load(&s->stop) || control_gone(s)) {
+            g_set_error(err, G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                        "the source went away while this host was still "
+                        "allocating the VM's RAM");
+            return false;
+        }
+        g_usleep(10 * 1000);
+    }
+    return ram_allocated(s->m->vm, err);
+}
+
 /* The source's Barrier: answer once the bulk data before it is written. */
 static bool answer_barrier(struct dest_session *s, const PeerMessage *msg,
                            GError **err)
@@ -992,7 +1047,8 @@ static bool answer_barrier(struct dest_session *s, const PeerMessage *msg,
     PeerMessage reply = POSTCOPY__PEER__PEER_MESSAGE__INIT;
     uint64_t stale = 0;
 
-    if (!wait_bulk_sync(s, msg->barrier->sync_seq, err)) {
+    if (!wait_bulk_sync(s, msg->barrier->sync_seq, err) ||
+        !wait_ram_allocated(s, err)) {
         return false;
     }
     /* Hybrid: most of the dirty set, marked before the pause (peer.proto). */
@@ -1513,27 +1569,6 @@ static void accept_resume(struct daemon *d, struct channel *ch,
 drop:
     peer_message_free(hello);
     channel_close(ch);
-}
-
-/*
- * A VM whose RAM could not be preallocated would fail in postcopy, where
- * failing costs the guest: refuse it now, while the source still runs it.
- */
-static bool ram_allocated(struct vm_entry *vm, GError **err)
-{
-    struct prealloc_progress p;
-
-    if (!vm->prealloc) {
-        return true;
-    }
-    prealloc_get_progress(vm->prealloc, &p);
-    if (p.failed) {
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_NO_SPACE,
-                    "VM '%s': this host could not allocate its RAM: %s",
-                    vm->info.vm_name, p.error);
-        return false;
-    }
-    return true;
 }
 
 void dest_accept_control(struct daemon *d, struct channel *ch,
