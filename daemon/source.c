@@ -383,32 +383,38 @@ static uint64_t count_pending(const struct source_session *s)
     return n;
 }
 
-/* pending minus what the Barrier marked: what the Switchover must say. */
-static void drop_prestale(struct source_session *s, unsigned long **out)
+/*
+ * pending minus what the Barrier marked: what the Switchover must say,
+ * made in the prestale bitmaps themselves (no allocation in the downtime;
+ * they are not needed afterwards).  NULL where nothing was marked.
+ */
+static unsigned long **prestale_to_delta(struct source_session *s)
 {
     for (size_t i = 0; i < s->regions->n; i++) {
         size_t longs = BITS_TO_LONGS(region_pages(&s->regions->regions[i]));
 
-        out[i] = g_new(unsigned long, longs);
+        if (!s->prestale[i]) {
+            return NULL;
+        }
         for (size_t j = 0; j < longs; j++) {
-            out[i][j] =
-                s->pending[i][j] & ~(s->prestale[i] ? s->prestale[i][j] : 0);
+            s->prestale[i][j] = s->pending[i][j] & ~s->prestale[i][j];
         }
     }
+    return s->prestale;
 }
 
 /*
  * Before the pause: let the bulk data in flight (socket buffers on both
  * sides, several MiB) reach the destination's memory, and the destination
- * finish setting up, while the VM still runs.  The Switchover's own barrier then has almost nothing to wait for;
- * pages written meanwhile are in the final collect.
+ * finish setting up (and allocating), while the VM still runs.  The
+ * Switchover's own barrier then has almost nothing to wait for; pages
+ * written meanwhile are in the final collect.
  */
 static bool drain_bulk(struct source_session *s, GError **err)
 {
     Postcopy__Peer__Barrier b = POSTCOPY__PEER__BARRIER__INIT;
     PeerMessage msg = POSTCOPY__PEER__PEER_MESSAGE__INIT;
     g_autoptr(PeerMessage) reply = NULL;
-
     Postcopy__Peer__Switchover stale = POSTCOPY__PEER__SWITCHOVER__INIT;
     bool ok;
 
@@ -492,13 +498,9 @@ static bool prepare_switchover(struct source_session *s,
         return false;
     }
     if (m->params.mode == MODE_HYBRID) {
-        unsigned long *delta[REGION_MAX] = {NULL};
+        unsigned long **delta = prestale_to_delta(s);
 
-        drop_prestale(s, delta);
-        dirty_set_encode(s->regions, delta, so);
-        for (size_t i = 0; i < s->regions->n; i++) {
-            g_free(delta[i]);
-        }
+        dirty_set_encode(s->regions, delta ? delta : s->pending, so);
         atomic_store(&m->stats.stale_pages, count_pending(s));
     }
     if (!send_sync(s, err)) {
@@ -509,7 +511,7 @@ static bool prepare_switchover(struct source_session *s,
     return true;
 }
 
-/* The VM is paused: a CPU spent waiting for the reply is one it lacks. */
+/* The VM is paused, its CPUs idle: wait for the reply awake. */
 #define SWITCHOVER_SPIN_US 20000
 
 static bool send_switchover(struct source_session *s,
