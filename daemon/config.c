@@ -23,6 +23,10 @@ const struct config_key config_keys[] = {
      .min = 0, .max = 10000,
      .help = "Source, postcopy: microseconds to poll for the next page "
              "request before sleeping (0: never poll)"},
+    {"peer", "fault-priority", "fault-priority", CONFIG_INT,
+     OFF(fault_priority), "1", .min = 0, .max = 99,
+     .help = "SCHED_FIFO priority of the threads a faulting vCPU waits "
+             "for (0: normal priority)"},
     {"peer", "psk-file", "psk-file", CONFIG_OPT_PATH, OFF(psk_file), "",
      .help = "File with the key shared with the peer (empty: none)"},
     {"peer", "tls", "tls", CONFIG_CHOICE, OFF(tls), "off",

@@ -39,6 +39,7 @@ struct postcopyd_config {
     int keepalive_s;           /* peer connection keepalive; 0 = off */
     int peer_timeout_ms;       /* TCP_USER_TIMEOUT on peer connections */
     int busy_poll_us;          /* source requests: poll, then sleep */
+    int fault_priority;        /* SCHED_FIFO of the fault path, 0: off */
     char *psk_file;            /* peer pre-shared key; NULL = none */
     char *tls;                 /* off|psk|x509 */
     char *tls_cert_file;       /* x509: ours; NULL = none */

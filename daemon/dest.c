@@ -31,6 +31,7 @@
 #include "backing.h"
 #include "daemon.h"
 #include "dirty_set.h"
+#include "fault_priority.h"
 #include "frame.h"
 #include "page_state.h"
 #include "prealloc.h"
@@ -545,6 +546,9 @@ static gpointer receive_loop(gpointer opaque)
     struct dest_session *s = rc->s;
     g_autofree uint8_t *buf = g_malloc(FRAME_MAX_PAYLOAD);
 
+    if (rc->ch == s->urgent) {
+        fault_priority_enter(s->m->daemon->cfg->fault_priority, "dst-urgent");
+    }
     while (!atomic_load(&s->stop) && !page_state_all_installed(s->pst)) {
         g_autoptr(GError) err = NULL;
 
@@ -647,6 +651,7 @@ static gpointer fault_thread(gpointer opaque)
     struct dest_session *s = opaque;
     struct uffd_msg msgs[FAULT_BATCH];
 
+    fault_priority_enter(s->m->daemon->cfg->fault_priority, "dst-faults");
     while (!atomic_load(&s->stop)) {
         int n;
 

@@ -19,6 +19,7 @@
 
 #include "daemon.h"
 #include "dirty_set.h"
+#include "fault_priority.h"
 #include "frame.h"
 #include "region.h"
 #include "session_file.h"
@@ -106,6 +107,11 @@ static gpointer request_thread(gpointer opaque)
     struct page_counters c;
     struct page_sender ps;
 
+    int prio = s->m->daemon->cfg->fault_priority;
+    struct fault_budget budget;
+
+    fault_budget_init(&budget,
+                      fault_priority_enter(prio, "src-requests") ? prio : 0);
     page_counters_for(s->m, &c);
     c.phase_bytes = &s->m->stats.bytes_postcopy;
     page_sender_init(&ps, s->m->vm->info.pid, &c);
@@ -121,7 +127,11 @@ static gpointer request_thread(gpointer opaque)
          * one nobody wants.  (The destination does not poll: its CPUs
          * run the guest.)
          */
-        channel_spin_readable(s->urgent, s->m->daemon->cfg->busy_poll_us);
+        fault_budget_check(&budget);
+        if (!channel_spin_readable(s->urgent,
+                                   s->m->daemon->cfg->busy_poll_us)) {
+            fault_budget_sleeping(&budget);
+        }
         if (!channel_recv_hdr(s->urgent, &req, &err) ||
             !serve_request(s, &ps, limits, &req, &err)) {
             data_channel_failed(s, err);

@@ -1,0 +1,48 @@
+/*
+ * fault_priority.h - the fault path's threads at real-time priority.
+ *
+ * A vCPU blocked on a missing page waits for three threads: the
+ * destination's fault thread and urgent receiver, and the source's request
+ * thread.  Under the normal scheduler each of them may wait a time slice
+ * behind CPU-bound threads (bulk receivers, other VMs' vCPUs) before it
+ * runs; at SCHED_FIFO their wake-ups preempt.  They do a few microseconds
+ * of work per page and sleep, except the source's request thread, which
+ * polls: a fault_budget keeps it from starving the other tasks of its CPU,
+ * which the kernel would otherwise settle with a stall of tens of
+ * milliseconds (its share for fair tasks: 50 ms of each second).
+ *
+ * Contract: prio 0 leaves the thread alone; a refusal (no CAP_SYS_NICE, an
+ * RT-less cgroup) is logged once per process and never fatal: the thread
+ * runs at normal priority.
+ */
+#ifndef POSTCOPYD_FAULT_PRIORITY_H
+#define POSTCOPYD_FAULT_PRIORITY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Put the calling thread at SCHED_FIFO @prio; true if it is there now. */
+bool fault_priority_enter(int prio, const char *thread);
+
+/*
+ * A polling thread's budget: after FAULT_BUDGET_RUN_US without sleeping,
+ * it runs FAULT_BUDGET_SHARE_US at normal priority, sharing its CPU.
+ * Owned by one thread; no locking.
+ */
+#define FAULT_BUDGET_RUN_US   20000
+#define FAULT_BUDGET_SHARE_US 2000
+
+struct fault_budget {
+    int prio;     /* 0: the thread is not real-time, nothing to do */
+    bool sharing; /* at normal priority until share_end */
+    int64_t awake_since;
+    int64_t share_end;
+};
+
+void fault_budget_init(struct fault_budget *b, int prio);
+/* The thread is about to sleep (it found nothing to poll): a new run. */
+void fault_budget_sleeping(struct fault_budget *b);
+/* Between two pieces of work: share the CPU or take it back when due. */
+void fault_budget_check(struct fault_budget *b);
+
+#endif /* POSTCOPYD_FAULT_PRIORITY_H */

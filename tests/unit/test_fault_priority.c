@@ -1,0 +1,161 @@
+/*
+ * test_fault_priority.c - the fault path's real-time priority, read back
+ * from the kernel: SCHED_FIFO where allowed, a clean refusal where not (an
+ * unprivileged child), and the polling budget's hand-over of the CPU to
+ * normal priority and back.  Each case runs in its own thread or process,
+ * so the test runner itself never becomes real-time.
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <glib.h>
+
+#include "fault_priority.h"
+
+static int policy_of_self(int *prio)
+{
+    struct sched_param sp;
+    int policy;
+
+    g_assert_cmpint(pthread_getschedparam(pthread_self(), &policy, &sp), ==, 0);
+    *prio = sp.sched_priority;
+    return policy;
+}
+
+static bool may_be_realtime(void)
+{
+    return geteuid() == 0;
+}
+
+static gpointer enter_thread(gpointer data)
+{
+    int prio, want = GPOINTER_TO_INT(data);
+    bool ok = fault_priority_enter(want, "test");
+
+    if (want == 0) {
+        g_assert_false(ok);
+        g_assert_cmpint(policy_of_self(&prio), ==, SCHED_OTHER);
+        return NULL;
+    }
+    if (!ok) {
+        /* Refused (no CAP_SYS_NICE here): the thread must be untouched. */
+        g_assert_cmpint(policy_of_self(&prio), ==, SCHED_OTHER);
+        return GINT_TO_POINTER(1);
+    }
+    g_assert_cmpint(policy_of_self(&prio), ==, SCHED_FIFO);
+    g_assert_cmpint(prio, ==, want);
+    return NULL;
+}
+
+static void test_enter(void)
+{
+    g_assert_null(g_thread_join(g_thread_new("p0", enter_thread, 0)));
+    if (g_thread_join(g_thread_new("p3", enter_thread, GINT_TO_POINTER(3)))) {
+        g_test_skip("SCHED_FIFO refused in this environment");
+    }
+}
+
+/* An unprivileged process asks: refused, logged once, normal priority. */
+static void test_refused(void)
+{
+    struct rlimit none = {0, 0};
+
+    if (!may_be_realtime()) {
+        g_test_skip("needs root to drop to an unprivileged user");
+        return;
+    }
+    if (g_test_subprocess()) {
+        int prio;
+
+        g_assert_cmpint(setrlimit(RLIMIT_RTPRIO, &none), ==, 0);
+        g_assert_cmpint(setgid(65534), ==, 0);
+        g_assert_cmpint(setuid(65534), ==, 0);
+        g_test_expect_message(NULL, G_LOG_LEVEL_WARNING,
+                              "fault path at normal priority: SCHED_FIFO 1 "
+                              "for test:*fault-priority = 0*");
+        g_assert_false(fault_priority_enter(1, "test"));
+        g_assert_false(fault_priority_enter(1, "test")); /* no second line */
+        g_test_assert_expected_messages();
+        g_assert_cmpint(policy_of_self(&prio), ==, SCHED_OTHER);
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+    g_test_trap_assert_passed();
+}
+
+/* Spin, as the source's request thread does, for @us. */
+static void spin_for(int64_t us)
+{
+    int64_t end = g_get_monotonic_time() + us;
+
+    while (g_get_monotonic_time() < end) {
+    }
+}
+
+static gpointer budget_thread(gpointer data)
+{
+    struct fault_budget b;
+    int prio;
+
+    (void)data;
+    if (!fault_priority_enter(2, "test")) {
+        return GINT_TO_POINTER(1);
+    }
+    fault_budget_init(&b, 2);
+    fault_budget_check(&b); /* fresh: keeps the CPU */
+    g_assert_cmpint(policy_of_self(&prio), ==, SCHED_FIFO);
+
+    /* A sleep starts a new run: no hand-over however long it was. */
+    spin_for(FAULT_BUDGET_RUN_US / 2);
+    fault_budget_sleeping(&b);
+    spin_for(FAULT_BUDGET_RUN_US / 2);
+    fault_budget_check(&b);
+    g_assert_cmpint(policy_of_self(&prio), ==, SCHED_FIFO);
+
+    /* A whole run awake: normal priority for the share... */
+    spin_for(FAULT_BUDGET_RUN_US / 2 + 1000);
+    fault_budget_check(&b);
+    g_assert_cmpint(policy_of_self(&prio), ==, SCHED_OTHER);
+    fault_budget_check(&b);
+    g_assert_cmpint(policy_of_self(&prio), ==, SCHED_OTHER);
+
+    /* ...then back at its priority, for a new run. */
+    spin_for(FAULT_BUDGET_SHARE_US + 200);
+    fault_budget_check(&b);
+    g_assert_cmpint(policy_of_self(&prio), ==, SCHED_FIFO);
+    g_assert_cmpint(prio, ==, 2);
+    fault_budget_check(&b);
+    g_assert_cmpint(policy_of_self(&prio), ==, SCHED_FIFO);
+    return NULL;
+}
+
+static void test_budget(void)
+{
+    if (g_thread_join(g_thread_new("budget", budget_thread, NULL))) {
+        g_test_skip("SCHED_FIFO refused in this environment");
+    }
+}
+
+/* prio 0 (fault-priority = 0): the budget never touches the thread. */
+static void test_budget_off(void)
+{
+    struct fault_budget b;
+    int prio;
+
+    fault_budget_init(&b, 0);
+    spin_for(FAULT_BUDGET_RUN_US + 1000);
+    fault_budget_check(&b);
+    g_assert_false(b.sharing);
+    g_assert_cmpint(policy_of_self(&prio), ==, SCHED_OTHER);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/fault-priority/enter", test_enter);
+    g_test_add_func("/fault-priority/refused", test_refused);
+    g_test_add_func("/fault-priority/budget", test_budget);
+    g_test_add_func("/fault-priority/budget-off", test_budget_off);
+    return g_test_run();
+}
