@@ -862,24 +862,41 @@ size_t dirty_tracker_bitmap_longs(const struct dirty_tracker *dt, size_t range)
     return bitmap_longs(dt->ranges[range].npages);
 }
 
-uint64_t dirty_tracker_take(struct dirty_tracker *dt, size_t range,
-                            unsigned long *out)
+/* One pass: count, copy or OR into @out, clear. */
+static uint64_t hand_out(struct dirty_tracker *dt, size_t range,
+                         unsigned long *out, bool merge)
 {
     struct dirty_range *r;
-    size_t bytes;
-    uint64_t n;
+    uint64_t n = 0;
+    size_t longs;
 
     g_assert(range < dt->nranges);
     g_mutex_lock(&dt->lock);
     r = &dt->ranges[range];
-    bytes = bitmap_longs(r->npages) * sizeof(unsigned long);
-    n = bitmap_weight(r->collected, r->npages);
-    if (out) {
-        memcpy(out, r->collected, bytes);
+    longs = bitmap_longs(r->npages);
+    for (size_t i = 0; i < longs; i++) {
+        unsigned long w = r->collected[i];
+
+        n += __builtin_popcountl(w);
+        if (out) {
+            out[i] = merge ? out[i] | w : w;
+        }
+        r->collected[i] = 0;
     }
-    memset(r->collected, 0, bytes);
     g_mutex_unlock(&dt->lock);
     return n;
+}
+
+uint64_t dirty_tracker_take(struct dirty_tracker *dt, size_t range,
+                            unsigned long *out)
+{
+    return hand_out(dt, range, out, false);
+}
+
+uint64_t dirty_tracker_merge(struct dirty_tracker *dt, size_t range,
+                             unsigned long *out)
+{
+    return hand_out(dt, range, out, true);
 }
 
 uint64_t dirty_tracker_count(struct dirty_tracker *dt, size_t range)

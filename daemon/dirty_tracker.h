@@ -163,6 +163,12 @@ size_t dirty_tracker_bitmap_longs(const struct dirty_tracker *dt, size_t range);
 /* Copy the collected set of @range to @out (may be NULL), clear it. */
 uint64_t dirty_tracker_take(struct dirty_tracker *dt, size_t range,
                             unsigned long *out);
+/*
+ * OR the collected set of @range into @out, clear it; no allocation, one
+ * pass (the final collect runs in the downtime).
+ */
+uint64_t dirty_tracker_merge(struct dirty_tracker *dt, size_t range,
+                             unsigned long *out);
 /* Pages in the collected set of @range. */
 uint64_t dirty_tracker_count(struct dirty_tracker *dt, size_t range);
 void dirty_tracker_get_stats(struct dirty_tracker *dt, struct dirty_stats *out);

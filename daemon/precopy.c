@@ -302,7 +302,6 @@ static bool send_all(struct source_session *s, GError **err)
  */
 static uint64_t collect(struct source_session *s, bool final, GError **err)
 {
-    bool merge = final;
     uint64_t n = 0;
 
     if (!(final ? dirty_tracker_collect_final(&s->dt, err)
@@ -310,13 +309,8 @@ static uint64_t collect(struct source_session *s, bool final, GError **err)
         return UINT64_MAX;
     }
     for (size_t i = 0; i < s->regions->n; i++) {
-        size_t longs = dirty_tracker_bitmap_longs(&s->dt, i);
-        g_autofree unsigned long *got = g_new0(unsigned long, longs);
-
-        n += dirty_tracker_take(&s->dt, i, got);
-        for (size_t j = 0; j < longs; j++) {
-            s->pending[i][j] = merge ? s->pending[i][j] | got[j] : got[j];
-        }
+        n += final ? dirty_tracker_merge(&s->dt, i, s->pending[i])
+                   : dirty_tracker_take(&s->dt, i, s->pending[i]);
     }
     return n;
 }
