@@ -513,7 +513,13 @@ static bool prepare_switchover(struct source_session *s,
         dirty_set_encode(s->regions, delta ? delta : s->pending, so);
         atomic_store(&m->stats.stale_pages, count_pending(s));
     }
-    if (!send_sync(s, err)) {
+    /*
+     * Only precopy sent pages on the bulk channels since the Barrier's
+     * SYNC; otherwise that SYNC is the one to wait for, and the
+     * destination has seen it already: no bulk receiver to wake in the
+     * downtime.
+     */
+    if (m->params.mode == MODE_PRECOPY && !send_sync(s, err)) {
         return false;
     }
     so->sync_seq = s->sync_seq;
