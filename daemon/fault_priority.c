@@ -1,10 +1,8 @@
 /* fault_priority.c - see fault_priority.h. */
 #include "fault_priority.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
-#include <string.h>
 
 #include <glib.h>
 

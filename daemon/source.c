@@ -106,7 +106,6 @@ static gpointer request_thread(gpointer opaque)
     struct frame_region_limits limits[REGION_MAX];
     struct page_counters c;
     struct page_sender ps;
-
     int prio = s->m->daemon->cfg->fault_priority;
     struct fault_budget budget;
 
