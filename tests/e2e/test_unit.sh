@@ -30,7 +30,7 @@ fi
 
 # A restarted daemon carries its migrations on from the state dir, and
 # faults wait for it only if the VMMs are left alone: these must stay.
-t="the unit keeps the state dir across restarts and leaves the VMMs alone"
+t="the unit keeps the state dir across restarts, leaves the VMMs alone, allows SCHED_FIFO"
 why=()
 for want in "Type=notify" "RuntimeDirectoryPreserve=yes" "KillMode=process" \
     "Restart=on-failure" "WatchdogSec=" "ExecStart=$build/postcopyd"; do
@@ -38,5 +38,7 @@ for want in "Type=notify" "RuntimeDirectoryPreserve=yes" "KillMode=process" \
 done
 grep -q "^PrivateDevices=yes" "$tmp/postcopyd.service" &&
     why+=("PrivateDevices=yes hides /dev/userfaultfd")
+grep -q "^RestrictRealtime=yes" "$tmp/postcopyd.service" &&
+    why+=("RestrictRealtime=yes refuses the fault path's SCHED_FIFO")
 if ((${#why[@]} == 0)); then ok "$t"; else not_ok "$t" "${why[@]}"; fi
 exit $((failed > 0))
