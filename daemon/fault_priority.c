@@ -23,6 +23,7 @@ bool fault_priority_enter(int prio, const char *thread)
     }
     e = set_policy(SCHED_FIFO, prio);
     if (e == 0) {
+        g_debug("%s: SCHED_FIFO %d", thread, prio);
         return true;
     }
     if (g_once_init_enter(&warned)) {

@@ -53,8 +53,13 @@ memfd_allocated() {
     return 1
 }
 
+# fifo_lines DAEMON THREAD: how often THREAD of DAEMON said it is at SCHED_FIFO.
+fifo_lines() {
+    grep -c "$2: SCHED_FIFO" "$(pcd_daemon_log "$1")" 2>/dev/null
+}
+
 migrate_case() {
-    local title=$1 backing=$2 vm=$3 page pages bytes rc line lat why=() cpu0 cpu1
+    local title=$1 backing=$2 vm=$3 page pages bytes rc line lat why=() cpu0 cpu1 th
     local out=$PCD_TMP/migrate-$vm.out
     local t0=$SECONDS
 
@@ -90,6 +95,10 @@ migrate_case() {
             why+=("the incoming guest's memfd is not fully allocated after the prealloc")
     fi
     sleep 0.5 & wait $!   # let the workload dirty some pages first
+    local -A fifo0
+    for th in src:src-requests dst:dst-faults dst:dst-urgent; do
+        fifo0[$th]=$(fifo_lines "${th%%:*}" "${th#*:}")
+    done
 
     pcd_migrate src migrate --vm "$vm" --to "$PCD_IP_DST:$PCD_PORT" \
         --mode postcopy >"$out" 2>&1 &
@@ -134,6 +143,13 @@ migrate_case() {
         [ -s "$(pcd_guest_err "$vm-dst")" ] &&
             why+=("the destination guest wrote to stderr")
     fi
+    # The threads a faulting vCPU waits for ran at SCHED_FIFO ([peer]
+    # fault-priority), or the daemon said why not.
+    for th in src:src-requests dst:dst-faults dst:dst-urgent; do
+        (($(fifo_lines "${th%%:*}" "${th#*:}") > fifo0[$th])) ||
+            grep -q "fault path at normal priority" "$(pcd_daemon_log "${th%%:*}")" ||
+            why+=("the ${th%%:*} daemon's ${th#*:} thread did not say it runs at SCHED_FIFO")
+    done
     pcd_daemon_alive src || why+=("the source daemon died")
     pcd_daemon_alive dst || why+=("the destination daemon died")
 
