@@ -30,7 +30,9 @@ PROTO_C := $(PROTOS:proto/%.proto=$(BUILD)/proto/%.pb-c.c)
 PROTO_H := $(PROTO_C:.c=.h)
 PROTO_O := $(PROTO_C:.c=.o)
 
-LIB_SRCS := $(filter-out daemon/main.c, $(wildcard daemon/*.c transport/*.c))
+DAEMON_DIRS := $(sort $(dir $(wildcard daemon/*/*.c daemon/*/*.h)))
+LIB_SRCS := $(filter-out daemon/control/main.c, \
+	$(wildcard daemon/*/*.c transport/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(PROTO_O)
 LIB := $(BUILD)/libpostcopy.a
 
@@ -52,16 +54,16 @@ FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZERS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
 PROGS := $(GUEST) $(if $(MIGRATE_SRCS),$(MIGRATE)) \
-	$(if $(wildcard daemon/main.c),$(BUILD)/postcopyd)
+	$(if $(wildcard daemon/control/main.c),$(BUILD)/postcopyd)
 
-ALL_CFLAGS = $(CFLAGS) -MMD -MP -I. -Idaemon -Itransport -I$(BUILD) \
+ALL_CFLAGS = $(CFLAGS) -MMD -MP -I. $(DAEMON_DIRS:%/=-I%) -Itransport -I$(BUILD) \
 	-I$(BUILD)/proto -Itests/lib
 
 .PHONY: all check tests install clean fmt fmt-check demo fuzz fuzz-run
 .SUFFIXES:
 .DELETE_ON_ERROR:
 # Keep generated protobuf-c sources and objects: they are not temporaries.
-.SECONDARY:
+.SECONDARY: $(PROTO_C) $(PROTO_H) $(PROTO_O)
 
 all: $(PROGS) $(TESTS)
 
@@ -92,7 +94,7 @@ $(MIGRATE): $(MIGRATE_SRCS:%.c=$(BUILD)/%.o) $(LIB)
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/postcopyd: $(BUILD)/daemon/main.o $(LIB)
+$(BUILD)/postcopyd: $(BUILD)/daemon/control/main.o $(LIB)
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -164,7 +166,7 @@ install: $(PROGS)
 clean:
 	rm -rf $(BUILD)
 
-FMT_SRCS = $(wildcard daemon/*.[ch] transport/*.[ch] tools/*/*.[ch] \
+FMT_SRCS = $(wildcard daemon/*/*.[ch] transport/*.[ch] tools/*/*.[ch] \
 	tests/*/*.[ch])
 fmt:
 	clang-format -i $(FMT_SRCS)

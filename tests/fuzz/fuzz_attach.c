@@ -1,5 +1,5 @@
 /*
- * fuzz_attach.c - libFuzzer target: the attach handshake (daemon/attach.h),
+ * fuzz_attach.c - libFuzzer target: the attach handshake (daemon/vmm/attach.h),
  * both forms, with real file descriptors.
  *
  * Input: one byte saying which fds came with the message (bits 0-2: how

@@ -1,6 +1,6 @@
 /*
  * fuzz_control.c - libFuzzer target: request lines on the control socket
- * (daemon/control.h).
+ * (daemon/control/control.h).
  *
  * control.c keeps its request parsing static, so the target drives the
  * real server: one control_server on an abstract Unix socket, run on a

@@ -1,5 +1,5 @@
 /*
- * test_prealloc.c - daemon/prealloc.h against real memfds: the pages are
+ * test_prealloc.c - daemon/vmm/prealloc.h against real memfds: the pages are
  * really allocated (the file's blocks), read as zero, anonymous regions
  * are left alone, and a region that cannot be allocated is reported with
  * its name and reason.

@@ -1,4 +1,4 @@
-/* test_attach.c - tests for daemon/attach.h. */
+/* test_attach.c - tests for daemon/vmm/attach.h. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-/* test_compat.c - tests for daemon/uffd_compat.h. */
+/* test_compat.c - tests for daemon/uffd/uffd_compat.h. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /*
- * test_page_state.c - tests for daemon/page_state.h: every transition from
+ * test_page_state.c - tests for daemon/dest/page_state.h: every transition from
  * every state, the held states' priors and hints, threads racing on the
  * same pages, and a table surviving its daemon through the file.
  */

@@ -1,4 +1,4 @@
-/* test_region.c - tests for daemon/region.h. */
+/* test_region.c - tests for daemon/vmm/region.h. */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>

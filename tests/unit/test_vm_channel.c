@@ -1,4 +1,4 @@
-/* test_vm_channel.c - tests for daemon/vm_channel.h. */
+/* test_vm_channel.c - tests for daemon/vmm/vm_channel.h. */
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
