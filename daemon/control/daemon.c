@@ -80,6 +80,7 @@ static void vm_entry_free(struct vm_entry *vm)
 {
     prealloc_free(vm->prealloc);
     attach_info_clear(&vm->info);
+    vmm_driver_free(vm->driver);
     if (vm->sock >= 0) {
         close(vm->sock);
     }
@@ -91,12 +92,10 @@ static void reap_dead_vms(struct daemon *d)
 {
     for (guint i = 0; i < d->vms->len;) {
         struct vm_entry *vm = d->vms->pdata[i];
-        struct pollfd p = {.fd = vm->sock, .events = POLLIN};
 
-        if (!vm->busy && poll(&p, 1, 0) == 1 &&
-            (p.revents & (POLLHUP | POLLERR))) {
-            g_message("vm %s: attach socket closed, forgetting it",
-                      vm->info.vm_name);
+        if (!vm->busy && vmm_driver_gone(vm->driver)) {
+            g_message("vm %s: %s closed, forgetting it", vm->info.vm_name,
+                      vm->driver->ops->name);
             g_ptr_array_remove_index(d->vms, i);
             vm_entry_free(vm);
             continue;
@@ -164,7 +163,8 @@ static gpointer attach_hello_thread(gpointer opaque)
     tv.tv_sec = 0; /* from now on the VMM answers at its own pace */
     setsockopt(vm->sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     vm->api_done = vm->info.uffd_features != 0;
-    vmm_init(&vm->vmm, vm->sock);
+    vm->driver = vmm_channel_driver_new(vm->sock);
+    vm->sock = -1;
     g_message("vm %s: attached, pid %d, %zu region(s), %" G_GUINT64_FORMAT
               " MiB%s",
               vm->info.vm_name, vm->info.pid, vm->info.regions.n,

@@ -23,15 +23,16 @@
 #include "tls.h"
 #include "transport.h"
 #include "uffd.h"
-#include "vmm.h"
+#include "vmm_driver.h"
 
 /* One attached VMM. */
 struct vm_entry {
     struct attach_info info;
-    int sock;       /* the attach socket: the VMM's command channel */
-    struct vmm vmm; /* used only by the migration that holds the VM */
-    bool busy;      /* held by a migration */
-    bool moved;     /* source: the VM runs on a destination now */
+    int sock; /* the attach socket until the driver owns it, else -1 */
+    /* pause/resume/quit; used only by the migration that holds the VM */
+    struct vmm_driver *driver;
+    bool busy;  /* held by a migration */
+    bool moved; /* source: the VM runs on a destination now */
     struct daemon *daemon;
     bool api_done; /* UFFDIO_API already done on info.uffd */
     /* incoming, [daemon] prealloc = on: its RAM being allocated */

@@ -787,6 +787,10 @@ static bool setup_uffd(struct dest_session *s, GError **err)
             return false;
         }
         s->registered = i + 1;
+        /* After the register: whatever the VMM maps from now on faults. */
+        if (vm->driver->discard_incoming_ram && !backing_discard(r, err)) {
+            return false;
+        }
         if (!r->alias) {
             s->staging[i] =
                 mmap(NULL, r->size, PROT_READ | PROT_WRITE,
@@ -1130,8 +1134,9 @@ static bool do_switchover(struct dest_session *s, GError **err)
 
         /* Before the resume: the first fault must find the new phase. */
         atomic_store(&s->running, true);
-        sr.ok = vmm_resume(&s->m->vm->vmm, msg->switchover->device_state.data,
-                           msg->switchover->device_state.len, &rerr);
+        sr.ok = vmm_driver_resume(s->m->vm->driver,
+                                  msg->switchover->device_state.data,
+                                  msg->switchover->device_state.len, &rerr);
         if (!sr.ok) {
             atomic_store(&s->running, false);
         }
@@ -1396,12 +1401,12 @@ static void discard_partial(struct dest_session *s)
     for (size_t i = 0; i < s->registered; i++) {
         const struct region *r = &s->regions->regions[i];
 
+        g_autoptr(GError) err = NULL;
+
         uffd_unregister(&s->u, r->base, r->size, NULL);
-        if (r->fd >= 0 &&
-            fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                      r->offset, r->size)) {
-            g_warning("migration %s: discarding region %zu: %s", s->m->id, i,
-                      g_strerror(errno));
+        if (!backing_discard(r, &err)) {
+            g_warning("migration %s: region %zu: %s", s->m->id, i,
+                      err->message);
         }
     }
     if (s->pst_path) {

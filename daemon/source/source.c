@@ -580,7 +580,7 @@ static bool switchover(struct source_session *s, GError **err)
         return false;
     }
     atomic_store(&m->stats.pause_us, t0);
-    if (!vmm_pause(&m->vm->vmm, &state, &len, err)) {
+    if (!vmm_driver_pause(m->vm->driver, &state, &len, err)) {
         return false;
     }
     s->paused = true;
@@ -633,7 +633,7 @@ static void fail_before_switchover(struct source_session *s, GError *err)
         migration_status(s->m) == MIG_CANCELLING ? MIG_CANCELLED : MIG_FAILED;
 
     precopy_stop_tracking(s); /* a resumed VMM must never block on WP */
-    if (s->paused && !vmm_resume(&s->m->vm->vmm, NULL, 0, &rerr)) {
+    if (s->paused && !vmm_driver_resume(s->m->vm->driver, NULL, 0, &rerr)) {
         g_warning("migration %s: could not resume the source VM: %s", s->m->id,
                   rerr->message);
     }
@@ -951,6 +951,25 @@ static void free_session(struct source_session *s)
     }
 }
 
+/*
+ * A VMM that exits once migrated (QEMU, as its own migration leaves the
+ * source) is told to now that the destination owns every page; free_session
+ * already gave its RAM back to the VMM (write-protection off).
+ */
+static void quit_if_moved(struct migration *m)
+{
+    g_autoptr(GError) err = NULL;
+
+    if (migration_status(m) != MIG_COMPLETED ||
+        !m->vm->driver->quit_when_moved) {
+        return;
+    }
+    if (!vmm_driver_quit(m->vm->driver, &err)) {
+        g_warning("migration %s: the source VMM did not quit: %s", m->id,
+                  err->message);
+    }
+}
+
 static gpointer restored_thread(gpointer opaque)
 {
     struct source_session *s = opaque;
@@ -959,6 +978,7 @@ static gpointer restored_thread(gpointer opaque)
         postcopy_loop(s);
     }
     free_session(s);
+    quit_if_moved(s->m);
     daemon_release_vm(s->m->daemon, s->m->vm);
     return NULL;
 }
@@ -1028,6 +1048,7 @@ static gpointer source_thread(gpointer opaque)
     postcopy_loop(s);
 out:
     free_session(s);
+    quit_if_moved(m);
     daemon_release_vm(m->daemon, m->vm);
     return NULL;
 }

@@ -2,6 +2,7 @@
 #include "backing.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <gio/gio.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,4 +191,17 @@ int backing_install(struct uffd *u, const struct region *r, uint64_t dst,
         return uffd_zeropage(u, dst, len, r->page_size, flags, done);
     }
     return uffd_copy(u, dst, data, len, r->page_size, flags, done);
+}
+
+bool backing_discard(const struct region *r, GError **err)
+{
+    if (r->fd < 0 ||
+        !fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, r->offset,
+                   r->size)) {
+        return true;
+    }
+    g_set_error(err, G_IO_ERROR, g_io_error_from_errno(errno),
+                "discarding %" G_GUINT64_FORMAT " MiB of %s RAM: %s",
+                r->size >> 20, backing_kind_name(r->kind), g_strerror(errno));
+    return false;
 }

@@ -51,6 +51,13 @@ int backing_install(struct uffd *u, const struct region *r, uint64_t dst,
                     const void *data, uint64_t len, unsigned flags,
                     uint64_t *done);
 
+/*
+ * Drop the contents of file-backed region @r: its page cache, and with it
+ * every mapping's PTEs (the VMM's too), so the next access faults.  A
+ * no-op for anonymous memory.
+ */
+bool backing_discard(const struct region *r, GError **err);
+
 /* The huge page size of the system's default hugetlb pool, or 0. */
 uint64_t backing_default_hugepage_size(void);
 

@@ -4,10 +4,12 @@
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
+#include <unistd.h>
 #include <gio/gio.h>
 
 #include "attach.pb-c.h"
 #include "vm_channel.h"
+#include "vmm_driver.h"
 
 typedef Postcopy__Attach__Command Command;
 typedef Postcopy__Attach__Reply Reply;
@@ -246,4 +248,64 @@ bool vmm_wait_verify(struct vmm *v, int timeout_ms, struct vmm_verify *out,
     *out = v->verify;
     v->have_verify = false;
     return true;
+}
+
+/* The attach channel as a vmm_driver: the synthetic VM (postcopy-guest). */
+struct channel_driver {
+    struct vmm_driver base;
+    struct vmm vmm;
+};
+
+static struct vmm *channel_vmm(struct vmm_driver *drv)
+{
+    return &((struct channel_driver *)drv)->vmm;
+}
+
+static bool channel_pause(struct vmm_driver *drv, uint8_t **state, size_t *len,
+                          GError **err)
+{
+    return vmm_pause(channel_vmm(drv), state, len, err);
+}
+
+static bool channel_resume(struct vmm_driver *drv, const uint8_t *state,
+                           size_t len, GError **err)
+{
+    return vmm_resume(channel_vmm(drv), state, len, err);
+}
+
+static bool channel_quit(struct vmm_driver *drv, GError **err)
+{
+    return vmm_quit(channel_vmm(drv), err);
+}
+
+/* The VMM's end of the attach socket closed: it is gone. */
+static bool channel_gone(struct vmm_driver *drv)
+{
+    struct pollfd p = {.fd = channel_vmm(drv)->sock, .events = POLLIN};
+
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
+}
+
+static void channel_free(struct vmm_driver *drv)
+{
+    close(channel_vmm(drv)->sock);
+    g_free(drv);
+}
+
+static const struct vmm_driver_ops channel_ops = {
+    .name = "attach channel",
+    .pause = channel_pause,
+    .resume = channel_resume,
+    .quit = channel_quit,
+    .gone = channel_gone,
+    .free = channel_free,
+};
+
+struct vmm_driver *vmm_channel_driver_new(int sock)
+{
+    struct channel_driver *c = g_new0(struct channel_driver, 1);
+
+    c->base.ops = &channel_ops;
+    vmm_init(&c->vmm, sock);
+    return &c->base;
 }
