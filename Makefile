@@ -150,6 +150,36 @@ endif
 fuzz-run: $(FUZZERS)
 	$(Q)tests/fuzz/run.sh $(BUILD) $(FUZZ_TIME) $(FUZZERS)
 
+# ---- testvm: a freestanding multiboot guest for real QEMU (tools/testvm/).
+# A kernel, not a host program: its own flags (never the configured CFLAGS
+# with sanitizers or pkg-config paths) and only gcc's own freestanding
+# headers, so -m32 needs no multilib package.
+TESTVM := $(BUILD)/testvm/testvm.elf
+TESTVM_OBJS := $(BUILD)/testvm/start.o $(BUILD)/testvm/testvm.o
+TESTVM_CC ?= gcc
+TESTVM_LD ?= ld
+TESTVM_CFLAGS := -m32 -std=gnu11 -ffreestanding -nostdlib -fno-pic -fno-pie \
+	-fno-stack-protector -fno-asynchronous-unwind-tables \
+	-mgeneral-regs-only -O2 -Wall -Wextra -Werror -MMD -MP
+
+all: $(TESTVM)
+
+$(BUILD)/testvm/%.o: tools/testvm/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	$(Q)$(TESTVM_CC) $(TESTVM_CFLAGS) -c -o $@ $<
+
+$(BUILD)/testvm/%.o: tools/testvm/%.S
+	@mkdir -p $(dir $@)
+	@echo "  AS      $@"
+	$(Q)$(TESTVM_CC) $(TESTVM_CFLAGS) -c -o $@ $<
+
+$(TESTVM): $(TESTVM_OBJS) tools/testvm/testvm.ld
+	@echo "  LD      $@"
+	$(Q)$(TESTVM_LD) -m elf_i386 --no-warn-rwx-segments \
+		-T tools/testvm/testvm.ld -o $@ $(TESTVM_OBJS)
+# ---- end of testvm
+
 # The unit and an example config (never over an existing postcopyd.conf).
 UNITDIR ?= /lib/systemd/system
 install: $(PROGS)
