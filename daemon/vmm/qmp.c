@@ -494,10 +494,15 @@ struct qmp_event *qmp_wait_event(struct qmp *q, const char *name,
     int64_t deadline = g_get_monotonic_time() + timeout_ms * 1000ll;
 
     for (;;) {
-        struct qmp_event *ev = qmp_take_event(q, name, match, opaque, err);
+        GError *local = NULL;
+        struct qmp_event *ev = qmp_take_event(q, name, match, opaque, &local);
         struct pollfd p = {.fd = q->fd, .events = POLLIN};
 
-        if (ev || (err && *err)) {
+        if (local) {
+            g_propagate_error(err, local);
+            return NULL;
+        }
+        if (ev) {
             return ev;
         }
         if (q->closed) {

@@ -311,12 +311,17 @@ static bool poll_both(struct qmp_driver *d, int fd, short events,
 /* A migration that ended before the stream did is a failure. */
 static bool check_not_ended(struct qmp_driver *d, GError **err)
 {
+    GError *local = NULL;
     g_autoptr(QmpEvent) ev = qmp_take_event(
         d->q, "MIGRATION", qmp_match_status,
-        (void *)(const char *const[]){"failed", "cancelled", NULL}, err);
+        (void *)(const char *const[]){"failed", "cancelled", NULL}, &local);
 
+    if (local) {
+        g_propagate_error(err, local);
+        return false;
+    }
     if (!ev) {
-        return !(err && *err);
+        return true;
     }
     return migration_result(d, ev, err);
 }
