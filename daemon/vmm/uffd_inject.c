@@ -540,7 +540,14 @@ static bool create_fn(struct session *s, void *opaque, GError **err)
         }
     }
     job->used = UFFD_INJECT_DEVICE;
-    return create_via_device(s, &job->fd, err);
+    if (!create_via_device(s, &job->fd, err)) {
+        if (job->via == UFFD_INJECT_SYSCALL) {
+            g_prefix_error(err, "userfaultfd() got EPERM (an unprivileged "
+                                "VMM?), then ");
+        }
+        return false;
+    }
+    return true;
 }
 
 static int copy_fd(pid_t pid, int fd, GError **err)

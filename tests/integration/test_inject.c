@@ -299,7 +299,7 @@ static void reader_main(int in, int out)
     _exit(0);
 }
 
-static pid_t spawn_reader(int *to_child, int *from_child)
+static pid_t spawn_reader(bool unprivileged, int *to_child, int *from_child)
 {
     int in[2], out[2];
     pid_t pid;
@@ -309,6 +309,9 @@ static pid_t spawn_reader(int *to_child, int *from_child)
     pid = fork();
     g_assert_cmpint(pid, >=, 0);
     if (pid == 0) {
+        if (unprivileged && setresuid(65534, 65534, 65534) < 0) {
+            _exit(1);
+        }
         reader_main(in[0], out[1]);
     }
     close(in[0]);
@@ -380,7 +383,7 @@ static void test_blocked_read(gconstpointer data)
         g_test_skip("no /dev/userfaultfd on this kernel");
         return;
     }
-    pid = spawn_reader(&to_child, &from_child);
+    pid = spawn_reader(false, &to_child, &from_child);
     before = blocked_in(pid, __NR_read);
     g_assert_nonnull(before);
     read_stack(pid, syscall_sp(before), stack_before, sizeof(stack_before));
@@ -407,6 +410,57 @@ static void test_blocked_read(gconstpointer data)
     reap(pid);
 }
 
+static bool unprivileged_uffd_refused(void)
+{
+    g_autofree char *v = NULL;
+
+    return g_file_get_contents("/proc/sys/vm/unprivileged_userfaultfd", &v,
+                               NULL, NULL) &&
+           v[0] == '0';
+}
+
+/*
+ * An unprivileged VMM with vm.unprivileged_userfaultfd=0: the syscall gets
+ * EPERM, the fallback tries /dev/userfaultfd (root-only here) and says so;
+ * the VMM's blocked read is untouched either way.
+ */
+static void test_unprivileged(void)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *before = NULL;
+    g_autofree char *after = NULL;
+    enum uffd_inject_via used;
+    struct reply r;
+    int to_child, from_child, vmm_fd, our_fd;
+    pid_t pid;
+
+    if (getuid() != 0 || !unprivileged_uffd_refused()) {
+        g_test_skip("needs root and vm.unprivileged_userfaultfd=0");
+        return;
+    }
+    pid = spawn_reader(true, &to_child, &from_child);
+    before = blocked_in(pid, __NR_read);
+    g_assert_nonnull(before);
+    if (uffd_inject_create(pid, UFFD_INJECT_SYSCALL, &vmm_fd, &our_fd, &used,
+                           &err)) {
+        /* /dev/userfaultfd is open to others on this machine. */
+        g_assert_cmpint(used, ==, UFFD_INJECT_DEVICE);
+        close(our_fd);
+    } else {
+        g_assert_nonnull(strstr(err->message, "/dev/userfaultfd"));
+        g_assert_null(strchr(err->message, '\n'));
+        g_test_message("%s", err->message);
+    }
+    after = blocked_in(pid, __NR_read);
+    g_assert_cmpstr(after, ==, before);
+    g_assert_cmpint(write(to_child, "x", 1), ==, 1);
+    read_reply(from_child, &r);
+    g_assert_cmpint(r.n, ==, 1);
+    close(to_child);
+    close(from_child);
+    reap(pid);
+}
+
 static void sleeper_main(int out)
 {
     struct timespec ts = {0, SLEEP_MS * 1000000l}, a, b;
@@ -424,7 +478,10 @@ static void sleeper_main(int out)
     _exit(0);
 }
 
-/* nanosleep restarts through restart_syscall and still sleeps it all. */
+/*
+ * nanosleep restarts through restart_syscall: it sleeps what was left, no
+ * less (an EINTR) and not all over again (a plain restart).
+ */
 static void test_nanosleep(void)
 {
     g_autofree char *line = NULL;
@@ -441,10 +498,13 @@ static void test_nanosleep(void)
     close(out[1]);
     line = blocked_in(pid, __NR_nanosleep);
     g_assert_nonnull(line);
+    /* Halfway: a restart from scratch would sleep SLEEP_MS more. */
+    g_usleep(SLEEP_MS / 2 * 1000);
     create_ok(pid, UFFD_INJECT_SYSCALL, &vmm_fd, &our_fd);
     read_reply(out[0], &r);
     g_assert_cmpint(r.n, ==, 0);
     g_assert_cmpint(r.elapsed_ns, >=, SLEEP_MS * 1000000ll);
+    g_assert_cmpint(r.elapsed_ns, <, (SLEEP_MS + SLEEP_MS / 3) * 1000000ll);
     g_test_message("slept %.1f ms", r.elapsed_ns / 1e6);
     close(our_fd);
     close(out[0]);
@@ -687,6 +747,7 @@ int main(int argc, char **argv)
                          GINT_TO_POINTER(UFFD_INJECT_DEVICE),
                          test_blocked_read);
     g_test_add_func("/inject/nanosleep", test_nanosleep);
+    g_test_add_func("/inject/unprivileged-fallback", test_unprivileged);
     g_test_add_func("/inject/fault", test_fault);
     g_test_add_func("/inject/exited", test_exited);
     g_test_add_func("/inject/proc-ram", test_proc_ram);
