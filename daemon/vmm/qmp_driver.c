@@ -1,0 +1,599 @@
+/* qmp_driver.c - see qmp_driver.h. */
+#include "qmp_driver.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* One QMP command; QEMU answers within milliseconds when healthy. */
+#define CMD_TIMEOUT_MS 5000
+/* The device state in or out: ~300 KB, but a loaded host is slow. */
+#define MIGRATE_TIMEOUT_MS 30000
+#define QUIT_TIMEOUT_MS    5000
+/* The device state is a few hundred KB; refuse a stream this big. */
+#define STATE_MAX   (256u << 20)
+#define STATE_CHUNK (64u << 10)
+#define MIG_FDNAME  "postcopyd-mig"
+#define MIG_URI     "fd:" MIG_FDNAME
+
+#define MEMDEV_HINT                                                            \
+    "start QEMU with -object "                                                 \
+    "memory-backend-memfd,id=ram0,size=...,share=on "                          \
+    "-machine memory-backend=ram0"
+
+struct qmp_driver {
+    struct vmm_driver base;
+    struct qmp *q;
+    pid_t pid;
+    bool incoming;
+    /* An outgoing migrate was started and has not ended. */
+    bool migrating;
+    struct qmp_driver_times times;
+};
+
+static const char *const mig_end[] = {"completed", "failed", "cancelled", NULL};
+
+static struct qmp_driver *qd(struct vmm_driver *drv)
+{
+    return (struct qmp_driver *)drv;
+}
+
+static bool fail(struct qmp_driver *d, GError **err)
+{
+    g_prefix_error(err, "QEMU pid %d: ", (int)d->pid);
+    return false;
+}
+
+void qmp_memdev_free(struct qmp_memdev *m)
+{
+    if (m) {
+        g_free(m->id);
+        g_free(m);
+    }
+}
+
+static JsonObject *args_str(const char *key, const char *val)
+{
+    JsonObject *a = json_object_new();
+
+    json_object_set_string_member(a, key, val);
+    return a;
+}
+
+/* The run state query-status reports ("running", "paused", ...). */
+static char *query_status(struct qmp_driver *d, GError **err)
+{
+    g_autoptr(JsonNode) ret = NULL;
+    const char *status;
+
+    if (!qmp_execute(d->q, "query-status", NULL, &ret, err)) {
+        return NULL;
+    }
+    status = JSON_NODE_HOLDS_OBJECT(ret)
+                 ? qmp_member_string(json_node_get_object(ret), "status")
+                 : NULL;
+    if (!status) {
+        g_set_error(err, QMP_ERROR, QMP_ERROR_FAILED,
+                    "query-status: no status in QEMU's reply");
+        return NULL;
+    }
+    return g_strdup(status);
+}
+
+static bool cont_and_check(struct qmp_driver *d, GError **err)
+{
+    g_autofree char *status = NULL;
+
+    if (!qmp_execute(d->q, "cont", NULL, NULL, err)) {
+        return false;
+    }
+    status = query_status(d, err);
+    if (!status) {
+        return false;
+    }
+    if (strcmp(status, "running") != 0) {
+        g_set_error(err, QMP_ERROR, QMP_ERROR_FAILED,
+                    "the VM is %s after cont, not running", status);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * x-ignore-shared keeps shared RAM out of QEMU's stream (postcopyd moves
+ * it); "events" because QEMU 7.2 sends MIGRATION events only with it.
+ */
+static bool set_capabilities(struct qmp_driver *d, GError **err)
+{
+    static const char *const caps[] = {"x-ignore-shared", "events"};
+    g_autoptr(JsonObject) args = json_object_new();
+    JsonArray *list = json_array_new();
+
+    for (size_t i = 0; i < G_N_ELEMENTS(caps); i++) {
+        JsonObject *c = json_object_new();
+
+        json_object_set_string_member(c, "capability", caps[i]);
+        json_object_set_boolean_member(c, "state", TRUE);
+        json_array_add_object_element(list, c);
+    }
+    json_object_set_array_member(args, "capabilities", list);
+    return qmp_execute(d->q, "migrate-set-capabilities", args, NULL, err);
+}
+
+static struct qmp_memdev *memdev_from(JsonNode *n, GError **err)
+{
+    JsonObject *o = JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
+    JsonNode *size = o ? json_object_get_member(o, "size") : NULL;
+    JsonNode *share = o ? json_object_get_member(o, "share") : NULL;
+    const char *id = qmp_member_string(o, "id");
+    struct qmp_memdev *m;
+
+    if (!id || !size || !share || !JSON_NODE_HOLDS_VALUE(size) ||
+        json_node_get_value_type(size) != G_TYPE_INT64 ||
+        !JSON_NODE_HOLDS_VALUE(share) ||
+        json_node_get_value_type(share) != G_TYPE_BOOLEAN) {
+        g_set_error(err, QMP_ERROR, QMP_ERROR_FAILED,
+                    "query-memdev: a backend without id, size or share");
+        return NULL;
+    }
+    m = g_new0(struct qmp_memdev, 1);
+    m->id = g_strdup(id);
+    m->size = (uint64_t)json_node_get_int(size);
+    m->share = json_node_get_boolean(share);
+    return m;
+}
+
+/*
+ * QEMU 7.2 turns a plain -m into a private backend named "pc.ram", so
+ * it is refused here like any backend without share=on.
+ */
+static bool memdev_usable(const struct qmp_memdev *m, GError **err)
+{
+    if (m->share) {
+        return true;
+    }
+    g_set_error(err, QMP_ERROR, QMP_ERROR_FAILED,
+                "memory backend %s is not shared (%s): %s", m->id,
+                strcmp(m->id, "pc.ram") == 0 ? "plain -m" : "share=off",
+                MEMDEV_HINT);
+    return false;
+}
+
+static GPtrArray *query_memdevs(struct qmp_driver *d, GError **err)
+{
+    g_autoptr(JsonNode) ret = NULL;
+    g_autoptr(GPtrArray) list =
+        g_ptr_array_new_with_free_func((GDestroyNotify)qmp_memdev_free);
+    JsonArray *a;
+
+    if (!qmp_execute(d->q, "query-memdev", NULL, &ret, err)) {
+        return NULL;
+    }
+    a = JSON_NODE_HOLDS_ARRAY(ret) ? json_node_get_array(ret) : NULL;
+    if (!a || json_array_get_length(a) == 0) {
+        g_set_error(err, QMP_ERROR, QMP_ERROR_FAILED,
+                    "QEMU has no memory backend: %s", MEMDEV_HINT);
+        return NULL;
+    }
+    for (guint i = 0; i < json_array_get_length(a); i++) {
+        struct qmp_memdev *m = memdev_from(json_array_get_element(a, i), err);
+
+        if (!m) {
+            return NULL;
+        }
+        g_ptr_array_add(list, m);
+        if (!memdev_usable(m, err)) {
+            return NULL;
+        }
+    }
+    return g_steal_pointer(&list);
+}
+
+/* A destination must still wait for its migration (-incoming defer). */
+static bool check_incoming(struct qmp_driver *d, GError **err)
+{
+    g_autofree char *status = query_status(d, err);
+
+    if (!status) {
+        return false;
+    }
+    if (strcmp(status, "inmigrate") != 0) {
+        g_set_error(err, QMP_ERROR, QMP_ERROR_FAILED,
+                    "an incoming VM is %s, not inmigrate: start QEMU with "
+                    "-incoming defer",
+                    status);
+        return false;
+    }
+    return true;
+}
+
+bool qmp_driver_prepare(struct vmm_driver *drv, GPtrArray **memdevs,
+                        GError **err)
+{
+    struct qmp_driver *d = qd(drv);
+    g_autoptr(GPtrArray) list = query_memdevs(d, err);
+
+    if (!list || (d->incoming && !check_incoming(d, err)) ||
+        !set_capabilities(d, err)) {
+        return fail(d, err);
+    }
+    if (memdevs) {
+        *memdevs = g_steal_pointer(&list);
+    }
+    return true;
+}
+
+/* A socketpair whose other end QEMU holds as MIG_FDNAME; returns ours. */
+static int hand_fd(struct qmp_driver *d, GError **err)
+{
+    g_autoptr(JsonObject) args = args_str("fdname", MIG_FDNAME);
+    int sv[2];
+    bool ok;
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        g_set_error(err, QMP_ERROR, QMP_ERROR_FAILED, "socketpair: %s",
+                    g_strerror(errno));
+        return -1;
+    }
+    ok = qmp_execute_with_fd(d->q, "getfd", args, sv[1], NULL, err);
+    close(sv[1]);
+    if (!ok) {
+        close(sv[0]);
+        return -1;
+    }
+    return sv[0];
+}
+
+/*
+ * QEMU's reason for a failed migration, from query-migrate.  A 7.2
+ * destination gives none there: it prints it on stderr and exits.
+ */
+static char *migrate_error(struct qmp_driver *d)
+{
+    g_autoptr(JsonNode) ret = NULL;
+    const char *desc = NULL;
+
+    if (qmp_execute(d->q, "query-migrate", NULL, &ret, NULL) &&
+        JSON_NODE_HOLDS_OBJECT(ret)) {
+        desc = qmp_member_string(json_node_get_object(ret), "error-desc");
+    }
+    return g_strdup(desc ? desc
+                         : "QEMU gave no reason on QMP (see its stderr)");
+}
+
+/* A MIGRATION event that ended the migration, checked for success. */
+static bool migration_result(struct qmp_driver *d, struct qmp_event *ev,
+                             GError **err)
+{
+    const char *status = qmp_member_string(ev->data, "status");
+    g_autofree char *why = NULL;
+
+    d->migrating = false;
+    if (strcmp(status, "completed") == 0) {
+        return true;
+    }
+    why = migrate_error(d);
+    g_strdelimit(why, "\r\n", ' ');
+    g_set_error(err, QMP_ERROR, QMP_ERROR_FAILED, "migration %s: %s", status,
+                why);
+    return false;
+}
+
+static bool wait_migration(struct qmp_driver *d, GError **err)
+{
+    g_autoptr(QmpEvent) ev =
+        qmp_wait_event(d->q, "MIGRATION", qmp_match_status, (void *)mig_end,
+                       MIGRATE_TIMEOUT_MS, err);
+
+    return ev && migration_result(d, ev, err);
+}
+
+/* Poll @fd for @events and QMP; QMP's input is read meanwhile. */
+static bool poll_both(struct qmp_driver *d, int fd, short events,
+                      int64_t deadline, GError **err)
+{
+    struct pollfd p[2] = {{.fd = fd, .events = events},
+                          {.fd = qmp_get_fd(d->q), .events = POLLIN}};
+    int64_t left = (deadline - g_get_monotonic_time()) / 1000;
+
+    if (left <= 0 || poll(p, 2, (int)left) == 0) {
+        g_set_error(err, QMP_ERROR, QMP_ERROR_TIMEOUT,
+                    "the device state did not move in %d ms",
+                    MIGRATE_TIMEOUT_MS);
+        return false;
+    }
+    return !(p[1].revents & (POLLIN | POLLHUP)) || qmp_pump(d->q, err);
+}
+
+/* A migration that ended before the stream did is a failure. */
+static bool check_not_ended(struct qmp_driver *d, GError **err)
+{
+    GError *local = NULL;
+    g_autoptr(QmpEvent) ev = qmp_take_event(
+        d->q, "MIGRATION", qmp_match_status,
+        (void *)(const char *const[]){"failed", "cancelled", NULL}, &local);
+
+    if (local) {
+        g_propagate_error(err, local);
+        return false;
+    }
+    if (!ev) {
+        return true;
+    }
+    return migration_result(d, ev, err);
+}
+
+/* Our end of the stream until QEMU closes its end. */
+static GByteArray *read_state(struct qmp_driver *d, int fd, GError **err)
+{
+    int64_t deadline = g_get_monotonic_time() + MIGRATE_TIMEOUT_MS * 1000ll;
+    g_autoptr(GByteArray) buf = g_byte_array_new();
+    uint8_t chunk[STATE_CHUNK];
+
+    for (;;) {
+        ssize_t n;
+
+        if (!poll_both(d, fd, POLLIN, deadline, err) ||
+            !check_not_ended(d, err)) {
+            return NULL;
+        }
+        n = recv(fd, chunk, sizeof(chunk), MSG_DONTWAIT);
+        if (n == 0) {
+            return g_steal_pointer(&buf);
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            g_set_error(err, QMP_ERROR, QMP_ERROR_FAILED,
+                        "reading the device state: %s", g_strerror(errno));
+            return NULL;
+        }
+        if (n > 0) {
+            g_byte_array_append(buf, chunk, n);
+        }
+        if (buf->len > STATE_MAX) {
+            g_set_error(err, QMP_ERROR, QMP_ERROR_FAILED,
+                        "the device state exceeds %u bytes: is some RAM "
+                        "not shared?",
+                        STATE_MAX);
+            return NULL;
+        }
+    }
+}
+
+static bool send_state(struct qmp_driver *d, int fd, const uint8_t *state,
+                       size_t len, GError **err)
+{
+    int64_t deadline = g_get_monotonic_time() + MIGRATE_TIMEOUT_MS * 1000ll;
+
+    while (len) {
+        ssize_t n;
+
+        if (!poll_both(d, fd, POLLOUT, deadline, err) ||
+            !check_not_ended(d, err)) {
+            return false;
+        }
+        n = send(fd, state, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            g_set_error(err, QMP_ERROR, QMP_ERROR_FAILED,
+                        "writing the device state: %s", g_strerror(errno));
+            return false;
+        }
+        if (n > 0) {
+            state += n;
+            len -= n;
+        }
+    }
+    shutdown(fd, SHUT_WR);
+    return true;
+}
+
+static bool do_pause(struct qmp_driver *d, uint8_t **state, size_t *len,
+                     GError **err)
+{
+    g_autoptr(JsonObject) args = args_str("uri", MIG_URI);
+    g_autoptr(GByteArray) buf = NULL;
+    int fd;
+
+    if (!qmp_execute(d->q, "stop", NULL, NULL, err)) {
+        return false;
+    }
+    fd = hand_fd(d, err);
+    if (fd < 0) {
+        return false;
+    }
+    if (!qmp_execute(d->q, "migrate", args, NULL, err)) {
+        close(fd);
+        return false;
+    }
+    d->migrating = true;
+    buf = read_state(d, fd, err);
+    close(fd);
+    if (!buf || !wait_migration(d, err)) {
+        return false;
+    }
+    *len = buf->len;
+    *state = g_byte_array_free(g_steal_pointer(&buf), FALSE);
+    return true;
+}
+
+static bool qmp_pause(struct vmm_driver *drv, uint8_t **state, size_t *len,
+                      GError **err)
+{
+    struct qmp_driver *d = qd(drv);
+    int64_t t0 = g_get_monotonic_time();
+
+    if (!do_pause(d, state, len, err)) {
+        return fail(d, err);
+    }
+    d->times.pause_us = g_get_monotonic_time() - t0;
+    d->times.state_bytes = (int64_t)*len;
+    return true;
+}
+
+/*
+ * QEMU 7.2 exits when an incoming migration fails, so its QMP socket
+ * closing here means the state did not load (its stderr says why).
+ */
+static bool load_state(struct qmp_driver *d, const uint8_t *state, size_t len,
+                       GError **err)
+{
+    g_autoptr(JsonObject) args = args_str("uri", MIG_URI);
+    int fd = hand_fd(d, err);
+    bool ok;
+
+    if (fd < 0) {
+        return false;
+    }
+    if (!qmp_execute(d->q, "migrate-incoming", args, NULL, err)) {
+        close(fd);
+        return false;
+    }
+    d->migrating = true;
+    ok = send_state(d, fd, state, len, err) && wait_migration(d, err);
+    close(fd);
+    if (!ok) {
+        g_prefix_error(err, "loading the device state: ");
+    }
+    return ok;
+}
+
+/* A source whose outgoing migrate may still run: cancel it first. */
+static bool stop_outgoing(struct qmp_driver *d, GError **err)
+{
+    g_autoptr(QmpEvent) ev = NULL;
+
+    if (!d->migrating) {
+        return true;
+    }
+    if (!qmp_execute(d->q, "migrate_cancel", NULL, NULL, err)) {
+        return false;
+    }
+    ev = qmp_wait_event(d->q, "MIGRATION", qmp_match_status, (void *)mig_end,
+                        MIGRATE_TIMEOUT_MS, err);
+    d->migrating = false;
+    return ev != NULL;
+}
+
+/*
+ * A source after a completed outgoing migrate is "postmigrate": QEMU 7.2
+ * takes cont from there (measured), so both cases end the same way.
+ */
+static bool qmp_resume(struct vmm_driver *drv, const uint8_t *state, size_t len,
+                       GError **err)
+{
+    struct qmp_driver *d = qd(drv);
+    int64_t t0 = g_get_monotonic_time();
+    bool ok;
+
+    if (state) {
+        ok = load_state(d, state, len, err);
+    } else {
+        ok = stop_outgoing(d, err);
+    }
+    if (!ok || !cont_and_check(d, err)) {
+        return fail(d, err);
+    }
+    d->times.resume_us = g_get_monotonic_time() - t0;
+    return true;
+}
+
+/* Until QEMU closes the socket, which it does as it exits. */
+static bool wait_closed(struct qmp_driver *d, GError **err)
+{
+    int64_t deadline = g_get_monotonic_time() + QUIT_TIMEOUT_MS * 1000ll;
+
+    while (!qmp_closed(d->q)) {
+        struct pollfd p = {.fd = qmp_get_fd(d->q), .events = POLLIN};
+        int64_t left = (deadline - g_get_monotonic_time()) / 1000;
+
+        if (left <= 0 || poll(&p, 1, (int)left) == 0) {
+            g_set_error(err, QMP_ERROR, QMP_ERROR_TIMEOUT,
+                        "still there %d ms after quit", QUIT_TIMEOUT_MS);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool qmp_quit(struct vmm_driver *drv, GError **err)
+{
+    struct qmp_driver *d = qd(drv);
+    g_autoptr(GError) local = NULL;
+
+    /* QEMU may close the socket before its reply reaches us. */
+    if (!qmp_execute(d->q, "quit", NULL, NULL, &local) &&
+        !g_error_matches(local, QMP_ERROR, QMP_ERROR_CLOSED)) {
+        g_propagate_error(err, g_steal_pointer(&local));
+        return fail(d, err);
+    }
+    return wait_closed(d, err) || fail(d, err);
+}
+
+/* A zombie still answers kill(pid, 0): its state says it is gone. */
+static bool pid_gone(pid_t pid)
+{
+    g_autofree char *path = g_strdup_printf("/proc/%d/stat", (int)pid);
+    g_autofree char *stat = NULL;
+    const char *end;
+
+    if (kill(pid, 0) < 0 && errno == ESRCH) {
+        return true;
+    }
+    if (!g_file_get_contents(path, &stat, NULL, NULL)) {
+        return false;
+    }
+    end = strrchr(stat, ')');
+    return end && (end[1] == ' ') && (end[2] == 'Z' || end[2] == 'X');
+}
+
+static bool qmp_gone(struct vmm_driver *drv)
+{
+    struct qmp_driver *d = qd(drv);
+
+    return qmp_closed(d->q) || (d->pid > 0 && pid_gone(d->pid));
+}
+
+static void qmp_driver_free(struct vmm_driver *drv)
+{
+    qmp_free(qd(drv)->q);
+    g_free(drv);
+}
+
+static const struct vmm_driver_ops qmp_ops = {
+    .name = "QEMU (QMP)",
+    .pause = qmp_pause,
+    .resume = qmp_resume,
+    .quit = qmp_quit,
+    .gone = qmp_gone,
+    .free = qmp_driver_free,
+};
+
+struct vmm_driver *qmp_driver_new(struct qmp *q, pid_t pid, bool incoming)
+{
+    struct qmp_driver *d = g_new0(struct qmp_driver, 1);
+
+    d->base.ops = &qmp_ops;
+    d->base.discard_incoming_ram = incoming;
+    d->base.quit_when_moved = true;
+    d->q = q;
+    d->pid = pid;
+    d->incoming = incoming;
+    qmp_set_timeout(q, CMD_TIMEOUT_MS);
+    return &d->base;
+}
+
+void qmp_driver_get_times(struct vmm_driver *drv, struct qmp_driver_times *t)
+{
+    struct qmp_driver *d = qd(drv);
+
+    *t = d->times;
+    t->stop_event_us = qmp_last_event_us(d->q, "STOP");
+    t->resume_event_us = qmp_last_event_us(d->q, "RESUME");
+}
+
+struct qmp *qmp_driver_qmp(struct vmm_driver *drv)
+{
+    return qd(drv)->q;
+}
