@@ -317,7 +317,14 @@ static bool session_begin(struct session *s, pid_t pid, GError **err)
         return false;
     }
     if (ptrace(PTRACE_SEIZE, pid, 0, PTRACE_O_TRACESYSGOOD) < 0) {
-        return check_target(pid, err) && ptrace_failed(s, "SEIZE", err);
+        int e = errno;
+
+        /* Exited in between: say so rather than ESRCH/EPERM. */
+        if (!check_target(pid, err)) {
+            return false;
+        }
+        errno = e;
+        return ptrace_failed(s, "SEIZE", err);
     }
     s->attached = true;
     if (ptrace(PTRACE_INTERRUPT, pid, 0, 0) < 0) {
