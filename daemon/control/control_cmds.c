@@ -1,7 +1,8 @@
 /*
  * control_cmds.c - the control socket's commands: migrate,
- * migrate-incoming, query-migrate, migrate-cancel, query-vms.  Handlers
- * run on the main loop and never block: a migration runs in its threads.
+ * migrate-incoming, query-migrate, migrate-cancel, query-vms, attach.
+ * Handlers run on the main loop and never block (attach: bounded, see
+ * cmd_attach): a migration runs in its own threads.
  */
 #include "daemon.h"
 #include "dirty_tracker.h"
@@ -222,6 +223,29 @@ static void add_prealloc(JsonBuilder *b, struct prealloc *pa)
     json_builder_end_object(b);
 }
 
+static void add_vm_json(JsonBuilder *b, struct vm_entry *vm)
+{
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "name");
+    json_builder_add_string_value(b, vm->info.vm_name);
+    json_builder_set_member_name(b, "pid");
+    json_builder_add_int_value(b, vm->info.pid);
+    json_builder_set_member_name(b, "incoming");
+    json_builder_add_boolean_value(b, vm->info.incoming);
+    json_builder_set_member_name(b, "busy");
+    json_builder_add_boolean_value(b, vm->busy);
+    json_builder_set_member_name(b, "ram");
+    json_builder_add_int_value(b, region_table_bytes(&vm->info.regions));
+    json_builder_set_member_name(b, "vmm");
+    json_builder_add_string_value(b, vm->driver->ops->name);
+    if (vm->info.uffd_origin) {
+        json_builder_set_member_name(b, "uffd");
+        json_builder_add_string_value(b, vm->info.uffd_origin);
+    }
+    add_prealloc(b, vm->prealloc);
+    json_builder_end_object(b);
+}
+
 static JsonNode *cmd_query_vms(void *opaque, JsonObject *args, GError **err)
 {
     struct daemon *d = opaque;
@@ -230,25 +254,80 @@ static JsonNode *cmd_query_vms(void *opaque, JsonObject *args, GError **err)
     json_builder_begin_array(b);
     g_mutex_lock(&d->lock);
     for (guint i = 0; i < d->vms->len; i++) {
-        struct vm_entry *vm = d->vms->pdata[i];
-
-        json_builder_begin_object(b);
-        json_builder_set_member_name(b, "name");
-        json_builder_add_string_value(b, vm->info.vm_name);
-        json_builder_set_member_name(b, "pid");
-        json_builder_add_int_value(b, vm->info.pid);
-        json_builder_set_member_name(b, "incoming");
-        json_builder_add_boolean_value(b, vm->info.incoming);
-        json_builder_set_member_name(b, "busy");
-        json_builder_add_boolean_value(b, vm->busy);
-        json_builder_set_member_name(b, "ram");
-        json_builder_add_int_value(b, region_table_bytes(&vm->info.regions));
-        add_prealloc(b, vm->prealloc);
-        json_builder_end_object(b);
+        add_vm_json(b, d->vms->pdata[i]);
     }
     g_mutex_unlock(&d->lock);
     json_builder_end_array(b);
     return json_builder_get_root(b);
+}
+
+/* The newest VM of that name and direction, as query-vms shows it. */
+static JsonNode *query_vm(struct daemon *d, const char *name, bool incoming)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    bool found = false;
+
+    g_mutex_lock(&d->lock);
+    for (guint i = d->vms->len; i-- > 0 && !found;) {
+        struct vm_entry *vm = d->vms->pdata[i];
+
+        if (!strcmp(vm->info.vm_name, name) &&
+            vm->info.incoming == incoming) {
+            add_vm_json(b, vm);
+            found = true;
+        }
+    }
+    g_mutex_unlock(&d->lock);
+    return found ? json_builder_get_root(b) : NULL;
+}
+
+static bool arg_bool(JsonObject *args, const char *name)
+{
+    JsonNode *n = json_object_get_member(args, name);
+
+    return n && JSON_NODE_HOLDS_VALUE(n) &&
+           json_node_get_value_type(n) == G_TYPE_BOOLEAN &&
+           json_node_get_boolean(n);
+}
+
+/*
+ * attach {"pid", "qmp", "name", "incoming"?, "uffd": "syscall"|"device"?}:
+ * a running QEMU joins.  It runs here, on the main loop, unlike a
+ * migration: every step of it is bounded (qemu_attach.h), an attach is
+ * an operator's one-off act, and a reply that says whether it worked is
+ * what the operator's tools need.
+ */
+static JsonNode *cmd_attach(void *opaque, JsonObject *args, GError **err)
+{
+    struct daemon *d = opaque;
+    const char *uffd = arg_string(args, "uffd");
+    struct qemu_attach_args a = {
+        .qmp_path = arg_string(args, "qmp"),
+        .name = arg_string(args, "name"),
+        .incoming = arg_bool(args, "incoming"),
+    };
+    uint64_t pid = 0;
+
+    if (!arg_uint(args, "pid", &pid, err)) {
+        return NULL;
+    }
+    if (!pid || pid > INT32_MAX || !a.qmp_path || !a.name) {
+        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
+                    "attach needs 'pid' (a process id), and strings 'qmp' "
+                    "and 'name'");
+        return NULL;
+    }
+    if (uffd && strcmp(uffd, "syscall") && strcmp(uffd, "device")) {
+        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
+                    "'uffd' is syscall or device, not '%s'", uffd);
+        return NULL;
+    }
+    a.pid = (pid_t)pid;
+    a.uffd_via_device = uffd && !strcmp(uffd, "device");
+    if (!daemon_attach_qemu(d, &a, err)) {
+        return NULL;
+    }
+    return query_vm(d, a.name, a.incoming);
 }
 
 const struct control_command daemon_commands[] = {
@@ -258,5 +337,6 @@ const struct control_command daemon_commands[] = {
     {"migrate-cancel", cmd_migrate_cancel},
     {"migrate-recover", cmd_migrate_recover},
     {"query-vms", cmd_query_vms},
+    {"attach", cmd_attach},
     {NULL, NULL},
 };

@@ -146,6 +146,9 @@ static void start_prealloc(struct daemon *d, struct vm_entry *vm)
     vm->prealloc = prealloc_start(&vm->info.regions, vm->info.vm_name);
 }
 
+static void add_vm(struct daemon *d, struct vm_entry *vm);
+static bool daemon_has_vm(struct daemon *d, const char *name, bool incoming);
+
 static gpointer attach_hello_thread(gpointer opaque)
 {
     struct vm_entry *vm = opaque;
@@ -165,10 +168,17 @@ static gpointer attach_hello_thread(gpointer opaque)
     vm->api_done = vm->info.uffd_features != 0;
     vm->driver = vmm_channel_driver_new(vm->sock);
     vm->sock = -1;
-    g_message("vm %s: attached, pid %d, %zu region(s), %" G_GUINT64_FORMAT
-              " MiB%s",
-              vm->info.vm_name, vm->info.pid, vm->info.regions.n,
-              region_table_bytes(&vm->info.regions) >> 20,
+    add_vm(d, vm);
+    return NULL;
+}
+
+/* An attached VMM joins the daemon: announced, preallocated, restored. */
+static void add_vm(struct daemon *d, struct vm_entry *vm)
+{
+    g_message("vm %s: attached (%s), pid %d, %zu region(s), "
+              "%" G_GUINT64_FORMAT " MiB%s",
+              vm->info.vm_name, vm->driver->ops->name, vm->info.pid,
+              vm->info.regions.n, region_table_bytes(&vm->info.regions) >> 20,
               vm->info.incoming ? ", incoming" : "");
     start_prealloc(d, vm);
     g_mutex_lock(&d->lock);
@@ -176,7 +186,29 @@ static gpointer attach_hello_thread(gpointer opaque)
     g_ptr_array_add(d->vms, vm);
     g_mutex_unlock(&d->lock);
     restore_sessions(d, vm);
-    return NULL;
+}
+
+bool daemon_attach_qemu(struct daemon *d, const struct qemu_attach_args *a,
+                        GError **err)
+{
+    struct vm_entry *vm;
+
+    if (daemon_has_vm(d, a->name, a->incoming)) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_EXISTS,
+                    "a VM named '%s' is already attached%s", a->name,
+                    a->incoming ? " (incoming)" : "");
+        return false;
+    }
+    vm = g_new0(struct vm_entry, 1);
+    vm->sock = -1;
+    vm->daemon = d;
+    attach_info_init(&vm->info);
+    if (!qemu_attach(a, &vm->info, &vm->driver, err)) {
+        vm_entry_free(vm);
+        return false;
+    }
+    add_vm(d, vm);
+    return true;
 }
 
 static gpointer attach_thread(gpointer opaque)
@@ -388,6 +420,23 @@ struct vm_entry *daemon_take_vm(struct daemon *d, const char *name,
                  : "no %sVM named '%s' is attached to this daemon",
             busy ? name : (incoming ? "incoming " : ""), busy ? "" : name);
     }
+    return found;
+}
+
+/* A live VM of that name and direction, not yet migrated away. */
+static bool daemon_has_vm(struct daemon *d, const char *name, bool incoming)
+{
+    bool found = false;
+
+    g_mutex_lock(&d->lock);
+    reap_dead_vms(d);
+    for (guint i = 0; i < d->vms->len && !found; i++) {
+        const struct vm_entry *vm = d->vms->pdata[i];
+
+        found = !strcmp(vm->info.vm_name, name) &&
+                vm->info.incoming == incoming && !vm->moved;
+    }
+    g_mutex_unlock(&d->lock);
     return found;
 }
 

@@ -20,6 +20,7 @@
 #include "control.h"
 #include "migration.h"
 #include "peercred.h"
+#include "qemu_attach.h"
 #include "tls.h"
 #include "transport.h"
 #include "uffd.h"
@@ -66,6 +67,12 @@ void daemon_shutdown(struct daemon *d);
 struct vm_entry *daemon_take_vm(struct daemon *d, const char *name,
                                 bool incoming, GError **err);
 void daemon_release_vm(struct daemon *d, struct vm_entry *vm);
+/*
+ * Attach a running QEMU by its pid and QMP socket (qemu_attach.h); refused
+ * when a VM of that name and direction is attached already.
+ */
+bool daemon_attach_qemu(struct daemon *d, const struct qemu_attach_args *a,
+                        GError **err);
 void daemon_add_migration(struct daemon *d, struct migration *m);
 /* The newest migration, of VM @name if not NULL; NULL if none. */
 struct migration *daemon_find_migration(struct daemon *d, const char *name);

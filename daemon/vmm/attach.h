@@ -38,6 +38,7 @@ struct attach_info {
     bool firecracker;            /* came in the JSON form */
     uint64_t uffd_features;      /* enabled by the VMM already; 0 = none */
     int uffd;                    /* owned, -1 when cleared */
+    const char *uffd_origin;     /* how we got it: "attach socket", ... */
     struct region_table regions; /* owns the memory fds */
 };
 

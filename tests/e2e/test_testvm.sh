@@ -38,23 +38,6 @@ dump() {
     done
 }
 
-# stream_ok FILE...: the guest's serial output, concatenated across the
-# QEMUs it ran in (a line may be split at the switch), is pass 0, 1, 2...
-# without a gap, and every pass has 0 errors.  Prints "passes 0..N".
-# Any other line (e.g. "bad page ...") is a failure.
-stream_ok() {
-    cat "$@" | awk '
-        pending != "" { print "unexpected: " pending; bad = 1; exit }
-        /^pass [0-9]+ errors [0-9]+$/ {
-            if ($2 != next_pass) { print "pass " $2 " after " next_pass - 1; bad = 1; exit }
-            if ($4 != 0) { print "pass " $2 ": " $4 " errors"; bad = 1; exit }
-            next_pass = $2 + 1; next
-        }
-        /^testvm: / { next }
-        { pending = $0 } # fine only as the last line: the guest is mid-line
-        END { if (!bad) print "passes 0.." next_pass - 1; exit bad }'
-}
-
 run_alone() {
     local backing=$1 t=$2 got
     if ! qemu_start "$backing" "$MEM" "$backing" "$tmp/$backing.serial" \
@@ -94,7 +77,7 @@ finish_pair() {
     local t=$1 last got
     last=$(serial_last_pass "$tmp/src.serial")
     if got=$(serial_wait_passes "$tmp/dst.serial" $((${last%% *} + 5)) 60 \
-        "${QEMU_PID[dst]}") && got=$(stream_ok "$tmp/src.serial" "$tmp/dst.serial"); then
+        "${QEMU_PID[dst]}") && got=$(serial_stream_ok "$tmp/src.serial" "$tmp/dst.serial"); then
         ok "$t"
         echo "# source stopped after pass ${last%% *}, $got"
     else

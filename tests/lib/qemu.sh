@@ -244,3 +244,20 @@ serial_wait_passes() {
         sleep 0.05
     done
 }
+
+# serial_stream_ok FILE...: the guest's serial output, concatenated across the
+# QEMUs it ran in (a line may be split at the switch), is pass 0, 1, 2...
+# without a gap, and every pass has 0 errors.  Prints "passes 0..N".
+# Any other line (e.g. "bad page ...") is a failure.
+serial_stream_ok() {
+    cat "$@" | awk '
+        pending != "" { print "unexpected: " pending; bad = 1; exit }
+        /^pass [0-9]+ errors [0-9]+$/ {
+            if ($2 != next_pass) { print "pass " $2 " after " next_pass - 1; bad = 1; exit }
+            if ($4 != 0) { print "pass " $2 ": " $4 " errors"; bad = 1; exit }
+            next_pass = $2 + 1; next
+        }
+        /^testvm: / { next }
+        { pending = $0 } # fine only as the last line: the guest is mid-line
+        END { if (!bad) print "passes 0.." next_pass - 1; exit bad }'
+}

@@ -44,6 +44,8 @@ extern const struct cli_command cli_commands[];
 
 int cmd_migrate(struct cli *cli, const struct cli_command *cmd, int argc,
                 char **argv);
+int cmd_attach(struct cli *cli, const struct cli_command *cmd, int argc,
+               char **argv);
 int cmd_status(struct cli *cli, const struct cli_command *cmd, int argc,
                char **argv);
 /* One request with --vm; see cmd_simple.c's table. */

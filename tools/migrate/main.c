@@ -13,6 +13,9 @@
 #include "cli.h"
 
 const struct cli_command cli_commands[] = {
+    {"attach", cmd_attach,
+     "--pid PID --qmp PATH --name NAME [--incoming] [--uffd syscall|device]",
+     "Hand a running QEMU (guest RAM in shared memory) to postcopyd."},
     {"migrate", cmd_migrate,
      "--vm NAME --to HOST[:PORT] [--mode MODE] [--json] [--no-wait]",
      "Migrate a VM to the postcopyd at HOST and follow it to the end."},

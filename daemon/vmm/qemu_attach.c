@@ -1,0 +1,100 @@
+/* qemu_attach.c - see qemu_attach.h. */
+#include "qemu_attach.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <gio/gio.h>
+
+#include "proc_ram.h"
+#include "qmp.h"
+#include "qmp_driver.h"
+#include "uffd_inject.h"
+
+/*
+ * The QMP socket must be the pid's own: the pid is where the uffd goes
+ * and the RAM is looked for, the socket is what gets paused and resumed.
+ */
+static bool check_owner(struct qmp *q, const struct qemu_attach_args *a,
+                        GError **err)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+
+    if (getsockopt(qmp_get_fd(q), SOL_SOCKET, SO_PEERCRED, &cred, &len)) {
+        g_set_error(err, G_IO_ERROR, g_io_error_from_errno(errno),
+                    "%s: SO_PEERCRED: %s", a->qmp_path, g_strerror(errno));
+        return false;
+    }
+    if (cred.pid != a->pid) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "the QMP socket %s belongs to pid %d, not to pid %d",
+                    a->qmp_path, (int)cred.pid, (int)a->pid);
+        return false;
+    }
+    return true;
+}
+
+/* QEMU's RAM: every memory backend, each found among its mappings. */
+static bool find_ram(struct vmm_driver *drv, const struct qemu_attach_args *a,
+                     struct attach_info *info, GError **err)
+{
+    g_autoptr(GPtrArray) memdevs = NULL;
+    g_autofree uint64_t *sizes = NULL;
+
+    if (!qmp_driver_prepare(drv, &memdevs, err)) {
+        return false;
+    }
+    sizes = g_new(uint64_t, memdevs->len);
+    for (guint i = 0; i < memdevs->len; i++) {
+        sizes[i] = ((const struct qmp_memdev *)memdevs->pdata[i])->size;
+    }
+    return proc_ram_find(a->pid, sizes, memdevs->len, &info->regions, err);
+}
+
+/* The uffd is created last: nothing is left inside QEMU if a step fails. */
+static bool take_uffd(const struct qemu_attach_args *a,
+                      struct attach_info *info, GError **err)
+{
+    enum uffd_inject_via used;
+    int vmm_fd = -1;
+
+    if (!uffd_inject_create(a->pid,
+                            a->uffd_via_device ? UFFD_INJECT_DEVICE
+                                               : UFFD_INJECT_SYSCALL,
+                            &vmm_fd, &info->uffd, &used, err)) {
+        return false;
+    }
+    info->uffd_origin = uffd_inject_via_name(used);
+    return true;
+}
+
+bool qemu_attach(const struct qemu_attach_args *a, struct attach_info *info,
+                 struct vmm_driver **drv, GError **err)
+{
+    struct qmp *q = qmp_connect(a->qmp_path, QEMU_ATTACH_TIMEOUT_MS, err);
+    struct vmm_driver *d;
+
+    if (!q) {
+        g_prefix_error(err, "QEMU pid %d: ", a->pid);
+        return false;
+    }
+    if (!check_owner(q, a, err)) {
+        qmp_free(q);
+        return false;
+    }
+    d = qmp_driver_new(q, a->pid, a->incoming);
+    g_strlcpy(info->vm_name, a->name, sizeof(info->vm_name));
+    info->pid = a->pid;
+    info->incoming = a->incoming;
+    if (!find_ram(d, a, info, err) || !take_uffd(a, info, err)) {
+        g_prefix_error(err, "QEMU pid %d: ", a->pid);
+        vmm_driver_free(d);
+        attach_info_clear(info);
+        attach_info_init(info);
+        return false;
+    }
+    *drv = d;
+    return true;
+}
