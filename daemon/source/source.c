@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "completion_stats.h"
 #include "daemon.h"
 #include "dirty_set.h"
 #include "fault_priority.h"
@@ -640,43 +641,6 @@ static void fail_before_switchover(struct source_session *s, GError *err)
     migration_fail(s->m, final, "%s", err ? err->message : "cancelled");
 }
 
-/* Keep the destination's fault statistics for query-migrate here. */
-static void take_remote_stats(struct migration *m,
-                              const Postcopy__Peer__Complete *c)
-{
-    struct remote_faults *rf = &m->remote;
-    /*
-     * The count names the layout: buckets of another one (a postcopyd
-     * before the log-linear histogram sent 26 log2 buckets) would read as
-     * wrong latencies.  The VM already runs there, so only the figures go.
-     */
-    bool hist_ok = c->n_fault_histogram == STATS_HISTOGRAM_BUCKETS;
-
-    if (!hist_ok) {
-        g_warning("migration %s: the destination sent a fault-latency "
-                  "histogram of %zu buckets, expected %u (another "
-                  "postcopyd version?): fault latency not reported",
-                  m->id, c->n_fault_histogram, STATS_HISTOGRAM_BUCKETS);
-    }
-    g_mutex_lock(&m->lock);
-    stats_histogram_init(&rf->hist);
-    if (hist_ok) {
-        memcpy(rf->hist.buckets, c->fault_histogram, sizeof(rf->hist.buckets));
-        rf->hist.max_us = c->fault_max_us;
-        rf->hist.sum_us = c->fault_sum_us;
-    }
-    rf->nvcpus = MIN(c->n_vcpu_blocktime, G_N_ELEMENTS(rf->vcpus));
-    for (size_t i = 0; i < rf->nvcpus; i++) {
-        rf->vcpus[i].tid = c->vcpu_blocktime[i]->tid;
-        rf->vcpus[i].blocked_ns = c->vcpu_blocktime[i]->blocked_us * 1000;
-        rf->vcpus[i].faults = c->vcpu_blocktime[i]->faults;
-    }
-    rf->faults = c->faults;
-    atomic_store(&m->stats.installed_local, c->pages_installed_local);
-    rf->valid = true;
-    g_mutex_unlock(&m->lock);
-}
-
 /*
  * Postcopy, until the destination's Complete: true.  False when the
  * connection failed (the migration is postcopy-paused).  The control
@@ -693,7 +657,7 @@ static bool wait_complete(struct source_session *s)
         uint64_t lost = atomic_load(&s->data_lost_us);
 
         if (done) {
-            take_remote_stats(s->m, done->complete);
+            completion_stats_take(s->m, done->complete);
             migration_set_status(s->m, MIG_POSTCOPY_ACTIVE, MIG_COMPLETED);
             return true;
         }
