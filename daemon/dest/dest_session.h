@@ -31,6 +31,7 @@
 #include <stdint.h>
 #include <glib.h>
 
+#include "backing.h"
 #include "frame.h"
 #include "migration.h"
 #include "page_state.h"
@@ -63,9 +64,8 @@ struct dest_session {
     atomic_uint next_seq;
     atomic_uint outstanding;   /* faults begun in blocktime, not ended */
     atomic_bool rerequest_due; /* resumed: the fault thread asks again */
-    /* anon regions: precopy data waits here until installed */
-    uint8_t *staging[REGION_MAX];
-    atomic_bool staged[REGION_MAX];
+    /* where each region's pages wait until installed (installer.c) */
+    struct copy_area copies[REGION_MAX];
     size_t registered;     /* regions registered with the uffd */
     uint32_t bulk_streams; /* announced in the control Hello */
     uint32_t next_streams; /* ...in a resuming one, by m->lock */
@@ -104,6 +104,8 @@ bool dest_ram_allocated(struct vm_entry *vm, GError **err);
 
 /* installer.c */
 bool dest_installer_open(struct dest_session *s, size_t region, GError **err);
+/* After a restart: what the dead daemon's copy areas left. */
+void dest_installer_reopen(struct dest_session *s);
 void dest_installer_close(struct dest_session *s);
 /* Pages [first, first + n) of @r are zero: kept, or installed if running. */
 bool dest_install_zero(struct dest_session *s, const struct region *r,

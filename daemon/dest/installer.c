@@ -6,8 +6,9 @@
  * Contract: a page is written or installed only while this file holds it
  * in the page state table (WRITING or INSTALLING); a page that reached
  * INSTALLED is never written again (its data is dropped and counted).
- * Before the VMM runs, data is kept in the copy area (the page cache, or
- * the anonymous staging area this file owns); after, it is installed.  A
+ * Before the VMM runs, data is kept in the region's copy area (the page
+ * cache, or a staging area: backing.h), which this file opens and closes;
+ * after, it is installed.  A
  * failed install has one path: its pages go back, and the migration
  * aborts (the VMM's memory cannot be worked on).
  */
@@ -52,47 +53,21 @@ static void signal_if_done(struct dest_session *s)
 
 bool dest_installer_open(struct dest_session *s, size_t i, GError **err)
 {
-    const struct region *r = &s->regions->regions[i];
+    return backing_copy_open(&s->regions->regions[i], &s->copies[i], err);
+}
 
-    if (r->alias) {
-        return true;
+void dest_installer_reopen(struct dest_session *s)
+{
+    for (size_t i = 0; i < s->regions->n; i++) {
+        backing_copy_reopen(&s->regions->regions[i], &s->copies[i]);
     }
-    s->staging[i] = mmap(NULL, r->size, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (s->staging[i] == MAP_FAILED) {
-        s->staging[i] = NULL;
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_NO_SPACE,
-                    "staging area for region %zu: %s", i, g_strerror(errno));
-        return false;
-    }
-    return true;
 }
 
 void dest_installer_close(struct dest_session *s)
 {
-    for (size_t i = 0; i < REGION_MAX; i++) {
-        if (s->staging[i]) {
-            munmap(s->staging[i], s->regions->regions[i].size);
-            s->staging[i] = NULL;
-        }
+    for (size_t i = 0; i < s->regions->n; i++) {
+        backing_copy_close(&s->regions->regions[i], &s->copies[i]);
     }
-}
-
-/* Where a not-yet-installed copy of a page lives in the daemon. */
-static uint8_t *copy_area(struct dest_session *s, const struct region *r)
-{
-    return r->alias ? r->alias : s->staging[r->id];
-}
-
-/* Installed pages need no staged copy any more: give the memory back. */
-static void release_staging(struct dest_session *s, const struct region *r,
-                            uint64_t first, uint64_t n)
-{
-    if (r->alias || !atomic_load(&s->staged[r->id])) {
-        return;
-    }
-    madvise(s->staging[r->id] + first * r->page_size, n * r->page_size,
-            MADV_DONTNEED);
 }
 
 /*
@@ -119,7 +94,7 @@ static bool install_failed(struct dest_session *s, const struct region *r,
 static void installed(struct dest_session *s, const struct region *r,
                       uint64_t first, uint64_t n)
 {
-    release_staging(s, r, first, n);
+    backing_copy_release(r, &s->copies[r->id], first, n);
     dest_end_faults(s, r, first, n);
     atomic_fetch_add(&s->m->stats.pages_installed, n);
 }
@@ -139,13 +114,13 @@ static void install_done(struct dest_session *s, const struct region *r,
 static void write_pages(struct dest_session *s, const struct region *r,
                         uint64_t first, uint64_t n, const uint8_t *data)
 {
-    uint8_t *area = copy_area(s, r);
+    struct copy_area *ca = &s->copies[r->id];
     uint64_t ps = r->page_size, run = 0;
-    /* Fresh staging reads as zero: only a reused one needs clearing. */
-    bool clear = r->alias || atomic_load(&s->staged[r->id]);
+    /* Only a copy area that may hold data needs clearing for zeroes. */
+    bool clear = atomic_load(&ca->used);
 
-    if (!r->alias && data) {
-        atomic_store(&s->staged[r->id], true);
+    if (data) {
+        atomic_store(&ca->used, true);
     }
     for (uint64_t i = 0; i <= n; i++) {
         uint64_t p = first + i;
@@ -156,18 +131,14 @@ static void write_pages(struct dest_session *s, const struct region *r,
             atomic_fetch_add(&s->m->stats.pages_dropped, 1);
         }
         if (held && data) {
-            memcpy(area + p * ps, data + i * ps, ps);
+            memcpy(ca->base + p * ps, data + i * ps, ps);
         }
         if (held && !data) {
             run++; /* zeroed below, one call per run */
             continue;
         }
         if (run && clear) {
-            if (r->alias) {
-                memset(area + (p - run) * ps, 0, run * ps);
-            } else {
-                madvise(area + (p - run) * ps, run * ps, MADV_DONTNEED);
-            }
+            backing_copy_zero(r, ca, p - run, run);
         }
         for (uint64_t q = p - run; q < p; q++) {
             page_state_finish_write(s->pst, r->id, q, true);
@@ -182,27 +153,14 @@ static void write_pages(struct dest_session *s, const struct region *r,
 
 /*
  * Map pages whose current copy is already here (held INSTALLING by the
- * caller): CONTINUE over the page cache, or COPY from staging.  No network.
+ * caller), from the copy area.  No network.
  */
 static int install_current(struct dest_session *s, const struct region *r,
                            uint64_t first, uint64_t n)
 {
-    uint64_t ps = r->page_size, addr = r->base + first * ps;
-    int ret;
+    bool zero = n == 1 && page_state_is_zero(s->pst, r->id, first);
+    int ret = backing_install_copy(&s->u, r, &s->copies[r->id], first, n, zero);
 
-    if (r->alias) {
-        ret = uffd_continue(&s->u, addr, n * ps, ps, 0, NULL);
-    } else if ((n == 1 && page_state_is_zero(s->pst, r->id, first)) ||
-               !s->staging[r->id]) {
-        /*
-         * Without staging (a restarted daemon: the copies died with the
-         * old one) the only current anonymous pages left are zero pages.
-         */
-        ret = uffd_zeropage(&s->u, addr, n * ps, ps, 0, NULL);
-    } else {
-        ret = uffd_copy(&s->u, addr, s->staging[r->id] + first * ps, n * ps, ps,
-                        0, NULL);
-    }
     if (ret == 0) {
         atomic_fetch_add(&s->m->stats.installed_local, n);
     }
@@ -263,14 +221,14 @@ static bool install_from_socket(struct dest_session *s, struct channel *ch,
         return channel_recv_payload(ch, buf, h->len, err) &&
                install_pages(s, r, first, n, buf);
     }
-    if (!channel_recv_payload(ch, r->alias + h->offset, h->len, err)) {
+    if (!channel_recv_payload(ch, s->copies[r->id].base + h->offset, h->len,
+                              err)) {
         for (uint64_t p = first; p < first + n; p++) {
             page_state_abort_install(s->pst, r->id, p); /* torn, unmapped */
         }
         return false;
     }
-    ret = uffd_continue(&s->u, r->base + h->offset, h->len, r->page_size, 0,
-                        NULL);
+    ret = backing_install_copy(&s->u, r, &s->copies[r->id], first, n, false);
     if (ret < 0) {
         return install_failed(s, r, first, n, ret);
     }
@@ -309,8 +267,9 @@ static bool receive_into_cache(struct dest_session *s, struct channel *ch,
         return true;
     }
     /* One call allocates the page cache pages, not one fault per page. */
-    madvise(r->alias + h->offset, h->len, MADV_POPULATE_WRITE);
-    ok = channel_recv_payload(ch, r->alias + h->offset, h->len, err);
+    madvise(s->copies[r->id].base + h->offset, h->len, MADV_POPULATE_WRITE);
+    ok = channel_recv_payload(ch, s->copies[r->id].base + h->offset, h->len,
+                              err);
     for (uint64_t p = first; p < first + n; p++) {
         if (ok) {
             page_state_finish_write(s->pst, r->id, p, false);
@@ -381,7 +340,7 @@ bool dest_install_payload(struct dest_session *s, struct channel *ch,
 {
     uint64_t first = h->offset / r->page_size, n = h->len / r->page_size;
 
-    if (r->alias) {
+    if (backing_ops_get(r->kind)->receive_in_place) {
         return atomic_load(&s->running)
                    ? install_from_socket(s, ch, r, h, buf, err)
                    : receive_into_cache(s, ch, r, h, buf, err);

@@ -66,7 +66,7 @@ static bool reload_table(struct dest_session *s, GError **err)
             }
             p++;
         }
-        if (!r->alias) {
+        if (!s->copies[i].base) {
             page_state_forget_copies(s->pst, i);
         }
         for (p = 0; (p = page_state_next(
@@ -111,6 +111,7 @@ static bool restore_uffd(struct dest_session *s, GError **err)
         atomic_fetch_add(&s->m->stats.pages_total, region_pages(r));
     }
     s->registered = s->regions->n;
+    dest_installer_reopen(s);
     return true;
 }
 
