@@ -32,7 +32,7 @@ PROTO_O := $(PROTO_C:.c=.o)
 
 DAEMON_DIRS := $(sort $(dir $(wildcard daemon/*/*.c daemon/*/*.h)))
 LIB_SRCS := $(filter-out daemon/control/main.c, \
-	$(wildcard daemon/*/*.c transport/*.c))
+	$(wildcard common/*.c daemon/*/*.c transport/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(PROTO_O)
 LIB := $(BUILD)/libpostcopy.a
 
@@ -56,7 +56,8 @@ FUZZERS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 PROGS := $(GUEST) $(if $(MIGRATE_SRCS),$(MIGRATE)) \
 	$(if $(wildcard daemon/control/main.c),$(BUILD)/postcopyd)
 
-ALL_CFLAGS = $(CFLAGS) -MMD -MP -I. $(DAEMON_DIRS:%/=-I%) -Itransport -I$(BUILD) \
+ALL_CFLAGS = $(CFLAGS) -MMD -MP -I. -Icommon $(DAEMON_DIRS:%/=-I%) -Itransport \
+	-I$(BUILD) \
 	-I$(BUILD)/proto -Itests/lib
 
 .PHONY: all check tests install clean fmt fmt-check demo fuzz fuzz-run
@@ -166,7 +167,7 @@ install: $(PROGS)
 clean:
 	rm -rf $(BUILD)
 
-FMT_SRCS = $(wildcard daemon/*/*.[ch] transport/*.[ch] tools/*/*.[ch] \
+FMT_SRCS = $(wildcard common/*.[ch] daemon/*/*.[ch] transport/*.[ch] tools/*/*.[ch] \
 	tests/*/*.[ch])
 fmt:
 	clang-format -i $(FMT_SRCS)

@@ -12,6 +12,7 @@
 
 #include <gio/gio.h>
 
+#include "bitmap.h"
 #include "control_error.h"
 #include "daemon.h"
 #include "dirty_set.h"
@@ -68,10 +69,10 @@ static bool send_resume_reply(struct dest_session *s, struct channel *ch,
     for (size_t i = 0; i < s->regions->n; i++) {
         uint64_t n = region_pages(&s->regions->regions[i]);
 
-        maps[i] = g_new0(unsigned long, (n + 63) / 64);
+        maps[i] = g_new0(unsigned long, BITS_TO_LONGS(n));
         for (uint64_t p = 0; (p = page_state_next(s->pst, i, p, lacking)) < n;
              p++) {
-            maps[i][p / 64] |= 1UL << (p % 64);
+            bitmap_set_bit(maps[i], p);
         }
     }
     dirty_set_encode(s->regions, maps, &missing);

@@ -98,7 +98,7 @@ static void missing_run(void *opaque, uint32_t region, uint64_t first,
     struct source_session *s = opaque;
 
     for (uint64_t p = first; p < first + n; p++) {
-        s->pending[region][p / BITS_PER_LONG] |= 1UL << (p % BITS_PER_LONG);
+        bitmap_set_bit(s->pending[region], p);
     }
 }
 
@@ -131,9 +131,7 @@ static bool resume_connect(struct source_session *s, GError **err)
         return false;
     }
     for (size_t i = 0; i < s->regions->n; i++) {
-        size_t longs =
-            (region_pages(&s->regions->regions[i]) + BITS_PER_LONG - 1) /
-            BITS_PER_LONG;
+        size_t longs = BITS_TO_LONGS(region_pages(&s->regions->regions[i]));
 
         g_free(s->pending[i]);
         s->pending[i] = g_new0(unsigned long, longs);

@@ -14,6 +14,7 @@
 #ifndef POSTCOPYD_SOURCE_H
 #define POSTCOPYD_SOURCE_H
 
+#include "bitmap.h"
 #include "dirty_tracker.h"
 #include "migration.h"
 #include "page_sender.h"
@@ -30,10 +31,6 @@ struct bulk_stream {
     struct page_sender sender;
     GThread *thread;
 };
-
-/* The per-region page bitmaps (pending, prestale): unsigned longs. */
-#define BITS_PER_LONG    (8 * sizeof(unsigned long))
-#define BITS_TO_LONGS(n) (((n) + BITS_PER_LONG - 1) / BITS_PER_LONG)
 
 struct source_session {
     struct migration *m;
