@@ -46,6 +46,8 @@ TESTLIB_OBJS := $(TESTLIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard tests/unit/test_*.c tests/integration/test_*.c)
 TESTS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 E2E_TESTS := $(wildcard tests/e2e/test_*.sh)
+# Checks of the source tree itself (include cycles among daemon/ folders).
+STATIC_TESTS := $(wildcard tests/static/test_*.sh)
 
 # libFuzzer targets (tests/fuzz/README.md): clang, their own build dir.
 BUILD_FUZZ ?= build-fuzz
@@ -106,7 +108,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTLIB_OBJS) $(LIB)
 tests: $(TESTS)
 
 check: all
-	$(Q)tests/run-tests.sh $(BUILD) $(TESTS) $(E2E_TESTS)
+	$(Q)tests/run-tests.sh $(BUILD) $(STATIC_TESTS) $(TESTS) $(E2E_TESTS)
 
 # Two hosts (network namespaces), a guest migrated between them (root).
 #   make demo DEMO_FLAGS='--mode postcopy --backing anon --size 512M'

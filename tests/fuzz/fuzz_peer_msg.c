@@ -15,7 +15,7 @@
  *   - Layout: backing_kind_name() of every region, as the layout check
  *     logs it.
  * The Hello check (hello_problem) and the layout comparison
- * (layout_mismatch) are static in daemon/dest/dest.c: not reached here.
+ * (layout_mismatch) are static in daemon/dest/session.c: not reached here.
  */
 #include "bitmap.h"
 #include "dirty_set.h"

@@ -1,5 +1,5 @@
 /*
- * test_dirty_set.c - tests for daemon/uffd/dirty_set.h: encode/decode round
+ * test_dirty_set.c - tests for daemon/migration/dirty_set.h: encode/decode round
  * trips of random dirty sets over regions of different page counts and
  * page sizes, the choice between ranges and bitmaps, the bound on the
  * encoded Switchover (bitmap bytes plus a little framing, whatever the
