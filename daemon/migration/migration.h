@@ -1,6 +1,6 @@
 /*
  * migration.h - one migration, either role: its state machine, its
- * statistics, and  the threads that run it (daemon/source/, daemon/dest/).
+ * statistics, and the threads that run it (daemon/source/, daemon/dest/).
  *
  * Contract:
  *  - Status changes only through migration_set_status(m, old, new), a
