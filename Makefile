@@ -32,7 +32,7 @@ PROTO_O := $(PROTO_C:.c=.o)
 
 DAEMON_DIRS := $(sort $(dir $(wildcard daemon/*/*.c daemon/*/*.h)))
 LIB_SRCS := $(filter-out daemon/control/main.c, \
-	$(wildcard daemon/*/*.c transport/*.c))
+	$(wildcard common/*.c daemon/*/*.c transport/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(PROTO_O)
 LIB := $(BUILD)/libpostcopy.a
 
@@ -46,6 +46,8 @@ TESTLIB_OBJS := $(TESTLIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard tests/unit/test_*.c tests/integration/test_*.c)
 TESTS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 E2E_TESTS := $(wildcard tests/e2e/test_*.sh)
+# Checks of the source tree itself (include cycles among daemon/ folders).
+STATIC_TESTS := $(wildcard tests/static/test_*.sh)
 
 # libFuzzer targets (tests/fuzz/README.md): clang, their own build dir.
 BUILD_FUZZ ?= build-fuzz
@@ -56,7 +58,8 @@ FUZZERS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 PROGS := $(GUEST) $(if $(MIGRATE_SRCS),$(MIGRATE)) \
 	$(if $(wildcard daemon/control/main.c),$(BUILD)/postcopyd)
 
-ALL_CFLAGS = $(CFLAGS) -MMD -MP -I. $(DAEMON_DIRS:%/=-I%) -Itransport -I$(BUILD) \
+ALL_CFLAGS = $(CFLAGS) -MMD -MP -I. -Icommon $(DAEMON_DIRS:%/=-I%) -Itransport \
+	-I$(BUILD) \
 	-I$(BUILD)/proto -Itests/lib
 
 .PHONY: all check tests install clean fmt fmt-check demo fuzz fuzz-run
@@ -105,7 +108,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTLIB_OBJS) $(LIB)
 tests: $(TESTS)
 
 check: all
-	$(Q)tests/run-tests.sh $(BUILD) $(TESTS) $(E2E_TESTS)
+	$(Q)tests/run-tests.sh $(BUILD) $(STATIC_TESTS) $(TESTS) $(E2E_TESTS)
 
 # Two hosts (network namespaces), a guest migrated between them (root).
 #   make demo DEMO_FLAGS='--mode postcopy --backing anon --size 512M'
@@ -196,7 +199,7 @@ install: $(PROGS)
 clean:
 	rm -rf $(BUILD)
 
-FMT_SRCS = $(wildcard daemon/*/*.[ch] transport/*.[ch] tools/*/*.[ch] \
+FMT_SRCS = $(wildcard common/*.[ch] daemon/*/*.[ch] transport/*.[ch] tools/*/*.[ch] \
 	tests/*/*.[ch])
 fmt:
 	clang-format -i $(FMT_SRCS)

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <gio/gio.h>
 
+#include "le.h"
+
 enum seq_use {
     SEQ_ZERO,     /* must be 0 */
     SEQ_ANY,      /* free for the sender */
@@ -131,48 +133,6 @@ bool frame_validate(const struct frame_hdr *hdr, GError **err)
                    hdr->count);
     }
     return validate_seq(r, hdr, err);
-}
-
-static void put_le16(uint8_t *p, uint16_t v)
-{
-    v = GUINT16_TO_LE(v);
-    memcpy(p, &v, sizeof(v));
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    v = GUINT32_TO_LE(v);
-    memcpy(p, &v, sizeof(v));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    v = GUINT64_TO_LE(v);
-    memcpy(p, &v, sizeof(v));
-}
-
-static uint16_t get_le16(const uint8_t *p)
-{
-    uint16_t v;
-
-    memcpy(&v, p, sizeof(v));
-    return GUINT16_FROM_LE(v);
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-    uint32_t v;
-
-    memcpy(&v, p, sizeof(v));
-    return GUINT32_FROM_LE(v);
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-    uint64_t v;
-
-    memcpy(&v, p, sizeof(v));
-    return GUINT64_FROM_LE(v);
 }
 
 void frame_encode(const struct frame_hdr *hdr, uint8_t buf[FRAME_HDR_LEN])

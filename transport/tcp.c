@@ -22,6 +22,8 @@
 #include <sys/socket.h>
 #include <gio/gio.h>
 
+#include "errno_error.h"
+
 #define LISTEN_BACKLOG 64
 /* sendmsg() iovecs that fit on the stack before we allocate. */
 #define IOV_STACK 64
@@ -47,23 +49,6 @@ struct tcp_listener {
 static struct tcp_channel *tcp_channel(const struct channel *ch)
 {
     return (struct tcp_channel *)ch;
-}
-
-static bool errno_error(GError **err, int e, const char *fmt, ...)
-    G_GNUC_PRINTF(3, 4);
-
-/* "<what>: <strerror>", with the G_IO_ERROR code that matches @e. */
-static bool errno_error(GError **err, int e, const char *fmt, ...)
-{
-    g_autofree char *what = NULL;
-    va_list ap;
-
-    va_start(ap, fmt);
-    what = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    g_set_error(err, G_IO_ERROR, g_io_error_from_errno(e), "%s: %s", what,
-                g_strerror(e));
-    return false;
 }
 
 static bool set_opt(int fd, int level, int name, int value, const char *what,

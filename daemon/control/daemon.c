@@ -43,6 +43,7 @@ bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
     g_mutex_init(&d->lock);
     d->vms = g_ptr_array_new();
     d->migrations = g_ptr_array_new();
+    migration_set_status_hook(daemon_emit_status);
     d->transport = transport_tcp();
     transport_options_init(&d->topts);
     d->topts.keepalive_idle_s = cfg->keepalive_s; /* 0: no keepalive */

@@ -24,21 +24,8 @@
 #include "tls.h"
 #include "transport.h"
 #include "uffd.h"
+#include "vm_entry.h"
 #include "vmm_driver.h"
-
-/* One attached VMM. */
-struct vm_entry {
-    struct attach_info info;
-    int sock; /* the attach socket until the driver owns it, else -1 */
-    /* pause/resume/quit; used only by the migration that holds the VM */
-    struct vmm_driver *driver;
-    bool busy;  /* held by a migration */
-    bool moved; /* source: the VM runs on a destination now */
-    struct daemon *daemon;
-    bool api_done; /* UFFDIO_API already done on info.uffd */
-    /* incoming, [daemon] prealloc = on: its RAM being allocated */
-    struct prealloc *prealloc;
-};
 
 struct daemon {
     struct postcopyd_config *cfg;
@@ -82,7 +69,8 @@ struct migration *daemon_find_migration_id(struct daemon *d,
 /* A MIGRATION event for @m's new status (any thread). */
 void daemon_emit_status(struct daemon *d, struct migration *m);
 
-/* Destination role (dest.c): a control channel whose Hello was read. */
+/* Destination role (dest/admission.c): a control channel whose Hello was
+ * read. */
 void dest_accept_control(struct daemon *d, struct channel *ch,
                          PeerMessage *hello);
 /* A data channel for an existing destination migration. */

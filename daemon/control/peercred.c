@@ -10,24 +10,10 @@
 #include <sys/stat.h>
 #include <gio/gio.h>
 
+#include "errno_error.h"
+
 /* Most processes are in a handful of groups; more take a second call. */
 #define PEER_GROUPS_INLINE 64
-
-static bool fail_errno(GError **err, int e, const char *fmt, ...)
-    G_GNUC_PRINTF(3, 4);
-
-static bool fail_errno(GError **err, int e, const char *fmt, ...)
-{
-    g_autofree char *what = NULL;
-    va_list ap;
-
-    va_start(ap, fmt);
-    what = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    g_set_error(err, G_IO_ERROR, g_io_error_from_errno(e), "%s: %s", what,
-                g_strerror(e));
-    return false;
-}
 
 /*
  * The _r lookups: the policy may be built while other threads run.  Their
@@ -47,7 +33,7 @@ static bool lookup_user(const char *name, uid_t *uid, GError **err)
         e = getpwnam_r(name, &pw, buf, size, &found);
     } while (e == ERANGE);
     if (e) {
-        return fail_errno(err, e, "cannot look up user '%s'", name);
+        return errno_error(err, e, "cannot look up user '%s'", name);
     }
     if (!found) {
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
@@ -71,7 +57,7 @@ static bool lookup_group(const char *name, gid_t *gid, GError **err)
         e = getgrnam_r(name, &gr, buf, size, &found);
     } while (e == ERANGE);
     if (e) {
-        return fail_errno(err, e, "cannot look up group '%s'", name);
+        return errno_error(err, e, "cannot look up group '%s'", name);
     }
     if (!found) {
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
@@ -132,11 +118,11 @@ bool peercred_socket_apply(const char *path, const struct peercred_policy *p,
             : p->user ? g_strdup_printf("user %s", p->user)
                       : g_strdup_printf("group %s", p->group);
 
-        return fail_errno(err, e, "cannot give %s to %s", path, to);
+        return errno_error(err, e, "cannot give %s to %s", path, to);
     }
     /* Only now that the group is ours to grant does the mode widen. */
     if (chmod(path, peercred_socket_mode(p)) < 0) {
-        return fail_errno(err, errno, "cannot chmod %s", path);
+        return errno_error(err, errno, "cannot chmod %s", path);
     }
     return true;
 }
@@ -194,7 +180,7 @@ bool peercred_allowed(int sock, const struct peercred_policy *p, GError **err)
     g_autofree char *who = NULL;
 
     if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
-        return fail_errno(err, errno, "cannot read the peer's credentials");
+        return errno_error(err, errno, "cannot read the peer's credentials");
     }
     if (cred.uid == 0 || cred.uid == geteuid()) {
         return true;

@@ -8,30 +8,16 @@
 #include <unistd.h>
 #include <gio/gio.h>
 
+#include "errno_error.h"
+
 #define UNIX_LISTEN_BACKLOG 16
-
-static bool fail_errno(GError **err, int e, const char *fmt, ...)
-    G_GNUC_PRINTF(3, 4);
-
-static bool fail_errno(GError **err, int e, const char *fmt, ...)
-{
-    g_autofree char *what = NULL;
-    va_list ap;
-
-    va_start(ap, fmt);
-    what = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    g_set_error(err, G_IO_ERROR, g_io_error_from_errno(e), "%s: %s", what,
-                g_strerror(e));
-    return false;
-}
 
 static bool make_parent(const char *path, GError **err)
 {
     g_autofree char *dir = g_path_get_dirname(path);
 
     if (g_mkdir_with_parents(dir, 0755) < 0) {
-        return fail_errno(err, errno, "cannot create directory %s", dir);
+        return errno_error(err, errno, "cannot create directory %s", dir);
     }
     return true;
 }
@@ -75,7 +61,7 @@ static bool remove_stale(const struct sockaddr_un *sa, GError **err)
 
     if (lstat(path, &st) < 0) {
         return errno == ENOENT ||
-               fail_errno(err, errno, "cannot stat %s", path);
+               errno_error(err, errno, "cannot stat %s", path);
     }
     if (!S_ISSOCK(st.st_mode)) {
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_EXISTS,
@@ -88,11 +74,11 @@ static bool remove_stale(const struct sockaddr_un *sa, GError **err)
         return false;
     }
     if (e != ECONNREFUSED) {
-        return fail_errno(err, e, "cannot probe the old socket %s", path);
+        return errno_error(err, e, "cannot probe the old socket %s", path);
     }
     if (unlink(path) < 0 && errno != ENOENT) {
-        return fail_errno(err, errno, "cannot remove the stale socket %s",
-                          path);
+        return errno_error(err, errno, "cannot remove the stale socket %s",
+                           path);
     }
     return true;
 }
@@ -103,15 +89,15 @@ static bool bind_listen(int fd, const struct sockaddr_un *sa, mode_t mode,
     const char *path = sa->sun_path;
 
     if (bind(fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0) {
-        return fail_errno(err, errno, "cannot bind %s", path);
+        return errno_error(err, errno, "cannot bind %s", path);
     }
     /* Until listen() every connect() is refused: no window to race. */
     if (chmod(path, mode) < 0 || stat(path, bound) < 0) {
-        fail_errno(err, errno, "cannot chmod %s", path);
+        errno_error(err, errno, "cannot chmod %s", path);
         goto fail;
     }
     if (listen(fd, UNIX_LISTEN_BACKLOG) < 0) {
-        fail_errno(err, errno, "cannot listen on %s", path);
+        errno_error(err, errno, "cannot listen on %s", path);
         goto fail;
     }
     return true;
@@ -132,7 +118,7 @@ int unix_listen(const char *path, mode_t mode, struct stat *bound, GError **err)
     }
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        fail_errno(err, errno, "cannot create a socket for %s", path);
+        errno_error(err, errno, "cannot create a socket for %s", path);
         return -1;
     }
     if (!bind_listen(fd, &sa, mode, bound ? bound : &ignored, err)) {

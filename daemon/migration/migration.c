@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "daemon.h"
 #include "stats_histogram.h"
+#include "vm_entry.h"
 
 static const char *const status_names[] = {
     [MIG_NONE] = "none",
@@ -122,10 +122,19 @@ enum migration_status migration_status(const struct migration *m)
     return atomic_load(&((struct migration *)m)->status);
 }
 
+/* The engine does not know the control socket: the daemon tells it. */
+static migration_status_fn status_hook;
+
+void migration_set_status_hook(migration_status_fn fn)
+{
+    __atomic_store_n(&status_hook, fn, __ATOMIC_RELEASE);
+}
+
 bool migration_set_status(struct migration *m, enum migration_status old,
                           enum migration_status new_status)
 {
     int expected = old;
+    migration_status_fn status_fn;
 
     if (!atomic_compare_exchange_strong(&m->status, &expected, new_status)) {
         return false;
@@ -136,7 +145,10 @@ bool migration_set_status(struct migration *m, enum migration_status old,
     if (migration_status_is_final(new_status)) {
         atomic_store(&m->stats.end_us, migration_now_us());
     }
-    daemon_emit_status(m->daemon, m);
+    status_fn = __atomic_load_n(&status_hook, __ATOMIC_ACQUIRE);
+    if (status_fn) {
+        status_fn(m->daemon, m);
+    }
     g_mutex_lock(&m->lock);
     g_cond_broadcast(&m->cond);
     g_mutex_unlock(&m->lock);

@@ -1,11 +1,11 @@
 /*
  * migration.h - one migration, either role: its state machine, its
- * statistics, and the threads that run it (source.c, dest.c).
+ * statistics, and the threads that run it (daemon/source/, daemon/dest/).
  *
  * Contract:
  *  - Status changes only through migration_set_status(m, old, new), a
  *    compare-and-swap like QEMU's migrate_set_state(); each change is
- *    reported through the daemon's event hook (a MIGRATION event).
+ *    reported through the status hook (the daemon's MIGRATION event).
  *  - Statistics are plain atomics written by the engine threads and read
  *    by query-migrate at any time: struct migration_stats.
  *  - Never lose the VM: a failure before switchover resumes the source
@@ -163,7 +163,13 @@ struct migration *migration_new(struct daemon *d, enum migration_role role,
                                 struct vm_entry *vm);
 void migration_free(struct migration *m);
 void migration_set_id(struct migration *m, const uint8_t id[16]);
-/* CAS old -> new; emits the MIGRATION event; false if status != old. */
+/*
+ * Who hears of every status change (the control socket's MIGRATION
+ * events): set once by the daemon at start; NULL: nobody.
+ */
+typedef void (*migration_status_fn)(struct daemon *d, struct migration *m);
+void migration_set_status_hook(migration_status_fn fn);
+/* CAS old -> new; calls the status hook; false if status != old. */
 bool migration_set_status(struct migration *m, enum migration_status old,
                           enum migration_status new_status);
 enum migration_status migration_status(const struct migration *m);

@@ -8,6 +8,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "backing.h"
 #include "frame.h"
 
 void page_sender_init(struct page_sender *ps, pid_t pid,
@@ -41,7 +42,7 @@ bool page_is_zero(const uint8_t *p, uint64_t len)
     return true;
 }
 
-/* [off, off+len) of @r: the alias itself, or read into the buffer. */
+/* [off, off+len) of @r: the daemon's view of it, or read into the buffer. */
 static const uint8_t *read_pages(struct page_sender *ps, const struct region *r,
                                  uint64_t off, uint64_t len, GError **err)
 {
@@ -49,10 +50,11 @@ static const uint8_t *read_pages(struct page_sender *ps, const struct region *r,
                             .iov_base = (void *)(uintptr_t)(r->base + off),
                             .iov_len = len,
                         };
+    const uint8_t *view = backing_view(r, off);
     ssize_t n;
 
-    if (r->alias) {
-        return r->alias + off;
+    if (view) {
+        return view;
     }
     if (ps->buf_len < len) {
         g_free(ps->buf);
@@ -216,11 +218,12 @@ static bool find_holes(const struct region *r, uint64_t off, uint64_t n,
                        bool *hole)
 {
     unsigned char vec[RUN_PAGES_MAX];
+    uint8_t *view = backing_view(r, off);
     uint64_t holes = 0;
 
     memset(hole, 0, n * sizeof(*hole));
-    if (r->kind != BACKING_SHMEM || !r->alias ||
-        mincore(r->alias + off, n * r->page_size, vec)) {
+    if (!backing_ops_get(r->kind)->has_holes || !view ||
+        mincore(view, n * r->page_size, vec)) {
         return false;
     }
     for (uint64_t i = 0; i < n;) {

@@ -4,9 +4,9 @@
 #include <glib.h>
 #include <string.h>
 
-#define BITS_PER_LONG    (8 * sizeof(unsigned long))
-#define BITS_TO_LONGS(n) (((n) + BITS_PER_LONG - 1) / BITS_PER_LONG)
-#define HINT_SHIFT       48
+#include "bitmap.h"
+
+#define HINT_SHIFT 48
 
 void postcopy_stream_init(struct postcopy_stream *ps,
                           const struct region_table *regions,

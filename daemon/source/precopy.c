@@ -17,11 +17,6 @@
 #include "backing.h"
 #include "daemon.h"
 
-static bool test_bit(const unsigned long *map, uint64_t i)
-{
-    return map[i / BITS_PER_LONG] & (1UL << (i % BITS_PER_LONG));
-}
-
 /* The next run of set bits at or after *pos; false when none is left. */
 static bool next_run(const unsigned long *map, uint64_t nbits, uint64_t *pos,
                      uint64_t *first, uint64_t *n)
@@ -31,7 +26,7 @@ static bool next_run(const unsigned long *map, uint64_t nbits, uint64_t *pos,
     while (i < nbits && !map[i / BITS_PER_LONG] && i % BITS_PER_LONG == 0) {
         i += BITS_PER_LONG;
     }
-    while (i < nbits && !test_bit(map, i)) {
+    while (i < nbits && !bitmap_test_bit(map, i)) {
         i++;
     }
     if (i >= nbits) {
@@ -39,7 +34,7 @@ static bool next_run(const unsigned long *map, uint64_t nbits, uint64_t *pos,
         return false;
     }
     *first = i;
-    while (i < nbits && test_bit(map, i)) {
+    while (i < nbits && bitmap_test_bit(map, i)) {
         i++;
     }
     *n = i - *first;

@@ -1,7 +1,9 @@
 /*
- * source.h - the source role's session, shared by source.c (channels,
- * switchover, postcopy service) and precopy.c (dirty tracking and rounds).
- * Internal to those two files.
+ * source.h - the source role's session, shared by the files of
+ * daemon/source/: source.c (start, restore, cancel), connect.c (channels),
+ * precopy.c (dirty tracking and rounds), switchover.c, serve.c (requests
+ * and the postcopy stream) and postcopy.c (until Complete, reconnect).
+ * Internal to them.
  *
  * Threads: the session thread owns everything here until switchover; then
  * the request thread owns `urgent` (receive side) and its sender, the bulk
@@ -12,10 +14,12 @@
 #ifndef POSTCOPYD_SOURCE_H
 #define POSTCOPYD_SOURCE_H
 
+#include "bitmap.h"
 #include "dirty_tracker.h"
 #include "migration.h"
 #include "page_sender.h"
 #include "postcopy_stream.h"
+#include "transport.h"
 
 #define SOURCE_MAX_STREAMS 8
 
@@ -27,10 +31,6 @@ struct bulk_stream {
     struct page_sender sender;
     GThread *thread;
 };
-
-/* The per-region page bitmaps (pending, prestale): unsigned longs. */
-#define BITS_PER_LONG    (8 * sizeof(unsigned long))
-#define BITS_TO_LONGS(n) (((n) + BITS_PER_LONG - 1) / BITS_PER_LONG)
 
 struct source_session {
     struct migration *m;
@@ -65,6 +65,39 @@ struct source_session {
 
 void source_senders_set_phase(struct source_session *s,
                               _Atomic uint64_t *bytes);
+
+/* serve.c */
+void source_page_counters(struct migration *m, struct page_counters *c);
+gpointer source_request_thread(gpointer opaque);
+gpointer source_bulk_thread(gpointer opaque);
+
+/* connect.c: a channel whose Hello the destination accepted, or NULL. */
+struct channel *source_open_channel(struct source_session *s, const char *uri,
+                                    enum channel_kind kind, uint32_t stream,
+                                    bool resume, GError **err);
+/* The next message, if it is @want (an Error becomes the GError). */
+PeerMessage *source_expect_msg(struct channel *ch,
+                               Postcopy__Peer__PeerMessage__MsgCase want,
+                               GError **err);
+bool source_open_data_channels(struct source_session *s, bool resume,
+                               GError **err);
+/* Map the RAM, open control, agree on the layout, open the data channels. */
+bool source_setup(struct source_session *s, GError **err);
+
+/* switchover.c */
+/* Before the pause: the bulk data in flight reaches the destination. */
+bool source_drain_bulk(struct source_session *s, GError **err);
+/* Pause, hand the device state over, learn whether it resumed there. */
+bool source_switchover(struct source_session *s, GError **err);
+void source_send_cancel(struct source_session *s);
+void source_fail_before_switchover(struct source_session *s, GError *err);
+
+/* postcopy.c */
+void source_close_channels(struct source_session *s);
+/* Paused: reconnect until it works (true) or the daemon stops. */
+bool source_reconnect(struct source_session *s);
+/* Serve the destination until it has every page, reconnecting as needed. */
+void source_postcopy_loop(struct source_session *s);
 
 /* precopy.c */
 bool precopy_start_tracking(struct source_session *s, GError **err);

@@ -12,7 +12,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define BITS_PER_LONG   (sizeof(unsigned long) * 8)
+#include "bitmap.h"
+
 #define PM_SOFT_DIRTY   (1ULL << 55)
 #define PM_ENTRY_SIZE   sizeof(uint64_t)
 #define PM_READ_ENTRIES 512
@@ -23,13 +24,13 @@
 
 static size_t bitmap_longs(uint64_t nbits)
 {
-    return (nbits + BITS_PER_LONG - 1) / BITS_PER_LONG;
+    return BITS_TO_LONGS(nbits);
 }
 
 static void bitmap_set(unsigned long *map, uint64_t start, uint64_t n)
 {
     for (uint64_t i = start; i < start + n; i++) {
-        map[i / BITS_PER_LONG] |= 1UL << (i % BITS_PER_LONG);
+        bitmap_set_bit(map, i);
     }
 }
 

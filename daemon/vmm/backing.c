@@ -19,6 +19,35 @@
 
 #define SMALL_PAGE 4096ULL
 
+static int install_minor(struct uffd *u, const struct region *r, uint64_t dst,
+                         const void *data, uint64_t len, unsigned flags,
+                         uint64_t *done);
+static int install_anon(struct uffd *u, const struct region *r, uint64_t dst,
+                        const void *data, uint64_t len, unsigned flags,
+                        uint64_t *done);
+static bool cache_open(const struct region *r, struct copy_area *ca,
+                       GError **err);
+static void cache_reopen(const struct region *r, struct copy_area *ca);
+static void cache_zero(const struct region *r, struct copy_area *ca,
+                       uint64_t off, uint64_t len);
+static void cache_release(const struct region *r, struct copy_area *ca,
+                          uint64_t off, uint64_t len);
+static int cache_install(struct uffd *u, const struct region *r,
+                         const struct copy_area *ca, uint64_t off, uint64_t len,
+                         bool zero);
+static bool file_discard(const struct region *r, GError **err);
+static bool staging_open(const struct region *r, struct copy_area *ca,
+                         GError **err);
+static void staging_reopen(const struct region *r, struct copy_area *ca);
+static void staging_zero(const struct region *r, struct copy_area *ca,
+                         uint64_t off, uint64_t len);
+static void staging_release(const struct region *r, struct copy_area *ca,
+                            uint64_t off, uint64_t len);
+static int staging_install(struct uffd *u, const struct region *r,
+                           const struct copy_area *ca, uint64_t off,
+                           uint64_t len, bool zero);
+static bool anon_discard(const struct region *r, GError **err);
+
 static const struct backing_ops backing_table[] = {
     {
         .kind = BACKING_ANON,
@@ -27,6 +56,13 @@ static const struct backing_ops backing_table[] = {
         .dest_features = 0,
         .minor = false,
         .has_zeropage = true,
+        .install = install_anon,
+        .copy_open = staging_open,
+        .copy_reopen = staging_reopen,
+        .copy_zero = staging_zero,
+        .copy_release = staging_release,
+        .install_copy = staging_install,
+        .discard = anon_discard,
     },
     {
         /*
@@ -41,6 +77,15 @@ static const struct backing_ops backing_table[] = {
         .dest_features = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM,
         .minor = true,
         .has_zeropage = true,
+        .receive_in_place = true,
+        .has_holes = true,
+        .install = install_minor,
+        .copy_open = cache_open,
+        .copy_reopen = cache_reopen,
+        .copy_zero = cache_zero,
+        .copy_release = cache_release,
+        .install_copy = cache_install,
+        .discard = file_discard,
     },
     {
         /* Whole huge pages only: high-granularity mapping never merged. */
@@ -52,6 +97,14 @@ static const struct backing_ops backing_table[] = {
             UFFD_FEATURE_MISSING_HUGETLBFS | UFFD_FEATURE_MINOR_HUGETLBFS,
         .minor = true,
         .has_zeropage = false,
+        .receive_in_place = true,
+        .install = install_minor,
+        .copy_open = cache_open,
+        .copy_reopen = cache_reopen,
+        .copy_zero = cache_zero,
+        .copy_release = cache_release,
+        .install_copy = cache_install,
+        .discard = file_discard,
     },
 };
 
@@ -171,29 +224,75 @@ static int install_minor(struct uffd *u, const struct region *r, uint64_t dst,
     return uffd_continue(u, dst, len, r->page_size, flags, done);
 }
 
-int backing_install(struct uffd *u, const struct region *r, uint64_t dst,
-                    const void *data, uint64_t len, unsigned flags,
-                    uint64_t *done)
+static int install_anon(struct uffd *u, const struct region *r, uint64_t dst,
+                        const void *data, uint64_t len, unsigned flags,
+                        uint64_t *done)
 {
-    const struct backing_ops *ops = backing_ops_get(r->kind);
-
-    if (!region_contains(r, dst) || len > r->size - (dst - r->base) ||
-        (dst - r->base) % r->page_size || len % r->page_size) {
-        return -ERANGE;
-    }
-    if (ops->minor) {
-        if (!r->alias) {
-            return -EINVAL;
-        }
-        return install_minor(u, r, dst, data, len, flags, done);
-    }
     if (!data) {
         return uffd_zeropage(u, dst, len, r->page_size, flags, done);
     }
     return uffd_copy(u, dst, data, len, r->page_size, flags, done);
 }
 
-bool backing_discard(const struct region *r, GError **err)
+int backing_install(struct uffd *u, const struct region *r, uint64_t dst,
+                    const void *data, uint64_t len, unsigned flags,
+                    uint64_t *done)
+{
+    if (!region_contains(r, dst) || len > r->size - (dst - r->base) ||
+        (dst - r->base) % r->page_size || len % r->page_size) {
+        return -ERANGE;
+    }
+    return backing_ops_get(r->kind)->install(u, r, dst, data, len, flags, done);
+}
+
+/* ---- the copy area: the page cache (file-backed) ---- */
+
+static bool cache_open(const struct region *r, struct copy_area *ca,
+                       GError **err)
+{
+    if (!r->alias) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
+                    "region %u: %s memory not mapped by the daemon", r->id,
+                    backing_kind_name(r->kind));
+        return false;
+    }
+    ca->base = r->alias;
+    ca->owned = false;
+    /* The page cache may hold anything: zeroing must really clear. */
+    atomic_store(&ca->used, true);
+    return true;
+}
+
+static void cache_reopen(const struct region *r, struct copy_area *ca)
+{
+    ca->base = r->alias;
+    ca->owned = false;
+    atomic_store(&ca->used, true);
+}
+
+static void cache_zero(const struct region *r, struct copy_area *ca,
+                       uint64_t off, uint64_t len)
+{
+    (void)r;
+    memset(ca->base + off, 0, len);
+}
+
+/* The page cache is the guest's memory now: nothing to give back. */
+static void cache_release(const struct region *r, struct copy_area *ca,
+                          uint64_t off, uint64_t len)
+{
+    (void)r, (void)ca, (void)off, (void)len;
+}
+
+static int cache_install(struct uffd *u, const struct region *r,
+                         const struct copy_area *ca, uint64_t off, uint64_t len,
+                         bool zero)
+{
+    (void)ca, (void)zero; /* a zero page is zeroes in the page cache */
+    return uffd_continue(u, r->base + off, len, r->page_size, 0, NULL);
+}
+
+static bool file_discard(const struct region *r, GError **err)
 {
     if (r->fd < 0 ||
         !fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, r->offset,
@@ -204,4 +303,120 @@ bool backing_discard(const struct region *r, GError **err)
                 "discarding %" G_GUINT64_FORMAT " MiB of %s RAM: %s",
                 r->size >> 20, backing_kind_name(r->kind), g_strerror(errno));
     return false;
+}
+
+/* ---- the copy area: a staging area (anonymous) ---- */
+
+static bool staging_open(const struct region *r, struct copy_area *ca,
+                         GError **err)
+{
+    void *p = mmap(NULL, r->size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+    if (p == MAP_FAILED) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_NO_SPACE,
+                    "staging area for region %u: %s", r->id, g_strerror(errno));
+        return false;
+    }
+    ca->base = p;
+    ca->owned = true;
+    /* Fresh staging reads as zero: only a reused one needs clearing. */
+    atomic_store(&ca->used, false);
+    return true;
+}
+
+/* The copies lived in the dead daemon's memory: only zero pages are left. */
+static void staging_reopen(const struct region *r, struct copy_area *ca)
+{
+    (void)r;
+    ca->base = NULL;
+    ca->owned = false;
+    atomic_store(&ca->used, false);
+}
+
+static void staging_zero(const struct region *r, struct copy_area *ca,
+                         uint64_t off, uint64_t len)
+{
+    (void)r;
+    madvise(ca->base + off, len, MADV_DONTNEED);
+}
+
+static void staging_release(const struct region *r, struct copy_area *ca,
+                            uint64_t off, uint64_t len)
+{
+    (void)r;
+    if (ca->base && atomic_load(&ca->used)) {
+        madvise(ca->base + off, len, MADV_DONTNEED);
+    }
+}
+
+static int staging_install(struct uffd *u, const struct region *r,
+                           const struct copy_area *ca, uint64_t off,
+                           uint64_t len, bool zero)
+{
+    if (zero || !ca->base) {
+        return uffd_zeropage(u, r->base + off, len, r->page_size, 0, NULL);
+    }
+    return uffd_copy(u, r->base + off, ca->base + off, len, r->page_size, 0,
+                     NULL);
+}
+
+static bool anon_discard(const struct region *r, GError **err)
+{
+    (void)r, (void)err; /* the VMM's own memory: nothing of ours to drop */
+    return true;
+}
+
+/* ---- what the engine calls ---- */
+
+bool backing_copy_open(const struct region *r, struct copy_area *ca,
+                       GError **err)
+{
+    return backing_ops_get(r->kind)->copy_open(r, ca, err);
+}
+
+void backing_copy_reopen(const struct region *r, struct copy_area *ca)
+{
+    backing_ops_get(r->kind)->copy_reopen(r, ca);
+}
+
+void backing_copy_close(const struct region *r, struct copy_area *ca)
+{
+    if (ca->owned && ca->base) {
+        munmap(ca->base, r->size);
+    }
+    ca->base = NULL;
+    ca->owned = false;
+}
+
+void backing_copy_zero(const struct region *r, struct copy_area *ca,
+                       uint64_t first, uint64_t n)
+{
+    backing_ops_get(r->kind)->copy_zero(r, ca, first * r->page_size,
+                                        n * r->page_size);
+}
+
+void backing_copy_release(const struct region *r, struct copy_area *ca,
+                          uint64_t first, uint64_t n)
+{
+    backing_ops_get(r->kind)->copy_release(r, ca, first * r->page_size,
+                                           n * r->page_size);
+}
+
+int backing_install_copy(struct uffd *u, const struct region *r,
+                         const struct copy_area *ca, uint64_t first, uint64_t n,
+                         bool zero)
+{
+    return backing_ops_get(r->kind)->install_copy(
+        u, r, ca, first * r->page_size, n * r->page_size, zero);
+}
+
+uint8_t *backing_view(const struct region *r, uint64_t off)
+{
+    return r->alias ? r->alias + off : NULL;
+}
+
+bool backing_discard(const struct region *r, GError **err)
+{
+    return backing_ops_get(r->kind)->discard(r, err);
 }

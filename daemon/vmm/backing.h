@@ -1,23 +1,41 @@
 /*
  * backing.h - what differs between guest RAM backings, in one ops table
  * (the selftests' idea): how to allocate it, which uffd registration a
- * destination needs, how a page is installed, whether ZEROPAGE exists.
+ * destination needs, where a page's copy waits until it is installed (the
+ * copy area), how a page is installed, how the RAM is discarded, and how
+ * the source reads it.  Engine code calls these and never branches on the
+ * backing kind.
  *
  * Contract: backing_alloc() creates guest RAM as a VMM would (anonymous
  * private, memfd shmem, memfd hugetlb) and returns its mapping and fd;
  * hugetlb allocation fails with a clear message when no huge pages are
- * reserved.  backing_install() puts one run of pages into the VMM's mapping
- * without ever overwriting a present page.
+ * reserved.  backing_install() and backing_install_copy() put one run of
+ * pages into the VMM's mapping without ever overwriting a present page;
+ * the caller guarantees (page state table) that no page of the run is
+ * installed, so writing the copy area cannot change what the guest sees.
  */
 #ifndef POSTCOPYD_BACKING_H
 #define POSTCOPYD_BACKING_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <glib.h>
 
 #include "region.h"
 #include "uffd.h"
+
+/*
+ * Where a destination keeps a page's copy until it is installed: the page
+ * cache itself, through the daemon's alias (file-backed), or a private
+ * staging area (anonymous), released page by page as pages are installed.
+ */
+struct copy_area {
+    uint8_t *base; /* NULL: no copies here (anon, after a restart) */
+    bool owned;    /* a staging area: unmapped by backing_copy_close() */
+    /* may hold data: zeroing must clear it, installing must release it */
+    atomic_bool used;
+};
 
 struct backing_ops {
     enum backing_kind kind;
@@ -30,6 +48,30 @@ struct backing_ops {
     bool minor;
     /* UFFDIO_ZEROPAGE is offered (hugetlb has none). */
     bool has_zeropage;
+    /*
+     * Page data may be received straight into the copy area and installed
+     * from it: where the copy area is the page cache (installing is a
+     * CONTINUE, with no copy).  A staging area would be touched only to
+     * be copied out and released again.
+     */
+    bool receive_in_place;
+    /* Source: holes (never written) show as such and are not read. */
+    bool has_holes;
+
+    int (*install)(struct uffd *u, const struct region *r, uint64_t dst,
+                   const void *data, uint64_t len, unsigned flags,
+                   uint64_t *done);
+    bool (*copy_open)(const struct region *r, struct copy_area *ca,
+                      GError **err);
+    void (*copy_reopen)(const struct region *r, struct copy_area *ca);
+    void (*copy_zero)(const struct region *r, struct copy_area *ca,
+                      uint64_t off, uint64_t len);
+    void (*copy_release)(const struct region *r, struct copy_area *ca,
+                         uint64_t off, uint64_t len);
+    int (*install_copy)(struct uffd *u, const struct region *r,
+                        const struct copy_area *ca, uint64_t off, uint64_t len,
+                        bool zero);
+    bool (*discard)(const struct region *r, GError **err);
 };
 
 const struct backing_ops *backing_ops_get(enum backing_kind kind);
@@ -50,6 +92,32 @@ bool backing_alloc(enum backing_kind kind, uint64_t size, uint64_t page_size,
 int backing_install(struct uffd *u, const struct region *r, uint64_t dst,
                     const void *data, uint64_t len, unsigned flags,
                     uint64_t *done);
+
+/* Open @r's copy area (a destination, before its first page arrives). */
+bool backing_copy_open(const struct region *r, struct copy_area *ca,
+                       GError **err);
+/* After a restart: the page cache survived the old daemon, staging not. */
+void backing_copy_reopen(const struct region *r, struct copy_area *ca);
+void backing_copy_close(const struct region *r, struct copy_area *ca);
+/* The copies of pages [first, first + n) become zero pages. */
+void backing_copy_zero(const struct region *r, struct copy_area *ca,
+                       uint64_t first, uint64_t n);
+/* Pages [first, first + n) are installed: their copy is no longer needed. */
+void backing_copy_release(const struct region *r, struct copy_area *ca,
+                          uint64_t first, uint64_t n);
+/*
+ * Install pages [first, first + n) of @r from their copy in @ca, with no
+ * network: CONTINUE over the page cache, or COPY from staging (ZEROPAGE if
+ * @zero or the area keeps no copies).  0 or a negative errno.
+ */
+int backing_install_copy(struct uffd *u, const struct region *r,
+                         const struct copy_area *ca, uint64_t first, uint64_t n,
+                         bool zero);
+/*
+ * The daemon's view of [off, off + len) of @r, NULL if it has none (then
+ * the source reads the VMM's memory with process_vm_readv).
+ */
+uint8_t *backing_view(const struct region *r, uint64_t off);
 
 /*
  * Drop the contents of file-backed region @r: its page cache, and with it

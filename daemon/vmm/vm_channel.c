@@ -8,25 +8,8 @@
 #include <unistd.h>
 #include <gio/gio.h>
 
-static void set_errno_error(GError **err, int e, const char *what)
-{
-    g_set_error(err, G_IO_ERROR, g_io_error_from_errno(e),
-                "attach socket: %s failed: %s", what, g_strerror(e));
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    v = GUINT32_TO_LE(v);
-    memcpy(p, &v, sizeof(v));
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-    uint32_t v;
-
-    memcpy(&v, p, sizeof(v));
-    return GUINT32_FROM_LE(v);
-}
+#include "errno_error.h"
+#include "le.h"
 
 bool vm_channel_parse_header(const uint8_t hdr[VM_CHANNEL_HDR_LEN],
                              enum vm_frame_type *type, uint32_t *len,
@@ -106,7 +89,7 @@ static bool send_all(int sock, struct iovec *iov, int iovcnt, const int *fds,
             continue;
         }
         if (n < 0) {
-            set_errno_error(err, errno, "send");
+            errno_error(err, errno, "attach socket: send failed");
             return false;
         }
         /* The fds went with the first byte; never send them twice. */
@@ -217,7 +200,7 @@ ssize_t vm_channel_recv_bytes(int sock, void *buf, size_t len,
         n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
-        set_errno_error(err, errno, "receive");
+        errno_error(err, errno, "attach socket: receive failed");
         return -1;
     }
     if (!collect_fds(&msg, f, err)) {

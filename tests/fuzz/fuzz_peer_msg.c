@@ -15,8 +15,9 @@
  *   - Layout: backing_kind_name() of every region, as the layout check
  *     logs it.
  * The Hello check (hello_problem) and the layout comparison
- * (layout_mismatch) are static in daemon/dest/dest.c: not reached here.
+ * (layout_mismatch) are static in daemon/dest/session.c: not reached here.
  */
+#include "bitmap.h"
 #include "dirty_set.h"
 #include "region.h"
 #include "transport.h"
@@ -28,10 +29,9 @@
 #include <unistd.h>
 #include <gio/gio.h>
 
-#define KiB           (1024ull)
-#define MiB           (1024 * KiB)
-#define GiB           (1024 * MiB)
-#define BITS_PER_LONG (8 * sizeof(unsigned long))
+#define KiB (1024ull)
+#define MiB (1024 * KiB)
+#define GiB (1024 * MiB)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

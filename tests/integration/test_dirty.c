@@ -26,15 +26,15 @@
 #include <unistd.h>
 
 #include "backing.h"
+#include "bitmap.h"
 #include "dirty_tracker.h"
 #include "testlib.h"
 
-#define RANGE_SIZE    (16ULL << 20)
-#define HUGE_PAGES    8
-#define MAX_PAGES     (RANGE_SIZE / 4096)
-#define SPIN_MS       300
-#define FAULT_BATCH   16
-#define BITS_PER_LONG (sizeof(unsigned long) * 8)
+#define RANGE_SIZE  (16ULL << 20)
+#define HUGE_PAGES  8
+#define MAX_PAGES   (RANGE_SIZE / 4096)
+#define SPIN_MS     300
+#define FAULT_BATCH 16
 
 enum scenario {
     SC_EXACT,   /* rounds A, nothing, B, nothing: exactly those */

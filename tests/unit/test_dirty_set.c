@@ -1,5 +1,5 @@
 /*
- * test_dirty_set.c - tests for daemon/uffd/dirty_set.h: encode/decode round
+ * test_dirty_set.c - tests for daemon/migration/dirty_set.h: encode/decode round
  * trips of random dirty sets over regions of different page counts and
  * page sizes, the choice between ranges and bitmaps, the bound on the
  * encoded Switchover (bitmap bytes plus a little framing, whatever the
@@ -9,13 +9,12 @@
 #include <string.h>
 #include <gio/gio.h>
 
+#include "bitmap.h"
 #include "dirty_set.h"
 #include "testlib.h"
 
-#define BITS_PER_LONG    (8 * sizeof(unsigned long))
-#define BITS_TO_LONGS(n) (((n) + BITS_PER_LONG - 1) / BITS_PER_LONG)
-#define PAGE_4K          4096ULL
-#define PAGE_2M          (2ULL << 20)
+#define PAGE_4K 4096ULL
+#define PAGE_2M (2ULL << 20)
 /*
  * Framing allowed on top of the bitmaps: per region sent, the embedded
  * message's tag and length, the region number, the bytes field's tag and
@@ -69,12 +68,12 @@ static uint64_t npages_of(const struct fixture *f, size_t i)
 
 static void set_bit(unsigned long *map, uint64_t i)
 {
-    map[i / BITS_PER_LONG] |= 1UL << (i % BITS_PER_LONG);
+    bitmap_set_bit(map, i);
 }
 
 static bool get_bit(const unsigned long *map, uint64_t i)
 {
-    return map[i / BITS_PER_LONG] & (1UL << (i % BITS_PER_LONG));
+    return bitmap_test_bit(map, i);
 }
 
 static uint64_t count_bits(const struct fixture *f)

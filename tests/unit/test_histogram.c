@@ -1,6 +1,6 @@
 /*
  * test_histogram.c - tests for daemon/migration/stats_histogram.h and
- * daemon/dest/blocktime.h: bucket edges and the precision bound over every
+ * daemon/migration/blocktime.h: bucket edges and the precision bound over every
  * value, percentiles against exact values on known and random
  * distributions, merges, concurrent records, the JSON shape, and
  * per-thread blocked time for interleaved faults with the tables full.

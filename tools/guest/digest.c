@@ -4,6 +4,8 @@
 #include <string.h>
 #include <glib.h>
 
+#include "le.h"
+
 #define LANES    4
 #define LANE_MUL 0x9fb21c651e98df25ULL /* odd: multiplying is a bijection */
 #define SEED     0x6a09e667f3bcc908ULL
@@ -19,14 +21,6 @@ static inline uint64_t lane_step(uint64_t h, uint64_t w)
     return rotl64((h ^ w) * LANE_MUL, 31);
 }
 
-static inline uint64_t load_le64(const uint8_t *p)
-{
-    uint64_t w;
-
-    memcpy(&w, p, sizeof(w));
-    return GUINT64_FROM_LE(w);
-}
-
 uint64_t digest_bytes(const void *buf, size_t len)
 {
     const uint8_t *p = buf;
@@ -38,11 +32,11 @@ uint64_t digest_bytes(const void *buf, size_t len)
     /* Four independent chains keep the multipliers busy. */
     for (; i + LANES * 8 <= len; i += LANES * 8) {
         for (unsigned l = 0; l < LANES; l++) {
-            lane[l] = lane_step(lane[l], load_le64(p + i + l * 8));
+            lane[l] = lane_step(lane[l], get_le64(p + i + l * 8));
         }
     }
     for (; i + 8 <= len; i += 8) {
-        lane[0] = lane_step(lane[0], load_le64(p + i));
+        lane[0] = lane_step(lane[0], get_le64(p + i));
     }
     if (i < len) {
         memcpy(&tail, p + i, len - i);

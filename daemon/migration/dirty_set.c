@@ -4,7 +4,7 @@
 #include <gio/gio.h>
 #include <string.h>
 
-#define BITS_PER_LONG (8 * sizeof(unsigned long))
+#include "bitmap.h"
 
 /*
  * The encoder runs inside the downtime, over a bitmap of the whole guest

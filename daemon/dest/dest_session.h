@@ -1,0 +1,132 @@
+/*
+ * dest_session.h - the destination role's session, shared by the files of
+ * daemon/dest/ and private to them (the daemon sees dest.h only).
+ *
+ * Threads of one migration:
+ *  - the session thread (session.c): Layout check, uffd set-up, Barrier
+ *    and Switchover (switchover.c, resume the VMM), then waits until every
+ *    page is installed, pausing and resuming as the link goes;
+ *  - the fault thread (fault_thread.c): reads the VMM's uffd, and for each
+ *    missing page sends one request on the urgent channel;
+ *  - receivers (receiver.c: urgent, each bulk stream): take page frames
+ *    and hand their pages to the installer;
+ *  - the sweep (installer.c): after the resume, installs every page whose
+ *    current copy is already here.
+ * installer.c is the one place that writes a page's copy or installs it.
+ *
+ * Contract: the page state table decides who may touch a page; everything
+ * else here is set before the threads start, except the channels, which a
+ * resumed migration replaces (the fault thread reads `urgent` atomically;
+ * old channels are shut down but kept in the graveyard until the session
+ * ends, so a stale pointer never dangles).  Postcopy failures pause: the
+ * fault thread goes on installing pages that are here, requests for the
+ * others wait (REQUESTED) until the source reconnects with a resuming
+ * Hello (admission.c), and are then sent again.
+ */
+#ifndef POSTCOPYD_DEST_SESSION_H
+#define POSTCOPYD_DEST_SESSION_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+
+#include "backing.h"
+#include "frame.h"
+#include "migration.h"
+#include "page_state.h"
+#include "region.h"
+#include "transport.h"
+#include "uffd.h"
+
+#define DEST_MAX_STREAMS 8
+
+struct dest_session {
+    struct migration *m;
+    struct region_table *regions;
+    struct frame_region_limits limits[REGION_MAX];
+    struct channel *control, *urgent; /* by m->lock until running */
+    struct channel *bulk[DEST_MAX_STREAMS];
+    struct uffd u;
+    struct page_state_table *pst;
+    char *pst_path;
+    GThread *fault_thread, *urgent_thread, *sweep_thread;
+    GThread *bulk_thread[DEST_MAX_STREAMS];
+    atomic_bool stop;
+    /*
+     * Set once the VMM is resumed (just before): from then on, data is
+     * installed into the running guest; before, it is only written to the
+     * page cache (shmem, hugetlbfs) or the staging area (anon).
+     */
+    atomic_bool running;
+    /* last FRAME_SYNC seen on each bulk stream, by m->lock */
+    atomic_uint bulk_sync[DEST_MAX_STREAMS];
+    atomic_uint next_seq;
+    atomic_uint outstanding;   /* faults begun in blocktime, not ended */
+    atomic_bool rerequest_due; /* resumed: the fault thread asks again */
+    /* where each region's pages wait until installed (installer.c) */
+    struct copy_area copies[REGION_MAX];
+    size_t registered;     /* regions registered with the uffd */
+    uint32_t bulk_streams; /* announced in the control Hello */
+    uint32_t next_streams; /* ...in a resuming one, by m->lock */
+    bool layout_ok;        /* data channels may attach, by m->lock */
+    bool layout_refused;   /* the setup failed on a layout mismatch */
+    bool cancelled;        /* the source said Cancel */
+    atomic_bool paused;    /* postcopy, channels lost: waiting for a resume */
+    atomic_uint epoch;     /* connection generation: receivers of an older
+                            one say nothing when their channel dies */
+    GPtrArray *graveyard;  /* channels of earlier connections, by m->lock */
+    /* A resuming source's new channels, gathered here by m->lock. */
+    struct channel *next_control, *next_urgent;
+    struct channel *next_bulk[DEST_MAX_STREAMS];
+};
+
+/* session.c */
+struct dest_session *dest_session_new(struct migration *m);
+gpointer dest_session_thread(gpointer opaque);
+/* Until every page is installed, pausing and resuming as the link goes. */
+void dest_postcopy(struct dest_session *s);
+void dest_stop_threads(struct dest_session *s);
+/* A peer failure: fails before the resume, pauses after it. */
+void dest_fail(struct dest_session *s, const char *fmt, ...)
+    G_GNUC_PRINTF(2, 3);
+/* The VMM's memory cannot be worked on any more. */
+void dest_abort(struct dest_session *s, const char *msg);
+void dest_wake(struct dest_session *s);
+void dest_shutdown_channels(struct dest_session *s);
+bool dest_control_gone(struct dest_session *s);
+bool dest_wait_for(struct dest_session *s, bool (*done)(void *), void *arg,
+                   const char *what, GError **err);
+
+/* switchover.c */
+bool dest_switchover(struct dest_session *s, GError **err);
+bool dest_ram_allocated(struct vm_entry *vm, GError **err);
+
+/* installer.c */
+bool dest_installer_open(struct dest_session *s, size_t region, GError **err);
+/* After a restart: what the dead daemon's copy areas left. */
+void dest_installer_reopen(struct dest_session *s);
+void dest_installer_close(struct dest_session *s);
+/* Pages [first, first + n) of @r are zero: kept, or installed if running. */
+bool dest_install_zero(struct dest_session *s, const struct region *r,
+                       uint64_t first, uint64_t n);
+/* The payload of page frame @h: received, kept or installed. */
+bool dest_install_payload(struct dest_session *s, struct channel *ch,
+                          const struct region *r, const struct frame_hdr *h,
+                          uint8_t *buf, GError **err);
+/* A fault on a page held INSTALLING whose current copy is here. */
+bool dest_install_faulted(struct dest_session *s, const struct region *r,
+                          uint64_t page);
+/* Faults on pages [first, first + n) are over (blocktime). */
+void dest_end_faults(struct dest_session *s, const struct region *r,
+                     uint64_t first, uint64_t n);
+gpointer dest_sweep_thread(gpointer opaque);
+
+/* fault_thread.c */
+gpointer dest_fault_thread(gpointer opaque);
+
+/* receiver.c */
+void dest_start_receivers(struct dest_session *s);
+void dest_join_receivers(struct dest_session *s);
+
+#endif /* POSTCOPYD_DEST_SESSION_H */

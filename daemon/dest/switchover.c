@@ -1,0 +1,268 @@
+/*
+ * switchover.c - the destination's part of the switchover: answer the
+ * source's Barriers once the bulk data before them is written, then at
+ * the Switchover mark the re-dirtied pages STALE and resume the VMM.
+ *
+ * Contract: `running` is set just before the VMM resumes, so the first
+ * fault finds the new phase; a VMM that refuses to resume leaves the
+ * source to resume its own (SwitchoverReply ok = false).  A prealloc still
+ * under way is waited for at the Barrier, the last moment a failure costs
+ * nothing.
+ */
+#include "dest_session.h"
+
+#include <gio/gio.h>
+
+#include "daemon.h"
+#include "dirty_set.h"
+#include "prealloc.h"
+#include "session_file.h"
+
+struct sync_wait {
+    struct dest_session *s;
+    uint32_t seq;
+};
+
+static bool sync_reached(void *opaque)
+{
+    struct sync_wait *w = opaque;
+
+    for (unsigned i = 0; w->seq && i < w->s->bulk_streams; i++) {
+        if (atomic_load(&w->s->bulk_sync[i]) != w->seq) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Until every bulk stream has written its data up to FRAME_SYNC @seq. */
+static bool wait_bulk_sync(struct dest_session *s, uint32_t seq, GError **err)
+{
+    struct sync_wait w = {.s = s, .seq = seq};
+    bool ok;
+
+    g_mutex_lock(&s->m->lock);
+    ok = dest_wait_for(s, sync_reached, &w,
+                       "waiting for the bulk channel's barrier", err);
+    g_mutex_unlock(&s->m->lock);
+    return ok;
+}
+
+static void mark_stale_run(void *opaque, uint32_t region, uint64_t first,
+                           uint64_t n)
+{
+    struct dest_session *s = opaque;
+
+    /* ABSENT stays ABSENT: it is fetched either way. */
+    page_state_mark_stale_run(s->pst, region, first, n);
+}
+
+/*
+ * Everything sent before the switchover is written (the bulk channel's
+ * SYNC says so), then the pages the guest re-dirtied become STALE: their
+ * copy here is never installed.
+ */
+static bool prepare_resume(struct dest_session *s,
+                           const Postcopy__Peer__Switchover *so,
+                           Postcopy__Peer__SwitchoverReply *sr, GError **err)
+{
+    uint64_t stale = 0, t0 = migration_now_us(), t1;
+
+    if (!wait_bulk_sync(s, so->sync_seq, err)) {
+        return false;
+    }
+    t1 = migration_now_us();
+    sr->barrier_us = t1 - t0;
+    if (!dirty_set_decode(so, s->regions, mark_stale_run, s, &stale, err)) {
+        return false;
+    }
+    sr->stale_us = migration_now_us() - t1;
+    atomic_fetch_add(&s->m->stats.stale_pages, stale);
+    return true;
+}
+
+/* From here a restarted daemon must be able to carry on. */
+static void remember_session(struct dest_session *s)
+{
+    g_autoptr(GError) err = NULL;
+    struct session_file f = {.role = ROLE_DESTINATION,
+                             .mode = s->m->params.mode};
+
+    g_strlcpy(f.id, s->m->id, sizeof(f.id));
+    g_strlcpy(f.vm_name, s->m->vm_name, sizeof(f.vm_name));
+    g_strlcpy(f.peer_uri, s->m->peer_uri ? s->m->peer_uri : "",
+              sizeof(f.peer_uri));
+    if (!session_file_write(s->m->daemon->cfg->state_dir, &f, &err)) {
+        g_warning("migration %s: a restart could not carry it on: %s", s->m->id,
+                  err->message);
+    }
+}
+
+/*
+ * A VM whose RAM could not be preallocated would fail in postcopy, where
+ * failing costs the guest: refuse it now, while the source still runs it.
+ */
+bool dest_ram_allocated(struct vm_entry *vm, GError **err)
+{
+    struct prealloc_progress p;
+
+    if (!vm->prealloc) {
+        return true;
+    }
+    prealloc_get_progress(vm->prealloc, &p);
+    if (p.failed) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_NO_SPACE,
+                    "VM '%s': this host could not allocate its RAM: %s",
+                    vm->info.vm_name, p.error);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * The Barrier is the last moment a failure costs nothing (the source VM
+ * still runs): a prealloc still under way is waited for here, however
+ * long it takes, so that the guest never meets a page this host cannot
+ * give it in postcopy.  The check at the Hello only catches a prealloc
+ * that had already failed.
+ */
+static bool wait_ram_allocated(struct dest_session *s, GError **err)
+{
+    struct prealloc *pa = s->m->vm->prealloc;
+    struct prealloc_progress p;
+
+    if (!pa) {
+        return true;
+    }
+    prealloc_get_progress(pa, &p);
+    if (!p.finished) {
+        g_message("migration %s: waiting for this host to allocate the VM's "
+                  "RAM (%" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
+                  " MiB) before the switchover",
+                  s->m->id, p.done >> 20, p.total >> 20);
+    }
+    for (; !p.finished; prealloc_get_progress(pa, &p)) {
+        if (atomic_load(&s->stop) || dest_control_gone(s)) {
+            g_set_error(err, G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                        "the source went away while this host was still "
+                        "allocating the VM's RAM");
+            return false;
+        }
+        g_usleep(10 * 1000);
+    }
+    return dest_ram_allocated(s->m->vm, err);
+}
+
+/* The source's Barrier: answer once the bulk data before it is written. */
+static bool answer_barrier(struct dest_session *s, const PeerMessage *msg,
+                           GError **err)
+{
+    Postcopy__Peer__BarrierReply br = POSTCOPY__PEER__BARRIER_REPLY__INIT;
+    PeerMessage reply = POSTCOPY__PEER__PEER_MESSAGE__INIT;
+    uint64_t stale = 0;
+
+    if (!wait_bulk_sync(s, msg->barrier->sync_seq, err) ||
+        !wait_ram_allocated(s, err)) {
+        return false;
+    }
+    /* Hybrid: most of the dirty set, marked before the pause (peer.proto). */
+    if (msg->barrier->stale &&
+        !dirty_set_decode(msg->barrier->stale, s->regions, mark_stale_run, s,
+                          &stale, err)) {
+        return false;
+    }
+    atomic_fetch_add(&s->m->stats.stale_pages, stale);
+    br.sync_seq = msg->barrier->sync_seq;
+    reply.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_BARRIER_REPLY;
+    reply.barrier_reply = &br;
+    return channel_send_msg(s->control, &reply, err);
+}
+
+/*
+ * After the barrier the Switchover follows within milliseconds, inside
+ * the downtime: wait for it awake (this host's guest does not run yet, so
+ * the CPU is free) rather than pay a wake-up.
+ */
+#define SWITCHOVER_SPIN_US 20000
+
+/* The next control message that is not a Barrier (those are answered). */
+static PeerMessage *recv_past_barriers(struct dest_session *s, GError **err)
+{
+    for (bool answered = false;; answered = true) {
+        PeerMessage *msg;
+
+        if (answered) {
+            channel_spin_readable(s->control, SWITCHOVER_SPIN_US);
+        }
+        msg = channel_recv_msg(s->control, err);
+
+        if (!msg ||
+            msg->msg_case != POSTCOPY__PEER__PEER_MESSAGE__MSG_BARRIER) {
+            return msg;
+        }
+        if (!answer_barrier(s, msg, err)) {
+            peer_message_free(msg);
+            return NULL;
+        }
+        peer_message_free(msg);
+    }
+}
+
+bool dest_switchover(struct dest_session *s, GError **err)
+{
+    Postcopy__Peer__SwitchoverReply sr = POSTCOPY__PEER__SWITCHOVER_REPLY__INIT;
+    PeerMessage reply = POSTCOPY__PEER__PEER_MESSAGE__INIT;
+    g_autoptr(PeerMessage) msg = recv_past_barriers(s, err);
+    g_autoptr(GError) rerr = NULL;
+
+    if (!msg) {
+        return false;
+    }
+    if (msg->msg_case == POSTCOPY__PEER__PEER_MESSAGE__MSG_CANCEL) {
+        s->cancelled = true;
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                    "the source cancelled the migration: %s",
+                    msg->cancel->reason);
+        return false;
+    }
+    if (msg->msg_case != POSTCOPY__PEER__PEER_MESSAGE__MSG_SWITCHOVER) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                    "expected the switchover, got %s", peer_message_name(msg));
+        return false;
+    }
+    if (!migration_set_status(s->m, MIG_ACTIVE, MIG_DEVICE)) {
+        migration_set_status(s->m, MIG_SETUP, MIG_DEVICE);
+    }
+    sr.ok = prepare_resume(s, msg->switchover, &sr, &rerr);
+    if (sr.ok) {
+        uint64_t t0 = migration_now_us();
+
+        /* Before the resume: the first fault must find the new phase. */
+        atomic_store(&s->running, true);
+        sr.ok = vmm_driver_resume(s->m->vm->driver,
+                                  msg->switchover->device_state.data,
+                                  msg->switchover->device_state.len, &rerr);
+        if (!sr.ok) {
+            atomic_store(&s->running, false);
+        }
+        sr.resume_us = migration_now_us() - t0;
+    }
+    atomic_store(&s->m->stats.downtime_part_us[DT_DST_BARRIER], sr.barrier_us);
+    atomic_store(&s->m->stats.downtime_part_us[DT_DST_STALE], sr.stale_us);
+    atomic_store(&s->m->stats.downtime_part_us[DT_DST_RESUME], sr.resume_us);
+    sr.error = sr.ok ? "" : rerr->message;
+    reply.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_SWITCHOVER_REPLY;
+    reply.switchover_reply = &sr;
+    if (!channel_send_msg(s->control, &reply, err)) {
+        return false;
+    }
+    if (!sr.ok) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
+                    "the VMM refused to resume: %s", rerr->message);
+        return false;
+    }
+    atomic_store(&s->m->stats.resume_us, migration_now_us());
+    remember_session(s);
+    s->sweep_thread = g_thread_new("dst-sweep", dest_sweep_thread, s);
+    return migration_set_status(s->m, MIG_DEVICE, MIG_POSTCOPY_ACTIVE);
+}

@@ -1,0 +1,176 @@
+/*
+ * serve.c - the source's postcopy service: the request thread answers the
+ * destination's page requests on the urgent channel, ahead of everything;
+ * each bulk thread streams what the destination still lacks.
+ *
+ * Contract: the request thread alone sends on the urgent channel (no send
+ * lock); it runs at the fault path's priority within its budget.  A data
+ * channel that closes is left to the control channel to judge (the
+ * destination closes them right after its Complete); any other failure
+ * pauses the migration.
+ */
+#include "source.h"
+
+#include <gio/gio.h>
+
+#include "daemon.h"
+#include "fault_priority.h"
+#include "frame.h"
+
+#define STREAM_RUN_PAGES 256 /* a 1 MiB run of 4 KiB pages per frame */
+
+void source_page_counters(struct migration *m, struct page_counters *c)
+{
+    c->pages = &m->stats.pages_sent;
+    c->zero = &m->stats.zero_pages;
+    c->bytes = &m->stats.bytes_sent;
+    c->phase_bytes = NULL;
+}
+
+static bool serve_request(struct source_session *s, struct page_sender *ps,
+                          const struct frame_region_limits *limits,
+                          const struct frame_hdr *req, GError **err)
+{
+    const struct region *r;
+    uint64_t len;
+
+    if (req->type != FRAME_PAGE_REQ) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                    "urgent channel: unexpected %s frame",
+                    frame_type_name(req->type));
+        return false;
+    }
+    if (!frame_check_page(req, limits, s->regions->n, err)) {
+        return false;
+    }
+    r = &s->regions->regions[req->region];
+    len = (uint64_t)req->count * r->page_size;
+    if (len > FRAME_MAX_PAYLOAD) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                    "page request for %u pages is larger than a frame",
+                    req->count);
+        return false;
+    }
+    return page_sender_send(ps, s->urgent, r, req->offset / r->page_size,
+                            req->count, FRAME_F_REPLY | FRAME_F_FINAL, req->seq,
+                            err);
+}
+
+static void limits_from(const struct region_table *t,
+                        struct frame_region_limits *limits)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        limits[i].size = t->regions[i].size;
+        limits[i].page_size = t->regions[i].page_size;
+    }
+}
+
+/*
+ * The destination closes its data channels right after its Complete, which
+ * the session thread may not have read yet: a closed data channel is left
+ * to the control channel to judge (Complete, or an error there too).  Any
+ * other failure stops the migration here.
+ */
+static void data_channel_failed(struct source_session *s, const GError *err)
+{
+    if (atomic_load(&s->stop)) {
+        return;
+    }
+    if (g_error_matches(err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED)) {
+        uint64_t zero = 0;
+
+        atomic_compare_exchange_strong(&s->data_lost_us, &zero,
+                                       migration_now_us());
+        return;
+    }
+    migration_fail(s->m, MIG_POSTCOPY_PAUSED, "%s", err->message);
+    channel_shutdown(s->control);
+}
+
+/* Urgent requests never wait behind bulk data: their own thread. */
+gpointer source_request_thread(gpointer opaque)
+{
+    struct source_session *s = opaque;
+    struct frame_region_limits limits[REGION_MAX];
+    struct page_counters c;
+    struct page_sender ps;
+    int prio = s->m->daemon->cfg->fault_priority;
+    struct fault_budget budget;
+
+    fault_budget_init(&budget,
+                      fault_priority_enter(prio, "src-requests") ? prio : 0);
+    source_page_counters(s->m, &c);
+    c.phase_bytes = &s->m->stats.bytes_postcopy;
+    page_sender_init(&ps, s->m->vm->info.pid, &c);
+    limits_from(s->regions, limits);
+    while (!atomic_load(&s->stop)) {
+        g_autoptr(GError) err = NULL;
+        struct frame_hdr req;
+
+        /*
+         * The next fault's request often follows within tens of
+         * microseconds, less than a sleep and wake-up costs; and in
+         * postcopy this host's VM is paused, so the CPU spent polling is
+         * one nobody wants.  (The destination does not poll: its CPUs
+         * run the guest.)
+         */
+        fault_budget_check(&budget);
+        if (!channel_spin_readable(s->urgent,
+                                   s->m->daemon->cfg->busy_poll_us)) {
+            fault_budget_sleeping(&budget);
+        }
+        if (!channel_recv_hdr(s->urgent, &req, &err) ||
+            !serve_request(s, &ps, limits, &req, &err)) {
+            data_channel_failed(s, err);
+            break;
+        }
+        if (s->streaming) {
+            postcopy_stream_note(&s->stream, req.region,
+                                 req.offset /
+                                     s->regions->regions[req.region].page_size,
+                                 req.count);
+        }
+        atomic_fetch_add(&s->m->stats.postcopy_requests, 1);
+    }
+    page_sender_destroy(&ps);
+    return NULL;
+}
+
+/*
+ * Postcopy background stream: every page (postcopy mode), or the pages
+ * that were dirty at switchover (hybrid).  Pages the destination already
+ * fetched are dropped there.
+ */
+static bool stream_next(struct source_session *s, uint32_t *region,
+                        uint64_t *first, uint64_t *n)
+{
+    bool more;
+
+    g_mutex_lock(&s->stream_lock); /* a few instructions, no syscall */
+    more = postcopy_stream_next(&s->stream, region, first, n, STREAM_RUN_PAGES);
+    g_mutex_unlock(&s->stream_lock);
+    return more;
+}
+
+gpointer source_bulk_thread(gpointer opaque)
+{
+    struct bulk_stream *b = opaque;
+    struct source_session *s = b->s;
+    g_autoptr(GError) err = NULL;
+    uint32_t region;
+    uint64_t first, n;
+
+    page_sender_set_phase(&b->sender, &s->m->stats.bytes_postcopy);
+    while (!atomic_load(&s->stop) && stream_next(s, &region, &first, &n)) {
+        const struct region *r = &s->regions->regions[region];
+
+        if (!page_sender_send(&b->sender, b->ch, r, first, n, FRAME_F_FINAL, 0,
+                              &err)) {
+            goto fail;
+        }
+    }
+    return NULL;
+fail:
+    data_channel_failed(s, err);
+    return NULL;
+}

@@ -1,0 +1,309 @@
+/*
+ * switchover.c - the source's switchover: the Barrier that drains the
+ * bulk channels while the VM still runs (hybrid: with most of the dirty
+ * set), then pause, the last dirty pages or set, the device state, and
+ * the destination's answer.  Also what a failure before it means.
+ *
+ * Contract: once the Switchover is sent, only an explicit refusal proves
+ * the VM did not start at the destination: a lost answer never resumes
+ * the VM here (the migration pauses instead).  The downtime is measured
+ * phase by phase (downtime_part_us).
+ */
+#include "source.h"
+
+#include <gio/gio.h>
+
+#include "daemon.h"
+#include "dirty_set.h"
+#include "frame.h"
+
+/* The barrier that lets the destination know all precopy data is in. */
+static bool send_sync(struct source_session *s, GError **err)
+{
+    struct frame_hdr h = {.type = FRAME_SYNC, .seq = ++s->sync_seq};
+
+    for (unsigned i = 0; i < s->nbulk; i++) {
+        if (!channel_send_frame(s->bulk[i].ch, &h, NULL, 0, err)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * Hybrid: what is pending when precopy ends is stale there already; the
+ * Barrier has the destination mark it while the VM runs, which takes the
+ * bulk of that work (a byte per page, the set can be most of the guest)
+ * out of the downtime.
+ */
+static void take_prestale(struct source_session *s)
+{
+    for (size_t i = 0; i < s->regions->n; i++) {
+        size_t longs = BITS_TO_LONGS(region_pages(&s->regions->regions[i]));
+
+        g_free(s->prestale[i]);
+        s->prestale[i] = g_memdup2(s->pending[i], longs * sizeof(long));
+    }
+}
+
+static uint64_t count_pending(const struct source_session *s)
+{
+    uint64_t n = 0;
+
+    for (size_t i = 0; i < s->regions->n; i++) {
+        size_t longs = BITS_TO_LONGS(region_pages(&s->regions->regions[i]));
+
+        for (size_t j = 0; j < longs; j++) {
+            n += __builtin_popcountl(s->pending[i][j]);
+        }
+    }
+    return n;
+}
+
+/*
+ * pending minus what the Barrier marked: what the Switchover must say,
+ * made in the prestale bitmaps themselves (no allocation in the downtime;
+ * they are not needed afterwards).  NULL where nothing was marked.
+ */
+static unsigned long **prestale_to_delta(struct source_session *s)
+{
+    for (size_t i = 0; i < s->regions->n; i++) {
+        size_t longs = BITS_TO_LONGS(region_pages(&s->regions->regions[i]));
+
+        if (!s->prestale[i]) {
+            return NULL;
+        }
+        for (size_t j = 0; j < longs; j++) {
+            s->prestale[i][j] = s->pending[i][j] & ~s->prestale[i][j];
+        }
+    }
+    return s->prestale;
+}
+
+/*
+ * Before the pause: let the bulk data in flight (socket buffers on both
+ * sides, several MiB) reach the destination's memory, and the destination
+ * finish setting up (and allocating), while the VM still runs.  The
+ * Switchover's own barrier then has almost nothing to wait for; pages
+ * written meanwhile are in the final collect.
+ */
+bool source_drain_bulk(struct source_session *s, GError **err)
+{
+    Postcopy__Peer__Barrier b = POSTCOPY__PEER__BARRIER__INIT;
+    PeerMessage msg = POSTCOPY__PEER__PEER_MESSAGE__INIT;
+    g_autoptr(PeerMessage) reply = NULL;
+    Postcopy__Peer__Switchover stale = POSTCOPY__PEER__SWITCHOVER__INIT;
+    bool ok;
+
+    /*
+     * Postcopy: no bulk data yet, but the Barrier still pays: it is
+     * answered once the destination has finished its own set-up (uffd
+     * registration, page state table), which would otherwise run inside
+     * the downtime.
+     */
+    if (s->tracking && !send_sync(s, err)) {
+        return false;
+    }
+    b.sync_seq = s->tracking ? s->sync_seq : 0;
+    if (s->m->params.mode == MODE_HYBRID) {
+        take_prestale(s);
+        dirty_set_encode(s->regions, s->prestale, &stale);
+        b.stale = &stale;
+    }
+    msg.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_BARRIER;
+    msg.barrier = &b;
+    ok = channel_send_msg(s->control, &msg, err);
+    dirty_set_clear(&stale);
+    if (!ok) {
+        return false;
+    }
+    reply = source_expect_msg(
+        s->control, POSTCOPY__PEER__PEER_MESSAGE__MSG_BARRIER_REPLY, err);
+    if (!reply) {
+        return false;
+    }
+    if (reply->barrier_reply->sync_seq != b.sync_seq) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                    "destination answered barrier %u, not %u",
+                    reply->barrier_reply->sync_seq, b.sync_seq);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * The downtime phase @part ends now: it began where the last one ended
+ * (the pause, for the first).  Phases that do not happen stay 0.
+ */
+static void downtime_mark(struct migration *m, enum downtime_part part)
+{
+    uint64_t now = migration_now_us(), since = atomic_load(&m->stats.pause_us);
+
+    for (int i = 0; i < (int)part; i++) {
+        since += atomic_load(&m->stats.downtime_part_us[i]);
+    }
+    atomic_store(&m->stats.downtime_part_us[part], now - since);
+}
+
+static void downtime_from_reply(struct migration *m,
+                                const Postcopy__Peer__SwitchoverReply *r)
+{
+    atomic_store(&m->stats.downtime_part_us[DT_DST_BARRIER], r->barrier_us);
+    atomic_store(&m->stats.downtime_part_us[DT_DST_STALE], r->stale_us);
+    atomic_store(&m->stats.downtime_part_us[DT_DST_RESUME], r->resume_us);
+}
+
+/*
+ * With the VMM paused: the last writes, then what travels during the
+ * downtime (precopy: those pages; hybrid: only the dirty set).
+ */
+static bool prepare_switchover(struct source_session *s,
+                               Postcopy__Peer__Switchover *so, GError **err)
+{
+    struct migration *m = s->m;
+
+    if (!s->tracking) {
+        return true;
+    }
+    if (!precopy_final_collect(s, err)) {
+        return false;
+    }
+    downtime_mark(m, DT_COLLECT);
+    source_senders_set_phase(s, &m->stats.bytes_downtime);
+    if (m->params.mode == MODE_PRECOPY &&
+        !precopy_send_pending(s, FRAME_F_FINAL, err)) {
+        return false;
+    }
+    if (m->params.mode == MODE_HYBRID) {
+        unsigned long **delta = prestale_to_delta(s);
+
+        dirty_set_encode(s->regions, delta ? delta : s->pending, so);
+        atomic_store(&m->stats.stale_pages, count_pending(s));
+    }
+    /*
+     * Only precopy sent pages on the bulk channels since the Barrier's
+     * SYNC; otherwise that SYNC is the one to wait for, and the
+     * destination has seen it already: no bulk receiver to wake in the
+     * downtime.
+     */
+    if (m->params.mode == MODE_PRECOPY && !send_sync(s, err)) {
+        return false;
+    }
+    so->sync_seq = s->sync_seq;
+    downtime_mark(m, DT_SEND);
+    return true;
+}
+
+/* The VM is paused, its CPUs idle: wait for the reply awake. */
+#define SWITCHOVER_SPIN_US 20000
+
+static bool send_switchover(struct source_session *s,
+                            Postcopy__Peer__Switchover *so, GError **err)
+{
+    PeerMessage msg = POSTCOPY__PEER__PEER_MESSAGE__INIT;
+    g_autoptr(PeerMessage) reply = NULL;
+    size_t len;
+
+    msg.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_SWITCHOVER;
+    msg.switchover = so;
+    len = postcopy__peer__peer_message__get_packed_size(&msg);
+    atomic_fetch_add(&s->m->stats.bytes_downtime, len - so->device_state.len);
+    if (!channel_send_msg(s->control, &msg, err)) {
+        return false;
+    }
+    /* From here only an explicit refusal proves the VM did not start. */
+    s->switchover_sent = true;
+    /* The reply is due within milliseconds, in the downtime: stay awake. */
+    channel_spin_readable(s->control, SWITCHOVER_SPIN_US);
+    reply = source_expect_msg(
+        s->control, POSTCOPY__PEER__PEER_MESSAGE__MSG_SWITCHOVER_REPLY, err);
+    if (!reply) {
+        return false;
+    }
+    downtime_mark(s->m, DT_SWITCHOVER);
+    downtime_from_reply(s->m, reply->switchover_reply);
+    if (!reply->switchover_reply->ok) {
+        s->switchover_refused = true;
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
+                    "destination could not resume the VM: %s",
+                    reply->switchover_reply->error);
+        return false;
+    }
+    return true;
+}
+
+/* Pause, hand the device state over, and learn whether it resumed there. */
+bool source_switchover(struct source_session *s, GError **err)
+{
+    struct migration *m = s->m;
+    Postcopy__Peer__Switchover so = POSTCOPY__PEER__SWITCHOVER__INIT;
+    g_autofree uint8_t *state = NULL;
+    size_t len = 0;
+    uint64_t t0 = migration_now_us();
+    bool ok;
+
+    if (!migration_set_status(m, s->tracking ? MIG_ACTIVE : MIG_SETUP,
+                              MIG_DEVICE)) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_CANCELLED, "cancelled");
+        return false;
+    }
+    atomic_store(&m->stats.pause_us, t0);
+    if (!vmm_driver_pause(m->vm->driver, &state, &len, err)) {
+        return false;
+    }
+    s->paused = true;
+    downtime_mark(m, DT_PAUSE);
+    so.device_state.data = state;
+    so.device_state.len = len;
+    ok = prepare_switchover(s, &so, err) && send_switchover(s, &so, err);
+    dirty_set_clear(&so);
+    if (!ok) {
+        return false;
+    }
+    atomic_store(&m->stats.resume_us, migration_now_us());
+    atomic_store(&m->stats.downtime_us, migration_now_us() - t0);
+    /* Never migrate or resume this copy again: the guest lives there. */
+    g_mutex_lock(&m->daemon->lock);
+    m->vm->moved = true;
+    g_mutex_unlock(&m->daemon->lock);
+    precopy_stop_tracking(s);
+    return true;
+}
+
+/* Tell the destination to drop its partial copy as cancelled, not failed. */
+void source_send_cancel(struct source_session *s)
+{
+    Postcopy__Peer__Cancel c = POSTCOPY__PEER__CANCEL__INIT;
+    PeerMessage msg = POSTCOPY__PEER__PEER_MESSAGE__INIT;
+
+    c.reason = "cancelled by the operator";
+    msg.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_CANCEL;
+    msg.cancel = &c;
+    channel_send_msg(s->control, &msg, NULL);
+}
+
+/*
+ * Before the destination runs the VM, a failure leaves it running here.
+ * If the Switchover went out and no answer came back, the VM may already
+ * run there: resuming here too would fork it, so the migration pauses.
+ */
+void source_fail_before_switchover(struct source_session *s, GError *err)
+{
+    if (s->switchover_sent && !s->switchover_refused) {
+        migration_fail(s->m, MIG_POSTCOPY_PAUSED,
+                       "switchover outcome unknown, the VM stays paused "
+                       "here: %s",
+                       err ? err->message : "cancelled");
+        return;
+    }
+    g_autoptr(GError) rerr = NULL;
+    enum migration_status final =
+        migration_status(s->m) == MIG_CANCELLING ? MIG_CANCELLED : MIG_FAILED;
+
+    precopy_stop_tracking(s); /* a resumed VMM must never block on WP */
+    if (s->paused && !vmm_driver_resume(s->m->vm->driver, NULL, 0, &rerr)) {
+        g_warning("migration %s: could not resume the source VM: %s", s->m->id,
+                  rerr->message);
+    }
+    migration_fail(s->m, final, "%s", err ? err->message : "cancelled");
+}
