@@ -11,6 +11,8 @@
  */
 #include "source.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <gio/gio.h>
 
 #include "daemon.h"
@@ -63,6 +65,67 @@ static void limits_from(const struct region_table *t,
         limits[i].size = t->regions[i].size;
         limits[i].page_size = t->regions[i].page_size;
     }
+}
+
+/* Until @ch has something to read: 1; urgent readable first: 0; error -1. */
+static int wait_either(struct channel *ch, struct channel *urgent,
+                       int timeout_ms)
+{
+    struct pollfd p[2] = {
+        {.fd = channel_fd(ch), .events = POLLIN | POLLRDHUP},
+        {.fd = channel_fd(urgent), .events = POLLIN},
+    };
+    int r;
+
+    if (channel_has_buffered(ch)) {
+        return 1;
+    }
+    if (channel_has_buffered(urgent)) {
+        return 0;
+    }
+    do {
+        r = poll(p, 2, timeout_ms);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) {
+        return -1;
+    }
+    if (p[0].revents || !r) {
+        return 1; /* the reply, an error or the timeout: ch's to report */
+    }
+    return 0;
+}
+
+bool source_serve_until(struct source_session *s, struct channel *ch,
+                        GError **err)
+{
+    struct frame_region_limits limits[REGION_MAX];
+    int64_t deadline = g_get_monotonic_time() +
+                       (int64_t)SOURCE_SERVE_UNTIL_MS * 1000;
+    struct page_counters c;
+    struct page_sender ps;
+    bool ok = true;
+
+    source_page_counters(s->m, &c);
+    c.phase_bytes = &s->m->stats.bytes_downtime;
+    page_sender_init(&ps, s->m->vm->info.pid, &c);
+    limits_from(s->regions, limits);
+    for (;;) {
+        int64_t left = deadline - g_get_monotonic_time();
+        struct frame_hdr req;
+        int r = wait_either(ch, s->urgent, MAX(left / 1000, 0));
+
+        if (r != 0) {
+            break; /* ch's reader reports errors and timeouts */
+        }
+        if (!channel_recv_hdr(s->urgent, &req, err) ||
+            !serve_request(s, &ps, limits, &req, err)) {
+            ok = false;
+            break;
+        }
+        atomic_fetch_add(&s->m->stats.postcopy_requests, 1);
+    }
+    page_sender_destroy(&ps);
+    return ok;
 }
 
 /*

@@ -69,6 +69,16 @@ void source_senders_set_phase(struct source_session *s,
 /* serve.c */
 void source_page_counters(struct migration *m, struct page_counters *c);
 gpointer source_request_thread(gpointer opaque);
+/*
+ * Answer page requests on the urgent channel until @ch has something to
+ * read (or SOURCE_SERVE_UNTIL_MS pass): the switchover's reply.  While the
+ * destination's VMM loads the device state it may read guest RAM (QEMU:
+ * option ROM state, virtio rings), and those faults come here before the
+ * reply can; the VM is paused, so what they get is final.
+ */
+#define SOURCE_SERVE_UNTIL_MS 60000
+bool source_serve_until(struct source_session *s, struct channel *ch,
+                        GError **err);
 gpointer source_bulk_thread(gpointer opaque);
 
 /* connect.c: a channel whose Hello the destination accepted, or NULL. */

@@ -214,7 +214,10 @@ static bool send_switchover(struct source_session *s,
     /* From here only an explicit refusal proves the VM did not start. */
     s->switchover_sent = true;
     /* The reply is due within milliseconds, in the downtime: stay awake. */
-    channel_spin_readable(s->control, SWITCHOVER_SPIN_US);
+    if (!channel_spin_readable(s->control, SWITCHOVER_SPIN_US) &&
+        !source_serve_until(s, s->control, err)) {
+        return false;
+    }
     reply = source_expect_msg(
         s->control, POSTCOPY__PEER__PEER_MESSAGE__MSG_SWITCHOVER_REPLY, err);
     if (!reply) {

@@ -89,7 +89,9 @@ bool qemu_attach(const struct qemu_attach_args *a, struct attach_info *info,
     info->pid = a->pid;
     info->incoming = a->incoming;
     if (!find_ram(d, a, info, err) || !take_uffd(a, info, err)) {
-        g_prefix_error(err, "QEMU pid %d: ", a->pid);
+        if (!g_str_has_prefix((*err)->message, "QEMU pid")) {
+            g_prefix_error(err, "QEMU pid %d: ", a->pid);
+        }
         vmm_driver_free(d);
         attach_info_clear(info);
         attach_info_init(info);

@@ -66,7 +66,8 @@ start_vm() {
     local name=$1 daemon=$2 backing=$3
     shift 3
     qemu_start "$name" "$MEM" "$backing" "$(serial "$name")" "$(qmp "$name")" \
-        --netns "${PCD_NS_OF[$daemon]}" --append "share=50" "$@"
+        --netns "${PCD_NS_OF[$daemon]}" --append "share=50" "$@" \
+        -- -qmp "unix:$(qmp "$name").mon,server=on,wait=off"
 }
 
 # attach NAME DAEMON VM [--incoming]: postcopy-migrate attach, output in
@@ -78,8 +79,11 @@ attach() {
         --qmp "$(qmp "$name")" --name "$vm" "$@" >"$qdir/$name.attach" 2>&1
 }
 
+# QEMU serves one client per QMP socket and postcopyd holds the first:
+# the test asks through a second monitor (.mon), as an operator's tools
+# would.
 qemu_status() {
-    qmp_cmd "$(qmp "$1")" '{"execute":"query-status"}' 5 |
+    qmp_cmd "$(qmp "$1").mon" '{"execute":"query-status"}' 5 |
         sed -n 's/.*"status": "\([a-z-]*\)".*/\1/p'
 }
 
@@ -158,6 +162,7 @@ kill_in_precopy() {
         why+=("the migration never became active")
     sleep 1 # a round or so of precopy
     kill -KILL "$(pcd_daemon_pid dst)"
+    wait "$(pcd_daemon_pid dst)" 2>/dev/null # no job-control noise
     wait "$cli" && why+=("postcopy-migrate migrate succeeded with the destination killed")
     st=$(qemu_status "$vm-src")
     [ "$st" = running ] || why+=("source QEMU status '$st', not running")
@@ -170,7 +175,7 @@ kill_in_precopy() {
     fi
     if [ ${#why[@]} -eq 0 ]; then
         ok "$title"
-        echo "# $(grep -m1 -i 'error\|fail' "$qdir/$vm.migrate"); source guest $got"
+        echo "# $(grep -m1 '^postcopy-migrate:' "$qdir/$vm.migrate"); source guest $got"
     else
         not_ok "$title" "${why[@]}"
         dump "$vm-src"
@@ -187,6 +192,7 @@ refuse_private() {
     ip netns exec "$PCD_NS_SRC" "$QEMU_BIN" -accel tcg -machine pc -nodefaults \
         -display none -vga none -no-reboot -m 64 -kernel "$(qemu_testvm)" \
         -serial "file:$(serial $vm)" -qmp "unix:$(qmp $vm),server=on,wait=off" \
+        -qmp "unix:$(qmp $vm).mon,server=on,wait=off" \
         </dev/null >/dev/null 2>&1 &
     QEMU_PID[$vm]=$!
     pcd_wait_socket "$(qmp $vm)" "${QEMU_PID[$vm]}" 10
