@@ -65,8 +65,10 @@ ALL_CFLAGS = $(CFLAGS) -MMD -MP -I. -Icommon $(DAEMON_DIRS:%/=-I%) -Itransport \
 .PHONY: all check tests install clean fmt fmt-check demo fuzz fuzz-run
 .SUFFIXES:
 .DELETE_ON_ERROR:
-# Keep generated protobuf-c sources and objects: they are not temporaries.
-.SECONDARY: $(PROTO_C) $(PROTO_H) $(PROTO_O)
+# Keep generated protobuf-c sources and test objects: they are not
+# temporaries.  (Not every target: then a moved source would not rebuild
+# an archive whose old objects are gone.)
+.SECONDARY: $(PROTO_C) $(PROTO_H) $(PROTO_O) $(TEST_SRCS:%.c=$(BUILD)/%.o)
 
 all: $(PROGS) $(TESTS)
 
