@@ -1,6 +1,8 @@
 /* qmp.c - see qmp.h. */
 #include "qmp.h"
 
+#include <glib-unix.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -8,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <glib-unix.h>
 
 #define READ_CHUNK       (64u << 10)
 #define CONNECT_RETRY_US (10 * 1000)
@@ -128,7 +131,7 @@ static JsonObject *parse_line(const char *line, size_t len, GError **err)
         return NULL;
     }
     if (!json_parser_load_from_data(parser, line, len, &local)) {
-        g_autofree char *why = g_utf8_make_valid(local->message, -1);
+        g_autofree char *why = qmp_printable(local->message);
 
         g_set_error(err, QMP_ERROR, QMP_ERROR_FAILED,
                     "QEMU sent a line that is not JSON: %s", why);
@@ -364,13 +367,19 @@ static char *command_line(const char *cmd, JsonObject *args, const char *id)
 }
 
 /* QEMU's desc on one line: the GError goes into logs and replies. */
+char *qmp_printable(const char *s)
+{
+    g_autofree char *valid = g_utf8_make_valid(s, -1);
+
+    return g_strescape(valid, NULL);
+}
+
 static void set_command_error(const char *cmd, JsonObject *reply, GError **err)
 {
     const char *desc =
         qmp_member_string(qmp_member_object(reply, "error"), "desc");
-    g_autofree char *line = g_strdup(desc ? desc : "no description");
+    g_autofree char *line = qmp_printable(desc ? desc : "no description");
 
-    g_strdelimit(line, "\r\n", ' ');
     g_set_error(err, QMP_ERROR, QMP_ERROR_COMMAND, "%s: %s", cmd, line);
 }
 
@@ -600,19 +609,40 @@ static bool handshake(struct qmp *q, int64_t deadline, GError **err)
     return qmp_execute(q, "qmp_capabilities", NULL, NULL, err);
 }
 
-struct qmp *qmp_connect(const char *path, unsigned timeout_ms, GError **err)
+static struct qmp *qmp_new(int fd, unsigned timeout_ms)
 {
-    int64_t deadline = g_get_monotonic_time() + timeout_ms * 1000ll;
-    g_autoptr(Qmp) q = g_new0(struct qmp, 1);
+    struct qmp *q = g_new0(struct qmp, 1);
 
-    q->fd = -1;
+    q->fd = fd;
     q->timeout_ms = timeout_ms;
     q->in = g_string_new(NULL);
     q->last_us = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     g_queue_init(&q->events);
-    q->fd = connect_unix(path, deadline, err);
+    return q;
+}
+
+struct qmp *qmp_connect(const char *path, unsigned timeout_ms, GError **err)
+{
+    int64_t deadline = g_get_monotonic_time() + timeout_ms * 1000ll;
+    g_autoptr(Qmp) q = qmp_new(connect_unix(path, deadline, err), timeout_ms);
+
     if (q->fd < 0 || !handshake(q, deadline, err)) {
         g_prefix_error(err, "QMP %s: ", path);
+        return NULL;
+    }
+    return g_steal_pointer(&q);
+}
+
+struct qmp *qmp_new_from_fd(int fd, unsigned timeout_ms, GError **err)
+{
+    int64_t deadline = g_get_monotonic_time() + timeout_ms * 1000ll;
+    g_autoptr(Qmp) q = qmp_new(fd, timeout_ms);
+
+    if (!g_unix_set_fd_nonblocking(fd, TRUE, err)) {
+        g_prefix_error(err, "QMP: ");
+        return NULL;
+    }
+    if (!handshake(q, deadline, err)) {
         return NULL;
     }
     return g_steal_pointer(&q);

@@ -57,6 +57,8 @@ typedef bool (*qmp_event_match)(const struct qmp_event *ev, void *opaque);
  * also the client's timeout for every later command.
  */
 struct qmp *qmp_connect(const char *path, unsigned timeout_ms, GError **err);
+/* The same on a connected socket @fd, which it takes (closed on failure). */
+struct qmp *qmp_new_from_fd(int fd, unsigned timeout_ms, GError **err);
 void qmp_free(struct qmp *q);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Qmp, qmp_free)
 
@@ -99,5 +101,10 @@ int64_t qmp_last_event_us(struct qmp *q, const char *name);
 /* @o's member @name if it is an object / a string, else NULL. */
 JsonObject *qmp_member_object(JsonObject *o, const char *name);
 const char *qmp_member_string(JsonObject *o, const char *name);
+/*
+ * What QEMU sent, fit for a one-line error or log (g_free it): valid
+ * UTF-8, control characters, quotes and bytes past ASCII escaped.
+ */
+char *qmp_printable(const char *s);
 
 #endif /* POSTCOPYD_QMP_H */

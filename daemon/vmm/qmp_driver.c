@@ -260,8 +260,8 @@ static char *migrate_error(struct qmp_driver *d)
         JSON_NODE_HOLDS_OBJECT(ret)) {
         desc = qmp_member_string(json_node_get_object(ret), "error-desc");
     }
-    return g_strdup(desc ? desc
-                         : "QEMU gave no reason on QMP (see its stderr)");
+    return desc ? qmp_printable(desc)
+                : g_strdup("QEMU gave no reason on QMP (see its stderr)");
 }
 
 /* A MIGRATION event that ended the migration, checked for success. */
