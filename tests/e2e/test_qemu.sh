@@ -11,7 +11,9 @@
 #   - the destination daemon killed in precopy: the migration fails, the
 #     source QEMU is running again (query-status) and its passes go on;
 #   - guest RAM that is not shared (plain -m) is refused at attach with
-#     the QEMU option to use; so is a pid that is not the QMP socket's.
+#     the QEMU option to use; so is a pid that is not the QMP socket's;
+#   - the peer connections killed mid-postcopy: both sides pause, the
+#     source reconnects, the guest goes on with 0 errors.
 #
 # Prints TAP.  Run by tests/run-tests.sh, or by hand:
 #   tests/e2e/test_qemu.sh --build build [--keep]
@@ -34,6 +36,7 @@ TESTS=(
     "destination daemon killed in precopy: the source QEMU runs on, 0 errors"
     "RAM not in shared memory: refused at attach with the option to use"
     "a pid that does not own the QMP socket: refused at attach"
+    "connections killed mid-postcopy: paused, reconnected, the guest goes on, 0 errors"
 )
 
 pcd_init "$build"
@@ -231,5 +234,61 @@ refuse_wrong_pid() {
     qemu_stop "$vm"
 }
 refuse_wrong_pid "${TESTS[5]}"
+
+# Postcopy with the peer connections killed (ss -K) in the middle: both
+# sides pause, the source reconnects, the destination asks again for what
+# it still lacks; the guest, blocked meanwhile on the pages it lacks, goes
+# on with every page right.  The link is throttled so postcopy lasts.
+recover_after_kill() {
+    local title=$1 vm=vm-recover why=() cli last got st if_src=pcs$$
+    if ! ip netns exec "$PCD_NS_SRC" tc qdisc replace dev "$if_src" root \
+        tbf rate 400mbit burst 64k latency 50ms 2>/dev/null; then
+        skip "$title" "cannot throttle the link (tc tbf): postcopy would end before the cut"
+        return
+    fi
+    start_vm "$vm-src" src memfd && start_vm "$vm-dst" dst memfd --incoming ||
+        { not_ok "$title" "QEMU did not start"; return; }
+    serial_wait_passes "$(serial "$vm-src")" 3 60 "${QEMU_PID[$vm-src]}" >/dev/null &&
+        attach "$vm-src" src "$vm" && attach "$vm-dst" dst "$vm" --incoming ||
+        { not_ok "$title" "set-up failed: $(cat "$qdir"/$vm-*.attach)"; dump "$vm-src"; return; }
+    pcd_migrate src migrate --vm "$vm" --to "$PCD_IP_DST:$PCD_PORT" --mode postcopy \
+        >"$qdir/$vm.migrate" 2>&1 &
+    cli=$!
+    if ! pcd_wait_line "$(pcd_daemon_log src)" \
+        "migration .* \\($vm, source\\): device -> postcopy-active" 30 >/dev/null; then
+        why+=("postcopy never started")
+    else
+        sleep 0.3
+        if ! ip netns exec "$PCD_NS_SRC" ss -K dst "$PCD_IP_DST" \
+            dport = ":$PCD_PORT" >/dev/null 2>"$qdir/ss.err"; then
+            why+=("ss -K failed: $(head -n 1 "$qdir/ss.err")")
+        fi
+    fi
+    wait "$cli" || why+=("postcopy-migrate migrate failed:" "$(tail -n 3 "$qdir/$vm.migrate")")
+    ip netns exec "$PCD_NS_SRC" tc qdisc del dev "$if_src" root 2>/dev/null
+    grep -qE "\\($vm, source\\): postcopy-active -> postcopy-paused" "$(pcd_daemon_log src)" ||
+        why+=("the source never went postcopy-paused: the cut missed postcopy")
+    grep -qE "reconnected to" "$(pcd_daemon_log src)" ||
+        why+=("the source log has no 'reconnected to' line")
+    last=$(serial_last_pass "$(serial "$vm-src")")
+    if ! got=$(serial_wait_passes "$(serial "$vm-dst")" $((${last%% *} + 20)) 60 \
+        "${QEMU_PID[$vm-dst]}"); then
+        why+=("the destination guest did not run 20 passes past ${last%% *}: $got")
+    elif ! got=$(serial_stream_ok "$(serial "$vm-src")" "$(serial "$vm-dst")"); then
+        why+=("the guest's pass stream: $got")
+    fi
+    st=$(qemu_status "$vm-dst")
+    [ "$st" = running ] || why+=("destination QEMU status '$st', not running")
+    if [ ${#why[@]} -eq 0 ]; then
+        ok "$title"
+        echo "# $got; $(grep -m1 -E '^total time' "$qdir/$vm.migrate")"
+    else
+        not_ok "$title" "${why[@]}"
+        dump "$vm-src" "$vm-dst"
+    fi
+    qemu_stop "$vm-src"
+    qemu_stop "$vm-dst"
+}
+recover_after_kill "${TESTS[6]}"
 
 exit $((failed > 0))
