@@ -99,8 +99,8 @@ bool source_serve_until(struct source_session *s, struct channel *ch,
                         GError **err)
 {
     struct frame_region_limits limits[REGION_MAX];
-    int64_t deadline = g_get_monotonic_time() +
-                       (int64_t)SOURCE_SERVE_UNTIL_MS * 1000;
+    int64_t deadline =
+        g_get_monotonic_time() + (int64_t)SOURCE_SERVE_UNTIL_MS * 1000;
     struct page_counters c;
     struct page_sender ps;
     bool ok = true;
