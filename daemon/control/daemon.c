@@ -192,6 +192,8 @@ static void add_vm(struct daemon *d, struct vm_entry *vm)
 bool daemon_attach_qemu(struct daemon *d, const struct qemu_attach_args *a,
                         GError **err)
 {
+    struct qemu_attach_args args = *a;
+    struct session_file f;
     struct vm_entry *vm;
 
     if (daemon_has_vm(d, a->name, a->incoming)) {
@@ -204,7 +206,10 @@ bool daemon_attach_qemu(struct daemon *d, const struct qemu_attach_args *a,
     vm->sock = -1;
     vm->daemon = d;
     attach_info_init(&vm->info);
-    if (!qemu_attach(a, &vm->info, &vm->driver, err)) {
+    args.carry_on = session_file_find(
+        d->cfg->state_dir, a->name,
+        a->incoming ? ROLE_DESTINATION : ROLE_SOURCE, &f);
+    if (!qemu_attach(&args, &vm->info, &vm->driver, err)) {
         vm_entry_free(vm);
         return false;
     }

@@ -60,6 +60,10 @@ static bool take_uffd(const struct qemu_attach_args *a,
     enum uffd_inject_via used;
     int vmm_fd = -1;
 
+    if (a->carry_on) {
+        info->uffd_origin = "the migration's own (carried on)";
+        return uffd_inject_take_existing(a->pid, &vmm_fd, &info->uffd, err);
+    }
     if (!uffd_inject_create(a->pid,
                             a->uffd_via_device ? UFFD_INJECT_DEVICE
                                                : UFFD_INJECT_SYSCALL,
@@ -85,6 +89,9 @@ bool qemu_attach(const struct qemu_attach_args *a, struct attach_info *info,
         return false;
     }
     d = qmp_driver_new(q, a->pid, a->incoming);
+    if (a->carry_on) {
+        qmp_driver_carry_on(d);
+    }
     g_strlcpy(info->vm_name, a->name, sizeof(info->vm_name));
     info->pid = a->pid;
     info->incoming = a->incoming;

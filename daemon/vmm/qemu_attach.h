@@ -30,6 +30,12 @@ struct qemu_attach_args {
     const char *name;
     bool incoming;
     bool uffd_via_device; /* /dev/userfaultfd without trying the syscall */
+    /*
+     * A restarted daemon carries on a migration of this VM (its session
+     * file says so): the VM may already run here, and the uffd is the one
+     * left inside QEMU.
+     */
+    bool carry_on;
 };
 
 bool qemu_attach(const struct qemu_attach_args *a, struct attach_info *info,

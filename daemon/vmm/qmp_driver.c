@@ -29,6 +29,7 @@ struct qmp_driver {
     struct qmp *q;
     pid_t pid;
     bool incoming;
+    bool carry_on; /* qmp_driver_carry_on() */
     /* An outgoing migrate was started and has not ended. */
     bool migrating;
     struct qmp_driver_times times;
@@ -210,13 +211,19 @@ static bool check_incoming(struct qmp_driver *d, GError **err)
     return true;
 }
 
+void qmp_driver_carry_on(struct vmm_driver *drv)
+{
+    qd(drv)->carry_on = true;
+    drv->discard_incoming_ram = false;
+}
+
 bool qmp_driver_prepare(struct vmm_driver *drv, GPtrArray **memdevs,
                         GError **err)
 {
     struct qmp_driver *d = qd(drv);
     g_autoptr(GPtrArray) list = query_memdevs(d, err);
 
-    if (!list || (d->incoming && !check_incoming(d, err)) ||
+    if (!list || (d->incoming && !d->carry_on && !check_incoming(d, err)) ||
         !set_capabilities(d, err)) {
         return fail(d, err);
     }

@@ -53,6 +53,13 @@ struct vmm_driver *qmp_driver_new(struct qmp *q, pid_t pid, bool incoming);
 bool qmp_driver_prepare(struct vmm_driver *drv, GPtrArray **memdevs,
                         GError **err);
 
+/*
+ * The daemon carries on a migration a dead daemon left in postcopy: the
+ * incoming VM may run already (no inmigrate check) and its RAM is the
+ * guest's own (never discarded).
+ */
+void qmp_driver_carry_on(struct vmm_driver *drv);
+
 /* The driver's QMP client, for queries of its own (still the driver's). */
 struct qmp *qmp_driver_qmp(struct vmm_driver *drv);
 

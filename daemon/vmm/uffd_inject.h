@@ -46,4 +46,12 @@ bool uffd_inject_syscall(pid_t pid, long nr, const long args[6], long *ret,
 bool uffd_inject_create(pid_t pid, enum uffd_inject_via via, int *vmm_fd,
                         int *our_fd, enum uffd_inject_via *used, GError **err);
 
+/*
+ * A daemon restarted in postcopy carries on with the uffd it left in the
+ * VMM (the VMM kept its copy: the guest's faults wait on it): take that
+ * one, the only userfaultfd VMM @pid holds, instead of making a new one.
+ */
+bool uffd_inject_take_existing(pid_t pid, int *vmm_fd, int *our_fd,
+                               GError **err);
+
 #endif /* POSTCOPYD_UFFD_INJECT_H */

@@ -13,7 +13,9 @@
 #   - guest RAM that is not shared (plain -m) is refused at attach with
 #     the QEMU option to use; so is a pid that is not the QMP socket's;
 #   - the peer connections killed mid-postcopy: both sides pause, the
-#     source reconnects, the guest goes on with 0 errors.
+#     source reconnects, the guest goes on with 0 errors; the destination
+#     daemon killed mid-postcopy: restarted and given QEMU again, it takes
+#     back the uffd QEMU kept and carries the migration on.
 #
 # Prints TAP.  Run by tests/run-tests.sh, or by hand:
 #   tests/e2e/test_qemu.sh --build build [--keep]
@@ -37,6 +39,7 @@ TESTS=(
     "RAM not in shared memory: refused at attach with the option to use"
     "a pid that does not own the QMP socket: refused at attach"
     "connections killed mid-postcopy: paused, reconnected, the guest goes on, 0 errors"
+    "destination daemon killed mid-postcopy, restarted, QEMU attached again: carries on, 0 errors"
 )
 
 pcd_init "$build"
@@ -240,7 +243,7 @@ refuse_wrong_pid "${TESTS[5]}"
 # it still lacks; the guest, blocked meanwhile on the pages it lacks, goes
 # on with every page right.  The link is throttled so postcopy lasts.
 recover_after_kill() {
-    local title=$1 vm=vm-recover why=() cli last got st if_src=pcs$$
+    local title=$1 how=$2 vm=vm-$2 why=() cli last got st if_src=pcs$$
     if ! ip netns exec "$PCD_NS_SRC" tc qdisc replace dev "$if_src" root \
         tbf rate 400mbit burst 64k latency 50ms 2>/dev/null; then
         skip "$title" "cannot throttle the link (tc tbf): postcopy would end before the cut"
@@ -259,10 +262,24 @@ recover_after_kill() {
         why+=("postcopy never started")
     else
         sleep 0.3
-        if ! ip netns exec "$PCD_NS_SRC" ss -K dst "$PCD_IP_DST" \
-            dport = ":$PCD_PORT" >/dev/null 2>"$qdir/ss.err"; then
-            why+=("ss -K failed: $(head -n 1 "$qdir/ss.err")")
-        fi
+        case "$how" in
+        conn-kill)
+            ip netns exec "$PCD_NS_SRC" ss -K dst "$PCD_IP_DST" \
+                dport = ":$PCD_PORT" >/dev/null 2>"$qdir/ss.err" ||
+                why+=("ss -K failed: $(head -n 1 "$qdir/ss.err")")
+            ;;
+        dst-kill)
+            # The guest blocks on the uffd QEMU kept; the restarted daemon
+            # takes that uffd back and its page state table.
+            kill -KILL "$(pcd_daemon_pid dst)"
+            wait "$(pcd_daemon_pid dst)" 2>/dev/null
+            sleep 0.5
+            pcd_ensure_daemons >/dev/null 2>&1 ||
+                why+=("the destination daemon did not restart")
+            attach "$vm-dst" dst "$vm" --incoming ||
+                why+=("attach after the restart failed: $(cat "$qdir/$vm-dst.attach")")
+            ;;
+        esac
     fi
     wait "$cli" || why+=("postcopy-migrate migrate failed:" "$(tail -n 3 "$qdir/$vm.migrate")")
     ip netns exec "$PCD_NS_SRC" tc qdisc del dev "$if_src" root 2>/dev/null
@@ -270,6 +287,8 @@ recover_after_kill() {
         why+=("the source never went postcopy-paused: the cut missed postcopy")
     grep -qE "reconnected to" "$(pcd_daemon_log src)" ||
         why+=("the source log has no 'reconnected to' line")
+    [ "$how" = dst-kill ] && ! grep -q "carried on" "$qdir/$vm-dst.attach" &&
+        why+=("the second attach did not carry the migration on: $(cat "$qdir/$vm-dst.attach")")
     last=$(serial_last_pass "$(serial "$vm-src")")
     if ! got=$(serial_wait_passes "$(serial "$vm-dst")" $((${last%% *} + 20)) 60 \
         "${QEMU_PID[$vm-dst]}"); then
@@ -289,6 +308,7 @@ recover_after_kill() {
     qemu_stop "$vm-src"
     qemu_stop "$vm-dst"
 }
-recover_after_kill "${TESTS[6]}"
+recover_after_kill "${TESTS[6]}" conn-kill
+recover_after_kill "${TESTS[7]}" dst-kill
 
 exit $((failed > 0))
