@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <glib-unix.h>
 
+#include "json_depth.h"
 #include "peercred.h"
 #include "unix_listen.h"
 #include "version.h"
@@ -292,7 +293,7 @@ static JsonNode *parse_request(const char *line, size_t len, GError **err)
                     "the request is not valid UTF-8");
         return NULL;
     }
-    if (!json_parser_load_from_data(parser, line, len, &local)) {
+    if (!json_load_bounded(parser, line, len, &local)) {
         /* json-glib quotes the bad token: it may be invalid UTF-8. */
         g_autofree char *why = g_utf8_make_valid(local->message, -1);
 

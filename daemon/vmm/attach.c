@@ -13,6 +13,7 @@
 #include <json-glib/json-glib.h>
 
 #include "attach.pb-c.h"
+#include "json_depth.h"
 #include "vm_channel.h"
 
 G_STATIC_ASSERT((int)BACKING_ANON == POSTCOPY__ATTACH__BACKING__BACKING_ANON);
@@ -389,7 +390,7 @@ bool attach_parse_firecracker(const char *json, size_t len, const int *fds,
         return false;
     }
     parser = json_parser_new_immutable();
-    if (!json_parser_load_from_data(parser, json, len, &jerr)) {
+    if (!json_load_bounded(parser, json, len, &jerr)) {
         fail(err, "attach: malformed Firecracker JSON: %s", jerr->message);
         return false;
     }

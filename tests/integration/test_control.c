@@ -634,6 +634,32 @@ static void test_framing(struct fixture *f, gconstpointer data)
     raw_close(&r);
 }
 
+/*
+ * json-glib recurses once per level: 200,000 '[' (well under the line
+ * limit) overflowed the server's stack.  Refused before parsing now.
+ */
+static void test_deep_nesting(struct fixture *f, gconstpointer data)
+{
+    g_autofree char *open = g_strnfill(200000, '[');
+    g_autofree char *line = g_strconcat(open, "\n", NULL);
+    g_autofree char *in_string =
+        g_strconcat("{\"execute\": \"echo\", \"arguments\": {\"s\": \"", open,
+                    "\"}}\n", NULL);
+    g_autoptr(JsonNode) reply = NULL;
+    g_autoptr(JsonNode) echoed = NULL;
+    struct raw r;
+
+    raw_open(&r, f->path);
+    reply = raw_cmd(&r, line);
+    assert_error(reply, "GenericError", "nested deeper than");
+    assert_alive(&r);
+    /* Brackets inside a string are no nesting. */
+    echoed = raw_cmd(&r, in_string);
+    g_assert_true(
+        json_object_has_member(json_node_get_object(echoed), "return"));
+    raw_close(&r);
+}
+
 static void test_huge_line(struct fixture *f, gconstpointer data)
 {
     const char *head = "{\"execute\": \"echo\", \"arguments\": {\"pad\": \"";
@@ -1063,6 +1089,60 @@ static void test_cli_cancel_incoming(struct fixture *f, gconstpointer data)
     run_clear(&r);
 }
 
+/* A "daemon" that greets with @greeting, then hangs up. */
+struct fake_daemon {
+    int listen_fd;
+    const char *greeting;
+};
+
+static gpointer fake_daemon_thread(gpointer data)
+{
+    struct fake_daemon *fd = data;
+    int c = accept4(fd->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    size_t len = strlen(fd->greeting);
+
+    if (c >= 0) {
+        /* The client may hang up before reading it all. */
+        for (size_t sent = 0; sent < len;) {
+            ssize_t n = send(c, fd->greeting + sent, len - sent, MSG_NOSIGNAL);
+
+            if (n <= 0) {
+                break;
+            }
+            sent += n;
+        }
+        close(c);
+    }
+    return NULL;
+}
+
+/* The CLI parses what the daemon says with the same bound. */
+static void test_cli_deep_reply(struct fixture *f, gconstpointer data)
+{
+    g_autofree char *path = g_build_filename(f->dir, "fake.sock", NULL);
+    g_autofree char *open = g_strnfill(200000, '[');
+    g_autofree char *greeting =
+        g_strconcat("{\"postcopyd\": ", open, "\n", NULL);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct fake_daemon fake = {.greeting = greeting};
+    const char *args[] = {"--socket", path, "status", NULL};
+    GThread *th;
+    struct run r;
+
+    fake.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
+    g_assert_cmpint(bind(fake.listen_fd, (struct sockaddr *)&sa, sizeof(sa)),
+                    ==, 0);
+    g_assert_cmpint(listen(fake.listen_fd, 1), ==, 0);
+    th = g_thread_new("fake-daemon", fake_daemon_thread, &fake);
+    run_cli(&r, args);
+    g_thread_join(th);
+    close(fake.listen_fd);
+    g_assert_cmpint(r.status, ==, 1);
+    g_assert_nonnull(strstr(r.err, "unexpected message from postcopyd"));
+    run_clear(&r);
+}
+
 #define ADD(name, fn)                                                          \
     g_test_add(name, struct fixture, NULL, fixture_setup, fn, fixture_teardown)
 
@@ -1075,6 +1155,7 @@ int main(int argc, char **argv)
     ADD("/control/garbage", test_garbage);
     ADD("/control/framing", test_framing);
     ADD("/control/huge-line", test_huge_line);
+    ADD("/control/deep-nesting", test_deep_nesting);
     ADD("/control/disconnects", test_disconnects);
     ADD("/control/events-two-clients", test_events_two_clients);
     ADD("/control/socket-file", test_socket_file);
@@ -1087,5 +1168,6 @@ int main(int argc, char **argv)
     ADD("/control/cli/bad-usage", test_cli_bad_usage);
     ADD("/control/cli/status", test_cli_status);
     ADD("/control/cli/cancel-incoming", test_cli_cancel_incoming);
+    ADD("/control/cli/deep-reply", test_cli_deep_reply);
     return g_test_run();
 }
