@@ -16,6 +16,13 @@
 
 #define HELLO_TIMEOUT_MS       10000
 #define ATTACH_HELLO_TIMEOUT_S 10
+/*
+ * Peer connections waiting for their handshake, each on a thread: a
+ * migration opens its control, urgent and up to 8 bulk channels at once,
+ * so a source host gets room for three; the total bounds the threads.
+ */
+#define PREAUTH_PER_SOURCE_MAX 32
+#define PREAUTH_MAX            128
 
 static bool daemon_tls_init(struct daemon *d, GError **err)
 {
@@ -42,6 +49,7 @@ bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
     d->attach_fd = -1;
     g_mutex_init(&d->lock);
     d->vms = g_ptr_array_new();
+    conn_limit_init(&d->preauth, PREAUTH_PER_SOURCE_MAX, PREAUTH_MAX);
     d->migrations = g_ptr_array_new();
     d->transport = transport_tcp();
     transport_options_init(&d->topts);
@@ -187,6 +195,7 @@ static gpointer attach_thread(gpointer opaque)
         g_autoptr(GError) err = NULL;
         struct vm_entry *vm;
         struct pollfd p = {.fd = d->attach_fd, .events = POLLIN};
+        GThread *th;
         int sock;
 
         if (poll(&p, 1, -1) < 0 && errno != EINTR) {
@@ -215,7 +224,15 @@ static gpointer attach_thread(gpointer opaque)
         vm->sock = sock;
         vm->daemon = d;
         /* One thread per hello: a client that says nothing blocks no one. */
-        g_thread_unref(g_thread_new("attach-hello", attach_hello_thread, vm));
+        th = g_thread_try_new("attach-hello", attach_hello_thread, vm, &err);
+        if (!th) {
+            g_warning("attach socket: refused: no thread for its hello: %s",
+                      err->message);
+            close(sock);
+            g_free(vm);
+            continue;
+        }
+        g_thread_unref(th);
     }
     return NULL;
 }
@@ -241,7 +258,15 @@ static bool hello_channel_kind(const Postcopy__Peer__Hello *h,
 struct peer_conn {
     struct daemon *d;
     struct channel *ch;
+    char *source; /* its slot in d->preauth */
 };
+
+static void peer_conn_free(struct peer_conn *pc)
+{
+    conn_limit_leave(&pc->d->preauth, pc->source);
+    g_free(pc->source);
+    g_free(pc);
+}
 
 /* Read a new connection's Hello off the accept thread, then route it. */
 static gpointer peer_conn_thread(gpointer opaque)
@@ -250,6 +275,8 @@ static gpointer peer_conn_thread(gpointer opaque)
     g_autoptr(GError) err = NULL;
     PeerMessage *msg = NULL;
     enum channel_kind kind;
+    struct channel *ch;
+    struct daemon *d;
 
     /* Here, not in the accept thread: a slow handshake blocks no one. */
     pc->ch = tls_server(pc->ch, pc->d->tls, &err);
@@ -284,20 +311,53 @@ static gpointer peer_conn_thread(gpointer opaque)
         goto drop;
     }
     channel_set_timeout(pc->ch, 0, NULL);
+    ch = pc->ch;
+    d = pc->d;
+    peer_conn_free(pc); /* authenticated: the slot is free again */
     if (kind == CHANNEL_CONTROL) {
-        dest_accept_control(pc->d, pc->ch, msg);
+        dest_accept_control(d, ch, msg);
     } else {
-        dest_accept_data(pc->d, pc->ch, msg);
+        dest_accept_data(d, ch, msg);
     }
-    g_free(pc);
     return NULL;
 drop:
     if (msg) {
         peer_message_free(msg);
     }
     channel_close(pc->ch);
-    g_free(pc);
+    peer_conn_free(pc);
     return NULL;
+}
+
+/*
+ * A thread for @ch's handshake, if its source and the daemon have room
+ * for one more; else it is refused at once.
+ */
+static void peer_conn_start(struct daemon *d, struct channel *ch)
+{
+    g_autofree char *source = conn_limit_source(channel_peer(ch));
+    g_autoptr(GError) err = NULL;
+    struct peer_conn *pc;
+    GThread *th;
+
+    if (!conn_limit_enter(&d->preauth, source, &err)) {
+        g_warning("peer %s: refused: %s", channel_peer(ch), err->message);
+        channel_close(ch);
+        return;
+    }
+    pc = g_new0(struct peer_conn, 1);
+    pc->d = d;
+    pc->ch = ch;
+    pc->source = g_steal_pointer(&source);
+    th = g_thread_try_new("peer-conn", peer_conn_thread, pc, &err);
+    if (!th) {
+        g_warning("peer %s: refused: no thread for its handshake: %s",
+                  channel_peer(ch), err->message);
+        channel_close(ch);
+        peer_conn_free(pc);
+        return;
+    }
+    g_thread_unref(th);
 }
 
 static gpointer peer_accept_thread(gpointer opaque)
@@ -307,7 +367,6 @@ static gpointer peer_accept_thread(gpointer opaque)
     for (;;) {
         g_autoptr(GError) err = NULL;
         struct channel *ch = listener_accept(d->peer, &err);
-        struct peer_conn *pc;
 
         if (!ch) {
             if (d->stopping) {
@@ -317,12 +376,22 @@ static gpointer peer_accept_thread(gpointer opaque)
             g_usleep(100000);
             continue;
         }
-        pc = g_new0(struct peer_conn, 1);
-        pc->d = d;
-        pc->ch = ch;
-        g_thread_unref(g_thread_new("peer-conn", peer_conn_thread, pc));
+        peer_conn_start(d, ch);
     }
     return NULL;
+}
+
+static bool start_thread(const char *name, GThreadFunc fn, void *data,
+                         GError **err)
+{
+    GThread *th = g_thread_try_new(name, fn, data, err);
+
+    if (!th) {
+        g_prefix_error(err, "cannot start the %s thread: ", name);
+        return false;
+    }
+    g_thread_unref(th);
+    return true;
 }
 
 bool daemon_start_listeners(struct daemon *d, GError **err)
@@ -342,9 +411,8 @@ bool daemon_start_listeners(struct daemon *d, GError **err)
     g_message("listening for peers on %s (%s), VMMs on %s",
               listener_address(d->peer), transport_name(d->transport),
               d->cfg->attach_socket);
-    g_thread_unref(g_thread_new("attach", attach_thread, d));
-    g_thread_unref(g_thread_new("peer-accept", peer_accept_thread, d));
-    return true;
+    return start_thread("attach", attach_thread, d, err) &&
+           start_thread("peer-accept", peer_accept_thread, d, err);
 }
 
 void daemon_shutdown(struct daemon *d)

@@ -17,6 +17,7 @@
 #include "attach.h"
 #include "auth.h"
 #include "config.h"
+#include "conn_limit.h"
 #include "control.h"
 #include "migration.h"
 #include "peercred.h"
@@ -50,6 +51,7 @@ struct daemon {
     struct peercred_policy control_policy;
     struct peercred_policy attach_policy;
     struct listener *peer;
+    struct conn_limit preauth; /* peer connections not authenticated yet */
     int attach_fd;
     GMutex lock;
     GPtrArray *vms;        /* struct vm_entry *, guarded by lock */

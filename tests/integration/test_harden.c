@@ -7,20 +7,30 @@
  * runs and answers its control socket.  Assertions are non-fatal: one
  * scenario that finds a bug does not hide what the others find.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdlib.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <gio/gio.h>
+#include <glib/gstdio.h>
 
 #include "daemon_proc.h"
 #include "testlib.h"
 #include "uffd.h"
 
-#define LOG_MS 5000 /* a refusal the daemon logs at once */
+#define LOG_MS   5000 /* a refusal the daemon logs at once */
+#define CLOSE_MS 2000 /* hanging up on a connection it refused */
+/* As daemon.c: peer connections in their handshake, per source and in all. */
+#define PREAUTH_PER_SOURCE_MAX 32
+#define PREAUTH_MAX            128
 
 static struct {
     char *skip;   /* why nothing can run here (the kernel said no) */
@@ -173,6 +183,184 @@ static void test_deep_json_attach(void)
     assert_serving();
 }
 
+/* ---- 2. connections before authentication ---- */
+
+static int peer_port(struct daemon_proc *dp)
+{
+    return atoi(strrchr(dp->address, ':') + 1);
+}
+
+/* A TCP connection to @dp's peer port from 127.0.0.@host; -1 if none. */
+static int connect_from(struct daemon_proc *dp, int host)
+{
+    struct sockaddr_in src = {.sin_family = AF_INET,
+                              .sin_addr.s_addr = htonl(0x7f000000 | host)};
+    struct sockaddr_in dst = {.sin_family = AF_INET,
+                              .sin_port = htons(peer_port(dp)),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd >= 0 && (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0 ||
+                    connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0)) {
+        g_test_message("connect from 127.0.0.%d: %s", host, g_strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+/* Did the daemon hang up on @fd within @ms? */
+static bool hung_up(int fd, int ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    char c;
+
+    return poll(&p, 1, ms) == 1 && recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
+}
+
+static void close_all(GArray *fds)
+{
+    for (guint i = 0; i < fds->len; i++) {
+        close(g_array_index(fds, int, i));
+    }
+    g_array_set_size(fds, 0);
+}
+
+/*
+ * Connections that say nothing each held a thread until the hello
+ * timeout, without bound: now a source gets PREAUTH_PER_SOURCE_MAX and
+ * all sources PREAUTH_MAX, and the next one is closed at once.
+ */
+static void test_preauth_cap(void)
+{
+    g_autoptr(GArray) fds = g_array_new(FALSE, FALSE, sizeof(int));
+    int fd;
+
+    if (!ready()) {
+        return;
+    }
+    for (int i = 0; i < PREAUTH_PER_SOURCE_MAX; i++) {
+        fd = connect_from(&fx.d, 1);
+        g_assert_cmpint(fd, >=, 0);
+        g_array_append_val(fds, fd);
+    }
+    fd = connect_from(&fx.d, 1);
+    g_assert_true(hung_up(fd, CLOSE_MS));
+    close(fd);
+    assert_log("127.0.0.1", "too many connections from 127.0.0.1");
+    /* Other sources still get in, up to the total. */
+    for (int i = 0; i < PREAUTH_MAX - PREAUTH_PER_SOURCE_MAX; i++) {
+        fd = connect_from(&fx.d, 2 + i / PREAUTH_PER_SOURCE_MAX);
+        g_assert_cmpint(fd, >=, 0);
+        g_array_append_val(fds, fd);
+    }
+    fd = connect_from(&fx.d, 100);
+    g_assert_true(hung_up(fd, CLOSE_MS));
+    close(fd);
+    assert_log("127.0.0.100", "too many connections in their handshake");
+    /* The first of them was never refused. */
+    g_assert_false(hung_up(g_array_index(fds, int, 0), 0));
+    close_all(fds);
+    assert_serving();
+}
+
+/* In place: cgroupfs takes no temporary file renamed over its files. */
+static bool write_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    bool ok = fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+
+    if (fd >= 0) {
+        close(fd);
+    }
+    return ok;
+}
+
+/* The pids cgroup the daemon under test runs in; NULL: skip, with @why. */
+static char *pids_cgroup_new(GPid pid, char **why)
+{
+    g_autofree char *tmpl =
+        g_strdup_printf("/sys/fs/cgroup/pids/postcopyd-test-%d", getpid());
+    g_autofree char *procs = NULL;
+    g_autofree char *text = g_strdup_printf("%d\n", pid);
+
+    if (!g_file_test("/sys/fs/cgroup/pids", G_FILE_TEST_IS_DIR)) {
+        *why = g_strdup("no cgroup v1 pids controller here");
+        return NULL;
+    }
+    if (g_mkdir(tmpl, 0755) < 0 && errno != EEXIST) {
+        *why = g_strdup_printf("mkdir %s: %s", tmpl, g_strerror(errno));
+        return NULL;
+    }
+    procs = g_build_filename(tmpl, "cgroup.procs", NULL);
+    if (!write_file(procs, text)) {
+        *why = g_strdup_printf("cannot move postcopyd into %s", tmpl);
+        g_rmdir(tmpl);
+        return NULL;
+    }
+    return g_steal_pointer(&tmpl);
+}
+
+static bool cgroup_write(const char *cg, const char *file, const char *value)
+{
+    g_autofree char *path = g_build_filename(cg, file, NULL);
+
+    return write_file(path, value);
+}
+
+static unsigned cgroup_read(const char *cg, const char *file)
+{
+    g_autofree char *path = g_build_filename(cg, file, NULL);
+    g_autofree char *text = NULL;
+
+    return g_file_get_contents(path, &text, NULL, NULL) ? atoi(text) : 0;
+}
+
+/*
+ * Out of threads (a pids cgroup, as on a busy host): g_thread_new()
+ * aborted the daemon.  Now the connection is refused and logged.
+ */
+static void test_thread_failure(void)
+{
+    g_autoptr(GArray) fds = g_array_new(FALSE, FALSE, sizeof(int));
+    g_autofree char *why = NULL;
+    g_autofree char *cg = NULL;
+    g_autofree char *max = NULL;
+    struct daemon_proc dp;
+    const char *needles[] = {"no thread for its handshake", NULL};
+    g_autofree char *line = NULL;
+
+    if (!ready()) {
+        return;
+    }
+    if (!daemon_proc_start(&dp, "pids", &why)) {
+        g_test_fail_printf("%s", why);
+        return;
+    }
+    cg = pids_cgroup_new(dp.pid, &why);
+    if (!cg) {
+        daemon_proc_stop(&dp);
+        g_test_skip(why);
+        return;
+    }
+    max = g_strdup_printf("%u\n", cgroup_read(cg, "pids.current") + 2);
+    g_assert_true(cgroup_write(cg, "pids.max", max));
+    for (int i = 0; i < 10; i++) {
+        int fd = connect_from(&dp, 1);
+
+        g_assert_cmpint(fd, >=, 0);
+        g_array_append_val(fds, fd);
+    }
+    line = daemon_proc_wait_line(&dp, needles, LOG_MS);
+    g_assert_nonnull(line);
+    g_test_message("daemon: %s", line ? line : "(nothing)");
+    g_assert_true(daemon_proc_alive(&dp));
+    close_all(fds);
+    cgroup_write(cg, "pids.max", "max\n");
+    daemon_proc_stop(&dp);
+    g_rmdir(cg);
+}
+
 /* ---- set-up ---- */
 
 static void fixture_up(void)
@@ -211,6 +399,8 @@ int main(int argc, char **argv)
     g_test_set_nonfatal_assertions();
     g_test_add_func("/harden/json/control", test_deep_json_control);
     g_test_add_func("/harden/json/attach", test_deep_json_attach);
+    g_test_add_func("/harden/peer/preauth-cap", test_preauth_cap);
+    g_test_add_func("/harden/peer/thread-failure", test_thread_failure);
     fixture_up();
     ret = g_test_run();
     fixture_down(ret != 0);
