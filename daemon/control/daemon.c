@@ -14,7 +14,7 @@
 #include "session_file.h"
 #include "unix_listen.h"
 
-#define HELLO_TIMEOUT_MS       10000
+#define HELLO_TIMEOUT_MS       10000 /* each frame, and the whole handshake */
 #define ATTACH_HELLO_TIMEOUT_S 10
 /*
  * Peer connections waiting for their handshake, each on a thread: a
@@ -258,7 +258,8 @@ static bool hello_channel_kind(const Postcopy__Peer__Hello *h,
 struct peer_conn {
     struct daemon *d;
     struct channel *ch;
-    char *source; /* its slot in d->preauth */
+    char *source;     /* its slot in d->preauth */
+    int64_t deadline; /* for its whole handshake, from accept */
 };
 
 static void peer_conn_free(struct peer_conn *pc)
@@ -285,6 +286,7 @@ static gpointer peer_conn_thread(gpointer opaque)
         goto drop;
     }
     channel_set_timeout(pc->ch, HELLO_TIMEOUT_MS, NULL);
+    channel_set_deadline(pc->ch, pc->deadline);
     if (!auth_server(pc->ch, &pc->d->psk, &err)) {
         g_warning("%s", err->message);
         goto drop;
@@ -310,6 +312,7 @@ static gpointer peer_conn_thread(gpointer opaque)
         g_warning("peer %s: %s", channel_peer(pc->ch), err->message);
         goto drop;
     }
+    channel_set_deadline(pc->ch, 0);
     channel_set_timeout(pc->ch, 0, NULL);
     ch = pc->ch;
     d = pc->d;
@@ -349,6 +352,8 @@ static void peer_conn_start(struct daemon *d, struct channel *ch)
     pc->d = d;
     pc->ch = ch;
     pc->source = g_steal_pointer(&source);
+    pc->deadline =
+        g_get_monotonic_time() + HELLO_TIMEOUT_MS * G_TIME_SPAN_MILLISECOND;
     th = g_thread_try_new("peer-conn", peer_conn_thread, pc, &err);
     if (!th) {
         g_warning("peer %s: refused: no thread for its handshake: %s",

@@ -23,6 +23,7 @@
 #include <glib/gstdio.h>
 
 #include "daemon_proc.h"
+#include "frame.h"
 #include "testlib.h"
 #include "uffd.h"
 
@@ -31,6 +32,8 @@
 /* As daemon.c: peer connections in their handshake, per source and in all. */
 #define PREAUTH_PER_SOURCE_MAX 32
 #define PREAUTH_MAX            128
+/* As daemon.c: a peer's whole handshake, from accept, and each frame. */
+#define HANDSHAKE_MS 10000
 
 static struct {
     char *skip;   /* why nothing can run here (the kernel said no) */
@@ -361,6 +364,59 @@ static void test_thread_failure(void)
     g_rmdir(cg);
 }
 
+/* ---- 3. deadlines per frame and per handshake ---- */
+
+/*
+ * Two peers that never finish their handshake: one sends a frame a byte
+ * a second, the other a keepalive every 2 s.  The receive timeout
+ * restarted on every recv() and every frame, so both held their thread
+ * for good; now the frame, and the handshake, have HANDSHAKE_MS.
+ */
+static void test_handshake_deadline(void)
+{
+    struct frame_hdr hello = {.type = FRAME_MSG, .len = 100};
+    struct frame_hdr ka = {.type = FRAME_KEEPALIVE};
+    uint8_t slow[FRAME_HDR_LEN], keepalive[FRAME_HDR_LEN];
+    int64_t start = g_get_monotonic_time();
+    bool slow_gone = false, ka_gone = false;
+    int fd_slow, fd_ka;
+
+    if (!ready()) {
+        return;
+    }
+    frame_encode(&hello, slow);
+    frame_encode(&ka, keepalive);
+    fd_slow = connect_from(&fx.d, 3);
+    fd_ka = connect_from(&fx.d, 4);
+    g_assert_cmpint(fd_slow, >=, 0);
+    g_assert_cmpint(fd_ka, >=, 0);
+    for (int s = 0; s < (HANDSHAKE_MS + 4000) / 1000; s++) {
+        slow_gone =
+            slow_gone ||
+            send(fd_slow, &slow[s % FRAME_HDR_LEN], 1, MSG_NOSIGNAL) != 1 ||
+            hung_up(fd_slow, 0);
+        if (s % 2 == 0) {
+            ka_gone = ka_gone ||
+                      send(fd_ka, keepalive, FRAME_HDR_LEN, MSG_NOSIGNAL) !=
+                          FRAME_HDR_LEN ||
+                      hung_up(fd_ka, 0);
+        }
+        if (slow_gone && ka_gone) {
+            break;
+        }
+        g_usleep(G_USEC_PER_SEC);
+    }
+    g_test_message("after %" G_GINT64_FORMAT " ms",
+                   (g_get_monotonic_time() - start) / 1000);
+    g_assert_true(slow_gone);
+    g_assert_true(ka_gone);
+    assert_log("127.0.0.3", "handshake not finished in time");
+    assert_log("127.0.0.4", "handshake not finished in time");
+    close(fd_slow);
+    close(fd_ka);
+    assert_serving();
+}
+
 /* ---- set-up ---- */
 
 static void fixture_up(void)
@@ -401,6 +457,7 @@ int main(int argc, char **argv)
     g_test_add_func("/harden/json/attach", test_deep_json_attach);
     g_test_add_func("/harden/peer/preauth-cap", test_preauth_cap);
     g_test_add_func("/harden/peer/thread-failure", test_thread_failure);
+    g_test_add_func("/harden/peer/handshake-deadline", test_handshake_deadline);
     fixture_up();
     ret = g_test_run();
     fixture_down(ret != 0);
