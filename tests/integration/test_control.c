@@ -660,6 +660,153 @@ static void test_deep_nesting(struct fixture *f, gconstpointer data)
     raw_close(&r);
 }
 
+static void set_idle_cb(struct fixture *f, void *ms)
+{
+    control_server_set_idle_timeout(f->srv, GPOINTER_TO_UINT(ms));
+}
+
+/* At EOF within @ms: the server hung up on @r. */
+static bool raw_dropped(struct raw *r, int ms)
+{
+    struct pollfd pfd = {.fd = r->fd, .events = POLLIN};
+    char buf[4096];
+
+    while (poll(&pfd, 1, ms) == 1) {
+        if (recv(r->fd, buf, sizeof(buf), 0) <= 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * 64 clients that connect and say nothing locked everyone out: idle ones
+ * are dropped now; one that speaks stays.
+ */
+static void test_idle_timeout(struct fixture *f, gconstpointer data)
+{
+    struct raw idle, busy;
+
+    in_loop(f, set_idle_cb, GUINT_TO_POINTER(300));
+    raw_open(&idle, f->path);
+    raw_open(&busy, f->path);
+    for (int i = 0; i < 10; i++) {
+        g_usleep(100 * 1000);
+        raw_send(&busy, "\n", 1); /* a blank line is enough */
+    }
+    g_assert_true(raw_dropped(&idle, 1000));
+    assert_alive(&busy);
+    raw_close(&idle);
+    raw_close(&busy);
+}
+
+/*
+ * A client connected as @uid: the server checks SO_PEERCRED, which the
+ * kernel takes at connect(), so a child connects and hands the fd over.
+ */
+static int connect_as(const char *path, uid_t uid)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int sv[2], fd = -1, status;
+    pid_t pid;
+
+    g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
+    pid = fork();
+    g_assert_cmpint(pid, >=, 0);
+    if (pid == 0) {
+        union {
+            char buf[CMSG_SPACE(sizeof(int))];
+            struct cmsghdr align;
+        } ctl = {0};
+        char byte = 0;
+        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+        struct msghdr msg = {.msg_iov = &iov,
+                             .msg_iovlen = 1,
+                             .msg_control = ctl.buf,
+                             .msg_controllen = sizeof(ctl.buf)};
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        int s;
+
+        if (setresgid(uid, uid, uid) || setresuid(uid, uid, uid)) {
+            _exit(1);
+        }
+        s = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+            _exit(2);
+        }
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &s, sizeof(int));
+        _exit(sendmsg(sv[1], &msg, 0) == 1 ? 0 : 3);
+    }
+    close(sv[1]);
+    g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        union {
+            char buf[CMSG_SPACE(sizeof(int))];
+            struct cmsghdr align;
+        } ctl;
+        char byte;
+        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+        struct msghdr msg = {.msg_iov = &iov,
+                             .msg_iovlen = 1,
+                             .msg_control = ctl.buf,
+                             .msg_controllen = sizeof(ctl.buf)};
+
+        if (recvmsg(sv[0], &msg, MSG_CMSG_CLOEXEC) == 1 &&
+            CMSG_FIRSTHDR(&msg)) {
+            memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof(int));
+        }
+    }
+    close(sv[0]);
+    return fd;
+}
+
+/* Clients of other users fill the server: root still gets in. */
+static void test_root_reserve(struct fixture *f, gconstpointer data)
+{
+    const uid_t nobody = 65534;
+    struct raw others[CONTROL_CLIENTS_MAX], roots[CONTROL_ROOT_RESERVE];
+    struct raw extra;
+    int n = CONTROL_CLIENTS_MAX - CONTROL_ROOT_RESERVE;
+
+    if (getuid() != 0) {
+        g_test_skip("needs root: clients of another user are forked");
+        return;
+    }
+    /* Let the other user reach the socket. */
+    g_assert_cmpint(chmod(f->dir, 0711), ==, 0);
+    g_assert_cmpint(chmod(f->path, 0666), ==, 0);
+    for (int i = 0; i < n; i++) {
+        g_autofree char *greeting = NULL;
+
+        others[i].fd = connect_as(f->path, nobody);
+        g_assert_cmpint(others[i].fd, >=, 0);
+        others[i].in = g_string_new(NULL);
+        greeting = raw_line(&others[i]);
+        g_assert_nonnull(greeting);
+    }
+    extra.fd = connect_as(f->path, nobody);
+    extra.in = g_string_new(NULL);
+    g_assert_true(raw_dropped(&extra, 2000));
+    raw_close(&extra);
+    for (int i = 0; i < CONTROL_ROOT_RESERVE; i++) {
+        raw_open(&roots[i], f->path);
+    }
+    assert_alive(&roots[0]);
+    raw_open_quiet(&extra, f->path);
+    g_assert_true(raw_dropped(&extra, 2000));
+    raw_close(&extra);
+    for (int i = 0; i < CONTROL_ROOT_RESERVE; i++) {
+        raw_close(&roots[i]);
+    }
+    for (int i = 0; i < n; i++) {
+        raw_close(&others[i]);
+    }
+}
+
 static void test_huge_line(struct fixture *f, gconstpointer data)
 {
     const char *head = "{\"execute\": \"echo\", \"arguments\": {\"pad\": \"";
@@ -1156,6 +1303,8 @@ int main(int argc, char **argv)
     ADD("/control/framing", test_framing);
     ADD("/control/huge-line", test_huge_line);
     ADD("/control/deep-nesting", test_deep_nesting);
+    ADD("/control/idle-timeout", test_idle_timeout);
+    ADD("/control/root-reserve", test_root_reserve);
     ADD("/control/disconnects", test_disconnects);
     ADD("/control/events-two-clients", test_events_two_clients);
     ADD("/control/socket-file", test_socket_file);
