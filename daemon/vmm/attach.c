@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <gio/gio.h>
 #include <json-glib/json-glib.h>
@@ -406,6 +407,47 @@ bool attach_parse_firecracker(const char *json, size_t len, const int *fds,
     return true;
 }
 
+/* ---- what the fds are ---- */
+
+/*
+ * @r fits in its memory file: a region past its end would be accepted
+ * and fault with SIGBUS (the daemon's alias mapping) or never resolve.
+ */
+static bool check_region_fd(const struct region *r, GError **err)
+{
+    struct stat st;
+
+    if (fstat(r->fd, &st) < 0) {
+        int e = errno;
+
+        g_set_error(err, G_IO_ERROR, g_io_error_from_errno(e),
+                    "attach: region at 0x%" PRIx64 ": fstat: %s", r->base,
+                    g_strerror(e));
+        return false;
+    }
+    if (r->offset > UINT64_MAX - r->size ||
+        r->offset + r->size > (uint64_t)st.st_size) {
+        fail(err,
+             "attach: region at 0x%" PRIx64 ": %" PRIu64 " bytes at offset "
+             "%" PRIu64 ", but its memory fd holds %" PRIu64 " bytes",
+             r->base, r->size, r->offset, (uint64_t)st.st_size);
+        return false;
+    }
+    return true;
+}
+
+bool attach_check_fds(const struct attach_info *info, GError **err)
+{
+    for (size_t i = 0; i < info->regions.n; i++) {
+        const struct region *r = &info->regions.regions[i];
+
+        if (r->fd >= 0 && !check_region_fd(r, err)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* ---- the daemon's side of the socket ---- */
 
 static bool peer_pid(int sock, pid_t *pid, GError **err)
@@ -448,8 +490,13 @@ static bool recv_hello(int sock, struct attach_info *info, GError **err)
     if (peer_pid(sock, &peer, NULL) && peer > 0 && peer != info->pid) {
         fail(err, "attach: hello claims pid %d but the peer is pid %d",
              (int)info->pid, (int)peer);
-        attach_info_clear(info);
         ok = false;
+    }
+    if (ok && !attach_check_fds(info, err)) {
+        ok = false;
+    }
+    if (!ok) {
+        attach_info_clear(info);
     }
 out:
     vm_frame_clear(&f);
@@ -527,7 +574,10 @@ static bool recv_firecracker(int sock, struct attach_info *info, GError **err)
     }
     f.nfds = 0; /* @info owns the uffd now */
     info->pid = peer;
-    ok = true;
+    ok = attach_check_fds(info, err);
+    if (!ok) {
+        attach_info_clear(info);
+    }
 out:
     vm_frame_clear(&f);
     return ok;

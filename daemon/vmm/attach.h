@@ -51,7 +51,14 @@ bool attach_parse_firecracker(const char *json, size_t len, const int *fds,
                               size_t nfds, struct attach_info *info,
                               GError **err);
 
-/* Daemon side: receive either form on a connected socket. */
+/*
+ * The fds in @info are what its regions say: each memory file holds its
+ * regions (offset + size within its size).  attach_recv() checks this
+ * after parsing; the parsers do not look at the fds.
+ */
+bool attach_check_fds(const struct attach_info *info, GError **err);
+
+/* Daemon side: receive either form on a connected socket (checked). */
 bool attach_recv(int sock, struct attach_info *info, GError **err);
 
 /*

@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -22,6 +23,7 @@
 #include <gio/gio.h>
 #include <glib/gstdio.h>
 
+#include "attach.h"
 #include "daemon_proc.h"
 #include "frame.h"
 #include "testlib.h"
@@ -417,6 +419,82 @@ static void test_handshake_deadline(void)
     assert_serving();
 }
 
+/* ---- attach: what the VMM hands over ---- */
+
+/* query-vms lists a VM named @name. */
+static bool vm_listed(const char *name)
+{
+    g_autoptr(JsonObject) r = execute("query-vms", NULL);
+    JsonArray *vms;
+
+    if (!r || !json_object_has_member(r, "return")) {
+        return false;
+    }
+    vms = json_object_get_array_member(r, "return");
+    for (guint i = 0; i < json_array_get_length(vms); i++) {
+        JsonObject *vm = json_array_get_object_element(vms, i);
+
+        if (!g_strcmp0(
+                json_object_get_string_member_with_default(vm, "name", NULL),
+                name)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * Attach as a VMM named @name with one shmem region of @size bytes on a
+ * memfd of @file_size, and a real uffd.  The socket stays open (a VMM
+ * keeps it): returned, -1 if the hello could not be sent.
+ */
+static int attach_shmem(const char *name, uint64_t size, uint64_t file_size)
+{
+    g_autoptr(GError) err = NULL;
+    struct region r = {.kind = BACKING_SHMEM,
+                       .base = 0x7f0000000000ULL,
+                       .size = size,
+                       .page_size = 4096};
+    int uffd = uffd_open(&err);
+    int sock = connect_unix(fx.d.attach_path);
+    bool ok;
+
+    r.fd = memfd_create("harden", MFD_CLOEXEC);
+    g_assert_cmpint(ftruncate(r.fd, file_size), ==, 0);
+    ok = attach_send_hello(sock, name, false, uffd, 0, &r, 1, &err);
+    if (!ok) {
+        g_test_message("hello: %s", err->message);
+    }
+    close(r.fd);
+    close(uffd);
+    if (!ok) {
+        close(sock);
+        return -1;
+    }
+    return sock;
+}
+
+/* 6. A 2^62-byte region on a 1 MiB memfd was accepted. */
+static void test_region_beyond_fd(void)
+{
+    int sock;
+
+    if (!ready()) {
+        return;
+    }
+    sock = attach_shmem("huge-region", 1ULL << 62, 1 << 20);
+    g_assert_cmpint(sock, >=, 0);
+    assert_log("attach: region at", "memory fd holds 1048576 bytes");
+    g_assert_false(vm_listed("huge-region"));
+    close(sock);
+    /* The same VM with its real size is welcome. */
+    sock = attach_shmem("right-size", 1 << 20, 1 << 20);
+    assert_log("vm right-size: attached", NULL);
+    g_assert_true(vm_listed("right-size"));
+    close(sock);
+    assert_serving();
+}
+
 /* ---- set-up ---- */
 
 static void fixture_up(void)
@@ -458,6 +536,7 @@ int main(int argc, char **argv)
     g_test_add_func("/harden/peer/preauth-cap", test_preauth_cap);
     g_test_add_func("/harden/peer/thread-failure", test_thread_failure);
     g_test_add_func("/harden/peer/handshake-deadline", test_handshake_deadline);
+    g_test_add_func("/harden/attach/region-beyond-fd", test_region_beyond_fd);
     fixture_up();
     ret = g_test_run();
     fixture_down(ret != 0);

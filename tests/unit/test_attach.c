@@ -689,6 +689,55 @@ static void test_recv_no_uffd(void)
     expect_recv_error(buf, n, 0, "hello carries no uffd");
 }
 
+/*
+ * A region past the end of its memory file (a 2^62-byte region on a
+ * 64-page memfd was accepted) is refused at attach, every fd closed.
+ */
+static void test_recv_region_beyond_fd(void)
+{
+    static const struct {
+        uint64_t size, offset;
+        const char *needle; /* NULL: accepted */
+    } cases[] = {
+        {1ULL << 62, 0, "memory fd holds 262144 bytes"},
+        {32 * PAGE, 48 * PAGE, "at offset 196608"},
+        {16 * PAGE, 48 * PAGE, NULL}, /* ends at the file's end */
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        struct hello_fx fx;
+        g_autofree uint8_t *buf = NULL;
+        g_autoptr(GError) err = NULL;
+        struct attach_info info;
+        int before = count_open_fds();
+        int sv[2];
+        size_t n;
+
+        hello_fx_init(&fx);
+        fx.r[1].host_addr = BASE + (1ULL << 40); /* above the others */
+        fx.r[1].size = cases[i].size;
+        fx.r[1].offset = cases[i].offset;
+        buf = hello_frame(&fx.h, &n);
+        make_pair(sv);
+        raw_send(sv[1], buf, n, fx.fds, 3);
+        hello_fx_close(&fx);
+        attach_info_init(&info);
+        if (cases[i].needle) {
+            g_assert_false(attach_recv(sv[0], &info, &err));
+            g_assert_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+            assert_message(err, cases[i].needle);
+            assert_info_empty(&info);
+        } else {
+            g_assert_true(attach_recv(sv[0], &info, &err));
+            g_assert_no_error(err);
+            attach_info_clear(&info);
+        }
+        close(sv[0]);
+        close(sv[1]);
+        g_assert_cmpint(count_open_fds(), ==, before);
+    }
+}
+
 /* ---- Firecracker ---- */
 
 #define FC_REGION(base, size, off, ps)                                         \
@@ -937,6 +986,8 @@ int main(int argc, char **argv)
     g_test_add_func("/attach/recv/bad-frames", test_recv_bad_frames);
     g_test_add_func("/attach/recv/pid-mismatch", test_recv_pid_mismatch);
     g_test_add_func("/attach/recv/no-uffd", test_recv_no_uffd);
+    g_test_add_func("/attach/recv/region-beyond-fd",
+                    test_recv_region_beyond_fd);
     g_test_add_func("/attach/firecracker/parse-good", test_fc_parse_good);
     g_test_add_func("/attach/firecracker/recv-good", test_fc_recv_good);
     g_test_add_func("/attach/firecracker/rejects", test_fc_rejects);
