@@ -23,40 +23,46 @@ void conn_limit_clear(struct conn_limit *l)
 
 bool conn_limit_enter(struct conn_limit *l, const char *source, GError **err)
 {
-    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&l->lock);
-    unsigned n = GPOINTER_TO_UINT(g_hash_table_lookup(l->per_source, source));
+    unsigned n;
+    bool room;
 
-    if (l->total >= l->max_total) {
+    g_mutex_lock(&l->lock);
+    n = GPOINTER_TO_UINT(g_hash_table_lookup(l->per_source, source));
+    room = l->total < l->max_total && n < l->max_per_source;
+    if (room) {
+        g_hash_table_replace(l->per_source, g_strdup(source),
+                             GUINT_TO_POINTER(n + 1));
+        l->total++;
+    } else if (l->total >= l->max_total) {
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_TOO_MANY_OPEN_FILES,
                     "too many connections in their handshake (%u)",
                     l->max_total);
-        return false;
-    }
-    if (n >= l->max_per_source) {
+    } else {
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_TOO_MANY_OPEN_FILES,
                     "too many connections from %s in their handshake (%u)",
                     source, l->max_per_source);
-        return false;
     }
-    g_hash_table_replace(l->per_source, g_strdup(source),
-                         GUINT_TO_POINTER(n + 1));
-    l->total++;
-    return true;
+    g_mutex_unlock(&l->lock);
+    return room;
 }
 
 void conn_limit_leave(struct conn_limit *l, const char *source)
 {
-    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&l->lock);
-    unsigned n = GPOINTER_TO_UINT(g_hash_table_lookup(l->per_source, source));
+    unsigned n;
 
-    g_return_if_fail(n > 0 && l->total > 0);
-    if (n == 1) {
-        g_hash_table_remove(l->per_source, source);
-    } else {
+    g_mutex_lock(&l->lock);
+    n = GPOINTER_TO_UINT(g_hash_table_lookup(l->per_source, source));
+    if (n > 1) {
         g_hash_table_replace(l->per_source, g_strdup(source),
                              GUINT_TO_POINTER(n - 1));
+    } else {
+        g_hash_table_remove(l->per_source, source);
     }
-    l->total--;
+    if (n > 0 && l->total > 0) {
+        l->total--;
+    }
+    g_mutex_unlock(&l->lock);
+    g_warn_if_fail(n > 0);
 }
 
 char *conn_limit_source(const char *peer)
