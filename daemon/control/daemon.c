@@ -154,6 +154,48 @@ static void start_prealloc(struct daemon *d, struct vm_entry *vm)
     vm->prealloc = prealloc_start(&vm->info.regions, vm->info.vm_name);
 }
 
+/*
+ * Another live VMM attached under @vm's name, in the same direction: the
+ * migration would pick one of them.  Under d->lock.
+ */
+static struct vm_entry *name_taken(struct daemon *d, struct vm_entry *vm)
+{
+    reap_dead_vms(d);
+    for (guint i = 0; i < d->vms->len; i++) {
+        struct vm_entry *o = d->vms->pdata[i];
+
+        if (!strcmp(o->info.vm_name, vm->info.vm_name) &&
+            o->info.incoming == vm->info.incoming && !o->moved) {
+            return o;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * False (and @vm freed) if its name is taken; else true, and @vm is in
+ * d->vms if @add.  Checked before the prealloc starts, and again as the
+ * VM is added, since another VMM may have come in between.
+ */
+static bool claim_name(struct daemon *d, struct vm_entry *vm, bool add)
+{
+    struct vm_entry *other;
+
+    g_mutex_lock(&d->lock);
+    other = name_taken(d, vm);
+    if (!other && add) {
+        g_ptr_array_add(d->vms, vm);
+    }
+    g_mutex_unlock(&d->lock);
+    if (other) {
+        g_warning("vm %s: refusing pid %d: pid %d is attached under that "
+                  "name",
+                  vm->info.vm_name, vm->info.pid, other->info.pid);
+        vm_entry_free(vm);
+    }
+    return !other;
+}
+
 static gpointer attach_hello_thread(gpointer opaque)
 {
     struct vm_entry *vm = opaque;
@@ -173,16 +215,18 @@ static gpointer attach_hello_thread(gpointer opaque)
     vm->api_done = vm->info.uffd_features != 0;
     vm->driver = vmm_channel_driver_new(vm->sock);
     vm->sock = -1;
+    if (!claim_name(d, vm, false)) {
+        return NULL;
+    }
     g_message("vm %s: attached, pid %d, %zu region(s), %" G_GUINT64_FORMAT
               " MiB%s",
               vm->info.vm_name, vm->info.pid, vm->info.regions.n,
               region_table_bytes(&vm->info.regions) >> 20,
               vm->info.incoming ? ", incoming" : "");
     start_prealloc(d, vm);
-    g_mutex_lock(&d->lock);
-    reap_dead_vms(d);
-    g_ptr_array_add(d->vms, vm);
-    g_mutex_unlock(&d->lock);
+    if (!claim_name(d, vm, true)) {
+        return NULL;
+    }
     restore_sessions(d, vm);
     return NULL;
 }

@@ -67,6 +67,33 @@ static bool add_region(struct region_table *t, const struct region *r,
     return false;
 }
 
+bool attach_name_valid(const char *name, GError **err)
+{
+    size_t len = strlen(name);
+
+    if (len == 0) {
+        fail(err, "attach: the VM name is empty");
+        return false;
+    }
+    if (len >= ATTACH_NAME_MAX) {
+        fail(err, "attach: the VM name is %zu bytes long (at most %d)", len,
+             ATTACH_NAME_MAX - 1);
+        return false;
+    }
+    if (!g_utf8_validate(name, len, NULL)) {
+        fail(err, "attach: the VM name is not valid UTF-8");
+        return false;
+    }
+    for (const char *p = name; *p; p = g_utf8_next_char(p)) {
+        if (!g_unichar_isprint(g_utf8_get_char(p))) {
+            /* Not quoted: it could forge a log line. */
+            fail(err, "attach: the VM name holds a control character");
+            return false;
+        }
+    }
+    return true;
+}
+
 /* ---- our hello ---- */
 
 static bool hello_check(const Postcopy__Attach__Hello *h, const int *fds,
@@ -83,6 +110,9 @@ static bool hello_check(const Postcopy__Attach__Hello *h, const int *fds,
     }
     if (h->pid <= 0) {
         fail(err, "attach: hello has invalid pid %d", h->pid);
+        return false;
+    }
+    if (!attach_name_valid(h->vm_name ? h->vm_name : "", err)) {
         return false;
     }
     if (h->n_regions == 0) {
@@ -259,7 +289,7 @@ bool attach_parse_hello(const uint8_t *body, size_t len, const int *fds,
         region_table_init(&tmp.regions);
         goto out;
     }
-    g_strlcpy(tmp.vm_name, h->vm_name ? h->vm_name : "", sizeof(tmp.vm_name));
+    g_strlcpy(tmp.vm_name, h->vm_name, sizeof(tmp.vm_name));
     tmp.pid = h->pid;
     tmp.incoming = h->incoming;
     tmp.uffd_features = h->uffd_features;
@@ -370,6 +400,45 @@ static bool fc_regions(JsonNode *root, struct region_table *t, GError **err)
     return true;
 }
 
+static bool fc_not_array(GError **err)
+{
+    fail(err, "attach: Firecracker handshake is not a JSON array, nor "
+              "{\"vm_name\": STRING, \"regions\": ARRAY}");
+    return false;
+}
+
+/*
+ * Our extension of Firecracker's form, so that it can carry a name:
+ * {"vm_name": NAME, "regions": [the array]}.  @name is NULL without one.
+ */
+static bool fc_unwrap(JsonNode **root, const char **name, GError **err)
+{
+    static const char *const allowed[] = {"vm_name", "regions", NULL};
+    g_autoptr(GList) members = NULL;
+    JsonObject *o;
+    JsonNode *n;
+
+    *name = NULL;
+    if (!*root || !JSON_NODE_HOLDS_OBJECT(*root)) {
+        return true;
+    }
+    o = json_node_get_object(*root);
+    members = json_object_get_members(o);
+    for (GList *l = members; l; l = l->next) {
+        if (!g_strv_contains(allowed, l->data)) {
+            return fc_not_array(err);
+        }
+    }
+    n = json_object_get_member(o, "vm_name");
+    if (!n || !JSON_NODE_HOLDS_VALUE(n) ||
+        json_node_get_value_type(n) != G_TYPE_STRING) {
+        return fc_not_array(err);
+    }
+    *name = json_node_get_string(n);
+    *root = json_object_get_member(o, "regions");
+    return attach_name_valid(*name, err);
+}
+
 bool attach_parse_firecracker(const char *json, size_t len, const int *fds,
                               size_t nfds, struct attach_info *info,
                               GError **err)
@@ -377,6 +446,8 @@ bool attach_parse_firecracker(const char *json, size_t len, const int *fds,
     g_autoptr(JsonParser) parser = NULL;
     g_autoptr(GError) jerr = NULL;
     struct attach_info tmp;
+    const char *name;
+    JsonNode *root;
 
     if (len > ATTACH_JSON_MAX) {
         fail(err, "attach: Firecracker JSON of %zu bytes exceeds %u", len,
@@ -395,11 +466,16 @@ bool attach_parse_firecracker(const char *json, size_t len, const int *fds,
         fail(err, "attach: malformed Firecracker JSON: %s", jerr->message);
         return false;
     }
-    attach_info_init(&tmp);
-    if (!fc_regions(json_parser_get_root(parser), &tmp.regions, err)) {
+    root = json_parser_get_root(parser);
+    if (!fc_unwrap(&root, &name, err)) {
         return false;
     }
-    g_strlcpy(tmp.vm_name, "firecracker", sizeof(tmp.vm_name));
+    attach_info_init(&tmp);
+    if (!fc_regions(root, &tmp.regions, err)) {
+        return false;
+    }
+    /* Without one, attach_recv() names it after its pid. */
+    g_strlcpy(tmp.vm_name, name ? name : "", sizeof(tmp.vm_name));
     tmp.firecracker = true;
     tmp.uffd_features = ATTACH_UFFD_FEATURES_UNKNOWN;
     tmp.uffd = fds[0];
@@ -574,6 +650,10 @@ static bool recv_firecracker(int sock, struct attach_info *info, GError **err)
     }
     f.nfds = 0; /* @info owns the uffd now */
     info->pid = peer;
+    if (!info->vm_name[0]) {
+        g_snprintf(info->vm_name, sizeof(info->vm_name), "firecracker-%d",
+                   (int)peer);
+    }
     ok = attach_check_fds(info, err);
     if (!ok) {
         attach_info_clear(info);
@@ -603,7 +683,7 @@ bool attach_recv(int sock, struct attach_info *info, GError **err)
                     "attach: peer closed the attach socket");
         return false;
     }
-    if (c == '[' || g_ascii_isspace(c)) {
+    if (c == '[' || c == '{' || g_ascii_isspace(c)) {
         return recv_firecracker(sock, info, err);
     }
     return recv_hello(sock, info, err);

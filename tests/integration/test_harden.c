@@ -495,6 +495,74 @@ static void test_region_beyond_fd(void)
     assert_serving();
 }
 
+/* 7. VM names: printable UTF-8, bounded, one VMM per name. */
+static void test_vm_names(void)
+{
+    static const struct {
+        const char *name;
+        const char *needle;
+    } bad[] = {
+        {"vm1\npostcopyd: info: forged line", "holds a control character"},
+        {"latin1-\xe9t\xe9", "not valid UTF-8"},
+        {"", "the VM name is empty"},
+    };
+    g_autofree char *log = NULL;
+    int first, second;
+
+    if (!ready()) {
+        return;
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        int sock = attach_shmem(bad[i].name, 1 << 20, 1 << 20);
+
+        assert_log("attach:", bad[i].needle);
+        /* query-vms is still valid JSON (it was not with "\xe9"). */
+        g_assert_false(vm_listed(bad[i].name));
+        close(sock);
+    }
+    log = daemon_proc_log(&fx.d);
+    g_assert_null(strstr(log, "\npostcopyd: info: forged"));
+    first = attach_shmem("twin", 1 << 20, 1 << 20);
+    assert_log("vm twin: attached", NULL);
+    second = attach_shmem("twin", 1 << 20, 1 << 20);
+    assert_log("vm twin: refusing pid", "is attached under that name");
+    g_assert_true(vm_listed("twin"));
+    close(second);
+    close(first);
+    assert_serving();
+}
+
+/* The Firecracker form: named after its pid, or as it says. */
+static void test_firecracker_names(void)
+{
+    static const char regions[] =
+        "[{\"base_host_virt_addr\": 139637976727552, \"size\": 65536, "
+        "\"offset\": 0, \"page_size\": 4096}]";
+    g_autofree char *named = g_strdup_printf(
+        "{\"vm_name\": \"fc-named\", \"regions\": %s}", regions);
+    g_autofree char *by_pid = g_strdup_printf("firecracker-%d", getpid());
+    g_autoptr(GError) err = NULL;
+    int uffd, a, b;
+
+    if (!ready()) {
+        return;
+    }
+    uffd = uffd_open(&err);
+    g_assert_no_error(err);
+    a = connect_unix(fx.d.attach_path);
+    g_assert_true(send_with_fds(a, regions, strlen(regions), &uffd, 1));
+    b = connect_unix(fx.d.attach_path);
+    g_assert_true(send_with_fds(b, named, strlen(named), &uffd, 1));
+    assert_log("vm fc-named: attached", NULL);
+    g_assert_true(vm_listed("fc-named"));
+    g_assert_true(vm_listed(by_pid));
+    g_assert_false(vm_listed("firecracker"));
+    close(a);
+    close(b);
+    close(uffd);
+    assert_serving();
+}
+
 /* ---- set-up ---- */
 
 static void fixture_up(void)
@@ -537,6 +605,8 @@ int main(int argc, char **argv)
     g_test_add_func("/harden/peer/thread-failure", test_thread_failure);
     g_test_add_func("/harden/peer/handshake-deadline", test_handshake_deadline);
     g_test_add_func("/harden/attach/region-beyond-fd", test_region_beyond_fd);
+    g_test_add_func("/harden/attach/vm-names", test_vm_names);
+    g_test_add_func("/harden/attach/firecracker-names", test_firecracker_names);
     fixture_up();
     ret = g_test_run();
     fixture_down(ret != 0);

@@ -354,6 +354,51 @@ static void test_hello_rejects(void)
     run_hello_case(m_pid, "invalid pid 0");
 }
 
+/* Names go into logs, query-vms and session files: printable UTF-8. */
+static void test_hello_names(void)
+{
+    g_autofree char *longest = g_strnfill(ATTACH_NAME_MAX - 1, 'a');
+    g_autofree char *too_long = g_strnfill(ATTACH_NAME_MAX, 'a');
+    const struct {
+        const char *name;
+        const char *needle; /* NULL: accepted */
+    } cases[] = {
+        {"vm-1", NULL},
+        {"caf\xc3\xa9 du coin", NULL},
+        {longest, NULL},
+        {"", "the VM name is empty"},
+        {too_long, "the VM name is 64 bytes long (at most 63)"},
+        {"bad\xff", "not valid UTF-8"},
+        {"vm1\npostcopyd: info: forged", "holds a control character"},
+        {"tab\there", "holds a control character"},
+        {"bidi\xe2\x80\xae", "holds a control character"},
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        struct hello_fx fx;
+        struct attach_info info;
+        g_autoptr(GError) err = NULL;
+        g_autofree uint8_t *buf = NULL;
+        size_t len;
+
+        hello_fx_init(&fx);
+        fx.h.vm_name = (char *)cases[i].name;
+        if (cases[i].needle) {
+            expect_hello_error(&fx, 3, cases[i].needle);
+            hello_fx_close(&fx);
+            continue;
+        }
+        buf = pack_hello(&fx.h, &len);
+        attach_info_init(&info);
+        g_assert_true(attach_parse_hello(buf, len, fx.fds, 3, &info, &err));
+        g_assert_no_error(err);
+        g_assert_cmpstr(info.vm_name, ==, cases[i].name);
+        /* The uffd and the used memfd are info's now; fds[2] is closed. */
+        fx.fds[0] = fx.fds[1] = fx.fds[2] = -1;
+        attach_info_clear(&info);
+    }
+}
+
 static void test_hello_malformed(void)
 {
     static const uint8_t junk[][6] = {
@@ -794,6 +839,7 @@ static void test_fc_parse_good(void)
  * the JSON, even when it arrives in pieces. */
 static void fc_recv_good(const char *const *parts, size_t nparts)
 {
+    g_autofree char *want_name = NULL;
     int before = count_open_fds();
     int uffd = open_uffd();
     int sv[2];
@@ -815,7 +861,8 @@ static void fc_recv_good(const char *const *parts, size_t nparts)
     g_assert_no_error(err);
     check_fc_info(&info);
     g_assert_cmpint(info.pid, ==, getpid());
-    g_assert_cmpstr(info.vm_name, ==, "firecracker");
+    want_name = g_strdup_printf("firecracker-%d", getpid());
+    g_assert_cmpstr(info.vm_name, ==, want_name);
     g_assert_true(same_uffd(info.uffd, uffd));
     attach_info_clear(&info);
     close(uffd);
@@ -854,6 +901,34 @@ static void expect_fc_error(const char *json, size_t nfds, const char *needle)
     close(fds[0]);
     close(fds[1]);
     g_assert_cmpint(count_open_fds(), ==, before);
+}
+
+/* Wrapped in an object, the Firecracker form carries the VM's name. */
+static void test_fc_named(void)
+{
+    g_autofree char *named =
+        g_strdup_printf("{\"vm_name\": \"fc-1\", \"regions\": %s}", fc_good);
+    g_autofree char *bad_name =
+        g_strdup_printf("{\"vm_name\": \"fc\\n1\", \"regions\": %s}", fc_good);
+    g_autofree char *no_name = g_strdup_printf("{\"regions\": %s}", fc_good);
+    g_autofree char *extra = g_strdup_printf(
+        "{\"vm_name\": \"a\", \"regions\": %s, \"x\": 1}", fc_good);
+    int fd = make_eventfd();
+    struct attach_info info;
+    g_autoptr(GError) err = NULL;
+
+    attach_info_init(&info);
+    g_assert_true(
+        attach_parse_firecracker(named, strlen(named), &fd, 1, &info, &err));
+    g_assert_no_error(err);
+    check_fc_info(&info);
+    g_assert_cmpstr(info.vm_name, ==, "fc-1");
+    attach_info_clear(&info);
+    expect_fc_error(bad_name, 1, "holds a control character");
+    expect_fc_error(no_name, 1, "nor {\"vm_name\"");
+    expect_fc_error(extra, 1, "nor {\"vm_name\"");
+    expect_fc_error("{\"vm_name\": \"a\", \"regions\": 1}", 1,
+                    "is not a JSON array");
 }
 
 static void test_fc_rejects(void)
@@ -979,6 +1054,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/attach/hello/rejects", test_hello_rejects);
+    g_test_add_func("/attach/hello/names", test_hello_names);
     g_test_add_func("/attach/hello/malformed", test_hello_malformed);
     g_test_add_func("/attach/hello/fd-ownership", test_hello_fd_ownership);
     g_test_add_func("/attach/hello/round-trip", test_hello_round_trip);
@@ -990,6 +1066,7 @@ int main(int argc, char **argv)
                     test_recv_region_beyond_fd);
     g_test_add_func("/attach/firecracker/parse-good", test_fc_parse_good);
     g_test_add_func("/attach/firecracker/recv-good", test_fc_recv_good);
+    g_test_add_func("/attach/firecracker/named", test_fc_named);
     g_test_add_func("/attach/firecracker/rejects", test_fc_rejects);
     g_test_add_func("/attach/firecracker/too-long", test_fc_too_long);
     g_test_add_func("/attach/firecracker/recv-rejects", test_fc_recv_rejects);
