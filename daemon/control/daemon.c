@@ -112,6 +112,13 @@ static void reap_dead_vms(struct daemon *d)
     }
 }
 
+void daemon_reap_vms(struct daemon *d)
+{
+    g_mutex_lock(&d->lock);
+    reap_dead_vms(d);
+    g_mutex_unlock(&d->lock);
+}
+
 /*
  * A daemon that died in postcopy left a session file: the VM re-attaching
  * picks its migration up where it stood.

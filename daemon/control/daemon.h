@@ -68,6 +68,8 @@ void daemon_shutdown(struct daemon *d);
 struct vm_entry *daemon_take_vm(struct daemon *d, const char *name,
                                 bool incoming, GError **err);
 void daemon_release_vm(struct daemon *d, struct vm_entry *vm);
+/* Forget the VMMs that exited (and no migration holds). */
+void daemon_reap_vms(struct daemon *d);
 void daemon_add_migration(struct daemon *d, struct migration *m);
 /* The newest migration, of VM @name if not NULL; NULL if none. */
 struct migration *daemon_find_migration(struct daemon *d, const char *name);

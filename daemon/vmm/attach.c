@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 #include <gio/gio.h>
 #include <json-glib/json-glib.h>
@@ -485,6 +487,49 @@ bool attach_parse_firecracker(const char *json, size_t len, const int *fds,
 
 /* ---- what the fds are ---- */
 
+static bool fd_errno(GError **err, const struct region *r, const char *what)
+{
+    int e = errno;
+
+    g_set_error(err, G_IO_ERROR, g_io_error_from_errno(e),
+                "attach: region at 0x%" PRIx64 ": %s: %s", r->base, what,
+                g_strerror(e));
+    return false;
+}
+
+/*
+ * @r's fd is a file of the filesystem its backing says (a memfd or
+ * /dev/shm file is tmpfs).  Anything else, a socket above all (the
+ * VMM's own end of the attach socket would keep it open for good), is
+ * refused.
+ */
+static bool check_region_fs(const struct region *r, const struct stat *st,
+                            GError **err)
+{
+    unsigned long want =
+        r->kind == BACKING_HUGETLBFS ? HUGETLBFS_MAGIC : TMPFS_MAGIC;
+    struct statfs fs;
+
+    if (!S_ISREG(st->st_mode)) {
+        fail(err,
+             "attach: region at 0x%" PRIx64 ": its memory fd is not a "
+             "file (mode 0%o)",
+             r->base, (unsigned)(st->st_mode & S_IFMT));
+        return false;
+    }
+    if (fstatfs(r->fd, &fs) < 0) {
+        return fd_errno(err, r, "fstatfs");
+    }
+    if ((unsigned long)fs.f_type != want) {
+        fail(err,
+             "attach: region at 0x%" PRIx64 ": its memory fd is no %s file "
+             "(filesystem 0x%lx)",
+             r->base, backing_kind_name(r->kind), (unsigned long)fs.f_type);
+        return false;
+    }
+    return true;
+}
+
 /*
  * @r fits in its memory file: a region past its end would be accepted
  * and fault with SIGBUS (the daemon's alias mapping) or never resolve.
@@ -494,11 +539,9 @@ static bool check_region_fd(const struct region *r, GError **err)
     struct stat st;
 
     if (fstat(r->fd, &st) < 0) {
-        int e = errno;
-
-        g_set_error(err, G_IO_ERROR, g_io_error_from_errno(e),
-                    "attach: region at 0x%" PRIx64 ": fstat: %s", r->base,
-                    g_strerror(e));
+        return fd_errno(err, r, "fstat");
+    }
+    if (!check_region_fs(r, &st, err)) {
         return false;
     }
     if (r->offset > UINT64_MAX - r->size ||
@@ -512,8 +555,31 @@ static bool check_region_fd(const struct region *r, GError **err)
     return true;
 }
 
+/*
+ * The link of a userfaultfd names its anon inode.  Asking the fd itself
+ * (UFFDIO_API) would use up the one handshake it takes, the VMM's or the
+ * daemon's.
+ */
+static bool is_uffd(int fd)
+{
+    char path[32], target[64];
+    ssize_t n;
+
+    g_snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    n = readlink(path, target, sizeof(target) - 1);
+    if (n < 0) {
+        return false;
+    }
+    target[n] = '\0';
+    return !strcmp(target, "anon_inode:[userfaultfd]");
+}
+
 bool attach_check_fds(const struct attach_info *info, GError **err)
 {
+    if (!is_uffd(info->uffd)) {
+        fail(err, "attach: the uffd (fds[0]) is not a userfaultfd");
+        return false;
+    }
     for (size_t i = 0; i < info->regions.n; i++) {
         const struct region *r = &info->regions.regions[i];
 

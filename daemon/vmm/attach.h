@@ -61,8 +61,10 @@ bool attach_parse_firecracker(const char *json, size_t len, const int *fds,
                               GError **err);
 
 /*
- * The fds in @info are what its regions say: each memory file holds its
- * regions (offset + size within its size).  attach_recv() checks this
+ * The fds in @info are what its regions say: the uffd is a userfaultfd,
+ * each memory fd a tmpfs (shmem, memfd) or hugetlbfs file as its backing
+ * says, never a socket, and holds its regions (offset + size within its
+ * size).  attach_recv() checks this
  * after parsing; the parsers do not look at the fds.
  */
 bool attach_check_fds(const struct attach_info *info, GError **err);

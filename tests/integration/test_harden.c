@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -563,6 +564,85 @@ static void test_firecracker_names(void)
     assert_serving();
 }
 
+/*
+ * 4. Its own end of the attach socket as guest memory: the daemon held
+ * both ends and never saw the VMM go.  Refused: not a file.
+ */
+static void test_socket_as_memory(void)
+{
+    g_autoptr(GError) err = NULL;
+    struct region r = {.kind = BACKING_SHMEM,
+                       .base = 0x7f0000000000ULL,
+                       .size = 1 << 20,
+                       .page_size = 4096};
+    int uffd, sock;
+
+    if (!ready()) {
+        return;
+    }
+    uffd = uffd_open(&err);
+    g_assert_no_error(err);
+    sock = connect_unix(fx.d.attach_path);
+    r.fd = sock;
+    g_assert_true(
+        attach_send_hello(sock, "sock-as-ram", false, uffd, 0, &r, 1, &err));
+    close(sock);
+    close(uffd);
+    assert_log("attach: region at", "its memory fd is not a file");
+    g_assert_false(vm_listed("sock-as-ram"));
+    assert_serving();
+}
+
+/*
+ * 4. A VMM that exits while a child of its keeps the attach socket open
+ * was listed by query-vms for good: it is reaped by its pidfd now.
+ */
+static void test_vmm_exit_reaped(void)
+{
+    int pipefd[2], status;
+    pid_t vmm, keeper = -1;
+    bool listed = true;
+
+    if (!ready()) {
+        return;
+    }
+    g_assert_cmpint(pipe2(pipefd, O_CLOEXEC), ==, 0);
+    vmm = fork();
+    g_assert_cmpint(vmm, >=, 0);
+    if (vmm == 0) {
+        int sock = attach_shmem("orphan", 1 << 20, 1 << 20);
+        pid_t child;
+
+        if (sock < 0) {
+            _exit(1);
+        }
+        /* Alive while the daemon takes its pidfd, as a real VMM is. */
+        g_usleep(300 * 1000);
+        child = fork();
+        if (child == 0) {
+            sleep(60); /* holds the socket; killed by the test */
+            _exit(0);
+        }
+        _exit(write(pipefd[1], &child, sizeof(child)) == sizeof(child) ? 0 : 2);
+    }
+    close(pipefd[1]);
+    g_assert_cmpint(read(pipefd[0], &keeper, sizeof(keeper)), ==,
+                    sizeof(keeper));
+    close(pipefd[0]);
+    g_assert_cmpint(waitpid(vmm, &status, 0), ==, vmm);
+    g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_log("vm orphan: attached", NULL);
+    for (int i = 0; i < 30 && listed; i++) {
+        listed = vm_listed("orphan");
+        g_usleep(100 * 1000);
+    }
+    g_assert_false(listed);
+    if (keeper > 0) {
+        kill(keeper, SIGKILL);
+    }
+    assert_serving();
+}
+
 /* ---- set-up ---- */
 
 static void fixture_up(void)
@@ -607,6 +687,8 @@ int main(int argc, char **argv)
     g_test_add_func("/harden/attach/region-beyond-fd", test_region_beyond_fd);
     g_test_add_func("/harden/attach/vm-names", test_vm_names);
     g_test_add_func("/harden/attach/firecracker-names", test_firecracker_names);
+    g_test_add_func("/harden/attach/socket-as-memory", test_socket_as_memory);
+    g_test_add_func("/harden/attach/vmm-exit-reaped", test_vmm_exit_reaped);
     fixture_up();
     ret = g_test_run();
     fixture_down(ret != 0);

@@ -9,9 +9,11 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <gio/gio.h>
+#include <linux/magic.h>
 #include <linux/userfaultfd.h>
 
 #include "attach.h"
@@ -759,6 +761,12 @@ static void test_recv_region_beyond_fd(void)
         size_t n;
 
         hello_fx_init(&fx);
+        close(fx.fds[0]);
+        fx.fds[0] = open_uffd();
+        if (fx.fds[0] < 0) {
+            hello_fx_close(&fx);
+            return;
+        }
         fx.r[1].host_addr = BASE + (1ULL << 40); /* above the others */
         fx.r[1].size = cases[i].size;
         fx.r[1].offset = cases[i].offset;
@@ -781,6 +789,78 @@ static void test_recv_region_beyond_fd(void)
         close(sv[1]);
         g_assert_cmpint(count_open_fds(), ==, before);
     }
+}
+
+/*
+ * Send the good hello with @fds (uffd, memfd, spare) and expect
+ * attach_recv() to refuse it with @needle, every fd closed.
+ */
+static void expect_recv_fds_refused(const int fds[3], const char *needle)
+{
+    int before = count_open_fds();
+    struct hello_fx fx;
+    g_autofree uint8_t *buf = NULL;
+    g_autoptr(GError) err = NULL;
+    struct attach_info info;
+    int sv[2];
+    size_t n;
+
+    hello_fx_init(&fx);
+    buf = hello_frame(&fx.h, &n);
+    hello_fx_close(&fx);
+    make_pair(sv);
+    raw_send(sv[1], buf, n, fds, 3);
+    attach_info_init(&info);
+    g_assert_false(attach_recv(sv[0], &info, &err));
+    g_assert_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+    assert_message(err, needle);
+    assert_info_empty(&info);
+    close(sv[0]);
+    close(sv[1]);
+    g_assert_cmpint(count_open_fds(), ==, before);
+}
+
+/*
+ * Each fd is what the hello says: a userfaultfd, then tmpfs files.  A
+ * socket as guest memory (the VMM's own end of the attach socket: the
+ * daemon never saw it close) is refused.
+ */
+static void test_recv_fd_kinds(void)
+{
+    g_autofree char *path = g_strdup("attach-test-XXXXXX");
+    int uffd = open_uffd();
+    int ev = make_eventfd(), mem = make_memfd(64 * PAGE);
+    int sv[2], file;
+
+    if (uffd < 0) {
+        close(ev);
+        close(mem);
+        return;
+    }
+    make_pair(sv);
+    expect_recv_fds_refused((int[]){ev, mem, mem}, "is not a userfaultfd");
+    expect_recv_fds_refused((int[]){uffd, sv[1], mem},
+                            "its memory fd is not a file");
+    /* A file, but not tmpfs (the build tree's filesystem, if it is not). */
+    file = g_mkstemp(path);
+    g_assert_cmpint(file, >=, 0);
+    g_assert_cmpint(ftruncate(file, 64 * PAGE), ==, 0);
+    unlink(path);
+    {
+        struct statfs fs;
+
+        fstatfs(file, &fs);
+        if (fs.f_type != TMPFS_MAGIC) {
+            expect_recv_fds_refused((int[]){uffd, file, mem},
+                                    "its memory fd is no shmem file");
+        }
+    }
+    close(file);
+    close(sv[0]);
+    close(sv[1]);
+    close(uffd);
+    close(ev);
+    close(mem);
 }
 
 /* ---- Firecracker ---- */
@@ -1064,6 +1144,7 @@ int main(int argc, char **argv)
     g_test_add_func("/attach/recv/no-uffd", test_recv_no_uffd);
     g_test_add_func("/attach/recv/region-beyond-fd",
                     test_recv_region_beyond_fd);
+    g_test_add_func("/attach/recv/fd-kinds", test_recv_fd_kinds);
     g_test_add_func("/attach/firecracker/parse-good", test_fc_parse_good);
     g_test_add_func("/attach/firecracker/recv-good", test_fc_recv_good);
     g_test_add_func("/attach/firecracker/named", test_fc_named);
