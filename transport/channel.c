@@ -128,6 +128,41 @@ bool channel_set_timeout(struct channel *ch, unsigned timeout_ms, GError **err)
         g_prefix_error(err, "%s: ", ch->name);
         return false;
     }
+    ch->timeout_ms = timeout_ms;
+    return true;
+}
+
+void channel_set_deadline(struct channel *ch, int64_t deadline)
+{
+    ch->deadline = deadline;
+    if (!deadline) {
+        ch->ops->set_timeout(ch, ch->timeout_ms, NULL);
+    }
+}
+
+static bool deadline_passed(struct channel *ch, GError **err)
+{
+    g_set_error(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                "%s: handshake not finished in time", ch->name);
+    ch->recv_broken = true;
+    return false;
+}
+
+/* The timeout for the next header: no later than the deadline. */
+static bool deadline_apply(struct channel *ch, GError **err)
+{
+    int64_t left_ms = (ch->deadline - g_get_monotonic_time() + 999) / 1000;
+
+    if (left_ms <= 0) {
+        return deadline_passed(ch, err);
+    }
+    if (ch->timeout_ms && ch->timeout_ms < left_ms) {
+        left_ms = ch->timeout_ms;
+    }
+    if (!ch->ops->set_timeout(ch, left_ms, err)) {
+        g_prefix_error(err, "%s: ", ch->name);
+        return false;
+    }
     return true;
 }
 
@@ -228,6 +263,9 @@ bool channel_recv_hdr(struct channel *ch, struct frame_hdr *hdr, GError **err)
     if (!recv_usable(ch, err)) {
         return false;
     }
+    if (ch->deadline && !deadline_apply(ch, err)) {
+        return false;
+    }
     if (ch->payload_left) {
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
                     "%s: %u payload bytes of the previous frame not consumed",
@@ -235,6 +273,11 @@ bool channel_recv_hdr(struct channel *ch, struct frame_hdr *hdr, GError **err)
         return false;
     }
     if (!ch->ops->recv_hdr(ch, buf, &local)) {
+        /* The timeout the deadline shortened: say which one fired. */
+        if (ch->deadline && g_get_monotonic_time() >= ch->deadline) {
+            g_error_free(local);
+            return deadline_passed(ch, err);
+        }
         /* Waiting for a header that has not come is not a broken stream. */
         if (!g_error_matches(local, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)) {
             ch->recv_broken = true;

@@ -38,6 +38,12 @@ struct tcp_channel {
     /* A header that a receive timeout cut short, resumed on the next call. */
     uint8_t hdr_part[FRAME_HDR_LEN];
     size_t hdr_got;
+    /*
+     * With a timeout: when the frame under way (its first byte came) must
+     * be in whole, monotonic us; 0: none.  SO_RCVTIMEO alone restarts on
+     * every recv(), so a peer trickling bytes would never time out.
+     */
+    int64_t frame_deadline;
 };
 
 struct tcp_listener {
@@ -231,18 +237,49 @@ enum recv_end {
     RECV_ERROR, /* errno in *e */
 };
 
-/* Fill @buf up to @len; *@got counts what arrived, also on failure. */
+/* Readable before @deadline (monotonic us)?  Else *@e is why: EAGAIN. */
+static bool wait_readable(int fd, int64_t deadline, int *e)
+{
+    int64_t left_us = deadline - g_get_monotonic_time();
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int r;
+
+    if (left_us <= 0) {
+        *e = EAGAIN;
+        return false;
+    }
+    r = poll(&p, 1, (left_us + 999) / 1000);
+    if (r < 0 && errno != EINTR) {
+        *e = errno;
+        return false;
+    }
+    if (r == 0) {
+        *e = EAGAIN;
+        return false;
+    }
+    return true;
+}
+
+/*
+ * Fill @buf up to @len, by @deadline if not 0 (else each recv() waits as
+ * long as SO_RCVTIMEO says); *@got counts what arrived, also on failure.
+ */
 static enum recv_end recv_full(int fd, uint8_t *buf, size_t len, size_t *got,
-                               int *e)
+                               int64_t deadline, int *e)
 {
     while (*got < len) {
-        ssize_t n = recv(fd, buf + *got, len - *got, MSG_WAITALL);
+        ssize_t n;
 
+        if (deadline && !wait_readable(fd, deadline, e)) {
+            return RECV_ERROR;
+        }
+        n = recv(fd, buf + *got, len - *got,
+                 deadline ? MSG_DONTWAIT : MSG_WAITALL);
         if (n > 0) {
             *got += n;
         } else if (n == 0) {
             return RECV_EOF;
-        } else if (errno != EINTR) {
+        } else if (errno != EINTR && !(deadline && errno == EAGAIN)) {
             *e = errno;
             return RECV_ERROR;
         }
@@ -266,10 +303,15 @@ static bool recv_hdr_error(struct tcp_channel *t, enum recv_end end, int e,
                     "truncated frame: peer closed the connection after %zu "
                     "of %u header bytes",
                     got, FRAME_HDR_LEN);
-    } else if (e == EAGAIN || e == EWOULDBLOCK) {
-        /* hdr_got is kept: the next call carries on with this header. */
+    } else if ((e == EAGAIN || e == EWOULDBLOCK) && got == 0) {
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
                     "no frame within %u ms", t->timeout_ms);
+    } else if (e == EAGAIN || e == EWOULDBLOCK) {
+        /* Not TIMED_OUT: a frame begun and not finished breaks the stream. */
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_PARTIAL_INPUT,
+                    "timed out after %u ms inside a frame (%zu of %u header "
+                    "bytes)",
+                    t->timeout_ms, got, FRAME_HDR_LEN);
     } else {
         errno_error(err, e, "receive (%zu of %u header bytes)", got,
                     FRAME_HDR_LEN);
@@ -281,10 +323,27 @@ static bool tcp_recv_hdr(struct channel *ch, uint8_t hdr[FRAME_HDR_LEN],
                          GError **err)
 {
     struct tcp_channel *t = tcp_channel(ch);
+    enum recv_end end = RECV_OK;
     int e = 0;
-    enum recv_end end =
-        recv_full(t->fd, t->hdr_part, FRAME_HDR_LEN, &t->hdr_got, &e);
 
+    /*
+     * With a timeout, the first byte may take that long, and the rest of
+     * the frame as long again.  Without one (data channels) one recv().
+     */
+    if (t->hdr_got == 0) {
+        t->frame_deadline = 0;
+    }
+    if (t->hdr_got == 0 && t->timeout_ms) {
+        end = recv_full(t->fd, t->hdr_part, 1, &t->hdr_got, 0, &e);
+    }
+    if (end == RECV_OK && t->timeout_ms && !t->frame_deadline) {
+        t->frame_deadline =
+            g_get_monotonic_time() + t->timeout_ms * G_TIME_SPAN_MILLISECOND;
+    }
+    if (end == RECV_OK) {
+        end = recv_full(t->fd, t->hdr_part, FRAME_HDR_LEN, &t->hdr_got,
+                        t->frame_deadline, &e);
+    }
     if (end != RECV_OK) {
         return recv_hdr_error(t, end, e, err);
     }
@@ -299,7 +358,7 @@ static bool tcp_recv_payload(struct channel *ch, void *dst, size_t len,
     struct tcp_channel *t = tcp_channel(ch);
     size_t got = 0;
     int e = 0;
-    enum recv_end end = recv_full(t->fd, dst, len, &got, &e);
+    enum recv_end end = recv_full(t->fd, dst, len, &got, t->frame_deadline, &e);
     size_t done = ch->payload_len - ch->payload_left + got;
 
     if (end == RECV_OK) {

@@ -126,8 +126,18 @@ bool channel_has_buffered(const struct channel *ch);
  * spin.  Call between frames only.
  */
 bool channel_spin_readable(const struct channel *ch, unsigned spin_us);
-/* Fail sends and receives that wait longer than @timeout_ms; 0: never. */
+/*
+ * Fail sends and receives that wait longer than @timeout_ms; 0: never.
+ * A frame begun must be in whole within @timeout_ms of its first byte.
+ */
 bool channel_set_timeout(struct channel *ch, unsigned timeout_ms, GError **err);
+/*
+ * Fail every header receive from @deadline on (g_get_monotonic_time()
+ * us; 0: no deadline) with G_IO_ERROR_TIMED_OUT, however the peer paces
+ * its frames (keepalives included): a handshake ends in time as a whole.
+ * The timeout still applies, shortened to what is left.
+ */
+void channel_set_deadline(struct channel *ch, int64_t deadline);
 
 /*
  * Promise that from now on one thread only sends on @ch: its frames then go

@@ -20,9 +20,11 @@ struct channel_ops {
                        const struct iovec *payload, int niov, size_t len,
                        GError **err);
     /*
-     * Receive one header.  A G_IO_ERROR_TIMED_OUT must leave the channel
-     * able to try again (keep what part of the header came); a clean EOF
-     * before the first byte is G_IO_ERROR_CONNECTION_CLOSED.
+     * Receive one header.  G_IO_ERROR_TIMED_OUT only when no byte of it
+     * came, and the channel can try again; a frame begun must be in whole
+     * within the timeout (header and payload), however its bytes are
+     * paced.  A clean EOF before the first byte is
+     * G_IO_ERROR_CONNECTION_CLOSED.
      */
     bool (*recv_hdr)(struct channel *ch, uint8_t hdr[FRAME_HDR_LEN],
                      GError **err);
@@ -57,6 +59,8 @@ struct channel {
 
     /* Receive side: one thread at a time. */
     bool recv_broken;
+    unsigned timeout_ms;   /* as channel_set_timeout() asked */
+    int64_t deadline;      /* channel_set_deadline(); 0: none */
     uint32_t payload_len;  /* of the frame being received */
     uint32_t payload_left; /* of it, not received yet */
     uint8_t *msg_buf;      /* message payloads, discarded payloads */

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <glib-unix.h>
 
+#include "json_depth.h"
 #include "peercred.h"
 #include "unix_listen.h"
 #include "version.h"
@@ -27,6 +28,8 @@ struct control_server {
     GSource *accept_src;
     GList *clients;
     const struct peercred_policy *policy; /* NULL: no check */
+    unsigned idle_ms;                     /* 0: clients may idle */
+    GSource *idle_src;                    /* sweeps idle clients */
 
     GMutex lock; /* the event queue, filled from any thread */
     GQueue events;
@@ -42,6 +45,7 @@ struct control_client {
     GString *in;
     GString *out;
     size_t scanned; /* bytes of @in known to hold no newline */
+    gint64 active;  /* monotonic time of its last line */
 };
 
 static char *node_to_line(JsonNode *node)
@@ -292,7 +296,7 @@ static JsonNode *parse_request(const char *line, size_t len, GError **err)
                     "the request is not valid UTF-8");
         return NULL;
     }
-    if (!json_parser_load_from_data(parser, line, len, &local)) {
+    if (!json_load_bounded(parser, line, len, &local)) {
         /* json-glib quotes the bad token: it may be invalid UTF-8. */
         g_autofree char *why = g_utf8_make_valid(local->message, -1);
 
@@ -406,6 +410,7 @@ static bool client_process(struct control_client *c)
         if (len > CONTROL_LINE_MAX) {
             break;
         }
+        c->active = g_get_monotonic_time();
         if (!client_handle_line(c, base,
                                 len && base[len - 1] == '\r' ? len - 1 : len)) {
             return false;
@@ -462,6 +467,7 @@ static void client_new(struct control_server *srv, int fd)
 
     c->srv = srv;
     c->fd = fd;
+    c->active = g_get_monotonic_time();
     c->in = g_string_sized_new(256);
     c->out = g_string_sized_new(256);
     c->in_src = g_unix_fd_source_new(fd, G_IO_IN | G_IO_HUP | G_IO_ERR);
@@ -506,6 +512,30 @@ static void accept_pause(struct control_server *srv)
     srv->accept_src = timer;
 }
 
+static bool peer_is_root(int sock)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+
+    return getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+           cred.uid == 0;
+}
+
+/* The last CONTROL_ROOT_RESERVE places are root's. */
+static bool has_room(struct control_server *srv, int sock)
+{
+    guint n = g_list_length(srv->clients);
+    bool root = peer_is_root(sock);
+
+    if (n < CONTROL_CLIENTS_MAX - CONTROL_ROOT_RESERVE ||
+        (root && n < CONTROL_CLIENTS_MAX)) {
+        return true;
+    }
+    g_message("control: %u clients connected already; refusing another%s", n,
+              root ? "" : " (the rest is kept for root)");
+    return false;
+}
+
 static gboolean server_accept(int fd, GIOCondition cond, gpointer data)
 {
     struct control_server *srv = data;
@@ -526,14 +556,48 @@ static gboolean server_accept(int fd, GIOCondition cond, gpointer data)
         close(c);
         return G_SOURCE_CONTINUE;
     }
-    if (g_list_length(srv->clients) >= CONTROL_CLIENTS_MAX) {
-        g_message("control: %d clients connected already; refusing another",
-                  CONTROL_CLIENTS_MAX);
+    if (!has_room(srv, c)) {
         close(c);
         return G_SOURCE_CONTINUE;
     }
     client_new(srv, c);
     return G_SOURCE_CONTINUE;
+}
+
+/* Drop the clients that said nothing for the idle timeout. */
+static gboolean idle_sweep(gpointer data)
+{
+    struct control_server *srv = data;
+    gint64 now = g_get_monotonic_time();
+    GList *next;
+
+    for (GList *l = srv->clients; l; l = next) {
+        struct control_client *c = l->data;
+
+        next = l->next;
+        if (now - c->active >= srv->idle_ms * G_TIME_SPAN_MILLISECOND) {
+            g_message("control: client silent for %u s; dropping it",
+                      srv->idle_ms / 1000);
+            client_free(c);
+        }
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+void control_server_set_idle_timeout(struct control_server *srv, unsigned ms)
+{
+    if (srv->idle_src) {
+        g_source_destroy(srv->idle_src);
+        g_clear_pointer(&srv->idle_src, g_source_unref);
+    }
+    srv->idle_ms = ms;
+    if (!ms) {
+        return;
+    }
+    /* A client goes at most a quarter of the timeout late. */
+    srv->idle_src = g_timeout_source_new(MAX(ms / 4, 1));
+    g_source_set_callback(srv->idle_src, idle_sweep, srv, NULL);
+    g_source_attach(srv->idle_src, srv->ctx);
 }
 
 struct control_server *
@@ -549,6 +613,7 @@ control_server_new_from_fd(int listen_fd, const struct control_command *table,
     g_mutex_init(&srv->lock);
     g_queue_init(&srv->events);
     accept_arm(srv);
+    control_server_set_idle_timeout(srv, CONTROL_IDLE_MS);
     return srv;
 }
 
@@ -661,6 +726,7 @@ void control_server_free(struct control_server *srv)
     while (srv->clients) {
         client_free(srv->clients->data);
     }
+    control_server_set_idle_timeout(srv, 0);
     g_source_destroy(srv->accept_src);
     g_source_unref(srv->accept_src);
     if (srv->path) {

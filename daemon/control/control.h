@@ -19,6 +19,12 @@
  * exceed CONTROL_OUTPUT_MAX.  Replies come in request order; events may
  * arrive between them.
  *
+ * Room: CONTROL_CLIENTS_MAX clients at once, of which root alone may take
+ * the last CONTROL_ROOT_RESERVE, so that idle clients of other users
+ * never lock root out.  A client that sends no line (a blank one will
+ * do) for the idle timeout (CONTROL_IDLE_MS) is dropped: one that only
+ * listens for events says something now and then.
+ *
  * Threads: the server runs on the thread-default GMainContext of the
  * thread calling control_server_new*() (the daemon's main loop).  Command
  * handlers run there, one at a time, and must not block.
@@ -33,9 +39,11 @@
 
 #include "control_error.h"
 
-#define CONTROL_LINE_MAX    (1u << 20) /* longest request line */
-#define CONTROL_OUTPUT_MAX  (4u << 20) /* unread replies per client */
-#define CONTROL_CLIENTS_MAX 64
+#define CONTROL_LINE_MAX     (1u << 20) /* longest request line */
+#define CONTROL_OUTPUT_MAX   (4u << 20) /* unread replies per client */
+#define CONTROL_CLIENTS_MAX  64
+#define CONTROL_ROOT_RESERVE 8
+#define CONTROL_IDLE_MS      60000
 
 struct peercred_policy;
 
@@ -73,6 +81,9 @@ control_server_new_from_fd(int listen_fd, const struct control_command *table,
  */
 void control_server_set_policy(struct control_server *srv,
                                const struct peercred_policy *policy);
+
+/* Drop clients silent for @ms (default CONTROL_IDLE_MS); 0: never. */
+void control_server_set_idle_timeout(struct control_server *srv, unsigned ms);
 
 /*
  * Send an event to every connected client.  Any thread; takes @data

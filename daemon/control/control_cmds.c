@@ -251,6 +251,7 @@ static JsonNode *cmd_query_vms(void *opaque, JsonObject *args, GError **err)
     struct daemon *d = opaque;
     g_autoptr(JsonBuilder) b = json_builder_new();
 
+    daemon_reap_vms(d); /* no VMM that exited is listed */
     json_builder_begin_array(b);
     g_mutex_lock(&d->lock);
     for (guint i = 0; i < d->vms->len; i++) {

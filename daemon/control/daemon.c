@@ -14,8 +14,15 @@
 #include "session_file.h"
 #include "unix_listen.h"
 
-#define HELLO_TIMEOUT_MS       10000
+#define HELLO_TIMEOUT_MS       10000 /* each frame, and the whole handshake */
 #define ATTACH_HELLO_TIMEOUT_S 10
+/*
+ * Peer connections waiting for their handshake, each on a thread: a
+ * migration opens its control, urgent and up to 8 bulk channels at once,
+ * so a source host gets room for three; the total bounds the threads.
+ */
+#define PREAUTH_PER_SOURCE_MAX 32
+#define PREAUTH_MAX            128
 
 static bool daemon_tls_init(struct daemon *d, GError **err)
 {
@@ -42,6 +49,7 @@ bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
     d->attach_fd = -1;
     g_mutex_init(&d->lock);
     d->vms = g_ptr_array_new();
+    conn_limit_init(&d->preauth, PREAUTH_PER_SOURCE_MAX, PREAUTH_MAX);
     d->migrations = g_ptr_array_new();
     migration_set_status_hook(daemon_emit_status);
     d->transport = transport_tcp();
@@ -105,6 +113,13 @@ static void reap_dead_vms(struct daemon *d)
     }
 }
 
+void daemon_reap_vms(struct daemon *d)
+{
+    g_mutex_lock(&d->lock);
+    reap_dead_vms(d);
+    g_mutex_unlock(&d->lock);
+}
+
 /*
  * A daemon that died in postcopy left a session file: the VM re-attaching
  * picks its migration up where it stood.
@@ -147,8 +162,50 @@ static void start_prealloc(struct daemon *d, struct vm_entry *vm)
     vm->prealloc = prealloc_start(&vm->info.regions, vm->info.vm_name);
 }
 
-static void add_vm(struct daemon *d, struct vm_entry *vm);
-static bool daemon_has_vm(struct daemon *d, const char *name, bool incoming);
+/*
+ * Another live VMM attached under that name, in the same direction: the
+ * migration would pick one of them.  Under d->lock.
+ */
+static struct vm_entry *name_taken(struct daemon *d, const char *name,
+                                   bool incoming)
+{
+    reap_dead_vms(d);
+    for (guint i = 0; i < d->vms->len; i++) {
+        struct vm_entry *o = d->vms->pdata[i];
+
+        if (!strcmp(o->info.vm_name, name) && o->info.incoming == incoming &&
+            !o->moved) {
+            return o;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * False (and @vm freed) if its name is taken; else true, and @vm is in
+ * d->vms if @add.  Checked before the prealloc starts, and again as the
+ * VM is added, since another VMM may have come in between.
+ */
+static bool claim_name(struct daemon *d, struct vm_entry *vm, bool add)
+{
+    struct vm_entry *other;
+
+    g_mutex_lock(&d->lock);
+    other = name_taken(d, vm->info.vm_name, vm->info.incoming);
+    if (!other && add) {
+        g_ptr_array_add(d->vms, vm);
+    }
+    g_mutex_unlock(&d->lock);
+    if (other) {
+        g_warning("vm %s: refusing pid %d: pid %d is attached under that "
+                  "name",
+                  vm->info.vm_name, vm->info.pid, other->info.pid);
+        vm_entry_free(vm);
+    }
+    return !other;
+}
+
+static bool add_vm(struct daemon *d, struct vm_entry *vm);
 
 static gpointer attach_hello_thread(gpointer opaque)
 {
@@ -173,20 +230,26 @@ static gpointer attach_hello_thread(gpointer opaque)
     return NULL;
 }
 
-/* An attached VMM joins the daemon: announced, preallocated, restored. */
-static void add_vm(struct daemon *d, struct vm_entry *vm)
+/*
+ * An attached VMM joins the daemon: announced, preallocated, restored.
+ * False, and @vm freed, when its name is taken.
+ */
+static bool add_vm(struct daemon *d, struct vm_entry *vm)
 {
+    if (!claim_name(d, vm, false)) {
+        return false;
+    }
     g_message("vm %s: attached (%s), pid %d, %zu region(s), "
               "%" G_GUINT64_FORMAT " MiB%s",
               vm->info.vm_name, vm->driver->ops->name, vm->info.pid,
               vm->info.regions.n, region_table_bytes(&vm->info.regions) >> 20,
               vm->info.incoming ? ", incoming" : "");
     start_prealloc(d, vm);
-    g_mutex_lock(&d->lock);
-    reap_dead_vms(d);
-    g_ptr_array_add(d->vms, vm);
-    g_mutex_unlock(&d->lock);
+    if (!claim_name(d, vm, true)) {
+        return false;
+    }
     restore_sessions(d, vm);
+    return true;
 }
 
 bool daemon_attach_qemu(struct daemon *d, const struct qemu_attach_args *a,
@@ -195,8 +258,12 @@ bool daemon_attach_qemu(struct daemon *d, const struct qemu_attach_args *a,
     struct qemu_attach_args args = *a;
     struct session_file f;
     struct vm_entry *vm;
+    bool taken;
 
-    if (daemon_has_vm(d, a->name, a->incoming)) {
+    g_mutex_lock(&d->lock);
+    taken = name_taken(d, a->name, a->incoming) != NULL;
+    g_mutex_unlock(&d->lock);
+    if (taken) {
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_EXISTS,
                     "a VM named '%s' is already attached%s", a->name,
                     a->incoming ? " (incoming)" : "");
@@ -213,7 +280,11 @@ bool daemon_attach_qemu(struct daemon *d, const struct qemu_attach_args *a,
         vm_entry_free(vm);
         return false;
     }
-    add_vm(d, vm);
+    if (!add_vm(d, vm)) { /* another VMM took the name meanwhile */
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_EXISTS,
+                    "a VM named '%s' attached meanwhile", a->name);
+        return false;
+    }
     return true;
 }
 
@@ -225,6 +296,7 @@ static gpointer attach_thread(gpointer opaque)
         g_autoptr(GError) err = NULL;
         struct vm_entry *vm;
         struct pollfd p = {.fd = d->attach_fd, .events = POLLIN};
+        GThread *th;
         int sock;
 
         if (poll(&p, 1, -1) < 0 && errno != EINTR) {
@@ -253,7 +325,15 @@ static gpointer attach_thread(gpointer opaque)
         vm->sock = sock;
         vm->daemon = d;
         /* One thread per hello: a client that says nothing blocks no one. */
-        g_thread_unref(g_thread_new("attach-hello", attach_hello_thread, vm));
+        th = g_thread_try_new("attach-hello", attach_hello_thread, vm, &err);
+        if (!th) {
+            g_warning("attach socket: refused: no thread for its hello: %s",
+                      err->message);
+            close(sock);
+            g_free(vm);
+            continue;
+        }
+        g_thread_unref(th);
     }
     return NULL;
 }
@@ -279,7 +359,16 @@ static bool hello_channel_kind(const Postcopy__Peer__Hello *h,
 struct peer_conn {
     struct daemon *d;
     struct channel *ch;
+    char *source;     /* its slot in d->preauth */
+    int64_t deadline; /* for its whole handshake, from accept */
 };
+
+static void peer_conn_free(struct peer_conn *pc)
+{
+    conn_limit_leave(&pc->d->preauth, pc->source);
+    g_free(pc->source);
+    g_free(pc);
+}
 
 /* Read a new connection's Hello off the accept thread, then route it. */
 static gpointer peer_conn_thread(gpointer opaque)
@@ -288,6 +377,8 @@ static gpointer peer_conn_thread(gpointer opaque)
     g_autoptr(GError) err = NULL;
     PeerMessage *msg = NULL;
     enum channel_kind kind;
+    struct channel *ch;
+    struct daemon *d;
 
     /* Here, not in the accept thread: a slow handshake blocks no one. */
     pc->ch = tls_server(pc->ch, pc->d->tls, &err);
@@ -296,6 +387,7 @@ static gpointer peer_conn_thread(gpointer opaque)
         goto drop;
     }
     channel_set_timeout(pc->ch, HELLO_TIMEOUT_MS, NULL);
+    channel_set_deadline(pc->ch, pc->deadline);
     if (!auth_server(pc->ch, &pc->d->psk, &err)) {
         g_warning("%s", err->message);
         goto drop;
@@ -321,21 +413,57 @@ static gpointer peer_conn_thread(gpointer opaque)
         g_warning("peer %s: %s", channel_peer(pc->ch), err->message);
         goto drop;
     }
+    channel_set_deadline(pc->ch, 0);
     channel_set_timeout(pc->ch, 0, NULL);
+    ch = pc->ch;
+    d = pc->d;
+    peer_conn_free(pc); /* authenticated: the slot is free again */
     if (kind == CHANNEL_CONTROL) {
-        dest_accept_control(pc->d, pc->ch, msg);
+        dest_accept_control(d, ch, msg);
     } else {
-        dest_accept_data(pc->d, pc->ch, msg);
+        dest_accept_data(d, ch, msg);
     }
-    g_free(pc);
     return NULL;
 drop:
     if (msg) {
         peer_message_free(msg);
     }
     channel_close(pc->ch);
-    g_free(pc);
+    peer_conn_free(pc);
     return NULL;
+}
+
+/*
+ * A thread for @ch's handshake, if its source and the daemon have room
+ * for one more; else it is refused at once.
+ */
+static void peer_conn_start(struct daemon *d, struct channel *ch)
+{
+    g_autofree char *source = conn_limit_source(channel_peer(ch));
+    g_autoptr(GError) err = NULL;
+    struct peer_conn *pc;
+    GThread *th;
+
+    if (!conn_limit_enter(&d->preauth, source, &err)) {
+        g_warning("peer %s: refused: %s", channel_peer(ch), err->message);
+        channel_close(ch);
+        return;
+    }
+    pc = g_new0(struct peer_conn, 1);
+    pc->d = d;
+    pc->ch = ch;
+    pc->source = g_steal_pointer(&source);
+    pc->deadline =
+        g_get_monotonic_time() + HELLO_TIMEOUT_MS * G_TIME_SPAN_MILLISECOND;
+    th = g_thread_try_new("peer-conn", peer_conn_thread, pc, &err);
+    if (!th) {
+        g_warning("peer %s: refused: no thread for its handshake: %s",
+                  channel_peer(ch), err->message);
+        channel_close(ch);
+        peer_conn_free(pc);
+        return;
+    }
+    g_thread_unref(th);
 }
 
 static gpointer peer_accept_thread(gpointer opaque)
@@ -345,7 +473,6 @@ static gpointer peer_accept_thread(gpointer opaque)
     for (;;) {
         g_autoptr(GError) err = NULL;
         struct channel *ch = listener_accept(d->peer, &err);
-        struct peer_conn *pc;
 
         if (!ch) {
             if (d->stopping) {
@@ -355,12 +482,22 @@ static gpointer peer_accept_thread(gpointer opaque)
             g_usleep(100000);
             continue;
         }
-        pc = g_new0(struct peer_conn, 1);
-        pc->d = d;
-        pc->ch = ch;
-        g_thread_unref(g_thread_new("peer-conn", peer_conn_thread, pc));
+        peer_conn_start(d, ch);
     }
     return NULL;
+}
+
+static bool start_thread(const char *name, GThreadFunc fn, void *data,
+                         GError **err)
+{
+    GThread *th = g_thread_try_new(name, fn, data, err);
+
+    if (!th) {
+        g_prefix_error(err, "cannot start the %s thread: ", name);
+        return false;
+    }
+    g_thread_unref(th);
+    return true;
 }
 
 bool daemon_start_listeners(struct daemon *d, GError **err)
@@ -380,9 +517,8 @@ bool daemon_start_listeners(struct daemon *d, GError **err)
     g_message("listening for peers on %s (%s), VMMs on %s",
               listener_address(d->peer), transport_name(d->transport),
               d->cfg->attach_socket);
-    g_thread_unref(g_thread_new("attach", attach_thread, d));
-    g_thread_unref(g_thread_new("peer-accept", peer_accept_thread, d));
-    return true;
+    return start_thread("attach", attach_thread, d, err) &&
+           start_thread("peer-accept", peer_accept_thread, d, err);
 }
 
 void daemon_shutdown(struct daemon *d)
@@ -426,23 +562,6 @@ struct vm_entry *daemon_take_vm(struct daemon *d, const char *name,
                  : "no %sVM named '%s' is attached to this daemon",
             busy ? name : (incoming ? "incoming " : ""), busy ? "" : name);
     }
-    return found;
-}
-
-/* A live VM of that name and direction, not yet migrated away. */
-static bool daemon_has_vm(struct daemon *d, const char *name, bool incoming)
-{
-    bool found = false;
-
-    g_mutex_lock(&d->lock);
-    reap_dead_vms(d);
-    for (guint i = 0; i < d->vms->len && !found; i++) {
-        const struct vm_entry *vm = d->vms->pdata[i];
-
-        found = !strcmp(vm->info.vm_name, name) &&
-                vm->info.incoming == incoming && !vm->moved;
-    }
-    g_mutex_unlock(&d->lock);
     return found;
 }
 

@@ -17,6 +17,7 @@
 #include "attach.h"
 #include "auth.h"
 #include "config.h"
+#include "conn_limit.h"
 #include "control.h"
 #include "migration.h"
 #include "peercred.h"
@@ -38,6 +39,7 @@ struct daemon {
     struct peercred_policy control_policy;
     struct peercred_policy attach_policy;
     struct listener *peer;
+    struct conn_limit preauth; /* peer connections not authenticated yet */
     int attach_fd;
     GMutex lock;
     GPtrArray *vms;        /* struct vm_entry *, guarded by lock */
@@ -60,6 +62,8 @@ void daemon_release_vm(struct daemon *d, struct vm_entry *vm);
  */
 bool daemon_attach_qemu(struct daemon *d, const struct qemu_attach_args *a,
                         GError **err);
+/* Forget the VMMs that exited (and no migration holds). */
+void daemon_reap_vms(struct daemon *d);
 void daemon_add_migration(struct daemon *d, struct migration *m);
 /* The newest migration, of VM @name if not NULL; NULL if none. */
 struct migration *daemon_find_migration(struct daemon *d, const char *name);

@@ -8,11 +8,15 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <linux/magic.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 #include <gio/gio.h>
 #include <json-glib/json-glib.h>
 
 #include "attach.pb-c.h"
+#include "json_depth.h"
 #include "vm_channel.h"
 
 G_STATIC_ASSERT((int)BACKING_ANON == POSTCOPY__ATTACH__BACKING__BACKING_ANON);
@@ -65,6 +69,33 @@ static bool add_region(struct region_table *t, const struct region *r,
     return false;
 }
 
+bool attach_name_valid(const char *name, GError **err)
+{
+    size_t len = strlen(name);
+
+    if (len == 0) {
+        fail(err, "attach: the VM name is empty");
+        return false;
+    }
+    if (len >= ATTACH_NAME_MAX) {
+        fail(err, "attach: the VM name is %zu bytes long (at most %d)", len,
+             ATTACH_NAME_MAX - 1);
+        return false;
+    }
+    if (!g_utf8_validate(name, len, NULL)) {
+        fail(err, "attach: the VM name is not valid UTF-8");
+        return false;
+    }
+    for (const char *p = name; *p; p = g_utf8_next_char(p)) {
+        if (!g_unichar_isprint(g_utf8_get_char(p))) {
+            /* Not quoted: it could forge a log line. */
+            fail(err, "attach: the VM name holds a control character");
+            return false;
+        }
+    }
+    return true;
+}
+
 /* ---- our hello ---- */
 
 static bool hello_check(const Postcopy__Attach__Hello *h, const int *fds,
@@ -81,6 +112,9 @@ static bool hello_check(const Postcopy__Attach__Hello *h, const int *fds,
     }
     if (h->pid <= 0) {
         fail(err, "attach: hello has invalid pid %d", h->pid);
+        return false;
+    }
+    if (!attach_name_valid(h->vm_name ? h->vm_name : "", err)) {
         return false;
     }
     if (h->n_regions == 0) {
@@ -257,7 +291,7 @@ bool attach_parse_hello(const uint8_t *body, size_t len, const int *fds,
         region_table_init(&tmp.regions);
         goto out;
     }
-    g_strlcpy(tmp.vm_name, h->vm_name ? h->vm_name : "", sizeof(tmp.vm_name));
+    g_strlcpy(tmp.vm_name, h->vm_name, sizeof(tmp.vm_name));
     tmp.pid = h->pid;
     tmp.incoming = h->incoming;
     tmp.uffd_features = h->uffd_features;
@@ -368,6 +402,45 @@ static bool fc_regions(JsonNode *root, struct region_table *t, GError **err)
     return true;
 }
 
+static bool fc_not_array(GError **err)
+{
+    fail(err, "attach: Firecracker handshake is not a JSON array, nor "
+              "{\"vm_name\": STRING, \"regions\": ARRAY}");
+    return false;
+}
+
+/*
+ * Our extension of Firecracker's form, so that it can carry a name:
+ * {"vm_name": NAME, "regions": [the array]}.  @name is NULL without one.
+ */
+static bool fc_unwrap(JsonNode **root, const char **name, GError **err)
+{
+    static const char *const allowed[] = {"vm_name", "regions", NULL};
+    g_autoptr(GList) members = NULL;
+    JsonObject *o;
+    JsonNode *n;
+
+    *name = NULL;
+    if (!*root || !JSON_NODE_HOLDS_OBJECT(*root)) {
+        return true;
+    }
+    o = json_node_get_object(*root);
+    members = json_object_get_members(o);
+    for (GList *l = members; l; l = l->next) {
+        if (!g_strv_contains(allowed, l->data)) {
+            return fc_not_array(err);
+        }
+    }
+    n = json_object_get_member(o, "vm_name");
+    if (!n || !JSON_NODE_HOLDS_VALUE(n) ||
+        json_node_get_value_type(n) != G_TYPE_STRING) {
+        return fc_not_array(err);
+    }
+    *name = json_node_get_string(n);
+    *root = json_object_get_member(o, "regions");
+    return attach_name_valid(*name, err);
+}
+
 bool attach_parse_firecracker(const char *json, size_t len, const int *fds,
                               size_t nfds, struct attach_info *info,
                               GError **err)
@@ -375,6 +448,8 @@ bool attach_parse_firecracker(const char *json, size_t len, const int *fds,
     g_autoptr(JsonParser) parser = NULL;
     g_autoptr(GError) jerr = NULL;
     struct attach_info tmp;
+    const char *name;
+    JsonNode *root;
 
     if (len > ATTACH_JSON_MAX) {
         fail(err, "attach: Firecracker JSON of %zu bytes exceeds %u", len,
@@ -389,19 +464,129 @@ bool attach_parse_firecracker(const char *json, size_t len, const int *fds,
         return false;
     }
     parser = json_parser_new_immutable();
-    if (!json_parser_load_from_data(parser, json, len, &jerr)) {
+    if (!json_load_bounded(parser, json, len, &jerr)) {
         fail(err, "attach: malformed Firecracker JSON: %s", jerr->message);
         return false;
     }
-    attach_info_init(&tmp);
-    if (!fc_regions(json_parser_get_root(parser), &tmp.regions, err)) {
+    root = json_parser_get_root(parser);
+    if (!fc_unwrap(&root, &name, err)) {
         return false;
     }
-    g_strlcpy(tmp.vm_name, "firecracker", sizeof(tmp.vm_name));
+    attach_info_init(&tmp);
+    if (!fc_regions(root, &tmp.regions, err)) {
+        return false;
+    }
+    /* Without one, attach_recv() names it after its pid. */
+    g_strlcpy(tmp.vm_name, name ? name : "", sizeof(tmp.vm_name));
     tmp.firecracker = true;
     tmp.uffd_features = ATTACH_UFFD_FEATURES_UNKNOWN;
     tmp.uffd = fds[0];
     *info = tmp;
+    return true;
+}
+
+/* ---- what the fds are ---- */
+
+static bool fd_errno(GError **err, const struct region *r, const char *what)
+{
+    int e = errno;
+
+    g_set_error(err, G_IO_ERROR, g_io_error_from_errno(e),
+                "attach: region at 0x%" PRIx64 ": %s: %s", r->base, what,
+                g_strerror(e));
+    return false;
+}
+
+/*
+ * @r's fd is a file of the filesystem its backing says (a memfd or
+ * /dev/shm file is tmpfs).  Anything else, a socket above all (the
+ * VMM's own end of the attach socket would keep it open for good), is
+ * refused.
+ */
+static bool check_region_fs(const struct region *r, const struct stat *st,
+                            GError **err)
+{
+    unsigned long want =
+        r->kind == BACKING_HUGETLBFS ? HUGETLBFS_MAGIC : TMPFS_MAGIC;
+    struct statfs fs;
+
+    if (!S_ISREG(st->st_mode)) {
+        fail(err,
+             "attach: region at 0x%" PRIx64 ": its memory fd is not a "
+             "file (mode 0%o)",
+             r->base, (unsigned)(st->st_mode & S_IFMT));
+        return false;
+    }
+    if (fstatfs(r->fd, &fs) < 0) {
+        return fd_errno(err, r, "fstatfs");
+    }
+    if ((unsigned long)fs.f_type != want) {
+        fail(err,
+             "attach: region at 0x%" PRIx64 ": its memory fd is no %s file "
+             "(filesystem 0x%lx)",
+             r->base, backing_kind_name(r->kind), (unsigned long)fs.f_type);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * @r fits in its memory file: a region past its end would be accepted
+ * and fault with SIGBUS (the daemon's alias mapping) or never resolve.
+ */
+static bool check_region_fd(const struct region *r, GError **err)
+{
+    struct stat st;
+
+    if (fstat(r->fd, &st) < 0) {
+        return fd_errno(err, r, "fstat");
+    }
+    if (!check_region_fs(r, &st, err)) {
+        return false;
+    }
+    if (r->offset > UINT64_MAX - r->size ||
+        r->offset + r->size > (uint64_t)st.st_size) {
+        fail(err,
+             "attach: region at 0x%" PRIx64 ": %" PRIu64 " bytes at offset "
+             "%" PRIu64 ", but its memory fd holds %" PRIu64 " bytes",
+             r->base, r->size, r->offset, (uint64_t)st.st_size);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * The link of a userfaultfd names its anon inode.  Asking the fd itself
+ * (UFFDIO_API) would use up the one handshake it takes, the VMM's or the
+ * daemon's.
+ */
+static bool is_uffd(int fd)
+{
+    char path[32], target[64];
+    ssize_t n;
+
+    g_snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    n = readlink(path, target, sizeof(target) - 1);
+    if (n < 0) {
+        return false;
+    }
+    target[n] = '\0';
+    return !strcmp(target, "anon_inode:[userfaultfd]");
+}
+
+bool attach_check_fds(const struct attach_info *info, GError **err)
+{
+    if (!is_uffd(info->uffd)) {
+        fail(err, "attach: the uffd (fds[0]) is not a userfaultfd");
+        return false;
+    }
+    for (size_t i = 0; i < info->regions.n; i++) {
+        const struct region *r = &info->regions.regions[i];
+
+        if (r->fd >= 0 && !check_region_fd(r, err)) {
+            return false;
+        }
+    }
     return true;
 }
 
@@ -447,8 +632,13 @@ static bool recv_hello(int sock, struct attach_info *info, GError **err)
     if (peer_pid(sock, &peer, NULL) && peer > 0 && peer != info->pid) {
         fail(err, "attach: hello claims pid %d but the peer is pid %d",
              (int)info->pid, (int)peer);
-        attach_info_clear(info);
         ok = false;
+    }
+    if (ok && !attach_check_fds(info, err)) {
+        ok = false;
+    }
+    if (!ok) {
+        attach_info_clear(info);
     }
 out:
     vm_frame_clear(&f);
@@ -526,7 +716,14 @@ static bool recv_firecracker(int sock, struct attach_info *info, GError **err)
     }
     f.nfds = 0; /* @info owns the uffd now */
     info->pid = peer;
-    ok = true;
+    if (!info->vm_name[0]) {
+        g_snprintf(info->vm_name, sizeof(info->vm_name), "firecracker-%d",
+                   (int)peer);
+    }
+    ok = attach_check_fds(info, err);
+    if (!ok) {
+        attach_info_clear(info);
+    }
 out:
     vm_frame_clear(&f);
     return ok;
@@ -552,7 +749,7 @@ bool attach_recv(int sock, struct attach_info *info, GError **err)
                     "attach: peer closed the attach socket");
         return false;
     }
-    if (c == '[' || g_ascii_isspace(c)) {
+    if (c == '[' || c == '{' || g_ascii_isspace(c)) {
         return recv_firecracker(sock, info, err);
     }
     return recv_hello(sock, info, err);

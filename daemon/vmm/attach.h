@@ -5,8 +5,11 @@
  *      uffd and memory fds in SCM_RIGHTS;
  *   2. Firecracker's: a JSON array of {base_host_virt_addr, size, offset,
  *      page_size (or page_size_kib)} sent with the uffd as its only fd;
- *      the regions are anonymous and the VMM did UFFDIO_API itself.
- * The form is told apart by the first byte ('[' or whitespace: JSON).
+ *      the regions are anonymous and the VMM did UFFDIO_API itself.  Such
+ *      a VMM is named "firecracker-PID"; wrapped as {"vm_name": NAME,
+ *      "regions": ARRAY} it carries its own name.
+ * The form is told apart by the first byte ('[', '{' or whitespace: JSON).
+ * A VM name is checked by attach_name_valid().
  *
  * Contract: attach_parse_*() validate everything (version, region count,
  * sizes, page sizes, alignment, overlap, fd indexes, uffd present) before
@@ -45,6 +48,12 @@ struct attach_info {
 void attach_info_init(struct attach_info *info);
 void attach_info_clear(struct attach_info *info);
 
+/*
+ * 1 to ATTACH_NAME_MAX - 1 bytes of printable UTF-8: a name goes into
+ * logs, query-vms and session files, and a newline would forge a line.
+ */
+bool attach_name_valid(const char *name, GError **err);
+
 /* Ownership of @fds passes to @info on success only. */
 bool attach_parse_hello(const uint8_t *body, size_t len, const int *fds,
                         size_t nfds, struct attach_info *info, GError **err);
@@ -52,7 +61,16 @@ bool attach_parse_firecracker(const char *json, size_t len, const int *fds,
                               size_t nfds, struct attach_info *info,
                               GError **err);
 
-/* Daemon side: receive either form on a connected socket. */
+/*
+ * The fds in @info are what its regions say: the uffd is a userfaultfd,
+ * each memory fd a tmpfs (shmem, memfd) or hugetlbfs file as its backing
+ * says, never a socket, and holds its regions (offset + size within its
+ * size).  attach_recv() checks this
+ * after parsing; the parsers do not look at the fds.
+ */
+bool attach_check_fds(const struct attach_info *info, GError **err);
+
+/* Daemon side: receive either form on a connected socket (checked). */
 bool attach_recv(int sock, struct attach_info *info, GError **err);
 
 /*

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <gio/gio.h>
 
@@ -254,6 +256,8 @@ bool vmm_wait_verify(struct vmm *v, int timeout_ms, struct vmm_verify *out,
 struct channel_driver {
     struct vmm_driver base;
     struct vmm vmm;
+    int pidfd;   /* the VMM process; -1 where pidfd_open() is refused */
+    bool exited; /* already gone when its pidfd was asked for */
 };
 
 static struct vmm *channel_vmm(struct vmm_driver *drv)
@@ -278,18 +282,55 @@ static bool channel_quit(struct vmm_driver *drv, GError **err)
     return vmm_quit(channel_vmm(drv), err);
 }
 
-/* The VMM's end of the attach socket closed: it is gone. */
+/*
+ * The VMM exited (its pidfd turns readable), or its end of the attach
+ * socket closed.  The socket alone is not enough: a child that inherited
+ * it, or a copy the VMM sent us, keeps it open after the VMM is gone.
+ */
 static bool channel_gone(struct vmm_driver *drv)
 {
-    struct pollfd p = {.fd = channel_vmm(drv)->sock, .events = POLLIN};
+    struct channel_driver *c = (struct channel_driver *)drv;
+    struct pollfd p[2] = {{.fd = c->vmm.sock, .events = POLLIN},
+                          {.fd = c->pidfd, .events = POLLIN}};
 
-    return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
+    if (c->exited) {
+        return true;
+    }
+    if (poll(p, 2, 0) <= 0) {
+        return false;
+    }
+    return (p[0].revents & (POLLHUP | POLLERR)) || (p[1].revents & POLLIN);
 }
 
 static void channel_free(struct vmm_driver *drv)
 {
-    close(channel_vmm(drv)->sock);
+    struct channel_driver *c = (struct channel_driver *)drv;
+
+    close(c->vmm.sock);
+    if (c->pidfd >= 0) {
+        close(c->pidfd);
+    }
     g_free(drv);
+}
+
+/*
+ * A pidfd for the process at the other end of @sock, or -1; *@exited if
+ * that process is gone already (and reaped: ESRCH).
+ */
+static int peer_pidfd(int sock, bool *exited)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    int fd;
+
+    /* A peer in another pid namespace reads as pid 0: no pidfd. */
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+        cred.pid <= 0) {
+        return -1;
+    }
+    fd = syscall(SYS_pidfd_open, cred.pid, 0);
+    *exited = fd < 0 && errno == ESRCH;
+    return fd;
 }
 
 static const struct vmm_driver_ops channel_ops = {
@@ -307,5 +348,6 @@ struct vmm_driver *vmm_channel_driver_new(int sock)
 
     c->base.ops = &channel_ops;
     vmm_init(&c->vmm, sock);
+    c->pidfd = peer_pidfd(sock, &c->exited);
     return &c->base;
 }

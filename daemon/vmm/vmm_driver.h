@@ -81,7 +81,10 @@ static inline void vmm_driver_free(struct vmm_driver *drv)
     }
 }
 
-/* The synthetic VM's driver (vmm.c): owns @sock, the attach socket. */
+/*
+ * The synthetic VM's driver (vmm.c): owns @sock, the attach socket, and
+ * a pidfd of the process at its other end, by which gone() sees it exit.
+ */
 struct vmm_driver *vmm_channel_driver_new(int sock);
 
 #endif /* POSTCOPYD_VMM_DRIVER_H */

@@ -4,7 +4,7 @@
  *
  * Input: one byte saying which fds came with the message (bits 0-2: how
  * many, at most 1 + FUZZ_MEMFDS; bit 3: fds[0] is -1), then the bytes on
- * the attach socket.  As attach_recv() does, a message starting with '['
+ * the attach socket.  As attach_recv() does, a message starting with '[', '{'
  * or whitespace goes to attach_parse_firecracker(); anything else is a
  * vm_channel frame as recv_hello() takes it: vm_channel_parse_header() on
  * 12 bytes, a HELLO type, then attach_parse_hello() on the body (what the
@@ -277,7 +277,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     data++;
     size--;
     attach_info_init(&info);
-    firecracker = size && (data[0] == '[' || g_ascii_isspace(data[0]));
+    firecracker =
+        size && (data[0] == '[' || data[0] == '{' || g_ascii_isspace(data[0]));
     if (firecracker) {
         ok = attach_parse_firecracker((const char *)data, size, fds, nfds,
                                       &info, &err);

@@ -634,6 +634,179 @@ static void test_framing(struct fixture *f, gconstpointer data)
     raw_close(&r);
 }
 
+/*
+ * json-glib recurses once per level: 200,000 '[' (well under the line
+ * limit) overflowed the server's stack.  Refused before parsing now.
+ */
+static void test_deep_nesting(struct fixture *f, gconstpointer data)
+{
+    g_autofree char *open = g_strnfill(200000, '[');
+    g_autofree char *line = g_strconcat(open, "\n", NULL);
+    g_autofree char *in_string =
+        g_strconcat("{\"execute\": \"echo\", \"arguments\": {\"s\": \"", open,
+                    "\"}}\n", NULL);
+    g_autoptr(JsonNode) reply = NULL;
+    g_autoptr(JsonNode) echoed = NULL;
+    struct raw r;
+
+    raw_open(&r, f->path);
+    reply = raw_cmd(&r, line);
+    assert_error(reply, "GenericError", "nested deeper than");
+    assert_alive(&r);
+    /* Brackets inside a string are no nesting. */
+    echoed = raw_cmd(&r, in_string);
+    g_assert_true(
+        json_object_has_member(json_node_get_object(echoed), "return"));
+    raw_close(&r);
+}
+
+static void set_idle_cb(struct fixture *f, void *ms)
+{
+    control_server_set_idle_timeout(f->srv, GPOINTER_TO_UINT(ms));
+}
+
+/* At EOF within @ms: the server hung up on @r. */
+static bool raw_dropped(struct raw *r, int ms)
+{
+    struct pollfd pfd = {.fd = r->fd, .events = POLLIN};
+    char buf[4096];
+
+    while (poll(&pfd, 1, ms) == 1) {
+        if (recv(r->fd, buf, sizeof(buf), 0) <= 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * 64 clients that connect and say nothing locked everyone out: idle ones
+ * are dropped now; one that speaks stays.
+ */
+static void test_idle_timeout(struct fixture *f, gconstpointer data)
+{
+    struct raw idle, busy;
+
+    in_loop(f, set_idle_cb, GUINT_TO_POINTER(300));
+    raw_open(&idle, f->path);
+    raw_open(&busy, f->path);
+    for (int i = 0; i < 10; i++) {
+        g_usleep(100 * 1000);
+        raw_send(&busy, "\n", 1); /* a blank line is enough */
+    }
+    g_assert_true(raw_dropped(&idle, 1000));
+    assert_alive(&busy);
+    raw_close(&idle);
+    raw_close(&busy);
+}
+
+/*
+ * A client connected as @uid: the server checks SO_PEERCRED, which the
+ * kernel takes at connect(), so a child connects and hands the fd over.
+ */
+static int connect_as(const char *path, uid_t uid)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int sv[2], fd = -1, status;
+    pid_t pid;
+
+    g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
+    pid = fork();
+    g_assert_cmpint(pid, >=, 0);
+    if (pid == 0) {
+        union {
+            char buf[CMSG_SPACE(sizeof(int))];
+            struct cmsghdr align;
+        } ctl = {0};
+        char byte = 0;
+        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+        struct msghdr msg = {.msg_iov = &iov,
+                             .msg_iovlen = 1,
+                             .msg_control = ctl.buf,
+                             .msg_controllen = sizeof(ctl.buf)};
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        int s;
+
+        if (setresgid(uid, uid, uid) || setresuid(uid, uid, uid)) {
+            _exit(1);
+        }
+        s = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+            _exit(2);
+        }
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &s, sizeof(int));
+        _exit(sendmsg(sv[1], &msg, 0) == 1 ? 0 : 3);
+    }
+    close(sv[1]);
+    g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        union {
+            char buf[CMSG_SPACE(sizeof(int))];
+            struct cmsghdr align;
+        } ctl;
+        char byte;
+        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+        struct msghdr msg = {.msg_iov = &iov,
+                             .msg_iovlen = 1,
+                             .msg_control = ctl.buf,
+                             .msg_controllen = sizeof(ctl.buf)};
+
+        if (recvmsg(sv[0], &msg, MSG_CMSG_CLOEXEC) == 1 &&
+            CMSG_FIRSTHDR(&msg)) {
+            memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof(int));
+        }
+    }
+    close(sv[0]);
+    return fd;
+}
+
+/* Clients of other users fill the server: root still gets in. */
+static void test_root_reserve(struct fixture *f, gconstpointer data)
+{
+    const uid_t nobody = 65534;
+    struct raw others[CONTROL_CLIENTS_MAX], roots[CONTROL_ROOT_RESERVE];
+    struct raw extra;
+    int n = CONTROL_CLIENTS_MAX - CONTROL_ROOT_RESERVE;
+
+    if (getuid() != 0) {
+        g_test_skip("needs root: clients of another user are forked");
+        return;
+    }
+    /* Let the other user reach the socket. */
+    g_assert_cmpint(chmod(f->dir, 0711), ==, 0);
+    g_assert_cmpint(chmod(f->path, 0666), ==, 0);
+    for (int i = 0; i < n; i++) {
+        g_autofree char *greeting = NULL;
+
+        others[i].fd = connect_as(f->path, nobody);
+        g_assert_cmpint(others[i].fd, >=, 0);
+        others[i].in = g_string_new(NULL);
+        greeting = raw_line(&others[i]);
+        g_assert_nonnull(greeting);
+    }
+    extra.fd = connect_as(f->path, nobody);
+    extra.in = g_string_new(NULL);
+    g_assert_true(raw_dropped(&extra, 2000));
+    raw_close(&extra);
+    for (int i = 0; i < CONTROL_ROOT_RESERVE; i++) {
+        raw_open(&roots[i], f->path);
+    }
+    assert_alive(&roots[0]);
+    raw_open_quiet(&extra, f->path);
+    g_assert_true(raw_dropped(&extra, 2000));
+    raw_close(&extra);
+    for (int i = 0; i < CONTROL_ROOT_RESERVE; i++) {
+        raw_close(&roots[i]);
+    }
+    for (int i = 0; i < n; i++) {
+        raw_close(&others[i]);
+    }
+}
+
 static void test_huge_line(struct fixture *f, gconstpointer data)
 {
     const char *head = "{\"execute\": \"echo\", \"arguments\": {\"pad\": \"";
@@ -1063,6 +1236,60 @@ static void test_cli_cancel_incoming(struct fixture *f, gconstpointer data)
     run_clear(&r);
 }
 
+/* A "daemon" that greets with @greeting, then hangs up. */
+struct fake_daemon {
+    int listen_fd;
+    const char *greeting;
+};
+
+static gpointer fake_daemon_thread(gpointer data)
+{
+    struct fake_daemon *fd = data;
+    int c = accept4(fd->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    size_t len = strlen(fd->greeting);
+
+    if (c >= 0) {
+        /* The client may hang up before reading it all. */
+        for (size_t sent = 0; sent < len;) {
+            ssize_t n = send(c, fd->greeting + sent, len - sent, MSG_NOSIGNAL);
+
+            if (n <= 0) {
+                break;
+            }
+            sent += n;
+        }
+        close(c);
+    }
+    return NULL;
+}
+
+/* The CLI parses what the daemon says with the same bound. */
+static void test_cli_deep_reply(struct fixture *f, gconstpointer data)
+{
+    g_autofree char *path = g_build_filename(f->dir, "fake.sock", NULL);
+    g_autofree char *open = g_strnfill(200000, '[');
+    g_autofree char *greeting =
+        g_strconcat("{\"postcopyd\": ", open, "\n", NULL);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct fake_daemon fake = {.greeting = greeting};
+    const char *args[] = {"--socket", path, "status", NULL};
+    GThread *th;
+    struct run r;
+
+    fake.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
+    g_assert_cmpint(bind(fake.listen_fd, (struct sockaddr *)&sa, sizeof(sa)),
+                    ==, 0);
+    g_assert_cmpint(listen(fake.listen_fd, 1), ==, 0);
+    th = g_thread_new("fake-daemon", fake_daemon_thread, &fake);
+    run_cli(&r, args);
+    g_thread_join(th);
+    close(fake.listen_fd);
+    g_assert_cmpint(r.status, ==, 1);
+    g_assert_nonnull(strstr(r.err, "unexpected message from postcopyd"));
+    run_clear(&r);
+}
+
 #define ADD(name, fn)                                                          \
     g_test_add(name, struct fixture, NULL, fixture_setup, fn, fixture_teardown)
 
@@ -1075,6 +1302,9 @@ int main(int argc, char **argv)
     ADD("/control/garbage", test_garbage);
     ADD("/control/framing", test_framing);
     ADD("/control/huge-line", test_huge_line);
+    ADD("/control/deep-nesting", test_deep_nesting);
+    ADD("/control/idle-timeout", test_idle_timeout);
+    ADD("/control/root-reserve", test_root_reserve);
     ADD("/control/disconnects", test_disconnects);
     ADD("/control/events-two-clients", test_events_two_clients);
     ADD("/control/socket-file", test_socket_file);
@@ -1087,5 +1317,6 @@ int main(int argc, char **argv)
     ADD("/control/cli/bad-usage", test_cli_bad_usage);
     ADD("/control/cli/status", test_cli_status);
     ADD("/control/cli/cancel-incoming", test_cli_cancel_incoming);
+    ADD("/control/cli/deep-reply", test_cli_deep_reply);
     return g_test_run();
 }

@@ -9,9 +9,11 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <gio/gio.h>
+#include <linux/magic.h>
 #include <linux/userfaultfd.h>
 
 #include "attach.h"
@@ -354,6 +356,51 @@ static void test_hello_rejects(void)
     run_hello_case(m_pid, "invalid pid 0");
 }
 
+/* Names go into logs, query-vms and session files: printable UTF-8. */
+static void test_hello_names(void)
+{
+    g_autofree char *longest = g_strnfill(ATTACH_NAME_MAX - 1, 'a');
+    g_autofree char *too_long = g_strnfill(ATTACH_NAME_MAX, 'a');
+    const struct {
+        const char *name;
+        const char *needle; /* NULL: accepted */
+    } cases[] = {
+        {"vm-1", NULL},
+        {"caf\xc3\xa9 du coin", NULL},
+        {longest, NULL},
+        {"", "the VM name is empty"},
+        {too_long, "the VM name is 64 bytes long (at most 63)"},
+        {"bad\xff", "not valid UTF-8"},
+        {"vm1\npostcopyd: info: forged", "holds a control character"},
+        {"tab\there", "holds a control character"},
+        {"bidi\xe2\x80\xae", "holds a control character"},
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        struct hello_fx fx;
+        struct attach_info info;
+        g_autoptr(GError) err = NULL;
+        g_autofree uint8_t *buf = NULL;
+        size_t len;
+
+        hello_fx_init(&fx);
+        fx.h.vm_name = (char *)cases[i].name;
+        if (cases[i].needle) {
+            expect_hello_error(&fx, 3, cases[i].needle);
+            hello_fx_close(&fx);
+            continue;
+        }
+        buf = pack_hello(&fx.h, &len);
+        attach_info_init(&info);
+        g_assert_true(attach_parse_hello(buf, len, fx.fds, 3, &info, &err));
+        g_assert_no_error(err);
+        g_assert_cmpstr(info.vm_name, ==, cases[i].name);
+        /* The uffd and the used memfd are info's now; fds[2] is closed. */
+        fx.fds[0] = fx.fds[1] = fx.fds[2] = -1;
+        attach_info_clear(&info);
+    }
+}
+
 static void test_hello_malformed(void)
 {
     static const uint8_t junk[][6] = {
@@ -689,6 +736,133 @@ static void test_recv_no_uffd(void)
     expect_recv_error(buf, n, 0, "hello carries no uffd");
 }
 
+/*
+ * A region past the end of its memory file (a 2^62-byte region on a
+ * 64-page memfd was accepted) is refused at attach, every fd closed.
+ */
+static void test_recv_region_beyond_fd(void)
+{
+    static const struct {
+        uint64_t size, offset;
+        const char *needle; /* NULL: accepted */
+    } cases[] = {
+        {1ULL << 62, 0, "memory fd holds 262144 bytes"},
+        {32 * PAGE, 48 * PAGE, "at offset 196608"},
+        {16 * PAGE, 48 * PAGE, NULL}, /* ends at the file's end */
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        struct hello_fx fx;
+        g_autofree uint8_t *buf = NULL;
+        g_autoptr(GError) err = NULL;
+        struct attach_info info;
+        int before = count_open_fds();
+        int sv[2];
+        size_t n;
+
+        hello_fx_init(&fx);
+        close(fx.fds[0]);
+        fx.fds[0] = open_uffd();
+        if (fx.fds[0] < 0) {
+            hello_fx_close(&fx);
+            return;
+        }
+        fx.r[1].host_addr = BASE + (1ULL << 40); /* above the others */
+        fx.r[1].size = cases[i].size;
+        fx.r[1].offset = cases[i].offset;
+        buf = hello_frame(&fx.h, &n);
+        make_pair(sv);
+        raw_send(sv[1], buf, n, fx.fds, 3);
+        hello_fx_close(&fx);
+        attach_info_init(&info);
+        if (cases[i].needle) {
+            g_assert_false(attach_recv(sv[0], &info, &err));
+            g_assert_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+            assert_message(err, cases[i].needle);
+            assert_info_empty(&info);
+        } else {
+            g_assert_true(attach_recv(sv[0], &info, &err));
+            g_assert_no_error(err);
+            attach_info_clear(&info);
+        }
+        close(sv[0]);
+        close(sv[1]);
+        g_assert_cmpint(count_open_fds(), ==, before);
+    }
+}
+
+/*
+ * Send the good hello with @fds (uffd, memfd, spare) and expect
+ * attach_recv() to refuse it with @needle, every fd closed.
+ */
+static void expect_recv_fds_refused(const int fds[3], const char *needle)
+{
+    int before = count_open_fds();
+    struct hello_fx fx;
+    g_autofree uint8_t *buf = NULL;
+    g_autoptr(GError) err = NULL;
+    struct attach_info info;
+    int sv[2];
+    size_t n;
+
+    hello_fx_init(&fx);
+    buf = hello_frame(&fx.h, &n);
+    hello_fx_close(&fx);
+    make_pair(sv);
+    raw_send(sv[1], buf, n, fds, 3);
+    attach_info_init(&info);
+    g_assert_false(attach_recv(sv[0], &info, &err));
+    g_assert_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+    assert_message(err, needle);
+    assert_info_empty(&info);
+    close(sv[0]);
+    close(sv[1]);
+    g_assert_cmpint(count_open_fds(), ==, before);
+}
+
+/*
+ * Each fd is what the hello says: a userfaultfd, then tmpfs files.  A
+ * socket as guest memory (the VMM's own end of the attach socket: the
+ * daemon never saw it close) is refused.
+ */
+static void test_recv_fd_kinds(void)
+{
+    g_autofree char *path = g_strdup("attach-test-XXXXXX");
+    int uffd = open_uffd();
+    int ev = make_eventfd(), mem = make_memfd(64 * PAGE);
+    int sv[2], file;
+
+    if (uffd < 0) {
+        close(ev);
+        close(mem);
+        return;
+    }
+    make_pair(sv);
+    expect_recv_fds_refused((int[]){ev, mem, mem}, "is not a userfaultfd");
+    expect_recv_fds_refused((int[]){uffd, sv[1], mem},
+                            "its memory fd is not a file");
+    /* A file, but not tmpfs (the build tree's filesystem, if it is not). */
+    file = g_mkstemp(path);
+    g_assert_cmpint(file, >=, 0);
+    g_assert_cmpint(ftruncate(file, 64 * PAGE), ==, 0);
+    unlink(path);
+    {
+        struct statfs fs;
+
+        fstatfs(file, &fs);
+        if (fs.f_type != TMPFS_MAGIC) {
+            expect_recv_fds_refused((int[]){uffd, file, mem},
+                                    "its memory fd is no shmem file");
+        }
+    }
+    close(file);
+    close(sv[0]);
+    close(sv[1]);
+    close(uffd);
+    close(ev);
+    close(mem);
+}
+
 /* ---- Firecracker ---- */
 
 #define FC_REGION(base, size, off, ps)                                         \
@@ -745,6 +919,7 @@ static void test_fc_parse_good(void)
  * the JSON, even when it arrives in pieces. */
 static void fc_recv_good(const char *const *parts, size_t nparts)
 {
+    g_autofree char *want_name = NULL;
     int before = count_open_fds();
     int uffd = open_uffd();
     int sv[2];
@@ -766,7 +941,8 @@ static void fc_recv_good(const char *const *parts, size_t nparts)
     g_assert_no_error(err);
     check_fc_info(&info);
     g_assert_cmpint(info.pid, ==, getpid());
-    g_assert_cmpstr(info.vm_name, ==, "firecracker");
+    want_name = g_strdup_printf("firecracker-%d", getpid());
+    g_assert_cmpstr(info.vm_name, ==, want_name);
     g_assert_true(same_uffd(info.uffd, uffd));
     attach_info_clear(&info);
     close(uffd);
@@ -805,6 +981,34 @@ static void expect_fc_error(const char *json, size_t nfds, const char *needle)
     close(fds[0]);
     close(fds[1]);
     g_assert_cmpint(count_open_fds(), ==, before);
+}
+
+/* Wrapped in an object, the Firecracker form carries the VM's name. */
+static void test_fc_named(void)
+{
+    g_autofree char *named =
+        g_strdup_printf("{\"vm_name\": \"fc-1\", \"regions\": %s}", fc_good);
+    g_autofree char *bad_name =
+        g_strdup_printf("{\"vm_name\": \"fc\\n1\", \"regions\": %s}", fc_good);
+    g_autofree char *no_name = g_strdup_printf("{\"regions\": %s}", fc_good);
+    g_autofree char *extra = g_strdup_printf(
+        "{\"vm_name\": \"a\", \"regions\": %s, \"x\": 1}", fc_good);
+    int fd = make_eventfd();
+    struct attach_info info;
+    g_autoptr(GError) err = NULL;
+
+    attach_info_init(&info);
+    g_assert_true(
+        attach_parse_firecracker(named, strlen(named), &fd, 1, &info, &err));
+    g_assert_no_error(err);
+    check_fc_info(&info);
+    g_assert_cmpstr(info.vm_name, ==, "fc-1");
+    attach_info_clear(&info);
+    expect_fc_error(bad_name, 1, "holds a control character");
+    expect_fc_error(no_name, 1, "nor {\"vm_name\"");
+    expect_fc_error(extra, 1, "nor {\"vm_name\"");
+    expect_fc_error("{\"vm_name\": \"a\", \"regions\": 1}", 1,
+                    "is not a JSON array");
 }
 
 static void test_fc_rejects(void)
@@ -930,6 +1134,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/attach/hello/rejects", test_hello_rejects);
+    g_test_add_func("/attach/hello/names", test_hello_names);
     g_test_add_func("/attach/hello/malformed", test_hello_malformed);
     g_test_add_func("/attach/hello/fd-ownership", test_hello_fd_ownership);
     g_test_add_func("/attach/hello/round-trip", test_hello_round_trip);
@@ -937,8 +1142,12 @@ int main(int argc, char **argv)
     g_test_add_func("/attach/recv/bad-frames", test_recv_bad_frames);
     g_test_add_func("/attach/recv/pid-mismatch", test_recv_pid_mismatch);
     g_test_add_func("/attach/recv/no-uffd", test_recv_no_uffd);
+    g_test_add_func("/attach/recv/region-beyond-fd",
+                    test_recv_region_beyond_fd);
+    g_test_add_func("/attach/recv/fd-kinds", test_recv_fd_kinds);
     g_test_add_func("/attach/firecracker/parse-good", test_fc_parse_good);
     g_test_add_func("/attach/firecracker/recv-good", test_fc_recv_good);
+    g_test_add_func("/attach/firecracker/named", test_fc_named);
     g_test_add_func("/attach/firecracker/rejects", test_fc_rejects);
     g_test_add_func("/attach/firecracker/too-long", test_fc_too_long);
     g_test_add_func("/attach/firecracker/recv-rejects", test_fc_recv_rejects);

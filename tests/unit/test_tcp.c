@@ -879,16 +879,127 @@ static void test_timeout(void)
     g_assert_false(channel_recv_hdr(p.in, &h, &err));
     assert_err_has(err, G_IO_ERROR_TIMED_OUT, "no frame within 100 ms");
     g_clear_error(&err);
-    /* Half a header, a timeout, the other half: one good header. */
+    /* Nothing came: waiting again is fine. */
     frame_encode(&h, buf);
-    raw_write(p.fd, buf, 10);
-    g_assert_false(channel_recv_hdr(p.in, &h, &err));
-    assert_err_has(err, G_IO_ERROR_TIMED_OUT, "no frame within 100 ms");
-    g_clear_error(&err);
-    raw_write(p.fd, buf + 10, sizeof(buf) - 10);
+    raw_write(p.fd, buf, sizeof(buf));
     g_assert_true(channel_recv_hdr(p.in, &h, &err));
     g_assert_no_error(err);
     g_assert_cmpuint(h.type, ==, FRAME_KEEPALIVE);
+    /* Half a header and no more: the stream is broken, not resumed. */
+    raw_write(p.fd, buf, 10);
+    g_assert_false(channel_recv_hdr(p.in, &h, &err));
+    assert_err_has(err, G_IO_ERROR_PARTIAL_INPUT,
+                   "timed out after 100 ms inside a frame (10 of 32");
+    g_clear_error(&err);
+    raw_write(p.fd, buf + 10, sizeof(buf) - 10);
+    g_assert_false(channel_recv_hdr(p.in, &h, &err));
+    g_clear_error(&err);
+    raw_close(&p);
+}
+
+struct trickle {
+    int fd;
+    const uint8_t *buf;
+    size_t len;
+    unsigned every_ms;
+    size_t chunk; /* bytes per send; 0: 1 */
+};
+
+/* A peer sending @len bytes @chunk at a time, @every_ms apart. */
+static gpointer trickle_thread(gpointer opaque)
+{
+    struct trickle *t = opaque;
+    size_t chunk = t->chunk ? t->chunk : 1;
+
+    for (size_t i = 0; i + chunk <= t->len; i += chunk) {
+        if (send(t->fd, t->buf + i, chunk, MSG_NOSIGNAL) != (ssize_t)chunk) {
+            break;
+        }
+        g_usleep(t->every_ms * 1000);
+    }
+    return NULL;
+}
+
+/*
+ * One byte every 30 ms never let a 100 ms timeout fire (it restarted on
+ * every recv()): the whole frame, header and payload, has 100 ms from
+ * its first byte.
+ */
+static void test_timeout_per_frame(void)
+{
+    uint8_t payload[64] = {0};
+    struct frame_hdr h = {.type = FRAME_MSG, .len = sizeof(payload)};
+    uint8_t buf[FRAME_HDR_LEN + sizeof(payload)];
+    struct trickle t = {.buf = buf, .every_ms = 30};
+    GError *err = NULL;
+    struct raw_pair p;
+    int64_t start;
+    GThread *th;
+
+    frame_encode(&h, buf);
+    memcpy(buf + FRAME_HDR_LEN, payload, sizeof(payload));
+    /* The header alone, trickled. */
+    raw_open(&p);
+    g_assert_true(channel_set_timeout(p.in, 100, &err));
+    t.fd = p.fd;
+    t.len = FRAME_HDR_LEN;
+    start = g_get_monotonic_time();
+    th = g_thread_new("trickle", trickle_thread, &t);
+    g_assert_false(channel_recv_hdr(p.in, &h, &err));
+    assert_err_has(err, G_IO_ERROR_PARTIAL_INPUT, "inside a frame");
+    g_clear_error(&err);
+    g_assert_cmpint(g_get_monotonic_time() - start, <, 500 * 1000);
+    shutdown(p.fd, SHUT_RDWR);
+    g_thread_join(th);
+    raw_close(&p);
+    /* The header on time, the payload trickled: the same deadline. */
+    raw_open(&p);
+    g_assert_true(channel_set_timeout(p.in, 100, &err));
+    raw_write(p.fd, buf, FRAME_HDR_LEN);
+    t.fd = p.fd;
+    t.buf = buf + FRAME_HDR_LEN;
+    t.len = sizeof(payload);
+    start = g_get_monotonic_time();
+    th = g_thread_new("trickle", trickle_thread, &t);
+    g_assert_true(channel_recv_hdr(p.in, &h, &err));
+    g_assert_false(channel_recv_payload(p.in, payload, sizeof(payload), &err));
+    assert_err_has(err, G_IO_ERROR_TIMED_OUT, "inside a frame");
+    g_clear_error(&err);
+    g_assert_cmpint(g_get_monotonic_time() - start, <, 500 * 1000);
+    shutdown(p.fd, SHUT_RDWR);
+    g_thread_join(th);
+    raw_close(&p);
+}
+
+/* A keepalive every 30 ms: each frame on time, the handshake never done. */
+static void test_deadline(void)
+{
+    struct frame_hdr ka = {.type = FRAME_KEEPALIVE};
+    uint8_t buf[FRAME_HDR_LEN * 40];
+    struct trickle t = {
+        .buf = buf, .len = sizeof(buf), .every_ms = 30, .chunk = FRAME_HDR_LEN};
+    GError *err = NULL;
+    struct raw_pair p;
+    PeerMessage *msg;
+    int64_t start;
+    GThread *th;
+
+    for (size_t i = 0; i < 40; i++) {
+        frame_encode(&ka, buf + i * FRAME_HDR_LEN);
+    }
+    raw_open(&p);
+    g_assert_true(channel_set_timeout(p.in, 100, &err));
+    start = g_get_monotonic_time();
+    channel_set_deadline(p.in, start + 200 * G_TIME_SPAN_MILLISECOND);
+    t.fd = p.fd;
+    th = g_thread_new("keepalives", trickle_thread, &t);
+    msg = channel_recv_msg(p.in, &err);
+    g_assert_null(msg);
+    assert_err_has(err, G_IO_ERROR_TIMED_OUT, "handshake not finished");
+    g_clear_error(&err);
+    g_assert_cmpint(g_get_monotonic_time() - start, <, 600 * 1000);
+    shutdown(p.fd, SHUT_RDWR);
+    g_thread_join(th);
     raw_close(&p);
 }
 
@@ -951,6 +1062,8 @@ int main(int argc, char **argv)
     g_test_add_func("/tcp/connect-timeout", test_connect_timeout);
     g_test_add_func("/tcp/address-in-use", test_address_in_use);
     g_test_add_func("/tcp/timeout", test_timeout);
+    g_test_add_func("/tcp/timeout-per-frame", test_timeout_per_frame);
+    g_test_add_func("/tcp/deadline", test_deadline);
     g_test_add_func("/tcp/shutdown-wakes", test_shutdown_wakes);
     return g_test_run();
 }

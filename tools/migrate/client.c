@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <gio/gio.h>
 
+#include "json_depth.h"
 #include "jsonq.h"
 
 struct control_conn {
@@ -103,7 +104,7 @@ static JsonNode *read_message(struct control_conn *c, GError **err)
     if (!line) {
         return NULL;
     }
-    if (!json_parser_load_from_data(parser, line, -1, NULL) ||
+    if (!json_load_bounded(parser, line, -1, NULL) ||
         !JSON_NODE_HOLDS_OBJECT(root = json_parser_get_root(parser))) {
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
                     "control socket: unexpected message from postcopyd: "
