@@ -240,7 +240,7 @@ printf '   guest at host A stopped after pass %s; waiting for pass %s at host B 
 t1=$SECONDS
 got=$(serial_wait_passes "$(serial dst)" "$want" "$timeout" "${QEMU_PID[dst]}") ||
     fail "the guest at host B did not run $after passes past pass ${last%% *} (last: $got)"
-printf '   guest at host B: pass %s, errors %s (%d passes in %d s)\n' \
+printf '   guest at host B: pass %s, errors %s (%d passes since the switchover; waited %d s)\n' \
     "${got%% *}" "${got#* }" $((${got%% *} - ${last%% *})) $((SECONDS - t1))
 stream=$(serial_stream_ok "$(serial src)" "$(serial dst)") ||
     fail "the guest's pass stream across both QEMUs: $stream"
