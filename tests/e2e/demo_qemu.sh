@@ -92,7 +92,13 @@ step() { printf '\n== %s\n' "$*"; }
 # show ARGS...: a command line as a reader can copy it.
 show() {
     local a out=""
-    for a in "$@"; do out+=" $(printf '%q' "$a")"; done
+    for a in "$@"; do
+        if [[ -n $a && $a =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
+            out+=" $a"
+        else
+            out+=" '${a//\'/\'\\\'\'}'"
+        fi
+    done
     printf '   $%s\n' "$out"
 }
 
