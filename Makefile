@@ -112,10 +112,14 @@ tests: $(TESTS)
 check: all
 	$(Q)tests/run-tests.sh $(BUILD) $(STATIC_TESTS) $(TESTS) $(E2E_TESTS)
 
-# Two hosts (network namespaces), a guest migrated between them (root).
-#   make demo DEMO_FLAGS='--mode postcopy --backing anon --size 512M'
+# Two hosts (network namespaces), a QEMU VM migrated between them (root);
+# VMM=synthetic migrates a postcopy-guest instead (tests/e2e/demo.sh).
+#   make demo DEMO_FLAGS='--mode postcopy --backing shm --size 512M'
+VMM ?= qemu
 demo: all
-	$(Q)tests/e2e/demo.sh --build $(BUILD) $(DEMO_FLAGS)
+	$(if $(filter-out qemu synthetic,$(VMM)),$(error VMM=$(VMM): qemu or synthetic))
+	$(Q)tests/e2e/$(if $(filter synthetic,$(VMM)),demo.sh,demo_qemu.sh) \
+		--build $(BUILD) $(DEMO_FLAGS)
 
 # The link cut mid-postcopy, 20 rounds: all must complete intact (root).
 .PHONY: soak
