@@ -273,9 +273,9 @@ bool daemon_attach_qemu(struct daemon *d, const struct qemu_attach_args *a,
     vm->sock = -1;
     vm->daemon = d;
     attach_info_init(&vm->info);
-    args.carry_on = session_file_find(
-        d->cfg->state_dir, a->name,
-        a->incoming ? ROLE_DESTINATION : ROLE_SOURCE, &f);
+    args.carry_on =
+        session_file_find(d->cfg->state_dir, a->name,
+                          a->incoming ? ROLE_DESTINATION : ROLE_SOURCE, &f);
     if (!qemu_attach(&args, &vm->info, &vm->driver, err)) {
         vm_entry_free(vm);
         return false;

@@ -462,6 +462,7 @@ gpointer dest_session_thread(gpointer opaque)
     g_autoptr(GError) err = NULL;
 
     if (!check_layout(s, &err) || !setup_uffd(s, &err) ||
+        !vmm_driver_expect_incoming(m->vm->driver, &err) ||
         !wait_data_channels(s, &err)) {
         migration_fail(m, MIG_FAILED, "%s", err->message);
         send_error(s->control,

@@ -251,10 +251,17 @@ bool source_switchover(struct source_session *s, GError **err)
         return false;
     }
     atomic_store(&m->stats.pause_us, t0);
+    m->vm->driver->stopped_us = 0;
     if (!vmm_driver_pause(m->vm->driver, &state, &len, err)) {
         return false;
     }
     s->paused = true;
+    /* A VMM that ran on while it set its migration up: the downtime
+     * starts when it stopped. */
+    if (m->vm->driver->stopped_us > (int64_t)t0) {
+        t0 = m->vm->driver->stopped_us;
+        atomic_store(&m->stats.pause_us, t0);
+    }
     downtime_mark(m, DT_PAUSE);
     so.device_state.data = state;
     so.device_state.len = len;

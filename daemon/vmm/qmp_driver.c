@@ -14,10 +14,11 @@
 #define MIGRATE_TIMEOUT_MS 30000
 #define QUIT_TIMEOUT_MS    5000
 /* The device state is a few hundred KB; refuse a stream this big. */
-#define STATE_MAX   (256u << 20)
-#define STATE_CHUNK (64u << 10)
-#define MIG_FDNAME  "postcopyd-mig"
-#define MIG_URI     "fd:" MIG_FDNAME
+#define STATE_MAX         (256u << 20)
+#define STATE_CHUNK       (64u << 10)
+#define MIG_FDNAME        "postcopyd-mig"
+#define MIG_URI           "fd:" MIG_FDNAME
+#define MIG_MAX_BANDWIDTH (1ll << 40)
 
 #define MEMDEV_HINT                                                            \
     "start QEMU with -object "                                                 \
@@ -30,6 +31,8 @@ struct qmp_driver {
     pid_t pid;
     bool incoming;
     bool carry_on; /* qmp_driver_carry_on() */
+    /* Destination: migrate-incoming already waits on the other end. */
+    int incoming_fd;
     /* An outgoing migrate was started and has not ended. */
     bool migrating;
     struct qmp_driver_times times;
@@ -122,6 +125,19 @@ static bool set_capabilities(struct qmp_driver *d, GError **err)
     }
     json_object_set_array_member(args, "capabilities", list);
     return qmp_execute(d->q, "migrate-set-capabilities", args, NULL, err);
+}
+
+/*
+ * QEMU's stream carries only device state and the few small RAM blocks
+ * that are not shared (firmware, option ROMs): no reason to throttle it
+ * to QEMU's default 128 MiB/s.
+ */
+static bool set_parameters(struct qmp_driver *d, GError **err)
+{
+    g_autoptr(JsonObject) args = json_object_new();
+
+    json_object_set_int_member(args, "max-bandwidth", MIG_MAX_BANDWIDTH);
+    return qmp_execute(d->q, "migrate-set-parameters", args, NULL, err);
 }
 
 static struct qmp_memdev *memdev_from(JsonNode *n, GError **err)
@@ -224,7 +240,7 @@ bool qmp_driver_prepare(struct vmm_driver *drv, GPtrArray **memdevs,
     g_autoptr(GPtrArray) list = query_memdevs(d, err);
 
     if (!list || (d->incoming && !d->carry_on && !check_incoming(d, err)) ||
-        !set_capabilities(d, err)) {
+        !set_capabilities(d, err) || !set_parameters(d, err)) {
         return fail(d, err);
     }
     if (memdevs) {
@@ -396,16 +412,36 @@ static bool send_state(struct qmp_driver *d, int fd, const uint8_t *state,
     return true;
 }
 
+/*
+ * When the vCPUs stopped, on the monotonic clock: QEMU stamps its STOP
+ * event with the real-time clock.  0 if it did not stop after @since_real
+ * (it was stopped already).
+ */
+static int64_t stopped_at(struct qmp_driver *d, int64_t since_real)
+{
+    int64_t stop_real = qmp_last_event_us(d->q, "STOP");
+
+    if (stop_real < since_real) {
+        return 0;
+    }
+    return g_get_monotonic_time() - (g_get_real_time() - stop_real);
+}
+
+/*
+ * No `stop` first: QEMU sets its migration up while the guest runs and
+ * stops the vCPUs itself when it completes, with nothing but device state
+ * (and the small unshared RAM) left to send; the STOP event says when.
+ * That takes a QMP round trip and QEMU's migration set-up out of the
+ * downtime.  Our dirty tracker still runs until pause returns.
+ */
 static bool do_pause(struct qmp_driver *d, uint8_t **state, size_t *len,
                      GError **err)
 {
     g_autoptr(JsonObject) args = args_str("uri", MIG_URI);
     g_autoptr(GByteArray) buf = NULL;
+    int64_t since = g_get_real_time();
     int fd;
 
-    if (!qmp_execute(d->q, "stop", NULL, NULL, err)) {
-        return false;
-    }
     fd = hand_fd(d, err);
     if (fd < 0) {
         return false;
@@ -420,6 +456,7 @@ static bool do_pause(struct qmp_driver *d, uint8_t **state, size_t *len,
     if (!buf || !wait_migration(d, err)) {
         return false;
     }
+    d->base.stopped_us = stopped_at(d, since);
     *len = buf->len;
     *state = g_byte_array_free(g_steal_pointer(&buf), FALSE);
     return true;
@@ -443,13 +480,16 @@ static bool qmp_pause(struct vmm_driver *drv, uint8_t **state, size_t *len,
  * QEMU 7.2 exits when an incoming migration fails, so its QMP socket
  * closing here means the state did not load (its stderr says why).
  */
-static bool load_state(struct qmp_driver *d, const uint8_t *state, size_t len,
-                       GError **err)
+/* migrate-incoming on one end of a socketpair; ours is d->incoming_fd. */
+static bool arm_incoming(struct qmp_driver *d, GError **err)
 {
     g_autoptr(JsonObject) args = args_str("uri", MIG_URI);
-    int fd = hand_fd(d, err);
-    bool ok;
+    int fd;
 
+    if (d->incoming_fd >= 0) {
+        return true;
+    }
+    fd = hand_fd(d, err);
     if (fd < 0) {
         return false;
     }
@@ -457,13 +497,51 @@ static bool load_state(struct qmp_driver *d, const uint8_t *state, size_t len,
         close(fd);
         return false;
     }
+    d->incoming_fd = fd;
+    return true;
+}
+
+/*
+ * Before the migration's first page: QEMU then waits for its device state
+ * on a socket of ours, and the downtime only writes it.  The price: QEMU
+ * 7.2 exits when an incoming migration fails, so if this daemon dies
+ * before the switchover the destination QEMU goes with it (the source VM
+ * runs on; a new destination QEMU is needed for the next try).
+ */
+static bool qmp_expect_incoming(struct vmm_driver *drv, GError **err)
+{
+    struct qmp_driver *d = qd(drv);
+
+    return arm_incoming(d, err) || fail(d, err);
+}
+
+/*
+ * QEMU 7.2 exits when an incoming migration fails, so its QMP socket
+ * closing here means the state did not load (its stderr says why).
+ * The source QEMU stopped itself while running (do_pause), so the state
+ * says "running" and QEMU starts the guest as soon as it is loaded: a
+ * RESUME event then, and no `cont` to send.
+ */
+static bool load_state(struct qmp_driver *d, const uint8_t *state, size_t len,
+                       GError **err)
+{
+    g_autoptr(QmpEvent) resumed = NULL;
+    bool ok;
+
+    if (!arm_incoming(d, err)) {
+        return false;
+    }
     d->migrating = true;
-    ok = send_state(d, fd, state, len, err) && wait_migration(d, err);
-    close(fd);
+    ok = send_state(d, d->incoming_fd, state, len, err) &&
+         wait_migration(d, err);
+    close(d->incoming_fd);
+    d->incoming_fd = -1;
     if (!ok) {
         g_prefix_error(err, "loading the device state: ");
+        return false;
     }
-    return ok;
+    resumed = qmp_take_event(d->q, "RESUME", NULL, NULL, NULL);
+    return resumed || cont_and_check(d, err);
 }
 
 /* A source whose outgoing migrate may still run: cancel it first. */
@@ -497,9 +575,9 @@ static bool qmp_resume(struct vmm_driver *drv, const uint8_t *state, size_t len,
     if (state) {
         ok = load_state(d, state, len, err);
     } else {
-        ok = stop_outgoing(d, err);
+        ok = stop_outgoing(d, err) && cont_and_check(d, err);
     }
-    if (!ok || !cont_and_check(d, err)) {
+    if (!ok) {
         return fail(d, err);
     }
     d->times.resume_us = g_get_monotonic_time() - t0;
@@ -564,6 +642,9 @@ static bool qmp_gone(struct vmm_driver *drv)
 
 static void qmp_driver_free(struct vmm_driver *drv)
 {
+    if (qd(drv)->incoming_fd >= 0) {
+        close(qd(drv)->incoming_fd);
+    }
     qmp_free(qd(drv)->q);
     g_free(drv);
 }
@@ -572,6 +653,7 @@ static const struct vmm_driver_ops qmp_ops = {
     .name = "QEMU (QMP)",
     .pause = qmp_pause,
     .resume = qmp_resume,
+    .expect_incoming = qmp_expect_incoming,
     .quit = qmp_quit,
     .gone = qmp_gone,
     .free = qmp_driver_free,
@@ -587,6 +669,7 @@ struct vmm_driver *qmp_driver_new(struct qmp *q, pid_t pid, bool incoming)
     d->q = q;
     d->pid = pid;
     d->incoming = incoming;
+    d->incoming_fd = -1;
     qmp_set_timeout(q, CMD_TIMEOUT_MS);
     return &d->base;
 }

@@ -32,6 +32,12 @@ struct vmm_driver_ops {
      */
     bool (*resume)(struct vmm_driver *drv, const uint8_t *state, size_t len,
                    GError **err);
+    /*
+     * Optional (NULL: nothing to do): a migration into this VMM starts;
+     * get ready to take a device state, so that less of it happens in the
+     * downtime.
+     */
+    bool (*expect_incoming)(struct vmm_driver *drv, GError **err);
     /* Ask the VMM to exit. */
     bool (*quit)(struct vmm_driver *drv, GError **err);
     /* The VMM exited or closed its channel. */
@@ -49,6 +55,12 @@ struct vmm_driver {
     bool discard_incoming_ram;
     /* A source VMM exits once the destination owns every page (QEMU). */
     bool quit_when_moved;
+    /*
+     * Set by pause: when the vCPUs actually stopped (g_get_monotonic_time),
+     * for a VMM that stops itself partway through pause (QEMU); 0: at the
+     * call.
+     */
+    int64_t stopped_us;
 };
 
 static inline bool vmm_driver_pause(struct vmm_driver *drv, uint8_t **state,
@@ -62,6 +74,12 @@ static inline bool vmm_driver_resume(struct vmm_driver *drv,
                                      GError **err)
 {
     return drv->ops->resume(drv, state, len, err);
+}
+
+static inline bool vmm_driver_expect_incoming(struct vmm_driver *drv,
+                                              GError **err)
+{
+    return !drv->ops->expect_incoming || drv->ops->expect_incoming(drv, err);
 }
 
 static inline bool vmm_driver_quit(struct vmm_driver *drv, GError **err)
