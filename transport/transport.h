@@ -2,13 +2,14 @@
  * transport.h - what the migration engine sees of the network: listeners
  * and channels that carry frames (frame.h) between two postcopyd.  TCP
  * (tcp.c) implements it, RDMA will; the engine never learns which, and no
- * descriptor escapes but channel_fd(), which may be -1.
+ * descriptor escapes but channel_fd(), which may be -1.  What travels in a
+ * FRAME_MSG frame (protobuf) is peer_msg.h's business, not this file's.
  *
  * Threads: any number of threads may send on a channel; each frame goes out
  * whole before the next one starts.  One thread at a time receives: a
  * header with channel_recv_hdr(), then exactly that frame's payload with
  * channel_recv_payload() / channel_discard_payload(), or channel_recv_msg()
- * for both.  One sender and one receiver may run at the same time.
+ * (peer_msg.h) for both.  One sender and one receiver may run at the same time.
  * channel_shutdown() may be called from any thread and wakes both;
  * channel_close() only when no thread uses the channel any more.
  *
@@ -30,19 +31,6 @@
 #include <glib.h>
 
 #include "frame.h"
-#include "peer.pb-c.h"
-
-/* The version Hello.version carries; docs/protocol.md says what changed. */
-#define PEER_PROTOCOL_VERSION 1
-
-/* Hello.capabilities: pages may travel as FRAME_PAGE_ZERO... */
-#define PEER_CAP_ZERO_PAGE "zero-page"
-/* ...hugetlbfs regions are supported... */
-#define PEER_CAP_HUGETLBFS "hugetlbfs"
-/* ...and installed with UFFDIO_CONTINUE (MINOR faults). */
-#define PEER_CAP_MINOR "minor"
-
-typedef Postcopy__Peer__PeerMessage PeerMessage;
 
 /* Numbered like ChannelKind in proto/peer.proto. */
 enum channel_kind {
@@ -152,24 +140,8 @@ bool channel_discard_payload(struct channel *ch, GError **err);
 /* Bytes of the current payload not received yet. */
 size_t channel_payload_left(const struct channel *ch);
 
-/* Pack @msg into a FRAME_MSG frame and send it. */
-bool channel_send_msg(struct channel *ch, const PeerMessage *msg, GError **err);
-/*
- * The next message, skipping keepalives; any other frame is a protocol
- * error.  Free the result with peer_message_free().
- */
-PeerMessage *channel_recv_msg(struct channel *ch, GError **err);
-/* Unpack the payload of a FRAME_MSG header just received. */
-PeerMessage *channel_read_msg(struct channel *ch, const struct frame_hdr *hdr,
-                              GError **err);
-/* "hello", "layout_reply", ...: which message of the oneof @msg is. */
-const char *peer_message_name(const PeerMessage *msg);
-void peer_message_free(PeerMessage *msg);
-
 /* Wake every thread blocked on @ch; later calls fail.  Thread-safe. */
 void channel_shutdown(struct channel *ch);
 void channel_close(struct channel *ch);
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(PeerMessage, peer_message_free)
 
 #endif /* POSTCOPYD_TRANSPORT_H */

@@ -90,6 +90,20 @@ struct transport {
 void channel_init(struct channel *ch, const struct channel_ops *ops,
                   enum channel_kind kind, uint32_t stream, bool outgoing,
                   const char *peer);
+/* For peer_msg.c: frames go out whole, one sender at a time. */
+void channel_send_lock(struct channel *ch);
+void channel_send_unlock(struct channel *ch);
+/* Send one frame; call between channel_send_lock() and _unlock(). */
+bool channel_send_locked(struct channel *ch, const struct frame_hdr *hdr,
+                         const struct iovec *payload, int niov, GError **err);
+/*
+ * The channel's receive buffer, at least @len bytes, kept across messages
+ * unless it grew past CHANNEL_MSG_BUF_KEEP (then trim drops it).
+ */
+#define CHANNEL_MSG_BUF_KEEP (1u << 20)
+uint8_t *channel_msg_buf(struct channel *ch, size_t len);
+void channel_msg_buf_trim(struct channel *ch);
+
 /* For transports: fill in the generic part of a new listener. */
 void listener_init(struct listener *l, const struct listener_ops *ops,
                    const char *address);

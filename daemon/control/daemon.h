@@ -22,6 +22,7 @@
 #include "peercred.h"
 #include "qemu_attach.h"
 #include "tls.h"
+#include "peer_msg.h"
 #include "transport.h"
 #include "uffd.h"
 #include "vm_entry.h"

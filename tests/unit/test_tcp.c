@@ -3,6 +3,7 @@
  * parsing, scatter/gather pages, a 64 MiB transfer, peer messages, and the
  * ways a peer can go wrong (closing mid-frame, garbage, silence, refusing).
  */
+#include "peer_msg.h"
 #include "transport.h"
 #include "address.h"
 
