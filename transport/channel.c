@@ -6,6 +6,7 @@
  */
 #include "transport_impl.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <string.h>
 #include <gio/gio.h>
@@ -112,6 +113,44 @@ bool channel_spin_readable(const struct channel *ch, unsigned spin_us)
         }
     } while (g_get_monotonic_time() < end);
     return false;
+}
+
+bool channel_peer_closed(const struct channel *ch)
+{
+    struct pollfd p = {.fd = channel_fd(ch), .events = POLLRDHUP};
+
+    if (ch->ops->peer_closed) {
+        return ch->ops->peer_closed(ch);
+    }
+    return p.fd >= 0 && poll(&p, 1, 0) == 1 &&
+           (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+int channel_wait_any(struct channel *const *chs, int n, int timeout_ms)
+{
+    struct pollfd p[CHANNEL_WAIT_MAX];
+    int r;
+
+    g_assert(n > 0 && n <= CHANNEL_WAIT_MAX);
+    for (int i = 0; i < n; i++) {
+        if (channel_has_buffered(chs[i])) {
+            return i;
+        }
+        p[i] = (struct pollfd){.fd = channel_fd(chs[i]),
+                               .events = POLLIN | POLLRDHUP};
+    }
+    do {
+        r = poll(p, n, timeout_ms);
+    } while (r < 0 && errno == EINTR);
+    if (r <= 0) {
+        return r < 0 ? -1 : n;
+    }
+    for (int i = 0; i < n; i++) {
+        if (p[i].revents) {
+            return i;
+        }
+    }
+    return n;
 }
 
 bool channel_set_timeout(struct channel *ch, unsigned timeout_ms, GError **err)

@@ -114,6 +114,20 @@ bool channel_has_buffered(const struct channel *ch);
  * spin.  Call between frames only.
  */
 bool channel_spin_readable(const struct channel *ch, unsigned spin_us);
+/*
+ * The peer hung up (or the link failed): a receive would fail once the
+ * bytes already here are read.  Never blocks.  For a channel on which
+ * nothing more is expected, to notice a peer that went away.
+ */
+bool channel_peer_closed(const struct channel *ch);
+/*
+ * Wait up to @timeout_ms (-1: for ever) until one of the @n channels
+ * (at most CHANNEL_WAIT_MAX) can be received on, a hang-up or error
+ * counting as such.  Its index, the first one of several; @n on timeout;
+ * -1 if the wait itself failed (errno).
+ */
+#define CHANNEL_WAIT_MAX 8
+int channel_wait_any(struct channel *const *chs, int n, int timeout_ms);
 /* Fail sends and receives that wait longer than @timeout_ms; 0: never. */
 bool channel_set_timeout(struct channel *ch, unsigned timeout_ms, GError **err);
 

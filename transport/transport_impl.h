@@ -33,6 +33,11 @@ struct channel_ops {
     bool (*set_kind)(struct channel *ch, enum channel_kind kind, GError **err);
     bool (*set_timeout)(struct channel *ch, unsigned timeout_ms, GError **err);
     int (*fd)(const struct channel *ch);
+    /*
+     * The peer hung up, without blocking; NULL: poll channel_fd() for
+     * POLLRDHUP (a transport with no fd must provide it).
+     */
+    bool (*peer_closed)(const struct channel *ch);
     /* Received bytes held above the fd (TLS records); NULL: never. */
     bool (*buffered)(const struct channel *ch);
     void (*shutdown)(struct channel *ch);

@@ -12,9 +12,7 @@
  */
 #include "dest_session.h"
 
-#include <errno.h>
 #include <gio/gio.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -228,10 +226,7 @@ static bool setup_uffd(struct dest_session *s, GError **err)
 /* The source hung up on control (nothing else is expected there now). */
 bool dest_control_gone(struct dest_session *s)
 {
-    struct pollfd p = {.fd = channel_fd(s->control), .events = POLLRDHUP};
-
-    return p.fd >= 0 && poll(&p, 1, 0) == 1 &&
-           (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+    return channel_peer_closed(s->control);
 }
 
 /*

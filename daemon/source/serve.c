@@ -11,8 +11,6 @@
  */
 #include "source.h"
 
-#include <errno.h>
-#include <poll.h>
 #include <gio/gio.h>
 
 #include "daemon.h"
@@ -71,36 +69,22 @@ static void limits_from(const struct region_table *t,
 static int wait_either(struct channel *ch, struct channel *urgent,
                        int timeout_ms)
 {
-    struct pollfd p[2] = {
-        {.fd = channel_fd(ch), .events = POLLIN | POLLRDHUP},
-        {.fd = channel_fd(urgent), .events = POLLIN},
-    };
-    int r;
+    struct channel *const chs[2] = {ch, urgent};
+    int r = channel_wait_any(chs, 2, timeout_ms);
 
-    if (channel_has_buffered(ch)) {
-        return 1;
-    }
-    if (channel_has_buffered(urgent)) {
-        return 0;
-    }
-    do {
-        r = poll(p, 2, timeout_ms);
-    } while (r < 0 && errno == EINTR);
     if (r < 0) {
         return -1;
     }
-    if (p[0].revents || !r) {
-        return 1; /* the reply, an error or the timeout: ch's to report */
-    }
-    return 0;
+    /* ch's: the reply, an error or the timeout, for it to report. */
+    return r == 1 ? 0 : 1;
 }
 
 bool source_serve_until(struct source_session *s, struct channel *ch,
                         GError **err)
 {
     struct frame_region_limits limits[REGION_MAX];
-    int64_t deadline = g_get_monotonic_time() +
-                       (int64_t)SOURCE_SERVE_UNTIL_MS * 1000;
+    int64_t deadline =
+        g_get_monotonic_time() + (int64_t)SOURCE_SERVE_UNTIL_MS * 1000;
     struct page_counters c;
     struct page_sender ps;
     bool ok = true;
