@@ -18,6 +18,29 @@ void transport_options_init(struct transport_options *opts)
     };
 }
 
+/* Every transport this build has, by the name config and Hello use. */
+static const struct transport *(*const transports[])(void) = {
+    transport_tcp,
+};
+
+const struct transport *transport_by_name(const char *name, GError **err)
+{
+    g_autoptr(GString) known = g_string_new(NULL);
+
+    for (size_t i = 0; i < G_N_ELEMENTS(transports); i++) {
+        const struct transport *t = transports[i]();
+
+        if (g_str_equal(name, t->name)) {
+            return t;
+        }
+        g_string_append_printf(known, "%s%s", i ? ", " : "", t->name);
+    }
+    g_set_error(err, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                "unknown transport '%s' (this build has: %s)", name,
+                known->str);
+    return NULL;
+}
+
 const char *transport_name(const struct transport *t)
 {
     return t->name;

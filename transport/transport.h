@@ -69,6 +69,8 @@ struct channel;
 void transport_options_init(struct transport_options *opts);
 
 const struct transport *transport_tcp(void);
+/* The transport called @name ("tcp"); an error names the ones there are. */
+const struct transport *transport_by_name(const char *name, GError **err);
 const char *transport_name(const struct transport *t);
 
 /* Listen on "host:port" (":port" for every address; port 0 picks one). */

@@ -44,7 +44,11 @@ bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
     d->vms = g_ptr_array_new();
     d->migrations = g_ptr_array_new();
     migration_set_status_hook(daemon_emit_status);
-    d->transport = transport_tcp();
+    d->transport = transport_by_name(cfg->transport, err);
+    if (!d->transport) {
+        g_prefix_error(err, "[peer] ");
+        return false;
+    }
     transport_options_init(&d->topts);
     d->topts.keepalive_idle_s = cfg->keepalive_s; /* 0: no keepalive */
     d->topts.user_timeout_ms = cfg->peer_timeout_ms;

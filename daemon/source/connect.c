@@ -71,6 +71,7 @@ struct channel *source_open_channel(struct source_session *s, const char *uri,
     hello.n_capabilities = G_N_ELEMENTS(caps);
     hello.capabilities = caps;
     hello.resume = resume;
+    hello.transport = (char *)transport_name(d->transport);
     hello.mode = s->m->params.mode == MODE_PRECOPY
                      ? POSTCOPY__PEER__MODE__MODE_PRECOPY
                  : s->m->params.mode == MODE_HYBRID

@@ -929,9 +929,23 @@ static void test_shutdown_wakes(void)
     pair_close(&p);
 }
 
+/* Transports by the name config and Hello use. */
+static void test_by_name(void)
+{
+    g_autoptr(GError) err = NULL;
+
+    g_assert_true(transport_by_name("tcp", &err) == transport_tcp());
+    g_assert_no_error(err);
+    g_assert_cmpstr(transport_name(transport_tcp()), ==, "tcp");
+    g_assert_null(transport_by_name("rdma", &err));
+    g_assert_error(err, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED);
+    g_assert_nonnull(strstr(err->message, "this build has: tcp"));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/tcp/by-name", test_by_name);
     g_test_add_func("/tcp/parse", test_parse);
     g_test_add_func("/tcp/format", test_format);
     g_test_add_func("/tcp/pages-ipv4", test_pages_v4);
