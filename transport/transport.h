@@ -40,8 +40,19 @@ enum channel_kind {
     CHANNEL_BULK = 3,
 };
 
-struct transport_options {
-    unsigned connect_timeout_ms; /* 0: as long as the kernel tries */
+/*
+ * Security every channel gets inside transport_connect() (client side) and
+ * listener_handshake() (server side), whatever the transport: TLS first,
+ * then the pre-shared-key authentication.  The engine never layers it.
+ * Both live as long as every listener and channel made with them.
+ */
+struct transport_security {
+    const struct tls_context *tls; /* NULL: no TLS (tls.h) */
+    const struct auth_key *psk;    /* NULL or empty: no auth (auth.h) */
+};
+
+/* TCP's own knobs; another transport brings its own struct. */
+struct tcp_options {
     /*
      * Link-failure detection.  TCP_USER_TIMEOUT drops a connection whose
      * sent data stays unacknowledged this long (0: the kernel's ~15 min);
@@ -61,11 +72,24 @@ struct transport_options {
     unsigned bulk_buffer_bytes;
 };
 
+struct transport_options {
+    /* For every transport. */
+    unsigned connect_timeout_ms; /* 0: as long as the kernel tries */
+    struct transport_security security;
+    /* Per transport: each reads its own and ignores the others. */
+    struct tcp_options tcp;
+};
+
 struct transport;
 struct listener;
 struct channel;
+struct tls_context;
+struct auth_key;
 
-/* Defaults: 10 s connect, 30 s user timeout, keepalive 10 s/5 s x3. */
+/*
+ * Defaults: 10 s connect, no TLS, no auth; TCP: 30 s user timeout,
+ * keepalive 10 s/5 s x3.
+ */
 void transport_options_init(struct transport_options *opts);
 
 const struct transport *transport_tcp(void);
@@ -78,15 +102,30 @@ struct listener *transport_listen(const struct transport *t,
                                   const char *address,
                                   const struct transport_options *opts,
                                   GError **err);
-/* Connect to "host:port" as a channel of @kind (bulk: stream @stream). */
+/*
+ * Connect to "host:port" as a channel of @kind (bulk: stream @stream), then
+ * secure it as @opts->security says (TLS handshake, authentication, each
+ * bounded by its own timeout); the channel comes back with no timeout set.
+ */
 struct channel *transport_connect(const struct transport *t,
                                   const char *address, enum channel_kind kind,
                                   uint32_t stream,
                                   const struct transport_options *opts,
                                   GError **err);
 
-/* Blocks until a peer connects; the channel's kind is CHANNEL_NONE. */
+/*
+ * Blocks until a peer connects; the channel's kind is CHANNEL_NONE.  It
+ * is not secured yet: listener_handshake() it off the accepting thread,
+ * so that a slow peer blocks no one.
+ */
 struct channel *listener_accept(struct listener *l, GError **err);
+/*
+ * The server side of the listener's security (TLS, then authentication)
+ * on a channel listener_accept() returned.  Consumes @ch: returns the
+ * channel to use from now on (no timeout set), or NULL after closing it,
+ * with @err one line naming the peer and why.
+ */
+struct channel *listener_handshake(struct channel *ch, GError **err);
 /* Readable when listener_accept() would not block; -1 if none. */
 int listener_fd(const struct listener *l);
 /* The bound address, with the real port: "127.0.0.1:40123". */

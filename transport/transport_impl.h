@@ -52,6 +52,7 @@ struct channel {
     bool outgoing; /* we connected: "to" the peer, else "from" it */
     char *peer;    /* "10.0.0.2:4000" */
     char *name;    /* "urgent channel to 10.0.0.2:4000", error prefix */
+    struct transport_security security; /* accepted: its listener's */
 
     /* Send side, under send_lock (unless single_sender). */
     GMutex send_lock;
@@ -78,6 +79,7 @@ struct listener_ops {
 struct listener {
     const struct listener_ops *ops;
     char *address; /* bound address, real port */
+    struct transport_security security; /* for listener_handshake() */
 };
 
 struct transport {

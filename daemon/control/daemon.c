@@ -50,8 +50,8 @@ bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
         return false;
     }
     transport_options_init(&d->topts);
-    d->topts.keepalive_idle_s = cfg->keepalive_s; /* 0: no keepalive */
-    d->topts.user_timeout_ms = cfg->peer_timeout_ms;
+    d->topts.tcp.keepalive_idle_s = cfg->keepalive_s; /* 0: no keepalive */
+    d->topts.tcp.user_timeout_ms = cfg->peer_timeout_ms;
     if (cfg->psk_file && !auth_key_load(&d->psk, cfg->psk_file, err)) {
         return false;
     }
@@ -62,6 +62,8 @@ bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
     if (!daemon_tls_init(d, err)) {
         return false;
     }
+    d->topts.security.tls = d->tls;
+    d->topts.security.psk = &d->psk;
     if (!peercred_policy_init(&d->control_policy, cfg->control_allow_user,
                               cfg->control_allow_group, err)) {
         g_prefix_error(err, "[control] ");
@@ -289,16 +291,12 @@ static gpointer peer_conn_thread(gpointer opaque)
     enum channel_kind kind;
 
     /* Here, not in the accept thread: a slow handshake blocks no one. */
-    pc->ch = tls_server(pc->ch, pc->d->tls, &err);
+    pc->ch = listener_handshake(pc->ch, &err);
     if (!pc->ch) {
         g_warning("%s", err->message);
         goto drop;
     }
     channel_set_timeout(pc->ch, HELLO_TIMEOUT_MS, NULL);
-    if (!auth_server(pc->ch, &pc->d->psk, &err)) {
-        g_warning("%s", err->message);
-        goto drop;
-    }
     msg = channel_recv_msg(pc->ch, &err);
     if (!msg) {
         g_warning("peer %s: %s", channel_peer(pc->ch), err->message);

@@ -336,7 +336,7 @@ static void test_big_transfer(void)
     struct pair p;
 
     transport_options_init(&opts);
-    opts.bulk_buffer_bytes = 4 * MiB;
+    opts.tcp.bulk_buffer_bytes = 4 * MiB;
     g_assert_true(pair_open(&p, "127.0.0.1:0", CHANNEL_BULK, &opts, &err));
     g_assert_no_error(err);
     fill(src, len, 42);
