@@ -140,7 +140,7 @@ static bool check_hostport(const char *v, GError **err)
     g_autoptr(GError) local = NULL;
     uint16_t port;
 
-    return hostport_parse(v, 0, NULL, &port, &local) ||
+    return hostport_parse(v, 0, 0, NULL, &port, &local) ||
            invalid(err, "%s", local->message);
 }
 

@@ -33,20 +33,20 @@ static const struct parse_case parse_cases[] = {
     {"[fe80::1%eth0]:22", "fe80::1%eth0", 22, NULL},
     {":4000", NULL, 4000, NULL},
     {"*:0", NULL, 0, NULL},
-    {"", NULL, -1, "expected host:port"},
-    {"host", NULL, -1, "expected host:port"},
+    {"", NULL, -1, "expected HOST:PORT"},
+    {"host", NULL, -1, "missing ':PORT'"},
     {"host:", NULL, -1, "no port after ':'"},
-    {"host:65536", NULL, -1, "port '65536' is not a number in 0..65535"},
-    {"host:-1", NULL, -1, "is not a number"},
-    {"host:+80", NULL, -1, "is not a number"},
-    {"host: 80", NULL, -1, "is not a number"},
-    {"host:80x", NULL, -1, "is not a number"},
-    {"host:99999999999999999999", NULL, -1, "is not a number"},
-    {"::1:4000", NULL, -1, "put an IPv6 address in brackets"},
-    {"[::1]", NULL, -1, "expected ':port' after ']'"},
-    {"[::1]4000", NULL, -1, "expected ':port' after ']'"},
-    {"[::1:4000", NULL, -1, "expected [IPv6 address]:port"},
-    {"[]:4000", NULL, -1, "expected [IPv6 address]:port"},
+    {"host:65536", NULL, -1, "the port must be a number from 0 to 65535"},
+    {"host:-1", NULL, -1, "must be a number"},
+    {"host:+80", NULL, -1, "must be a number"},
+    {"host: 80", NULL, -1, "must be a number"},
+    {"host:80x", NULL, -1, "must be a number"},
+    {"host:99999999999999999999", NULL, -1, "must be a number"},
+    {"::1:4000", NULL, -1, "IPv6 address in brackets"},
+    {"[::1]", NULL, -1, "expected ':PORT' after ']'"},
+    {"[::1]4000", NULL, -1, "expected ':PORT' after ']'"},
+    {"[::1:4000", NULL, -1, "missing ']' after the IPv6 address"},
+    {"[]:4000", NULL, -1, "not an IPv6 address between the brackets"},
 };
 
 static void test_parse(void)
@@ -810,7 +810,7 @@ static void test_connect_refused(void)
     g_clear_error(&err);
     g_assert_null(
         transport_connect(tcp, "127.0.0.1", CHANNEL_CONTROL, 0, NULL, &err));
-    assert_err_has(err, G_IO_ERROR_INVALID_ARGUMENT, "expected host:port");
+    assert_err_has(err, G_IO_ERROR_INVALID_ARGUMENT, "missing ':PORT'");
     g_clear_error(&err);
     g_assert_null(transport_listen(tcp, "::1:80", NULL, &err));
     assert_err_has(err, G_IO_ERROR_INVALID_ARGUMENT, "tcp listen on ::1:80");
