@@ -52,6 +52,11 @@ bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
     transport_options_init(&d->topts);
     d->topts.tcp.keepalive_idle_s = cfg->keepalive_s; /* 0: no keepalive */
     d->topts.tcp.user_timeout_ms = cfg->peer_timeout_ms;
+    d->engine = (struct engine_params){
+        .busy_poll_us = cfg->busy_poll_us,
+        .fault_priority = cfg->fault_priority,
+        .state_dir = cfg->state_dir,
+    };
     if (cfg->psk_file && !auth_key_load(&d->psk, cfg->psk_file, err)) {
         return false;
     }

@@ -33,6 +33,7 @@ struct daemon {
     struct uffd_caps caps;
     const struct transport *transport;
     struct transport_options topts;
+    struct engine_params engine; /* from cfg (state_dir borrowed) */
     struct control_server *control;
     struct auth_key psk;     /* len 0: no psk-file, peers not authenticated */
     struct tls_context *tls; /* NULL: tls = off */

@@ -202,7 +202,7 @@ void dest_accept_control(struct daemon *d, struct channel *ch,
         daemon_release_vm(d, vm);
         goto drop;
     }
-    m = migration_new(d, ROLE_DESTINATION, vm);
+    m = migration_new(d, ROLE_DESTINATION, vm, &d->engine);
     migration_set_id(m, h->migration_id.data);
     m->params.mode =
         h->mode == POSTCOPY__PEER__MODE__MODE_PRECOPY  ? MODE_PRECOPY

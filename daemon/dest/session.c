@@ -218,7 +218,7 @@ static bool setup_uffd(struct dest_session *s, GError **err)
         return false;
     }
     s->pst_path =
-        g_strdup_printf("%s/%s.pages", s->m->daemon->cfg->state_dir, s->m->id);
+        g_strdup_printf("%s/%s.pages", s->m->engine.state_dir, s->m->id);
     s->pst = page_state_create(s->pst_path, &layout, err);
     return s->pst != NULL;
 }
@@ -303,8 +303,7 @@ static void complete(struct dest_session *s)
         g_warning("migration %s: %s", s->m->id, err->message);
     }
     unlink(s->pst_path);
-    session_file_remove(s->m->daemon->cfg->state_dir, s->m->id,
-                        ROLE_DESTINATION);
+    session_file_remove(s->m->engine.state_dir, s->m->id, ROLE_DESTINATION);
     s->m->vm->info.incoming = false; /* it may migrate on from here */
     migration_set_status(s->m, MIG_POSTCOPY_ACTIVE, MIG_COMPLETED);
 }

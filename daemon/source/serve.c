@@ -141,7 +141,7 @@ gpointer source_request_thread(gpointer opaque)
     struct frame_region_limits limits[REGION_MAX];
     struct page_counters c;
     struct page_sender ps;
-    int prio = s->m->daemon->cfg->fault_priority;
+    int prio = s->m->engine.fault_priority;
     struct fault_budget budget;
 
     fault_budget_init(&budget,
@@ -163,7 +163,7 @@ gpointer source_request_thread(gpointer opaque)
          */
         fault_budget_check(&budget);
         if (!channel_spin_readable(s->urgent,
-                                   s->m->daemon->cfg->busy_poll_us)) {
+                                   s->m->engine.busy_poll_us)) {
             fault_budget_sleeping(&budget);
         }
         if (!channel_recv_hdr(s->urgent, &req, &err) ||
