@@ -78,7 +78,7 @@ struct listener_ops {
 
 struct listener {
     const struct listener_ops *ops;
-    char *address; /* bound address, real port */
+    char *address;                      /* bound address, real port */
     struct transport_security security; /* for listener_handshake() */
 };
 

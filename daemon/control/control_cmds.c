@@ -271,8 +271,7 @@ static JsonNode *query_vm(struct daemon *d, const char *name, bool incoming)
     for (guint i = d->vms->len; i-- > 0 && !found;) {
         struct vm_entry *vm = d->vms->pdata[i];
 
-        if (!strcmp(vm->info.vm_name, name) &&
-            vm->info.incoming == incoming) {
+        if (!strcmp(vm->info.vm_name, name) && vm->info.incoming == incoming) {
             add_vm_json(b, vm);
             found = true;
         }

@@ -162,8 +162,7 @@ gpointer source_request_thread(gpointer opaque)
          * run the guest.)
          */
         fault_budget_check(&budget);
-        if (!channel_spin_readable(s->urgent,
-                                   s->m->engine.busy_poll_us)) {
+        if (!channel_spin_readable(s->urgent, s->m->engine.busy_poll_us)) {
             fault_budget_sleeping(&budget);
         }
         if (!channel_recv_hdr(s->urgent, &req, &err) ||

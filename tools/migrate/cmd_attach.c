@@ -23,8 +23,8 @@ static JsonObject *attach_args(int pid, const char *qmp, const char *name,
 
 static void print_attached(JsonNode *vm)
 {
-    JsonObject *o = JSON_NODE_HOLDS_OBJECT(vm) ? json_node_get_object(vm)
-                                                : NULL;
+    JsonObject *o =
+        JSON_NODE_HOLDS_OBJECT(vm) ? json_node_get_object(vm) : NULL;
 
     if (!o) {
         printf("attached\n");
