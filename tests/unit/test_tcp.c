@@ -929,6 +929,42 @@ static void test_shutdown_wakes(void)
     pair_close(&p);
 }
 
+/* Waiting on channels without their descriptors, and a peer's hang-up. */
+static void test_wait_and_peer_closed(void)
+{
+    struct frame_hdr ka = {.type = FRAME_KEEPALIVE}, got;
+    struct channel *ins[2];
+    struct pair a, b;
+    GError *err = NULL;
+
+    pair_open_or_die(&a, CHANNEL_CONTROL);
+    pair_open_or_die(&b, CHANNEL_URGENT);
+    ins[0] = a.in;
+    ins[1] = b.in;
+
+    g_assert_cmpint(channel_wait_any(ins, 2, 0), ==, 2); /* timeout */
+    g_assert_true(channel_send_frame(b.out, &ka, NULL, 0, &err));
+    g_assert_no_error(err);
+    g_assert_cmpint(channel_wait_any(ins, 2, 5000), ==, 1);
+    g_assert_true(channel_send_frame(a.out, &ka, NULL, 0, &err));
+    g_assert_cmpint(channel_wait_any(ins, 2, 5000), ==, 0); /* first wins */
+    g_assert_true(channel_recv_hdr(a.in, &got, &err));
+    g_assert_true(channel_recv_hdr(b.in, &got, &err));
+    g_assert_no_error(err);
+
+    g_assert_false(channel_peer_closed(a.in));
+    channel_close(a.out);
+    a.out = NULL;
+    for (int i = 0; i < 500 && !channel_peer_closed(a.in); i++) {
+        g_usleep(10000);
+    }
+    g_assert_true(channel_peer_closed(a.in));
+    g_assert_cmpint(channel_wait_any(ins, 2, 5000), ==, 0); /* EOF is news */
+    g_assert_false(channel_peer_closed(b.in));
+    pair_close(&a);
+    pair_close(&b);
+}
+
 /* Transports by the name config and Hello use. */
 static void test_by_name(void)
 {
@@ -946,6 +982,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/tcp/by-name", test_by_name);
+    g_test_add_func("/tcp/wait-and-peer-closed", test_wait_and_peer_closed);
     g_test_add_func("/tcp/parse", test_parse);
     g_test_add_func("/tcp/format", test_format);
     g_test_add_func("/tcp/pages-ipv4", test_pages_v4);
