@@ -6,6 +6,8 @@
  * listening ":port" or "*:port" (every local address).  An IPv6 address
  * must be bracketed: "::1:4000" is ambiguous and refused.  Port 0 parses
  * (listen on an ephemeral port); connecting to it is the caller's error.
+ * The parsing is hostport_parse()'s (common/hostport.h), with those two
+ * allowances.
  */
 #ifndef POSTCOPYD_ADDRESS_H
 #define POSTCOPYD_ADDRESS_H

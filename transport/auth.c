@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <gio/gio.h>
 
+#include "peer_msg.h"
+
 /* Distinct per direction, so one side's proof never passes as the other's. */
 #define LABEL_SERVER "postcopyd-server"
 #define LABEL_CLIENT "postcopyd-client"

@@ -1,24 +1,17 @@
 /*
  * channel.c - the transport-neutral half of a channel (transport.h has the
  * contract, transport_impl.h the split with the transports): validation,
- * the send lock, payload accounting, peer messages, error prefixes.
+ * the send lock, payload accounting, error prefixes.  Peer messages are
+ * in peer_msg.c.
  */
 #include "transport_impl.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <string.h>
 #include <gio/gio.h>
 
-/* Keep the message buffers across messages, but not a device state's worth. */
-#define MSG_BUF_KEEP  (1u << 20)
 #define DISCARD_CHUNK (64u << 10)
-
-G_STATIC_ASSERT(CHANNEL_CONTROL ==
-                (int)POSTCOPY__PEER__CHANNEL_KIND__CHANNEL_KIND_CONTROL);
-G_STATIC_ASSERT(CHANNEL_URGENT ==
-                (int)POSTCOPY__PEER__CHANNEL_KIND__CHANNEL_KIND_URGENT);
-G_STATIC_ASSERT(CHANNEL_BULK ==
-                (int)POSTCOPY__PEER__CHANNEL_KIND__CHANNEL_KIND_BULK);
 
 const char *channel_kind_name(enum channel_kind kind)
 {
@@ -122,6 +115,44 @@ bool channel_spin_readable(const struct channel *ch, unsigned spin_us)
     return false;
 }
 
+bool channel_peer_closed(const struct channel *ch)
+{
+    struct pollfd p = {.fd = channel_fd(ch), .events = POLLRDHUP};
+
+    if (ch->ops->peer_closed) {
+        return ch->ops->peer_closed(ch);
+    }
+    return p.fd >= 0 && poll(&p, 1, 0) == 1 &&
+           (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+int channel_wait_any(struct channel *const *chs, int n, int timeout_ms)
+{
+    struct pollfd p[CHANNEL_WAIT_MAX];
+    int r;
+
+    g_assert(n > 0 && n <= CHANNEL_WAIT_MAX);
+    for (int i = 0; i < n; i++) {
+        if (channel_has_buffered(chs[i])) {
+            return i;
+        }
+        p[i] = (struct pollfd){.fd = channel_fd(chs[i]),
+                               .events = POLLIN | POLLRDHUP};
+    }
+    do {
+        r = poll(p, n, timeout_ms);
+    } while (r < 0 && errno == EINTR);
+    if (r <= 0) {
+        return r < 0 ? -1 : n;
+    }
+    for (int i = 0; i < n; i++) {
+        if (p[i].revents) {
+            return i;
+        }
+    }
+    return n;
+}
+
 bool channel_set_timeout(struct channel *ch, unsigned timeout_ms, GError **err)
 {
     if (!ch->ops->set_timeout(ch, timeout_ms, err)) {
@@ -186,23 +217,22 @@ void channel_set_single_sender(struct channel *ch)
 }
 
 /* Frames go out whole: one sender at a time, by the lock or by promise. */
-static void send_lock(struct channel *ch)
+void channel_send_lock(struct channel *ch)
 {
     if (!ch->single_sender) {
         g_mutex_lock(&ch->send_lock);
     }
 }
 
-static void send_unlock(struct channel *ch)
+void channel_send_unlock(struct channel *ch)
 {
     if (!ch->single_sender) {
         g_mutex_unlock(&ch->send_lock);
     }
 }
 
-/* Call with send_lock held. */
-static bool send_locked(struct channel *ch, const struct frame_hdr *hdr,
-                        const struct iovec *payload, int niov, GError **err)
+bool channel_send_locked(struct channel *ch, const struct frame_hdr *hdr,
+                         const struct iovec *payload, int niov, GError **err)
 {
     uint8_t buf[FRAME_HDR_LEN];
     GError *local = NULL;
@@ -238,9 +268,9 @@ bool channel_send_frame(struct channel *ch, const struct frame_hdr *hdr,
                     ch->name, frame_type_name(hdr->type), hdr->len);
         return false;
     }
-    send_lock(ch);
-    ok = send_locked(ch, hdr, payload, niov, err);
-    send_unlock(ch);
+    channel_send_lock(ch);
+    ok = channel_send_locked(ch, hdr, payload, niov, err);
+    channel_send_unlock(ch);
     return ok;
 }
 
@@ -320,7 +350,7 @@ size_t channel_payload_left(const struct channel *ch)
     return ch->payload_left;
 }
 
-static uint8_t *msg_buf_get(struct channel *ch, size_t len)
+uint8_t *channel_msg_buf(struct channel *ch, size_t len)
 {
     if (ch->msg_cap < len) {
         g_free(ch->msg_buf);
@@ -330,9 +360,9 @@ static uint8_t *msg_buf_get(struct channel *ch, size_t len)
     return ch->msg_buf;
 }
 
-static void msg_buf_trim(struct channel *ch)
+void channel_msg_buf_trim(struct channel *ch)
 {
-    if (ch->msg_cap > MSG_BUF_KEEP) {
+    if (ch->msg_cap > CHANNEL_MSG_BUF_KEEP) {
         g_clear_pointer(&ch->msg_buf, g_free);
         ch->msg_cap = 0;
     }
@@ -340,7 +370,7 @@ static void msg_buf_trim(struct channel *ch)
 
 bool channel_discard_payload(struct channel *ch, GError **err)
 {
-    uint8_t *buf = msg_buf_get(ch, DISCARD_CHUNK);
+    uint8_t *buf = channel_msg_buf(ch, DISCARD_CHUNK);
 
     while (ch->payload_left) {
         if (!channel_recv_payload(ch, buf, MIN(ch->payload_left, DISCARD_CHUNK),
@@ -349,107 +379,6 @@ bool channel_discard_payload(struct channel *ch, GError **err)
         }
     }
     return true;
-}
-
-const char *peer_message_name(const PeerMessage *msg)
-{
-    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(
-        &postcopy__peer__peer_message__descriptor, msg->msg_case);
-
-    return f ? f->name : "empty";
-}
-
-void peer_message_free(PeerMessage *msg)
-{
-    if (msg) {
-        postcopy__peer__peer_message__free_unpacked(msg, NULL);
-    }
-}
-
-bool channel_send_msg(struct channel *ch, const PeerMessage *msg, GError **err)
-{
-    size_t len = postcopy__peer__peer_message__get_packed_size(msg);
-    struct frame_hdr hdr = {.type = FRAME_MSG, .len = len};
-    struct iovec iov;
-    bool ok;
-
-    if (msg->msg_case == POSTCOPY__PEER__PEER_MESSAGE__MSG__NOT_SET) {
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                    "%s: refusing to send an empty message", ch->name);
-        return false;
-    }
-    if (len > FRAME_MAX_MSG) {
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE,
-                    "%s: %s message of %zu bytes exceeds the limit of %u",
-                    ch->name, peer_message_name(msg), len, FRAME_MAX_MSG);
-        return false;
-    }
-    send_lock(ch);
-    if (ch->pack_cap < len) {
-        g_free(ch->pack_buf);
-        ch->pack_buf = g_malloc(len);
-        ch->pack_cap = len;
-    }
-    iov.iov_base = ch->pack_buf;
-    iov.iov_len = postcopy__peer__peer_message__pack(msg, ch->pack_buf);
-    ok = send_locked(ch, &hdr, &iov, 1, err);
-    if (ch->pack_cap > MSG_BUF_KEEP) {
-        g_clear_pointer(&ch->pack_buf, g_free);
-        ch->pack_cap = 0;
-    }
-    send_unlock(ch);
-    return ok;
-}
-
-PeerMessage *channel_read_msg(struct channel *ch, const struct frame_hdr *hdr,
-                              GError **err)
-{
-    PeerMessage *msg;
-    uint8_t *buf;
-
-    if (hdr->type != FRAME_MSG || ch->payload_left != hdr->len) {
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                    "%s: no message frame is waiting to be read", ch->name);
-        return NULL;
-    }
-    buf = msg_buf_get(ch, hdr->len);
-    if (!channel_recv_payload(ch, buf, hdr->len, err)) {
-        return NULL;
-    }
-    msg = postcopy__peer__peer_message__unpack(NULL, hdr->len, buf);
-    msg_buf_trim(ch);
-    /* The frame was whole, so the stream stays usable after these two. */
-    if (!msg) {
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
-                    "%s: undecodable %u-byte message", ch->name, hdr->len);
-        return NULL;
-    }
-    if (msg->msg_case == POSTCOPY__PEER__PEER_MESSAGE__MSG__NOT_SET) {
-        peer_message_free(msg);
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
-                    "%s: message of a kind this build does not know", ch->name);
-        return NULL;
-    }
-    return msg;
-}
-
-PeerMessage *channel_recv_msg(struct channel *ch, GError **err)
-{
-    struct frame_hdr hdr;
-
-    do {
-        if (!channel_recv_hdr(ch, &hdr, err)) {
-            return NULL;
-        }
-    } while (hdr.type == FRAME_KEEPALIVE);
-    if (hdr.type != FRAME_MSG) {
-        ch->recv_broken = true;
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
-                    "%s: expected a message frame, got a %s frame", ch->name,
-                    frame_type_name(hdr.type));
-        return NULL;
-    }
-    return channel_read_msg(ch, &hdr, err);
 }
 
 void channel_shutdown(struct channel *ch)

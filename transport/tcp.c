@@ -69,21 +69,21 @@ static bool set_opt(int fd, int level, int name, int value, const char *what,
 static bool tune_keepalive(int fd, const struct transport_options *o,
                            GError **err)
 {
-    if (!o->keepalive_idle_s) {
+    if (!o->tcp.keepalive_idle_s) {
         return true;
     }
     if (!set_opt(fd, SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE", err) ||
-        !set_opt(fd, IPPROTO_TCP, TCP_KEEPIDLE, o->keepalive_idle_s,
+        !set_opt(fd, IPPROTO_TCP, TCP_KEEPIDLE, o->tcp.keepalive_idle_s,
                  "TCP_KEEPIDLE", err)) {
         return false;
     }
-    if (o->keepalive_interval_s &&
-        !set_opt(fd, IPPROTO_TCP, TCP_KEEPINTVL, o->keepalive_interval_s,
+    if (o->tcp.keepalive_interval_s &&
+        !set_opt(fd, IPPROTO_TCP, TCP_KEEPINTVL, o->tcp.keepalive_interval_s,
                  "TCP_KEEPINTVL", err)) {
         return false;
     }
-    return !o->keepalive_count ||
-           set_opt(fd, IPPROTO_TCP, TCP_KEEPCNT, o->keepalive_count,
+    return !o->tcp.keepalive_count ||
+           set_opt(fd, IPPROTO_TCP, TCP_KEEPCNT, o->tcp.keepalive_count,
                    "TCP_KEEPCNT", err);
 }
 
@@ -99,8 +99,8 @@ static bool tune_common(int fd, const struct transport_options *o, GError **err)
     if (!set_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY", err)) {
         return false;
     }
-    if (o->user_timeout_ms &&
-        !set_opt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, o->user_timeout_ms,
+    if (o->tcp.user_timeout_ms &&
+        !set_opt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, o->tcp.user_timeout_ms,
                  "TCP_USER_TIMEOUT", err)) {
         return false;
     }
@@ -538,7 +538,7 @@ static int connect_one(const struct addrinfo *ai, enum channel_kind kind,
     }
     if (!tune_common(fd, o, err) || !tune_kind(fd, kind, err) ||
         (kind == CHANNEL_BULK &&
-         !tune_buffers(fd, o->bulk_buffer_bytes, err)) ||
+         !tune_buffers(fd, o->tcp.bulk_buffer_bytes, err)) ||
         !connect_wait(fd, ai, o->connect_timeout_ms, err) ||
         !set_blocking(fd, err)) {
         close(fd);
@@ -647,7 +647,7 @@ static int listen_on(const struct sockaddr *sa, socklen_t len, bool dual,
     if (!set_opt(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR", err) ||
         (dual &&
          !set_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 0, "IPV6_V6ONLY", err)) ||
-        !tune_buffers(fd, o->bulk_buffer_bytes, err)) {
+        !tune_buffers(fd, o->tcp.bulk_buffer_bytes, err)) {
         goto fail;
     }
     if (bind(fd, sa, len) < 0) {

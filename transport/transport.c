@@ -6,16 +6,45 @@
 
 #include <gio/gio.h>
 
+#include "auth.h"
+#include "tls.h"
+
 void transport_options_init(struct transport_options *opts)
 {
     *opts = (struct transport_options){
         .connect_timeout_ms = 10000,
-        .user_timeout_ms = 30000,
-        .keepalive_idle_s = 10,
-        .keepalive_interval_s = 5,
-        .keepalive_count = 3,
-        .bulk_buffer_bytes = 0,
+        .tcp =
+            {
+                .user_timeout_ms = 30000,
+                .keepalive_idle_s = 10,
+                .keepalive_interval_s = 5,
+                .keepalive_count = 3,
+                .bulk_buffer_bytes = 0,
+            },
     };
+}
+
+/* Every transport this build has, by the name config and Hello use. */
+static const struct transport *(*const transports[])(void) = {
+    transport_tcp,
+};
+
+const struct transport *transport_by_name(const char *name, GError **err)
+{
+    g_autoptr(GString) known = g_string_new(NULL);
+
+    for (size_t i = 0; i < G_N_ELEMENTS(transports); i++) {
+        const struct transport *t = transports[i]();
+
+        if (g_str_equal(name, t->name)) {
+            return t;
+        }
+        g_string_append_printf(known, "%s%s", i ? ", " : "", t->name);
+    }
+    g_set_error(err, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                "unknown transport '%s' (this build has: %s)", name,
+                known->str);
+    return NULL;
 }
 
 const char *transport_name(const struct transport *t)
@@ -42,11 +71,32 @@ struct listener *transport_listen(const struct transport *t,
     struct transport_options defaults;
     struct listener *l;
 
-    l = t->listen(address, options_or_default(opts, &defaults), err);
+    opts = options_or_default(opts, &defaults);
+    l = t->listen(address, opts, err);
     if (!l) {
         g_prefix_error(err, "%s listen on %s: ", t->name, address);
+        return NULL;
     }
+    l->security = opts->security;
     return l;
+}
+
+/* TLS then authentication, the client side; consumes @ch on failure. */
+static struct channel *secure_client(struct channel *ch,
+                                     const struct transport_security *sec,
+                                     GError **err)
+{
+    ch = tls_client(ch, sec->tls, err);
+    if (!ch) {
+        return NULL;
+    }
+    channel_set_timeout(ch, AUTH_TIMEOUT_MS, NULL);
+    if (!auth_client(ch, sec->psk, err)) {
+        channel_close(ch);
+        return NULL;
+    }
+    channel_set_timeout(ch, 0, NULL);
+    return ch;
 }
 
 struct channel *transport_connect(const struct transport *t,
@@ -65,13 +115,14 @@ struct channel *transport_connect(const struct transport *t,
                     address, kind);
         return NULL;
     }
-    ch = t->connect(address, kind, stream, options_or_default(opts, &defaults),
-                    err);
+    opts = options_or_default(opts, &defaults);
+    ch = t->connect(address, kind, stream, opts, err);
     if (!ch) {
         g_prefix_error(err, "%s %s channel connect to %s: ", t->name,
                        channel_kind_name(kind), address);
+        return NULL;
     }
-    return ch;
+    return secure_client(ch, &opts->security, err);
 }
 
 void listener_init(struct listener *l, const struct listener_ops *ops,
@@ -87,7 +138,28 @@ struct channel *listener_accept(struct listener *l, GError **err)
 
     if (!ch) {
         g_prefix_error(err, "accept on %s: ", l->address);
+        return NULL;
     }
+    ch->security = l->security;
+    return ch;
+}
+
+struct channel *listener_handshake(struct channel *ch, int64_t deadline,
+                                   GError **err)
+{
+    struct transport_security sec = ch->security;
+
+    ch = tls_server(ch, sec.tls, err);
+    if (!ch) {
+        return NULL;
+    }
+    channel_set_timeout(ch, AUTH_TIMEOUT_MS, NULL);
+    channel_set_deadline(ch, deadline);
+    if (!auth_server(ch, sec.psk, err)) {
+        channel_close(ch);
+        return NULL;
+    }
+    channel_set_timeout(ch, 0, NULL);
     return ch;
 }
 

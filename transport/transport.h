@@ -2,13 +2,14 @@
  * transport.h - what the migration engine sees of the network: listeners
  * and channels that carry frames (frame.h) between two postcopyd.  TCP
  * (tcp.c) implements it, RDMA will; the engine never learns which, and no
- * descriptor escapes but channel_fd(), which may be -1.
+ * descriptor escapes but channel_fd(), which may be -1.  What travels in a
+ * FRAME_MSG frame (protobuf) is peer_msg.h's business, not this file's.
  *
  * Threads: any number of threads may send on a channel; each frame goes out
  * whole before the next one starts.  One thread at a time receives: a
  * header with channel_recv_hdr(), then exactly that frame's payload with
  * channel_recv_payload() / channel_discard_payload(), or channel_recv_msg()
- * for both.  One sender and one receiver may run at the same time.
+ * (peer_msg.h) for both.  One sender and one receiver may run at the same time.
  * channel_shutdown() may be called from any thread and wakes both;
  * channel_close() only when no thread uses the channel any more.
  *
@@ -30,19 +31,6 @@
 #include <glib.h>
 
 #include "frame.h"
-#include "peer.pb-c.h"
-
-/* The version Hello.version carries; docs/protocol.md says what changed. */
-#define PEER_PROTOCOL_VERSION 1
-
-/* Hello.capabilities: pages may travel as FRAME_PAGE_ZERO... */
-#define PEER_CAP_ZERO_PAGE "zero-page"
-/* ...hugetlbfs regions are supported... */
-#define PEER_CAP_HUGETLBFS "hugetlbfs"
-/* ...and installed with UFFDIO_CONTINUE (MINOR faults). */
-#define PEER_CAP_MINOR "minor"
-
-typedef Postcopy__Peer__PeerMessage PeerMessage;
 
 /* Numbered like ChannelKind in proto/peer.proto. */
 enum channel_kind {
@@ -52,8 +40,19 @@ enum channel_kind {
     CHANNEL_BULK = 3,
 };
 
-struct transport_options {
-    unsigned connect_timeout_ms; /* 0: as long as the kernel tries */
+/*
+ * Security every channel gets inside transport_connect() (client side) and
+ * listener_handshake() (server side), whatever the transport: TLS first,
+ * then the pre-shared-key authentication.  The engine never layers it.
+ * Both live as long as every listener and channel made with them.
+ */
+struct transport_security {
+    const struct tls_context *tls; /* NULL: no TLS (tls.h) */
+    const struct auth_key *psk;    /* NULL or empty: no auth (auth.h) */
+};
+
+/* TCP's own knobs; another transport brings its own struct. */
+struct tcp_options {
     /*
      * Link-failure detection.  TCP_USER_TIMEOUT drops a connection whose
      * sent data stays unacknowledged this long (0: the kernel's ~15 min);
@@ -73,14 +72,29 @@ struct transport_options {
     unsigned bulk_buffer_bytes;
 };
 
+struct transport_options {
+    /* For every transport. */
+    unsigned connect_timeout_ms; /* 0: as long as the kernel tries */
+    struct transport_security security;
+    /* Per transport: each reads its own and ignores the others. */
+    struct tcp_options tcp;
+};
+
 struct transport;
 struct listener;
 struct channel;
+struct tls_context;
+struct auth_key;
 
-/* Defaults: 10 s connect, 30 s user timeout, keepalive 10 s/5 s x3. */
+/*
+ * Defaults: 10 s connect, no TLS, no auth; TCP: 30 s user timeout,
+ * keepalive 10 s/5 s x3.
+ */
 void transport_options_init(struct transport_options *opts);
 
 const struct transport *transport_tcp(void);
+/* The transport called @name ("tcp"); an error names the ones there are. */
+const struct transport *transport_by_name(const char *name, GError **err);
 const char *transport_name(const struct transport *t);
 
 /* Listen on "host:port" (":port" for every address; port 0 picks one). */
@@ -88,15 +102,32 @@ struct listener *transport_listen(const struct transport *t,
                                   const char *address,
                                   const struct transport_options *opts,
                                   GError **err);
-/* Connect to "host:port" as a channel of @kind (bulk: stream @stream). */
+/*
+ * Connect to "host:port" as a channel of @kind (bulk: stream @stream), then
+ * secure it as @opts->security says (TLS handshake, authentication, each
+ * bounded by its own timeout); the channel comes back with no timeout set.
+ */
 struct channel *transport_connect(const struct transport *t,
                                   const char *address, enum channel_kind kind,
                                   uint32_t stream,
                                   const struct transport_options *opts,
                                   GError **err);
 
-/* Blocks until a peer connects; the channel's kind is CHANNEL_NONE. */
+/*
+ * Blocks until a peer connects; the channel's kind is CHANNEL_NONE.  It
+ * is not secured yet: listener_handshake() it off the accepting thread,
+ * so that a slow peer blocks no one.
+ */
 struct channel *listener_accept(struct listener *l, GError **err);
+/*
+ * The server side of the listener's security (TLS, then authentication)
+ * on a channel listener_accept() returned.  Consumes @ch: returns the
+ * channel to use from now on (no timeout set; @deadline, for the whole
+ * handshake up to the Hello: see channel_set_deadline()), or NULL after
+ * closing it, with @err one line naming the peer and why.
+ */
+struct channel *listener_handshake(struct channel *ch, int64_t deadline,
+                                   GError **err);
 /* Readable when listener_accept() would not block; -1 if none. */
 int listener_fd(const struct listener *l);
 /* The bound address, with the real port: "127.0.0.1:40123". */
@@ -126,6 +157,20 @@ bool channel_has_buffered(const struct channel *ch);
  * spin.  Call between frames only.
  */
 bool channel_spin_readable(const struct channel *ch, unsigned spin_us);
+/*
+ * The peer hung up (or the link failed): a receive would fail once the
+ * bytes already here are read.  Never blocks.  For a channel on which
+ * nothing more is expected, to notice a peer that went away.
+ */
+bool channel_peer_closed(const struct channel *ch);
+/*
+ * Wait up to @timeout_ms (-1: for ever) until one of the @n channels
+ * (at most CHANNEL_WAIT_MAX) can be received on, a hang-up or error
+ * counting as such.  Its index, the first one of several; @n on timeout;
+ * -1 if the wait itself failed (errno).
+ */
+#define CHANNEL_WAIT_MAX 8
+int channel_wait_any(struct channel *const *chs, int n, int timeout_ms);
 /*
  * Fail sends and receives that wait longer than @timeout_ms; 0: never.
  * A frame begun must be in whole within @timeout_ms of its first byte.
@@ -162,24 +207,8 @@ bool channel_discard_payload(struct channel *ch, GError **err);
 /* Bytes of the current payload not received yet. */
 size_t channel_payload_left(const struct channel *ch);
 
-/* Pack @msg into a FRAME_MSG frame and send it. */
-bool channel_send_msg(struct channel *ch, const PeerMessage *msg, GError **err);
-/*
- * The next message, skipping keepalives; any other frame is a protocol
- * error.  Free the result with peer_message_free().
- */
-PeerMessage *channel_recv_msg(struct channel *ch, GError **err);
-/* Unpack the payload of a FRAME_MSG header just received. */
-PeerMessage *channel_read_msg(struct channel *ch, const struct frame_hdr *hdr,
-                              GError **err);
-/* "hello", "layout_reply", ...: which message of the oneof @msg is. */
-const char *peer_message_name(const PeerMessage *msg);
-void peer_message_free(PeerMessage *msg);
-
 /* Wake every thread blocked on @ch; later calls fail.  Thread-safe. */
 void channel_shutdown(struct channel *ch);
 void channel_close(struct channel *ch);
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(PeerMessage, peer_message_free)
 
 #endif /* POSTCOPYD_TRANSPORT_H */

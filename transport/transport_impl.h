@@ -35,6 +35,11 @@ struct channel_ops {
     bool (*set_kind)(struct channel *ch, enum channel_kind kind, GError **err);
     bool (*set_timeout)(struct channel *ch, unsigned timeout_ms, GError **err);
     int (*fd)(const struct channel *ch);
+    /*
+     * The peer hung up, without blocking; NULL: poll channel_fd() for
+     * POLLRDHUP (a transport with no fd must provide it).
+     */
+    bool (*peer_closed)(const struct channel *ch);
     /* Received bytes held above the fd (TLS records); NULL: never. */
     bool (*buffered)(const struct channel *ch);
     void (*shutdown)(struct channel *ch);
@@ -49,6 +54,7 @@ struct channel {
     bool outgoing; /* we connected: "to" the peer, else "from" it */
     char *peer;    /* "10.0.0.2:4000" */
     char *name;    /* "urgent channel to 10.0.0.2:4000", error prefix */
+    struct transport_security security; /* accepted: its listener's */
 
     /* Send side, under send_lock (unless single_sender). */
     GMutex send_lock;
@@ -76,7 +82,8 @@ struct listener_ops {
 
 struct listener {
     const struct listener_ops *ops;
-    char *address; /* bound address, real port */
+    char *address;                      /* bound address, real port */
+    struct transport_security security; /* for listener_handshake() */
 };
 
 struct transport {
@@ -94,6 +101,20 @@ struct transport {
 void channel_init(struct channel *ch, const struct channel_ops *ops,
                   enum channel_kind kind, uint32_t stream, bool outgoing,
                   const char *peer);
+/* For peer_msg.c: frames go out whole, one sender at a time. */
+void channel_send_lock(struct channel *ch);
+void channel_send_unlock(struct channel *ch);
+/* Send one frame; call between channel_send_lock() and _unlock(). */
+bool channel_send_locked(struct channel *ch, const struct frame_hdr *hdr,
+                         const struct iovec *payload, int niov, GError **err);
+/*
+ * The channel's receive buffer, at least @len bytes, kept across messages
+ * unless it grew past CHANNEL_MSG_BUF_KEEP (then trim drops it).
+ */
+#define CHANNEL_MSG_BUF_KEEP (1u << 20)
+uint8_t *channel_msg_buf(struct channel *ch, size_t len);
+void channel_msg_buf_trim(struct channel *ch);
+
 /* For transports: fill in the generic part of a new listener. */
 void listener_init(struct listener *l, const struct listener_ops *ops,
                    const char *address);

@@ -12,6 +12,9 @@
 const struct config_key config_keys[] = {
     {"peer", "listen", "listen", CONFIG_HOSTPORT, OFF(listen), "0.0.0.0:4444",
      .help = "Address the peer daemon connects to"},
+    {"peer", "transport", "transport", CONFIG_CHOICE, OFF(transport), "tcp",
+     .choices = "tcp",
+     .help = "How peer channels travel: tcp (the only one so far)"},
     {"peer", "keepalive", "keepalive", CONFIG_INT, OFF(keepalive_s), "15",
      .min = 0, .max = 3600,
      .help = "Seconds of peer silence before a keepalive probe (0: off)"},
@@ -137,7 +140,7 @@ static bool check_hostport(const char *v, GError **err)
     g_autoptr(GError) local = NULL;
     uint16_t port;
 
-    return hostport_parse(v, 0, NULL, &port, &local) ||
+    return hostport_parse(v, 0, 0, NULL, &port, &local) ||
            invalid(err, "%s", local->message);
 }
 

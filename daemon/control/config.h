@@ -36,6 +36,7 @@ typedef enum {
 struct postcopyd_config {
     char *config_file;         /* the file that was read; NULL if none was */
     char *listen;              /* peer listen address, HOST:PORT */
+    char *transport;           /* peer transport: tcp */
     int keepalive_s;           /* peer connection keepalive; 0 = off */
     int peer_timeout_ms;       /* TCP_USER_TIMEOUT on peer connections */
     int busy_poll_us;          /* source requests: poll, then sleep */

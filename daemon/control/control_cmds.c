@@ -109,7 +109,7 @@ static JsonNode *cmd_migrate(void *opaque, JsonObject *args, GError **err)
     if (!vm) {
         return NULL;
     }
-    m = migration_new(d, ROLE_SOURCE, vm);
+    m = migration_new(d, ROLE_SOURCE, vm, &d->engine);
     m->params = params;
     m->mode = params.mode;
     daemon_add_migration(d, m);

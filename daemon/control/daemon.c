@@ -52,10 +52,19 @@ bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
     conn_limit_init(&d->preauth, PREAUTH_PER_SOURCE_MAX, PREAUTH_MAX);
     d->migrations = g_ptr_array_new();
     migration_set_status_hook(daemon_emit_status);
-    d->transport = transport_tcp();
+    d->transport = transport_by_name(cfg->transport, err);
+    if (!d->transport) {
+        g_prefix_error(err, "[peer] ");
+        return false;
+    }
     transport_options_init(&d->topts);
-    d->topts.keepalive_idle_s = cfg->keepalive_s; /* 0: no keepalive */
-    d->topts.user_timeout_ms = cfg->peer_timeout_ms;
+    d->topts.tcp.keepalive_idle_s = cfg->keepalive_s; /* 0: no keepalive */
+    d->topts.tcp.user_timeout_ms = cfg->peer_timeout_ms;
+    d->engine = (struct engine_params){
+        .busy_poll_us = cfg->busy_poll_us,
+        .fault_priority = cfg->fault_priority,
+        .state_dir = cfg->state_dir,
+    };
     if (cfg->psk_file && !auth_key_load(&d->psk, cfg->psk_file, err)) {
         return false;
     }
@@ -66,6 +75,8 @@ bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
     if (!daemon_tls_init(d, err)) {
         return false;
     }
+    d->topts.security.tls = d->tls;
+    d->topts.security.psk = &d->psk;
     if (!peercred_policy_init(&d->control_policy, cfg->control_allow_user,
                               cfg->control_allow_group, err)) {
         g_prefix_error(err, "[control] ");
@@ -381,17 +392,12 @@ static gpointer peer_conn_thread(gpointer opaque)
     struct daemon *d;
 
     /* Here, not in the accept thread: a slow handshake blocks no one. */
-    pc->ch = tls_server(pc->ch, pc->d->tls, &err);
+    pc->ch = listener_handshake(pc->ch, pc->deadline, &err);
     if (!pc->ch) {
         g_warning("%s", err->message);
         goto drop;
     }
     channel_set_timeout(pc->ch, HELLO_TIMEOUT_MS, NULL);
-    channel_set_deadline(pc->ch, pc->deadline);
-    if (!auth_server(pc->ch, &pc->d->psk, &err)) {
-        g_warning("%s", err->message);
-        goto drop;
-    }
     msg = channel_recv_msg(pc->ch, &err);
     if (!msg) {
         g_warning("peer %s: %s", channel_peer(pc->ch), err->message);

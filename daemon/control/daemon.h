@@ -23,6 +23,7 @@
 #include "peercred.h"
 #include "qemu_attach.h"
 #include "tls.h"
+#include "peer_msg.h"
 #include "transport.h"
 #include "uffd.h"
 #include "vm_entry.h"
@@ -33,6 +34,7 @@ struct daemon {
     struct uffd_caps caps;
     const struct transport *transport;
     struct transport_options topts;
+    struct engine_params engine; /* from cfg (state_dir borrowed) */
     struct control_server *control;
     struct auth_key psk;     /* len 0: no psk-file, peers not authenticated */
     struct tls_context *tls; /* NULL: tls = off */

@@ -39,10 +39,17 @@ static bool send_hello_reply(struct channel *ch, const char *error,
                         error, err);
 }
 
-static const char *hello_problem(const Postcopy__Peer__Hello *h,
+static const char *hello_problem(const struct daemon *d,
+                                 const Postcopy__Peer__Hello *h,
                                  Postcopy__Peer__ErrorCode *code)
 {
     *code = POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_PROTOCOL;
+    /* Empty: a source from before the field, which only had tcp. */
+    if (h->transport[0] &&
+        !g_str_equal(h->transport, transport_name(d->transport))) {
+        return "the source's transport is not this daemon's (see [peer] "
+               "transport on both hosts)";
+    }
     if (h->min_version > PEER_PROTOCOL_VERSION ||
         h->version < PEER_PROTOCOL_VERSION) {
         *code = POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_VERSION;
@@ -167,7 +174,7 @@ void dest_accept_control(struct daemon *d, struct channel *ch,
     struct migration *m;
     struct vm_entry *vm;
     Postcopy__Peer__ErrorCode code;
-    const char *why = hello_problem(h, &code);
+    const char *why = hello_problem(d, h, &code);
 
     if (why) {
         g_warning("peer %s: %s", channel_peer(ch), why);
@@ -195,7 +202,7 @@ void dest_accept_control(struct daemon *d, struct channel *ch,
         daemon_release_vm(d, vm);
         goto drop;
     }
-    m = migration_new(d, ROLE_DESTINATION, vm);
+    m = migration_new(d, ROLE_DESTINATION, vm, &d->engine);
     migration_set_id(m, h->migration_id.data);
     m->params.mode =
         h->mode == POSTCOPY__PEER__MODE__MODE_PRECOPY  ? MODE_PRECOPY
@@ -229,7 +236,7 @@ void dest_accept_data(struct daemon *d, struct channel *ch, PeerMessage *hello)
     struct migration *m = NULL;
     struct dest_session *s;
     Postcopy__Peer__ErrorCode code;
-    const char *why = hello_problem(h, &code);
+    const char *why = hello_problem(d, h, &code);
     struct channel **slot;
 
     if (!why) {

@@ -36,6 +36,7 @@
 #include "migration.h"
 #include "page_state.h"
 #include "region.h"
+#include "peer_msg.h"
 #include "transport.h"
 #include "uffd.h"
 

@@ -102,7 +102,7 @@ gpointer dest_fault_thread(gpointer opaque)
     struct dest_session *s = opaque;
     struct uffd_msg msgs[FAULT_BATCH];
 
-    fault_priority_enter(s->m->daemon->cfg->fault_priority, "dst-faults");
+    fault_priority_enter(s->m->engine.fault_priority, "dst-faults");
     while (!atomic_load(&s->stop)) {
         int n;
 

@@ -131,12 +131,12 @@ void dest_restore(struct daemon *d, struct vm_entry *vm,
                   const struct session_file *f)
 {
     g_autoptr(GError) err = NULL;
-    struct migration *m = migration_new(d, ROLE_DESTINATION, vm);
+    struct migration *m = migration_new(d, ROLE_DESTINATION, vm, &d->engine);
     struct dest_session *s = dest_session_new(m);
 
     migration_set_id(m, f->id_bytes);
     m->params.mode = m->mode = f->mode;
-    s->pst_path = g_strdup_printf("%s/%s.pages", d->cfg->state_dir, m->id);
+    s->pst_path = g_strdup_printf("%s/%s.pages", m->engine.state_dir, m->id);
     daemon_add_migration(d, m);
     atomic_store(&s->running, true);
     atomic_store(&s->paused, true);

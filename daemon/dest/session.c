@@ -12,9 +12,7 @@
  */
 #include "dest_session.h"
 
-#include <errno.h>
 #include <gio/gio.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -220,7 +218,7 @@ static bool setup_uffd(struct dest_session *s, GError **err)
         return false;
     }
     s->pst_path =
-        g_strdup_printf("%s/%s.pages", s->m->daemon->cfg->state_dir, s->m->id);
+        g_strdup_printf("%s/%s.pages", s->m->engine.state_dir, s->m->id);
     s->pst = page_state_create(s->pst_path, &layout, err);
     return s->pst != NULL;
 }
@@ -228,10 +226,7 @@ static bool setup_uffd(struct dest_session *s, GError **err)
 /* The source hung up on control (nothing else is expected there now). */
 bool dest_control_gone(struct dest_session *s)
 {
-    struct pollfd p = {.fd = channel_fd(s->control), .events = POLLRDHUP};
-
-    return p.fd >= 0 && poll(&p, 1, 0) == 1 &&
-           (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+    return channel_peer_closed(s->control);
 }
 
 /*
@@ -308,8 +303,7 @@ static void complete(struct dest_session *s)
         g_warning("migration %s: %s", s->m->id, err->message);
     }
     unlink(s->pst_path);
-    session_file_remove(s->m->daemon->cfg->state_dir, s->m->id,
-                        ROLE_DESTINATION);
+    session_file_remove(s->m->engine.state_dir, s->m->id, ROLE_DESTINATION);
     s->m->vm->info.incoming = false; /* it may migrate on from here */
     migration_set_status(s->m, MIG_POSTCOPY_ACTIVE, MIG_COMPLETED);
 }

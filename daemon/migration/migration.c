@@ -80,11 +80,14 @@ uint64_t migration_now_us(void)
 }
 
 struct migration *migration_new(struct daemon *d, enum migration_role role,
-                                struct vm_entry *vm)
+                                struct vm_entry *vm,
+                                const struct engine_params *ep)
 {
     struct migration *m = g_new0(struct migration, 1);
 
     m->daemon = d;
+    m->engine = *ep;
+    m->engine.state_dir = g_strdup(ep->state_dir);
     m->role = role;
     m->vm = vm;
     g_strlcpy(m->vm_name, vm->info.vm_name, sizeof(m->vm_name));
@@ -112,6 +115,7 @@ void migration_free(struct migration *m)
     blocktime_free(m->blocktime);
     g_free(m->error);
     g_free(m->peer_uri);
+    g_free(m->engine.state_dir);
     g_mutex_clear(&m->lock);
     g_cond_clear(&m->cond);
     g_free(m);

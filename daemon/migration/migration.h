@@ -130,13 +130,25 @@ struct remote_faults {
 struct daemon;
 struct vm_entry;
 
+/*
+ * The daemon's settings the engine runs a session with, copied in when the
+ * session starts (migration_new()): engine code reads these, never the
+ * daemon's configuration.
+ */
+struct engine_params {
+    int busy_poll_us;   /* source: spin this long for a request, then sleep */
+    int fault_priority; /* SCHED_FIFO of the fault path; 0: normal */
+    char *state_dir;    /* session files and page state tables */
+};
+
 struct migration {
     char id[40]; /* hex of the 16-byte migration id */
     uint8_t id_bytes[16];
     enum migration_role role;
     enum migration_mode mode;
     struct migration_params params;
-    _Atomic int status; /* enum migration_status */
+    struct engine_params engine; /* owned copy */
+    _Atomic int status;          /* enum migration_status */
     struct daemon *daemon;
     char vm_name[ATTACH_NAME_MAX];
     struct vm_entry *vm; /* the attached VMM, held busy */
@@ -159,8 +171,10 @@ const char *migration_mode_name(enum migration_mode m);
 bool migration_mode_parse(const char *s, enum migration_mode *m);
 bool migration_status_is_final(enum migration_status s);
 
+/* A new migration of @vm, run with a copy of @ep. */
 struct migration *migration_new(struct daemon *d, enum migration_role role,
-                                struct vm_entry *vm);
+                                struct vm_entry *vm,
+                                const struct engine_params *ep);
 void migration_free(struct migration *m);
 void migration_set_id(struct migration *m, const uint8_t id[16]);
 /*

@@ -1,7 +1,7 @@
 /*
  * connect.c - the source's side of the peer handshake: open a channel
- * (transport, TLS, authentication, Hello), send the Layout, open the data
- * channels.
+ * (transport_connect(), which does TLS and authentication, then Hello),
+ * send the Layout, open the data channels.
  *
  * Contract: a channel is returned only once the destination accepted its
  * Hello; on any failure it is closed and the GError says which channel
@@ -48,18 +48,11 @@ struct channel *source_open_channel(struct source_session *s, const char *uri,
     char *caps[] = {PEER_CAP_ZERO_PAGE, PEER_CAP_HUGETLBFS, PEER_CAP_MINOR};
     struct channel *ch;
 
+    /* TLS and authentication happen inside: d->topts.security. */
     ch = transport_connect(d->transport, uri, kind, stream, &d->topts, err);
-    if (ch) {
-        ch = tls_client(ch, d->tls, err);
-    }
     if (!ch) {
         return NULL;
     }
-    channel_set_timeout(ch, AUTH_TIMEOUT_MS, NULL);
-    if (!auth_client(ch, &d->psk, err)) {
-        goto fail;
-    }
-    channel_set_timeout(ch, 0, NULL);
     hello.version = PEER_PROTOCOL_VERSION;
     hello.min_version = PEER_PROTOCOL_VERSION;
     hello.vm_name = s->m->vm_name;
@@ -71,6 +64,7 @@ struct channel *source_open_channel(struct source_session *s, const char *uri,
     hello.n_capabilities = G_N_ELEMENTS(caps);
     hello.capabilities = caps;
     hello.resume = resume;
+    hello.transport = (char *)transport_name(d->transport);
     hello.mode = s->m->params.mode == MODE_PRECOPY
                      ? POSTCOPY__PEER__MODE__MODE_PRECOPY
                  : s->m->params.mode == MODE_HYBRID

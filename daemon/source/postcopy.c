@@ -181,8 +181,7 @@ bool source_reconnect(struct source_session *s)
             /* Its Complete died with the old connection. */
             migration_clear_error(s->m);
             migration_set_status(s->m, MIG_POSTCOPY_PAUSED, MIG_COMPLETED);
-            session_file_remove(s->m->daemon->cfg->state_dir, s->m->id,
-                                ROLE_SOURCE);
+            session_file_remove(s->m->engine.state_dir, s->m->id, ROLE_SOURCE);
             return false;
         }
         g_debug("migration %s: reconnect: %s", s->m->id, err->message);
@@ -238,7 +237,7 @@ void source_postcopy_loop(struct source_session *s)
             s->streaming = false;
         }
         if (done) {
-            session_file_remove(m->daemon->cfg->state_dir, m->id, ROLE_SOURCE);
+            session_file_remove(m->engine.state_dir, m->id, ROLE_SOURCE);
             return;
         }
         if (!source_reconnect(s)) {

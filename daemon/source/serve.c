@@ -11,8 +11,6 @@
  */
 #include "source.h"
 
-#include <errno.h>
-#include <poll.h>
 #include <gio/gio.h>
 
 #include "daemon.h"
@@ -71,28 +69,14 @@ static void limits_from(const struct region_table *t,
 static int wait_either(struct channel *ch, struct channel *urgent,
                        int timeout_ms)
 {
-    struct pollfd p[2] = {
-        {.fd = channel_fd(ch), .events = POLLIN | POLLRDHUP},
-        {.fd = channel_fd(urgent), .events = POLLIN},
-    };
-    int r;
+    struct channel *const chs[2] = {ch, urgent};
+    int r = channel_wait_any(chs, 2, timeout_ms);
 
-    if (channel_has_buffered(ch)) {
-        return 1;
-    }
-    if (channel_has_buffered(urgent)) {
-        return 0;
-    }
-    do {
-        r = poll(p, 2, timeout_ms);
-    } while (r < 0 && errno == EINTR);
     if (r < 0) {
         return -1;
     }
-    if (p[0].revents || !r) {
-        return 1; /* the reply, an error or the timeout: ch's to report */
-    }
-    return 0;
+    /* ch's: the reply, an error or the timeout, for it to report. */
+    return r == 1 ? 0 : 1;
 }
 
 bool source_serve_until(struct source_session *s, struct channel *ch,
@@ -157,7 +141,7 @@ gpointer source_request_thread(gpointer opaque)
     struct frame_region_limits limits[REGION_MAX];
     struct page_counters c;
     struct page_sender ps;
-    int prio = s->m->daemon->cfg->fault_priority;
+    int prio = s->m->engine.fault_priority;
     struct fault_budget budget;
 
     fault_budget_init(&budget,
@@ -178,8 +162,7 @@ gpointer source_request_thread(gpointer opaque)
          * run the guest.)
          */
         fault_budget_check(&budget);
-        if (!channel_spin_readable(s->urgent,
-                                   s->m->daemon->cfg->busy_poll_us)) {
+        if (!channel_spin_readable(s->urgent, s->m->engine.busy_poll_us)) {
             fault_budget_sleeping(&budget);
         }
         if (!channel_recv_hdr(s->urgent, &req, &err) ||

@@ -52,7 +52,7 @@ static void remember_session(struct source_session *s)
     g_strlcpy(f.id, s->m->id, sizeof(f.id));
     g_strlcpy(f.vm_name, s->m->vm_name, sizeof(f.vm_name));
     g_strlcpy(f.peer_uri, s->m->peer_uri, sizeof(f.peer_uri));
-    if (!session_file_write(s->m->daemon->cfg->state_dir, &f, &err)) {
+    if (!session_file_write(s->m->engine.state_dir, &f, &err)) {
         g_warning("migration %s: a restart could not carry it on: %s", s->m->id,
                   err->message);
     }
@@ -109,7 +109,7 @@ void source_restore(struct daemon *d, struct vm_entry *vm,
 {
     g_autoptr(GError) err = NULL;
     struct source_session *s = g_new0(struct source_session, 1);
-    struct migration *m = migration_new(d, ROLE_SOURCE, vm);
+    struct migration *m = migration_new(d, ROLE_SOURCE, vm, &d->engine);
 
     migration_set_id(m, f->id_bytes);
     m->params.mode = m->mode = f->mode;

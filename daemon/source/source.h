@@ -19,6 +19,7 @@
 #include "migration.h"
 #include "page_sender.h"
 #include "postcopy_stream.h"
+#include "peer_msg.h"
 #include "transport.h"
 
 #define SOURCE_MAX_STREAMS 8

@@ -20,6 +20,7 @@
 #include "bitmap.h"
 #include "dirty_set.h"
 #include "region.h"
+#include "peer_msg.h"
 #include "transport.h"
 
 #include <stdio.h>

@@ -29,6 +29,7 @@
 
 #include "daemon_proc.h"
 #include "testlib.h"
+#include "peer_msg.h"
 #include "transport.h"
 #include "uffd.h"
 

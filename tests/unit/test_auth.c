@@ -5,6 +5,7 @@
  * reflected proof, and the key file checks.
  */
 #include "auth.h"
+#include "peer_msg.h"
 
 #include <errno.h>
 #include <string.h>

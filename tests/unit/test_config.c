@@ -49,6 +49,7 @@ static bool load(struct postcopyd_config *cfg, const char *default_file,
 static void assert_defaults(const struct postcopyd_config *cfg)
 {
     g_assert_cmpstr(cfg->listen, ==, "0.0.0.0:4444");
+    g_assert_cmpstr(cfg->transport, ==, "tcp");
     g_assert_cmpint(cfg->keepalive_s, ==, 15);
     g_assert_null(cfg->psk_file);
     g_assert_cmpstr(cfg->control_socket, ==, "/run/postcopyd/control.sock");
@@ -162,6 +163,8 @@ struct bad_file {
 };
 
 static const struct bad_file bad_files[] = {
+    {"[peer]\ntransport = rdma\n", CONFIG_ERROR_INVALID,
+     ":2: [peer] transport: invalid value 'rdma' (expected tcp)"},
     {"[daemon]\n\nlog-level = loud\n", CONFIG_ERROR_INVALID,
      ":3: [daemon] log-level: invalid value 'loud' "
      "(expected error|warning|info|debug)"},

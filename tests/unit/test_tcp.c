@@ -3,6 +3,7 @@
  * parsing, scatter/gather pages, a 64 MiB transfer, peer messages, and the
  * ways a peer can go wrong (closing mid-frame, garbage, silence, refusing).
  */
+#include "peer_msg.h"
 #include "transport.h"
 #include "address.h"
 
@@ -32,20 +33,20 @@ static const struct parse_case parse_cases[] = {
     {"[fe80::1%eth0]:22", "fe80::1%eth0", 22, NULL},
     {":4000", NULL, 4000, NULL},
     {"*:0", NULL, 0, NULL},
-    {"", NULL, -1, "expected host:port"},
-    {"host", NULL, -1, "expected host:port"},
+    {"", NULL, -1, "expected HOST:PORT"},
+    {"host", NULL, -1, "missing ':PORT'"},
     {"host:", NULL, -1, "no port after ':'"},
-    {"host:65536", NULL, -1, "port '65536' is not a number in 0..65535"},
-    {"host:-1", NULL, -1, "is not a number"},
-    {"host:+80", NULL, -1, "is not a number"},
-    {"host: 80", NULL, -1, "is not a number"},
-    {"host:80x", NULL, -1, "is not a number"},
-    {"host:99999999999999999999", NULL, -1, "is not a number"},
-    {"::1:4000", NULL, -1, "put an IPv6 address in brackets"},
-    {"[::1]", NULL, -1, "expected ':port' after ']'"},
-    {"[::1]4000", NULL, -1, "expected ':port' after ']'"},
-    {"[::1:4000", NULL, -1, "expected [IPv6 address]:port"},
-    {"[]:4000", NULL, -1, "expected [IPv6 address]:port"},
+    {"host:65536", NULL, -1, "the port must be a number from 0 to 65535"},
+    {"host:-1", NULL, -1, "must be a number"},
+    {"host:+80", NULL, -1, "must be a number"},
+    {"host: 80", NULL, -1, "must be a number"},
+    {"host:80x", NULL, -1, "must be a number"},
+    {"host:99999999999999999999", NULL, -1, "must be a number"},
+    {"::1:4000", NULL, -1, "IPv6 address in brackets"},
+    {"[::1]", NULL, -1, "expected ':PORT' after ']'"},
+    {"[::1]4000", NULL, -1, "expected ':PORT' after ']'"},
+    {"[::1:4000", NULL, -1, "missing ']' after the IPv6 address"},
+    {"[]:4000", NULL, -1, "not an IPv6 address between the brackets"},
 };
 
 static void test_parse(void)
@@ -335,7 +336,7 @@ static void test_big_transfer(void)
     struct pair p;
 
     transport_options_init(&opts);
-    opts.bulk_buffer_bytes = 4 * MiB;
+    opts.tcp.bulk_buffer_bytes = 4 * MiB;
     g_assert_true(pair_open(&p, "127.0.0.1:0", CHANNEL_BULK, &opts, &err));
     g_assert_no_error(err);
     fill(src, len, 42);
@@ -809,7 +810,7 @@ static void test_connect_refused(void)
     g_clear_error(&err);
     g_assert_null(
         transport_connect(tcp, "127.0.0.1", CHANNEL_CONTROL, 0, NULL, &err));
-    assert_err_has(err, G_IO_ERROR_INVALID_ARGUMENT, "expected host:port");
+    assert_err_has(err, G_IO_ERROR_INVALID_ARGUMENT, "missing ':PORT'");
     g_clear_error(&err);
     g_assert_null(transport_listen(tcp, "::1:80", NULL, &err));
     assert_err_has(err, G_IO_ERROR_INVALID_ARGUMENT, "tcp listen on ::1:80");
@@ -1039,9 +1040,60 @@ static void test_shutdown_wakes(void)
     pair_close(&p);
 }
 
+/* Waiting on channels without their descriptors, and a peer's hang-up. */
+static void test_wait_and_peer_closed(void)
+{
+    struct frame_hdr ka = {.type = FRAME_KEEPALIVE}, got;
+    struct channel *ins[2];
+    struct pair a, b;
+    GError *err = NULL;
+
+    pair_open_or_die(&a, CHANNEL_CONTROL);
+    pair_open_or_die(&b, CHANNEL_URGENT);
+    ins[0] = a.in;
+    ins[1] = b.in;
+
+    g_assert_cmpint(channel_wait_any(ins, 2, 0), ==, 2); /* timeout */
+    g_assert_true(channel_send_frame(b.out, &ka, NULL, 0, &err));
+    g_assert_no_error(err);
+    g_assert_cmpint(channel_wait_any(ins, 2, 5000), ==, 1);
+    g_assert_true(channel_send_frame(a.out, &ka, NULL, 0, &err));
+    g_assert_cmpint(channel_wait_any(ins, 2, 5000), ==, 0); /* first wins */
+    g_assert_true(channel_recv_hdr(a.in, &got, &err));
+    g_assert_true(channel_recv_hdr(b.in, &got, &err));
+    g_assert_no_error(err);
+
+    g_assert_false(channel_peer_closed(a.in));
+    channel_close(a.out);
+    a.out = NULL;
+    for (int i = 0; i < 500 && !channel_peer_closed(a.in); i++) {
+        g_usleep(10000);
+    }
+    g_assert_true(channel_peer_closed(a.in));
+    g_assert_cmpint(channel_wait_any(ins, 2, 5000), ==, 0); /* EOF is news */
+    g_assert_false(channel_peer_closed(b.in));
+    pair_close(&a);
+    pair_close(&b);
+}
+
+/* Transports by the name config and Hello use. */
+static void test_by_name(void)
+{
+    g_autoptr(GError) err = NULL;
+
+    g_assert_true(transport_by_name("tcp", &err) == transport_tcp());
+    g_assert_no_error(err);
+    g_assert_cmpstr(transport_name(transport_tcp()), ==, "tcp");
+    g_assert_null(transport_by_name("rdma", &err));
+    g_assert_error(err, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED);
+    g_assert_nonnull(strstr(err->message, "this build has: tcp"));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/tcp/by-name", test_by_name);
+    g_test_add_func("/tcp/wait-and-peer-closed", test_wait_and_peer_closed);
     g_test_add_func("/tcp/parse", test_parse);
     g_test_add_func("/tcp/format", test_format);
     g_test_add_func("/tcp/pages-ipv4", test_pages_v4);

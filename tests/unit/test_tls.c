@@ -9,6 +9,7 @@
  * Certificates come from tests/lib/tls-certs.sh (certtool), run from the
  * source tree's top, as make check does.
  */
+#include "peer_msg.h"
 #include "tls.h"
 
 #include <errno.h>

@@ -119,7 +119,7 @@ static JsonObject *build_args(const struct cli_command *cmd,
         cli_usage_error(cmd, "migrate: --vm and --to are required");
         return NULL;
     }
-    if (!hostport_parse(o->to, HOSTPORT_DEFAULT_PORT, &host, &port, &err)) {
+    if (!hostport_parse(o->to, HOSTPORT_DEFAULT_PORT, 0, &host, &port, &err)) {
         cli_usage_error(cmd, "migrate: --to: %s", err->message);
         return NULL;
     }

@@ -2,6 +2,7 @@
 #include "hostport.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <gio/gio.h>
@@ -13,19 +14,22 @@ static bool bad(GError **err, const char *s, const char *why)
     return false;
 }
 
-static bool parse_port(const char *s, const char *p, uint16_t *port,
-                       GError **err)
+static bool parse_port(const char *s, const char *p, unsigned flags,
+                       uint16_t *port, GError **err)
 {
+    unsigned long min = flags & HOSTPORT_PORT_ZERO ? 0 : 1;
     char *end;
     unsigned long v;
 
-    if (!g_ascii_isdigit(*p)) {
-        return bad(err, s, "the port must be a number from 1 to 65535");
+    if (*p == '\0') {
+        return bad(err, s, "no port after ':'");
     }
     errno = 0;
-    v = strtoul(p, &end, 10);
-    if (errno || *end || v == 0 || v > 65535) {
-        return bad(err, s, "the port must be a number from 1 to 65535");
+    v = g_ascii_isdigit(*p) ? strtoul(p, &end, 10) : ULONG_MAX;
+    if (v == ULONG_MAX || errno || *end || v < min || v > 65535) {
+        return bad(err, s,
+                   min ? "the port must be a number from 1 to 65535"
+                       : "the port must be a number from 0 to 65535");
     }
     *port = v;
     return true;
@@ -45,8 +49,9 @@ static bool valid_plain_host(const char *h, size_t len)
     return true;
 }
 
-static bool parse_bracketed(const char *s, uint16_t default_port, char **host,
-                            uint16_t *port, GError **err)
+static bool parse_bracketed(const char *s, uint16_t default_port,
+                            unsigned flags, char **host, uint16_t *port,
+                            GError **err)
 {
     const char *close = strchr(s, ']');
     g_autofree char *h = NULL;
@@ -62,7 +67,7 @@ static bool parse_bracketed(const char *s, uint16_t default_port, char **host,
         *port = default_port;
     } else if (close[1] != ':') {
         return bad(err, s, "expected ':PORT' after ']'");
-    } else if (!parse_port(s, close + 2, port, err)) {
+    } else if (!parse_port(s, close + 2, flags, port, err)) {
         return false;
     }
     if (host) {
@@ -71,21 +76,33 @@ static bool parse_bracketed(const char *s, uint16_t default_port, char **host,
     return true;
 }
 
-bool hostport_parse(const char *s, uint16_t default_port, char **host,
-                    uint16_t *port, GError **err)
+/* "" or "*" before the colon: every address, if the caller allows it. */
+static bool any_host(const char *s, size_t hlen, unsigned flags)
+{
+    return (flags & HOSTPORT_ANY_HOST) &&
+           (hlen == 0 || (hlen == 1 && s[0] == '*'));
+}
+
+bool hostport_parse(const char *s, uint16_t default_port, unsigned flags,
+                    char **host, uint16_t *port, GError **err)
 {
     const char *colon;
     size_t hlen;
+    bool any;
 
+    if (host) {
+        *host = NULL;
+    }
     if (s[0] == '[') {
-        return parse_bracketed(s, default_port, host, port, err);
+        return parse_bracketed(s, default_port, flags, host, port, err);
     }
     colon = strchr(s, ':');
     if (colon && strchr(colon + 1, ':')) {
         return bad(err, s, "write an IPv6 address in brackets, as [::1]:4444");
     }
     hlen = colon ? (size_t)(colon - s) : strlen(s);
-    if (!valid_plain_host(s, hlen)) {
+    any = colon && any_host(s, hlen, flags);
+    if (!any && !valid_plain_host(s, hlen)) {
         return bad(err, s, "expected HOST:PORT");
     }
     if (!colon && !default_port) {
@@ -93,10 +110,10 @@ bool hostport_parse(const char *s, uint16_t default_port, char **host,
     }
     if (!colon) {
         *port = default_port;
-    } else if (!parse_port(s, colon + 1, port, err)) {
+    } else if (!parse_port(s, colon + 1, flags, port, err)) {
         return false;
     }
-    if (host) {
+    if (host && !any) {
         *host = g_strndup(s, hlen);
     }
     return true;
