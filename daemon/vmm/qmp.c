@@ -3,6 +3,8 @@
 
 #include <glib-unix.h>
 
+#include "json_depth.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -87,50 +89,14 @@ static bool read_available(struct qmp *q, GError **err)
     }
 }
 
-/*
- * json-glib's parser recurses once per nesting level: a deep line from a
- * broken or hostile QEMU would exhaust the stack, so count it first.
- */
-static bool depth_ok(const char *s, size_t len)
-{
-    bool in_string = false, escaped = false;
-    int depth = 0;
-
-    for (size_t i = 0; i < len; i++) {
-        if (in_string) {
-            if (escaped) {
-                escaped = false;
-            } else if (s[i] == '\\') {
-                escaped = true;
-            } else if (s[i] == '"') {
-                in_string = false;
-            }
-        } else if (s[i] == '"') {
-            in_string = true;
-        } else if (s[i] == '{' || s[i] == '[') {
-            if (++depth > QMP_DEPTH_MAX) {
-                return false;
-            }
-        } else if (s[i] == '}' || s[i] == ']') {
-            depth--;
-        }
-    }
-    return true;
-}
-
 static JsonObject *parse_line(const char *line, size_t len, GError **err)
 {
     g_autoptr(JsonParser) parser = json_parser_new_immutable();
     g_autoptr(GError) local = NULL;
     JsonNode *root;
 
-    if (!depth_ok(line, len)) {
-        g_set_error(err, QMP_ERROR, QMP_ERROR_FAILED,
-                    "QEMU sent JSON nested deeper than %d levels",
-                    QMP_DEPTH_MAX);
-        return NULL;
-    }
-    if (!json_parser_load_from_data(parser, line, len, &local)) {
+    /* Bounded: json-glib recurses once per level (json_depth.h). */
+    if (!json_load_bounded(parser, line, len, &local)) {
         g_autofree char *why = qmp_printable(local->message);
 
         g_set_error(err, QMP_ERROR, QMP_ERROR_FAILED,

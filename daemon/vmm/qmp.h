@@ -7,7 +7,8 @@
  * queued (name, data, QEMU's timestamp), never lost; a QMP error becomes a
  * one-line GError carrying QEMU's "desc"; QEMU closing the socket is
  * QMP_ERROR_CLOSED, "QEMU closed its QMP socket".  Lines longer than
- * QMP_LINE_MAX or nested deeper than QMP_DEPTH_MAX are refused.
+ * QMP_LINE_MAX or nested deeper than JSON_DEPTH_MAX (json_depth.h) are
+ * refused.
  */
 #ifndef POSTCOPYD_QMP_H
 #define POSTCOPYD_QMP_H
@@ -18,7 +19,6 @@
 #include <json-glib/json-glib.h>
 
 #define QMP_LINE_MAX  (4u << 20)
-#define QMP_DEPTH_MAX 64
 /* Events kept for a later qmp_wait_event(); beyond it the oldest go. */
 #define QMP_EVENTS_MAX 256
 
