@@ -48,6 +48,7 @@ runs=2
 modes="qemu_postcopy qemu_postcopy_precopy postcopyd_hybrid postcopyd_postcopy"
 precopy_s=1.5
 after_passes=3
+report_only=0
 
 usage() {
     cat <<EOF
@@ -59,6 +60,7 @@ Usage: $0 [options]
   --modes 'M..'  [$modes]
   --quick        256 MiB guest, one round
   --keep         keep the logs (path printed)
+  --report-only  no runs: rebuild qemu_compare.{json,txt,png} from OUT/raw/qc-*.json
 EOF
 }
 while [ $# -gt 0 ]; do
@@ -70,6 +72,7 @@ while [ $# -gt 0 ]; do
     --modes) modes=$2; shift 2 ;;
     --quick) mem=256 runs=1; shift ;;
     --keep) export PCD_KEEP=1; shift ;;
+    --report-only) report_only=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "qemu_compare: unknown option '$1'" >&2; usage >&2; exit 2 ;;
     esac
@@ -85,6 +88,48 @@ export PCD_MIGRATE_TIMEOUT=${PCD_MIGRATE_TIMEOUT:-300}
 t_start=$SECONDS
 say() { printf '[qemu_compare %3d s] %s\n' $((SECONDS - t_start)) "$*" >&2; }
 die() { echo "qemu_compare: $*" >&2; exit 1; }
+
+aggregate() {
+    local cfg
+    cfg=$(jq -s -c '{mem: (map(.mem_mib // empty) | first // 0), runs: (map(.round) | max)}' "$raw"/qc-*.json) || return 1
+jq -s --argjson mem "$(jq .mem <<<"$cfg")" --argjson runs "$(jq .runs <<<"$cfg")" --arg modes "$modes" '
+    def median: sort | if length == 0 then null
+        elif length % 2 == 1 then .[length / 2 | floor]
+        else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+    def r3: if . == null then null else (. * 1000 | round) / 1000 end;
+    def ratio($a; $b): if $a == null or $b == null or $b == 0 then null else ($a / $b | r3) end;
+    . as $all
+    | ($modes | split(" ") | map(select(. != ""))) as $ml
+    | (reduce $ml[] as $m ({};
+        ($all | map(select(.mode == $m and .ok))) as $rs
+        | .[$m] = {runs_ok: ($rs | length), runs_failed: ($all | map(select(.mode == $m and (.ok | not))) | length),
+                   total_s: ($rs | map(.total_s) | median | r3),
+                   downtime_ms: ($rs | map(.downtime_ms) | median | r3),
+                   passes_during: ($rs | map(.passes_during) | median),
+                   pass_rate_during: ($rs | map(.passes_during / .total_s) | median | r3),
+                   passes_after_1s: ($rs | map(.passes_after_1s) | median),
+                   pass_rate_before: ($rs | map(.pass_rate_before) | median | r3),
+                   blocktime_ms: ($rs | map(.blocktime_ms) | map(select(. != null)) | median | r3),
+                   prealloc_s: ($rs | map(.prealloc_s) | map(select(. != null)) | median),
+                   each: ($rs | map({round, total_s: (.total_s | r3), downtime_ms: (.downtime_ms | r3),
+                                     passes_during, passes_after_1s, pass_rate_before: (.pass_rate_before | r3),
+                                     blocktime_ms, prealloc_s}))})) as $by
+    | ($by.qemu_postcopy // {}) as $q
+    | reduce $ml[] as $m ($by;
+        .[$m] += {total_ratio: ratio($by[$m].total_s; $q.total_s),
+                  downtime_ratio: ratio($by[$m].downtime_ms; $q.downtime_ms),
+                  passes_during_ratio: ratio($by[$m].passes_during; $q.passes_during)})
+    | . + {config: {mem_mib: $mem, runs: $runs, modes: $ml,
+                    targets: {total_ratio: "<= 0.5", downtime_ratio: "<= 1", passes_during_ratio: ">= 2"}},
+           failed: ($all | map(select(.ok | not) | {mode, round, why})),
+           runs: $all}' "$raw"/qc-*.json >"$out/qemu_compare.json" ||
+        die "could not assemble $out/qemu_compare.json"
+    "$here/qemu_compare_report.sh" "$out" | tee "$out/qemu_compare.txt"
+}
+if ((report_only)); then
+    aggregate
+    exit
+fi
 
 pcd_init "$build"
 pcd_preflight || die "cannot run: $PCD_SKIP_REASON"
@@ -382,37 +427,6 @@ done
 
 # ---------------------------------------------------------------- results
 
-jq -s --argjson mem "$mem" --argjson runs "$runs" --arg modes "$modes" '
-    def median: sort | if length == 0 then null
-        elif length % 2 == 1 then .[length / 2 | floor]
-        else (.[length / 2 - 1] + .[length / 2]) / 2 end;
-    def r3: if . == null then null else (. * 1000 | round) / 1000 end;
-    def ratio($a; $b): if $a == null or $b == null or $b == 0 then null else ($a / $b | r3) end;
-    . as $all
-    | ($modes | split(" ") | map(select(. != ""))) as $ml
-    | (reduce $ml[] as $m ({};
-        ($all | map(select(.mode == $m and .ok))) as $rs
-        | .[$m] = {runs_ok: ($rs | length), runs_failed: ($all | map(select(.mode == $m and (.ok | not))) | length),
-                   total_s: ($rs | map(.total_s) | median | r3),
-                   downtime_ms: ($rs | map(.downtime_ms) | median | r3),
-                   passes_during: ($rs | map(.passes_during) | median),
-                   passes_after_1s: ($rs | map(.passes_after_1s) | median),
-                   pass_rate_before: ($rs | map(.pass_rate_before) | median | r3),
-                   blocktime_ms: ($rs | map(.blocktime_ms) | map(select(. != null)) | median | r3),
-                   prealloc_s: ($rs | map(.prealloc_s) | map(select(. != null)) | median),
-                   each: ($rs | map({round, total_s: (.total_s | r3), downtime_ms: (.downtime_ms | r3),
-                                     passes_during, passes_after_1s, blocktime_ms, prealloc_s}))})) as $by
-    | ($by.qemu_postcopy // {}) as $q
-    | reduce $ml[] as $m ($by;
-        .[$m] += {total_ratio: ratio($by[$m].total_s; $q.total_s),
-                  downtime_ratio: ratio($by[$m].downtime_ms; $q.downtime_ms),
-                  passes_during_ratio: ratio($by[$m].passes_during; $q.passes_during)})
-    | . + {config: {mem_mib: $mem, runs: $runs, modes: $ml,
-                    targets: {total_ratio: "<= 0.5", downtime_ratio: "<= 1", passes_during_ratio: ">= 2"}},
-           failed: ($all | map(select(.ok | not) | {mode, round, why})),
-           runs: $all}' "$raw"/qc-*.json >"$out/qemu_compare.json" ||
-    die "could not assemble $out/qemu_compare.json"
-
-"$here/qemu_compare_report.sh" "$out" | tee "$out/qemu_compare.txt"
+aggregate
 say "done: $out/qemu_compare.{json,txt,png}"
 ((failures == 0))

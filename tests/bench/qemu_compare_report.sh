@@ -21,14 +21,15 @@ jq -r '
       "   ratio = figure / QEMU postcopy (migrate + migrate-start-postcopy at once) in the same rounds.",
       "   downtime: source STOP -> destination RESUME (QMP events); passes: guest passes completed",
       "   from the command to completion, across both QEMUs; blocktime: the destination vCPU blocked on missing pages.",
-      (["   mode", "total s", "ratio", "downtime ms", "ratio", "passes dur.", "ratio", "after 1 s", "before /s", "blocktime ms", "runs"]
+      (["   mode", "total s", "ratio", "downtime ms", "ratio", "passes dur.", "ratio", "during /s", "before /s", "after 1 s", "blocktime ms", "runs"]
         | "\(.[0] | . + " " * (26 - length))\(.[1:] | map(. + " " * (13 - length)) | join(""))"),
       (.config.modes[] as $m | .[$m] as $r
         | ["   \($m)", ($r.total_s | f), ($r.total_ratio | x), ($r.downtime_ms | f), ($r.downtime_ratio | x),
-           ($r.passes_during | f), ($r.passes_during_ratio | x), ($r.passes_after_1s | f),
-           ($r.pass_rate_before | f), ($r.blocktime_ms | f),
+           ($r.passes_during | f), ($r.passes_during_ratio | x), ($r.pass_rate_during | f),
+           ($r.pass_rate_before | f), ($r.passes_after_1s | f), ($r.blocktime_ms | f),
            "\($r.runs_ok) ok\(if $r.runs_failed > 0 then ", \($r.runs_failed) FAILED" else "" end)"]
         | "\(.[0] | . + " " * (26 - length))\(.[1:] | map(. + " " * (13 - length)) | join(""))"),
+      "   during /s: passes during / total time; before /s: the guest\u0027s own speed in the 3 s before the command.",
       "   each run (total s / downtime ms / passes during / blocktime ms):",
       (.config.modes[] as $m | .[$m] as $r
         | "     \($m): " + ($r.each | map("\(.total_s)/\(.downtime_ms)/\(.passes_during)/\(.blocktime_ms | f)") | join("  "))
