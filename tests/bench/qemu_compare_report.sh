@@ -50,7 +50,7 @@ jq -r '.config.modes[] as $m | .[$m] as $r
 mem=$(jq -r .config.mem_mib "$res")
 rounds=$(jq -r .config.runs "$res")
 gnuplot <<EOF || exit 1
-set terminal pngcairo size 1400,450 font ",10"
+set terminal pngcairo size 1400,450 font ",10" noenhanced
 set output '$out/qemu_compare.png'
 set multiplot layout 1,4 title "postcopyd vs QEMU 7.2 postcopy: ${mem} MiB QEMU guest rewriting half its RAM, same veth (median of $rounds round(s))"
 set style data histogram
