@@ -127,7 +127,8 @@ soak: all
 	$(Q)tests/e2e/soak.sh --build $(BUILD)
 
 # Figures beside floors measured in the same run, two hosts (root; about
-# 10 min): $(BUILD)/bench/results.json, table.txt, latency.png, downtime.png.
+# 10 min, + ~5 min of QEMU side-by-side runs): $(BUILD)/bench/results.json,
+# table.txt, latency.png, downtime.png, qemu_compare.png.
 #   make bench BENCH_FLAGS='--quick'
 BENCH_TOOLS := $(BUILD)/bench-tools/fault_floor $(BUILD)/bench-tools/tcp_floor
 .PHONY: bench

@@ -24,6 +24,10 @@
 #  4. daemon CPU time and peak RSS per GiB of guest, both sides, from the
 #     idle precopy run (every page moved once); floors: raw TCP's CPU per
 #     GiB (sender, receiver) and the daemon's RSS before the migration.
+#  5. a real QEMU guest migrated by QEMU's own postcopy and by postcopyd on
+#     the same veth (tests/bench/qemu_compare.sh): total time, downtime,
+#     guest passes during the migration, blocktime; ratios against QEMU
+#     postcopy in the same run.  results.json "qemu_compare", qemu_compare.png.
 # Every measured migration gets fresh daemons and guests, and its own raw
 # TCP throughput measured just before and just after it, with its guests in
 # place (source guest stopped / none: the floor for the downtime; a guest
@@ -32,7 +36,7 @@
 # mode at the end proves the destination's memory.
 #
 # Writes to OUT (default BUILD/bench): results.json, table.txt,
-# latency.png, downtime.png, and raw/ (every tool's and migration's JSON).
+# latency.png, downtime.png, qemu_compare.png, and raw/ (every tool's and migration's JSON).
 # Needs root.  jq and gnuplot are installed with apt-get when missing
 # (unless --no-install).  Everything started is stopped on exit.
 # shellcheck disable=SC2015
@@ -59,6 +63,8 @@ adj_seconds=1       # the raw stream before each migration
 vcpus=2
 warmup=1
 install=1
+qemu_compare=1
+quick=0
 # Bulk streams per migration (the daemon's default is 1); raw TCP is
 # measured with as many.  Passed as `migrate --streams N` when the CLI has it.
 bulk_streams=1
@@ -79,6 +85,7 @@ Usage: $0 [options]
                        idle guest's round 1, within 5..20 s [$max_precopy_ms]
   --quick              small guests and fewer samples: a smoke test
   --no-install         do not apt-get install jq / gnuplot when missing
+  --no-qemu-compare    skip the QEMU side-by-side runs (qemu_compare.sh)
   --keep               keep the daemons' and guests' logs (path printed)
 EOF
 }
@@ -109,10 +116,11 @@ while [ $# -gt 0 ]; do
     --quick)
         size=512M fault_size=256M verify_size=256M min_faults=5000
         floor_faults=5000 floor_rtts=5000 stream_seconds=1 adj_seconds=0.5
-        max_precopy_ms=3000
+        max_precopy_ms=3000 quick=1
         shift
         ;;
     --no-install) install=0; shift ;;
+    --no-qemu-compare) qemu_compare=0; shift ;;
     --keep) export PCD_KEEP=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "bench: unknown option '$1'" >&2; usage >&2; exit 2 ;;
@@ -526,6 +534,24 @@ for mode in $modes; do
         --max-precopy-time "$max_precopy_ms" || failures=$((failures + 1))
 done
 
+# ---- 5. QEMU side by side (its own namespaces, QEMUs and daemons)
+qc_ok=0
+if ((qemu_compare)); then
+    if ! command -v qemu-system-x86_64 >/dev/null 2>&1 || ! command -v socat >/dev/null 2>&1; then
+        say "qemu_compare: skipped (qemu-system-x86 or socat not installed)"
+    elif [ ! -r "$build/testvm/testvm.elf" ]; then
+        say "qemu_compare: skipped ($build/testvm/testvm.elf not built)"
+    else
+        say "qemu_compare: QEMU postcopy vs postcopyd on a real QEMU guest"
+        qc_args=(--build "$build" --out "$out")
+        ((quick)) && qc_args+=(--quick)
+        "$here/qemu_compare.sh" "${qc_args[@]}" >"$raw/qemu_compare.log" 2>&1 ||
+            { say "  qemu_compare: a run failed (see $raw/qemu_compare.log)"; failures=$((failures + 1)); }
+        grep '^\[qemu_compare' "$raw/qemu_compare.log" | sed 's/^/  /' >&2
+        [ -r "$out/qemu_compare.json" ] && qc_ok=1
+    fi
+fi
+
 host_json >"$raw/host-end.json"
 
 # ---------------------------------------------------------------- results
@@ -548,11 +574,16 @@ jq -n -f "$here/results.jq" \
     --slurpfile fault_floors <(cat "$raw"/fault-floor-*.json 2>/dev/null) \
     >"$out/results.json" || die "could not assemble results.json"
 tls_results "$out/results.json"
+if ((qc_ok)); then
+    jq --slurpfile q "$out/qemu_compare.json" '.qemu_compare = $q[0]' "$out/results.json" \
+        >"$out/results.json.tmp" && mv "$out/results.json.tmp" "$out/results.json"
+fi
 
 "$here/report.sh" "$out" | tee "$out/table.txt"
+((qc_ok)) && { echo; cat "$out/qemu_compare.txt"; } | tee -a "$out/table.txt"
 "$here/plot.sh" "$out" || { say "gnuplot failed"; failures=$((failures + 1)); }
 
-say "done in $(((SECONDS - bench_t0) / 60)) min $(((SECONDS - bench_t0) % 60)) s: $out/{results.json,table.txt,latency.png,downtime.png}"
+say "done in $(((SECONDS - bench_t0) / 60)) min $(((SECONDS - bench_t0) % 60)) s: $out/{results.json,table.txt,latency.png,downtime.png,qemu_compare.png}"
 if ((failures)); then
     say "$failures measurement(s) failed: see $raw/failed-*.log"
     exit 1

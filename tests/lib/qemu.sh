@@ -58,6 +58,7 @@ qemu_backend_args() {
 }
 
 # qemu_start NAME MEM_MIB BACKING SERIAL_FILE QMP_SOCK [--incoming]
+# (SERIAL_FILE may be a FIFO with a reader already waiting on it.)
 #            [--append ARGS] [--netns NS] [--kernel ELF] [-- QEMU ARGS...]
 # BACKING: memfd | shm | hugetlbfs (the caller reserves the huge pages).
 # --incoming adds -incoming defer (then migrate-incoming over QMP).
@@ -80,7 +81,9 @@ qemu_start() {
     [ -r "$kernel" ] || { echo "qemu_start: no guest kernel $kernel" >&2; return 1; }
     qemu_backend_args "$name" "$mem" "$backing" || return 1
     [ -n "$netns" ] && pre=(ip netns exec "$netns")
-    rm -f "$qmp" "$serial"
+    rm -f "$qmp"
+    # A FIFO stays: the caller reads the serial port through it.
+    [ -p "$serial" ] || rm -f "$serial"
     "${pre[@]}" "$QEMU_BIN" -accel tcg -machine pc -nodefaults \
         -display none -vga none -no-reboot -m "$mem" \
         -object "$QEMU_OBJ" -machine memory-backend=ram0 \
