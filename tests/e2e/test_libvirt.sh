@@ -1,0 +1,131 @@
+#!/bin/bash
+# test_libvirt.sh - postcopyd migrates libvirt-managed QEMU domains (TCG,
+# the test guest of tools/testvm, RAM in a shared memfd) between two
+# "hosts" (network namespaces, lib.sh), each with its own libvirtd
+# (tests/lib/libvirt.sh: no systemd, private run and config directories):
+#
+#   - attach --domain on both hosts, migrate --vm: every QMP step goes
+#     through libvirt; the guest's pass stream goes on without a gap and
+#     with 0 errors at the destination; the destination libvirt says
+#     running, the source libvirt no longer runs the domain;
+#
+# Prints TAP.  Run by tests/run-tests.sh, or by hand:
+#   tests/e2e/test_libvirt.sh --build build [--keep]
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/e2e/lib.sh
+. "$here/lib.sh"
+# shellcheck source=tests/lib/qemu.sh
+. "$here/../lib/qemu.sh"
+# shellcheck source=tests/lib/libvirt.sh
+. "$here/../lib/libvirt.sh"
+
+pcd_test_args "$@"
+export POSTCOPYD_BUILD=$build
+export PCD_MIGRATE_TIMEOUT=${PCD_MIGRATE_TIMEOUT:-120}
+MEM=${QEMU_TEST_MEM:-128}
+TESTS=(
+    "attach --domain, migrate --vm: the guest goes on at the destination, 0 errors; both libvirts agree"
+)
+
+pcd_init "$build"
+echo "1..${#TESTS[@]}"
+command -v "$QEMU_BIN" >/dev/null ||
+    skip_all "$QEMU_BIN not installed (./configure --install-deps installs qemu-system-x86)"
+command -v libvirtd >/dev/null && command -v virsh >/dev/null ||
+    skip_all "libvirtd or virsh not installed (./configure --install-deps installs them)"
+[ -r "$(qemu_testvm)" ] || skip_all "$(qemu_testvm) not built"
+pcd_preflight || skip_all "$PCD_SKIP_REASON"
+pcd_hosts_up || skip_all "$PCD_SKIP_REASON"
+trap 'libvirt_cleanup; pcd_cleanup' EXIT
+echo "# hosts: $PCD_NS_SRC ($PCD_IP_SRC) and $PCD_NS_DST ($PCD_IP_DST), logs in $PCD_TMP"
+pcd_ensure_daemons || fail_all "the daemons did not start"
+libvirt_start src "$PCD_TMP/libvirt-src" "$PCD_NS_SRC" &&
+    libvirt_start dst "$PCD_TMP/libvirt-dst" "$PCD_NS_DST" ||
+    fail_all "libvirtd did not start"
+
+qdir=$PCD_TMP/qemu
+mkdir -p "$qdir"
+serial() { echo "$qdir/$1.serial"; }
+
+# dump HOST:DOMAIN...: serial tails, libvirt's QEMU logs, the daemons' logs.
+dump() {
+    local hd host d
+    for hd in "$@"; do
+        host=${hd%%:*} d=${hd#*:}
+        tail -n 3 "$(serial "$d-$host")" 2>/dev/null | diag
+        tail -n 5 "${LIBVIRT_DIR[$host]}/log/qemu/$d.log" 2>/dev/null | diag
+    done
+    pcd_dump_logs "# "
+}
+
+# start_domain HOST NAME [--incoming]: a transient domain on HOST; an
+# incoming one starts paused with -incoming defer, as migrate --domain
+# starts it.
+start_domain() {
+    local host=$1 name=$2 xml=$qdir/$2-$1.xml
+    libvirt_domain_xml "$name" "$MEM" "$(serial "$name-$host")" >"$xml"
+    if [ "${3:-}" = --incoming ]; then
+        sed -i -e "s|<domain type='qemu'>|<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>|" \
+            -e "s|</domain>|<qemu:commandline><qemu:arg value='-incoming'/><qemu:arg value='defer'/></qemu:commandline></domain>|" "$xml"
+        lvsh "$host" create "$xml" --paused >/dev/null
+    else
+        lvsh "$host" create "$xml" >/dev/null
+    fi
+}
+
+# check_after VM: the guest went on at the destination, libvirt agrees.
+# Appends to why[].
+check_after() {
+    local vm=$1 last got st
+    last=$(serial_last_pass "$(serial "$vm-src")")
+    if ! got=$(serial_wait_passes "$(serial "$vm-dst")" $((${last%% *} + 20)) 60); then
+        why+=("the destination guest did not run 20 passes past ${last%% *}: $got")
+    elif ! got=$(serial_stream_ok "$(serial "$vm-src")" "$(serial "$vm-dst")"); then
+        why+=("the guest's pass stream: $got")
+    fi
+    st=$(libvirt_domain_state dst "$vm")
+    [ "$st" = running ] || why+=("destination libvirt: '$st', not running")
+    for _ in $(seq 50); do
+        st=$(libvirt_domain_state src "$vm")
+        [ "$st" = running ] || break
+        sleep 0.1
+    done
+    [ "$st" = none ] || [ "$st" = "shut off" ] ||
+        why+=("source libvirt: '$st', not shut off or gone")
+    summary="$got; source stopped at pass ${last%% *}"
+}
+
+attach_vm() {
+    local title=$1 vm=lv-attach why=() summary
+    if ! start_domain src "$vm" || ! start_domain dst "$vm" --incoming; then
+        not_ok "$title" "a domain did not start"
+        dump "src:$vm" "dst:$vm"
+        return
+    fi
+    if ! serial_wait_passes "$(serial "$vm-src")" 3 60 >/dev/null; then
+        why+=("the source guest did not reach pass 3")
+    elif ! pcd_migrate src attach --domain "$vm" --connect "${LIBVIRT_URI[src]}" \
+        >"$qdir/$vm-src.attach" 2>&1; then
+        why+=("attach at the source failed: $(cat "$qdir/$vm-src.attach")")
+    elif ! pcd_migrate dst attach --domain "$vm" --connect "${LIBVIRT_URI[dst]}" \
+        --incoming >"$qdir/$vm-dst.attach" 2>&1; then
+        why+=("attach at the destination failed: $(cat "$qdir/$vm-dst.attach")")
+    elif ! pcd_migrate src migrate --vm "$vm" --to "$PCD_IP_DST:$PCD_PORT" \
+        >"$qdir/$vm.migrate" 2>&1; then
+        why+=("postcopy-migrate migrate failed:" "$(tail -n 5 "$qdir/$vm.migrate")")
+    fi
+    [ ${#why[@]} -eq 0 ] && check_after "$vm"
+    if [ ${#why[@]} -eq 0 ]; then
+        ok "$title"
+        echo "# $summary; $(grep -m1 -E '^(downtime|total time)' "$qdir/$vm.migrate")"
+    else
+        not_ok "$title" "${why[@]}"
+        dump "src:$vm" "dst:$vm"
+    fi
+    lvsh src destroy "$vm" >/dev/null 2>&1
+    lvsh dst destroy "$vm" >/dev/null 2>&1
+    pcd_ensure_daemons >/dev/null || fail_all "the daemons did not come back"
+}
+attach_vm "${TESTS[0]}"
