@@ -8,6 +8,10 @@
 #     through libvirt; the guest's pass stream goes on without a gap and
 #     with 0 errors at the destination; the destination libvirt says
 #     running, the source libvirt no longer runs the domain;
+#   - migrate --domain: postcopy-migrate starts the destination domain
+#     from the source's XML, paused with -incoming defer, attaches both
+#     and migrates; libvirt is left as virsh migrate --persistent
+#     --undefinesource leaves it;
 #
 # Prints TAP.  Run by tests/run-tests.sh, or by hand:
 #   tests/e2e/test_libvirt.sh --build build [--keep]
@@ -27,6 +31,7 @@ export PCD_MIGRATE_TIMEOUT=${PCD_MIGRATE_TIMEOUT:-120}
 MEM=${QEMU_TEST_MEM:-128}
 TESTS=(
     "attach --domain, migrate --vm: the guest goes on at the destination, 0 errors; both libvirts agree"
+    "migrate --domain: destination started from the XML; defined and running there, undefined at the source"
 )
 
 pcd_init "$build"
@@ -47,14 +52,18 @@ libvirt_start src "$PCD_TMP/libvirt-src" "$PCD_NS_SRC" &&
 
 qdir=$PCD_TMP/qemu
 mkdir -p "$qdir"
-serial() { echo "$qdir/$1.serial"; }
+# serial HOST DOMAIN: the guest's serial output on HOST.  The domain XML
+# names /var/lib/libvirt/DOMAIN.serial, one file per host since each
+# libvirtd has its own /var/lib/libvirt: the same XML runs on both.
+serial() { echo "${LIBVIRT_DIR[$1]}/lib/$2.serial"; }
+serial_xml_path() { echo "/var/lib/libvirt/$1.serial"; }
 
 # dump HOST:DOMAIN...: serial tails, libvirt's QEMU logs, the daemons' logs.
 dump() {
     local hd host d
     for hd in "$@"; do
         host=${hd%%:*} d=${hd#*:}
-        tail -n 3 "$(serial "$d-$host")" 2>/dev/null | diag
+        tail -n 3 "$(serial "$host" "$d")" 2>/dev/null | diag
         tail -n 5 "${LIBVIRT_DIR[$host]}/log/qemu/$d.log" 2>/dev/null | diag
     done
     pcd_dump_logs "# "
@@ -65,7 +74,7 @@ dump() {
 # starts it.
 start_domain() {
     local host=$1 name=$2 xml=$qdir/$2-$1.xml
-    libvirt_domain_xml "$name" "$MEM" "$(serial "$name-$host")" >"$xml"
+    libvirt_domain_xml "$name" "$MEM" "$(serial_xml_path "$name")" >"$xml"
     if [ "${3:-}" = --incoming ]; then
         sed -i -e "s|<domain type='qemu'>|<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>|" \
             -e "s|</domain>|<qemu:commandline><qemu:arg value='-incoming'/><qemu:arg value='defer'/></qemu:commandline></domain>|" "$xml"
@@ -79,10 +88,10 @@ start_domain() {
 # Appends to why[].
 check_after() {
     local vm=$1 last got st
-    last=$(serial_last_pass "$(serial "$vm-src")")
-    if ! got=$(serial_wait_passes "$(serial "$vm-dst")" $((${last%% *} + 20)) 60); then
+    last=$(serial_last_pass "$(serial src "$vm")")
+    if ! got=$(serial_wait_passes "$(serial dst "$vm")" $((${last%% *} + 20)) 60); then
         why+=("the destination guest did not run 20 passes past ${last%% *}: $got")
-    elif ! got=$(serial_stream_ok "$(serial "$vm-src")" "$(serial "$vm-dst")"); then
+    elif ! got=$(serial_stream_ok "$(serial src "$vm")" "$(serial dst "$vm")"); then
         why+=("the guest's pass stream: $got")
     fi
     st=$(libvirt_domain_state dst "$vm")
@@ -104,7 +113,7 @@ attach_vm() {
         dump "src:$vm" "dst:$vm"
         return
     fi
-    if ! serial_wait_passes "$(serial "$vm-src")" 3 60 >/dev/null; then
+    if ! serial_wait_passes "$(serial src "$vm")" 3 60 >/dev/null; then
         why+=("the source guest did not reach pass 3")
     elif ! pcd_migrate src attach --domain "$vm" --connect "${LIBVIRT_URI[src]}" \
         >"$qdir/$vm-src.attach" 2>&1; then
@@ -129,3 +138,40 @@ attach_vm() {
     pcd_ensure_daemons >/dev/null || fail_all "the daemons did not come back"
 }
 attach_vm "${TESTS[0]}"
+
+# migrate --domain: postcopy-migrate starts the destination domain from
+# the source's XML, attaches both, and leaves libvirt as virsh migrate
+# --persistent --undefinesource would: defined and running at the
+# destination, unknown at the source.
+migrate_domain() {
+    local title=$1 vm=lv-domain why=() summary xml=$qdir/lv-domain.xml
+    libvirt_domain_xml "$vm" "$MEM" "$(serial_xml_path "$vm")" >"$xml"
+    if ! lvsh src define "$xml" >/dev/null || ! lvsh src start "$vm" >/dev/null; then
+        not_ok "$title" "the domain did not start"
+        dump "src:$vm"
+        return
+    fi
+    if ! serial_wait_passes "$(serial src "$vm")" 3 60 >/dev/null; then
+        why+=("the source guest did not reach pass 3")
+    elif ! pcd_migrate src migrate --domain "$vm" --connect "${LIBVIRT_URI[src]}" \
+        --dest-connect "${LIBVIRT_URI[dst]}" --dest-socket "$(pcd_control dst)" \
+        --to "$PCD_IP_DST:$PCD_PORT" >"$qdir/$vm.migrate" 2>&1; then
+        why+=("postcopy-migrate migrate --domain failed:" "$(tail -n 5 "$qdir/$vm.migrate")")
+    fi
+    [ ${#why[@]} -eq 0 ] && check_after "$vm"
+    lvsh dst dominfo "$vm" 2>/dev/null | grep -q '^Persistent: *yes' ||
+        why+=("the destination libvirt has no persistent definition")
+    [ "$(libvirt_domain_state src "$vm")" = none ] ||
+        why+=("the source libvirt still knows the domain")
+    if [ ${#why[@]} -eq 0 ]; then
+        ok "$title"
+        echo "# $summary; $(grep -m1 -E '^(downtime|total time)' "$qdir/$vm.migrate")"
+    else
+        not_ok "$title" "${why[@]}"
+        dump "src:$vm" "dst:$vm"
+    fi
+    lvsh src destroy "$vm" >/dev/null 2>&1
+    lvsh dst destroy "$vm" >/dev/null 2>&1
+    pcd_ensure_daemons >/dev/null || fail_all "the daemons did not come back"
+}
+migrate_domain "${TESTS[1]}"
