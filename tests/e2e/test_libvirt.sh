@@ -12,6 +12,9 @@
 #     from the source's XML, paused with -incoming defer, attaches both
 #     and migrates; libvirt is left as virsh migrate --persistent
 #     --undefinesource leaves it;
+#   - a domain whose RAM is not shared: migrate --domain refuses it before
+#     anything starts (nothing at the destination, the source runs on),
+#     attach --domain refuses it too, both with the XML to add.
 #
 # Prints TAP.  Run by tests/run-tests.sh, or by hand:
 #   tests/e2e/test_libvirt.sh --build build [--keep]
@@ -32,6 +35,7 @@ MEM=${QEMU_TEST_MEM:-128}
 TESTS=(
     "attach --domain, migrate --vm: the guest goes on at the destination, 0 errors; both libvirts agree"
     "migrate --domain: destination started from the XML; defined and running there, undefined at the source"
+    "RAM not shared: migrate --domain refuses before anything starts, attach --domain refuses, both naming the XML to add"
 )
 
 pcd_init "$build"
@@ -175,3 +179,37 @@ migrate_domain() {
     pcd_ensure_daemons >/dev/null || fail_all "the daemons did not come back"
 }
 migrate_domain "${TESTS[1]}"
+
+refuse_private() {
+    local title=$1 vm=lv-private why=() xml=$qdir/lv-private.xml out
+    libvirt_domain_xml "$vm" "$MEM" "$(serial_xml_path "$vm")" --private >"$xml"
+    lvsh src create "$xml" >/dev/null || { not_ok "$title" "the domain did not start"; return; }
+    if pcd_migrate src migrate --domain "$vm" --connect "${LIBVIRT_URI[src]}" \
+        --dest-connect "${LIBVIRT_URI[dst]}" --dest-socket "$(pcd_control dst)" \
+        --to "$PCD_IP_DST:$PCD_PORT" >"$qdir/$vm.migrate" 2>&1; then
+        why+=("migrate --domain succeeded")
+    fi
+    out=$(cat "$qdir/$vm.migrate")
+    [[ $out == *"<access mode='shared'/>"* ]] ||
+        why+=("migrate --domain did not name the XML to add: $out")
+    [ "$(libvirt_domain_state dst "$vm")" = none ] ||
+        why+=("a domain was started at the destination")
+    [ "$(libvirt_domain_state src "$vm")" = running ] ||
+        why+=("the source domain is not running")
+    if pcd_migrate src attach --domain "$vm" --connect "${LIBVIRT_URI[src]}" \
+        >"$qdir/$vm.attach" 2>&1; then
+        why+=("attach --domain succeeded")
+    fi
+    out=$(cat "$qdir/$vm.attach")
+    [[ $out == *"not shared"*"<access mode='shared'/>"* ]] ||
+        why+=("attach --domain did not name the XML to add: $out")
+    if [ ${#why[@]} -eq 0 ]; then
+        ok "$title"
+        echo "# $(head -n 1 "$qdir/$vm.migrate")"
+        echo "# $(head -n 1 "$qdir/$vm.attach")"
+    else
+        not_ok "$title" "${why[@]}"
+    fi
+    lvsh src destroy "$vm" >/dev/null 2>&1
+}
+refuse_private "${TESTS[2]}"
