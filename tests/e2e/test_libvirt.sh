@@ -14,7 +14,10 @@
 #     --undefinesource leaves it;
 #   - a domain whose RAM is not shared: migrate --domain refuses it before
 #     anything starts (nothing at the destination, the source runs on),
-#     attach --domain refuses it too, both with the XML to add.
+#     attach --domain refuses it too, both with the XML to add;
+#   - the libvirt hook (tools/libvirt-hook/postcopyd, in both libvirtds)
+#     lets the domains above start and refuses an incoming one whose RAM
+#     is not shared.
 #
 # Prints TAP.  Run by tests/run-tests.sh, or by hand:
 #   tests/e2e/test_libvirt.sh --build build [--keep]
@@ -36,6 +39,7 @@ TESTS=(
     "attach --domain, migrate --vm: the guest goes on at the destination, 0 errors; both libvirts agree"
     "migrate --domain: destination started from the XML; defined and running there, undefined at the source"
     "RAM not shared: migrate --domain refuses before anything starts, attach --domain refuses, both naming the XML to add"
+    "the libvirt hook refuses to start an incoming domain whose RAM is not shared, with the XML to add"
 )
 
 pcd_init "$build"
@@ -50,6 +54,9 @@ pcd_hosts_up || skip_all "$PCD_SKIP_REASON"
 trap 'libvirt_cleanup; pcd_cleanup' EXIT
 echo "# hosts: $PCD_NS_SRC ($PCD_IP_SRC) and $PCD_NS_DST ($PCD_IP_DST), logs in $PCD_TMP"
 pcd_ensure_daemons || fail_all "the daemons did not start"
+# Both libvirtds run the hook make install installs: the migrations below
+# pass it, refuse_hook checks its refusal.
+LIBVIRT_HOOK=$here/../../tools/libvirt-hook/postcopyd
 libvirt_start src "$PCD_TMP/libvirt-src" "$PCD_NS_SRC" &&
     libvirt_start dst "$PCD_TMP/libvirt-dst" "$PCD_NS_DST" ||
     fail_all "libvirtd did not start"
@@ -213,3 +220,23 @@ refuse_private() {
     lvsh src destroy "$vm" >/dev/null 2>&1
 }
 refuse_private "${TESTS[2]}"
+
+# An incoming domain (as migrate --domain starts it) with private RAM.
+refuse_hook() {
+    local title=$1 vm=lv-hook xml=$qdir/lv-hook.xml out
+    libvirt_domain_xml "$vm" "$MEM" "$(serial_xml_path "$vm")" --private |
+        sed -e "s|<domain type='qemu'>|<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>|" \
+            -e "s|</domain>|<qemu:commandline><qemu:arg value='-incoming'/><qemu:arg value='defer'/></qemu:commandline></domain>|" >"$xml"
+    if out=$(lvsh dst create "$xml" --paused 2>&1); then
+        not_ok "$title" "the domain started: $out"
+    elif [[ $out != *"postcopyd: domain $vm: its RAM is not in shared memory"*"<source type='memfd'/><access mode='shared'/>"* ]]; then
+        not_ok "$title" "refused, but not by the hook: $out"
+    elif [ "$(libvirt_domain_state dst "$vm")" != none ]; then
+        not_ok "$title" "the domain is there after the refusal"
+    else
+        ok "$title"
+        echo "# $(printf '%s\n' "$out" | grep -m1 postcopyd)"
+    fi
+    lvsh dst destroy "$vm" >/dev/null 2>&1
+}
+refuse_hook "${TESTS[3]}"

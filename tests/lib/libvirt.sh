@@ -18,6 +18,7 @@
 # need nothing else, and postcopyd ptraces QEMU.  seccomp_sandbox = 0:
 # postcopyd refuses to inject a syscall into a QEMU under seccomp.
 #
+# LIBVIRT_HOOK (a file): installed as the libvirtd's hooks/qemu.d/postcopyd.
 # Variables set: LIBVIRT_URI[HOST], LIBVIRT_PID[HOST], LIBVIRT_DIR[HOST].
 
 declare -A LIBVIRT_URI
@@ -59,6 +60,10 @@ libvirt_start() {
         binds="$binds mount --bind '$dir/${p%%:*}' '${p#*:}' &&"
     done
     libvirt_write_config "$dir"
+    if [ -n "${LIBVIRT_HOOK:-}" ]; then
+        mkdir -p "$dir/etc/hooks/qemu.d" &&
+            install -m 755 "$LIBVIRT_HOOK" "$dir/etc/hooks/qemu.d/postcopyd" || return 1
+    fi
     [ -n "$netns" ] && pre=(ip netns exec "$netns")
     "${pre[@]}" unshare -m --propagation private sh -c \
         "$binds exec libvirtd --pid-file '$dir/libvirtd.pid'" \
