@@ -17,7 +17,10 @@
 #     attach --domain refuses it too, both with the XML to add;
 #   - the libvirt hook (tools/libvirt-hook/postcopyd, in both libvirtds)
 #     lets the domains above start and refuses an incoming one whose RAM
-#     is not shared.
+#     is not shared;
+#   - migrate --domain of a transient domain to a port no daemon listens
+#     on fails: the source domain runs on, the destination domain is
+#     destroyed; the retry (the source domain still attached) succeeds.
 #
 # Prints TAP.  Run by tests/run-tests.sh, or by hand:
 #   tests/e2e/test_libvirt.sh --build build [--keep]
@@ -40,6 +43,7 @@ TESTS=(
     "migrate --domain: destination started from the XML; defined and running there, undefined at the source"
     "RAM not shared: migrate --domain refuses before anything starts, attach --domain refuses, both naming the XML to add"
     "the libvirt hook refuses to start an incoming domain whose RAM is not shared, with the XML to add"
+    "migrate --domain to no daemon fails: the source runs on, the destination domain is gone; a retry succeeds"
 )
 
 pcd_init "$build"
@@ -240,3 +244,37 @@ refuse_hook() {
     lvsh dst destroy "$vm" >/dev/null 2>&1
 }
 refuse_hook "${TESTS[3]}"
+
+fail_then_retry() {
+    local title=$1 vm=lv-retry why=() summary xml=$qdir/lv-retry.xml st
+    local domargs=(--domain "$vm" --connect "${LIBVIRT_URI[src]}"
+        --dest-connect "${LIBVIRT_URI[dst]}" --dest-socket "$(pcd_control dst)")
+    libvirt_domain_xml "$vm" "$MEM" "$(serial_xml_path "$vm")" >"$xml"
+    lvsh src create "$xml" >/dev/null || { not_ok "$title" "the domain did not start"; return; }
+    if ! serial_wait_passes "$(serial src "$vm")" 3 60 >/dev/null; then
+        why+=("the source guest did not reach pass 3")
+    elif pcd_migrate src migrate "${domargs[@]}" --to "$PCD_IP_DST:1" \
+        >"$qdir/$vm.fail" 2>&1; then
+        why+=("migrate --domain to port 1 succeeded")
+    fi
+    st=$(libvirt_domain_state src "$vm")
+    [ "$st" = running ] || why+=("after the failure the source is '$st', not running")
+    st=$(libvirt_domain_state dst "$vm")
+    [ "$st" = none ] || why+=("after the failure the destination is '$st', not gone")
+    if [ ${#why[@]} -eq 0 ] &&
+        ! pcd_migrate src migrate "${domargs[@]}" --to "$PCD_IP_DST:$PCD_PORT" \
+            >"$qdir/$vm.migrate" 2>&1; then
+        why+=("the retry failed:" "$(tail -n 5 "$qdir/$vm.migrate")")
+    fi
+    [ ${#why[@]} -eq 0 ] && check_after "$vm"
+    if [ ${#why[@]} -eq 0 ]; then
+        ok "$title"
+        echo "# $(grep -m1 '^postcopy-migrate:' "$qdir/$vm.fail"); retry: $summary"
+    else
+        not_ok "$title" "${why[@]}"
+        dump "src:$vm" "dst:$vm"
+    fi
+    lvsh src destroy "$vm" >/dev/null 2>&1
+    lvsh dst destroy "$vm" >/dev/null 2>&1
+}
+fail_then_retry "${TESTS[4]}"

@@ -217,23 +217,49 @@ static bool attach_domain(struct control_conn *c, const char *name,
     return ret != NULL;
 }
 
+/*
+ * The source domain is attached already: a migration that failed left it
+ * there, running (the daemon resumed it).
+ */
+static bool source_attached(struct control_conn *c, const char *name)
+{
+    g_autoptr(JsonNode) ret = control_conn_execute(c, "query-vms", NULL, NULL);
+    JsonArray *a =
+        ret && JSON_NODE_HOLDS_ARRAY(ret) ? json_node_get_array(ret) : NULL;
+
+    for (guint i = 0; a && i < json_array_get_length(a); i++) {
+        JsonObject *vm = json_array_get_object_element(a, i);
+        const char *n =
+            json_object_get_string_member_with_default(vm, "name", "");
+
+        if (strcmp(n, name) == 0 &&
+            !json_object_get_boolean_member_with_default(vm, "incoming",
+                                                         FALSE)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * The destination first: a failure then leaves nothing attached at the
+ * source, and a destination domain destroyed after a failure is dropped
+ * by its daemon when its QEMU exits.
+ */
 static bool attach_both(struct control_conn *c, const struct migrate_opts *o,
                         GError **err)
 {
-    struct control_conn *dc;
+    struct control_conn *dc = control_conn_open(o->dest_socket, err);
     bool ok;
 
-    if (!attach_domain(c, o->domain, o->connect, false, err)) {
-        return false;
-    }
-    dc = control_conn_open(o->dest_socket, err);
     if (!dc) {
         g_prefix_error(err, "the destination daemon: ");
         return false;
     }
     ok = attach_domain(dc, o->domain, local_uri(o->dest_connect), true, err);
     control_conn_close(dc);
-    return ok;
+    return ok && (source_attached(c, o->domain) ||
+                  attach_domain(c, o->domain, o->connect, false, err));
 }
 
 /*
