@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck disable=SC2015
 # test_libvirt.sh - postcopyd migrates libvirt-managed QEMU domains (TCG,
 # the test guest of tools/testvm, RAM in a shared memfd) between two
 # "hosts" (network namespaces, lib.sh), each with its own libvirtd

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034
 # libvirt.sh - a private libvirtd per test "host", no systemd, and TCG
 # domains booting the test guest (tools/testvm).  Source it from bash:
 #
