@@ -6,7 +6,8 @@
 # (tests/lib/libvirt.sh: no systemd, private run and config directories):
 #
 #   - attach --domain on both hosts, migrate --vm: every QMP step goes
-#     through libvirt; the guest's pass stream goes on without a gap and
+#     through libvirt; the uffd is injected into QEMU under libvirt's
+#     default -sandbox (seccomp); the guest's pass stream goes on without a gap and
 #     with 0 errors at the destination; the destination libvirt says
 #     running, the source libvirt no longer runs the domain;
 #   - migrate --domain: postcopy-migrate starts the destination domain
@@ -122,6 +123,14 @@ check_after() {
     summary="$got; source stopped at pass ${last%% *}"
 }
 
+# qemu_sandboxed ATTACH_OUTPUT: the QEMU attach reported runs under
+# seccomp (libvirt's default -sandbox on), so the uffd was injected there.
+qemu_sandboxed() {
+    local pid
+    pid=$(sed -n 's/^attached [^:]*: pid \([0-9]*\),.*/\1/p' "$1")
+    [ -n "$pid" ] && grep -q '^Seccomp:[[:space:]]*2' "/proc/$pid/status"
+}
+
 attach_vm() {
     local title=$1 vm=lv-attach why=() summary
     if ! start_domain src "$vm" || ! start_domain dst "$vm" --incoming; then
@@ -137,6 +146,8 @@ attach_vm() {
     elif ! pcd_migrate dst attach --domain "$vm" --connect "${LIBVIRT_URI[dst]}" \
         --incoming >"$qdir/$vm-dst.attach" 2>&1; then
         why+=("attach at the destination failed: $(cat "$qdir/$vm-dst.attach")")
+    elif ! qemu_sandboxed "$qdir/$vm-src.attach"; then
+        why+=("the source QEMU is not under its -sandbox seccomp filter: $(cat "$qdir/$vm-src.attach")")
     elif ! pcd_migrate src migrate --vm "$vm" --to "$PCD_IP_DST:$PCD_PORT" \
         >"$qdir/$vm.migrate" 2>&1; then
         why+=("postcopy-migrate migrate failed:" "$(tail -n 5 "$qdir/$vm.migrate")")

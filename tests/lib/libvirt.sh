@@ -16,8 +16,8 @@
 # libvirt is touched.  Clients reach it through its socket
 # (qemu:///system?socket=DIR/run/libvirt-sock).  Its qemu.conf runs QEMU
 # as root without namespaces, cgroups or a security driver: the tests
-# need nothing else, and postcopyd ptraces QEMU.  seccomp_sandbox = 0:
-# postcopyd refuses to inject a syscall into a QEMU under seccomp.
+# need nothing else, and postcopyd ptraces QEMU.  QEMU's -sandbox stays
+# on, as libvirt's default.
 #
 # LIBVIRT_HOOK (a file): installed as the libvirtd's hooks/qemu.d/postcopyd.
 # Variables set: LIBVIRT_URI[HOST], LIBVIRT_PID[HOST], LIBVIRT_DIR[HOST].
@@ -41,7 +41,6 @@ security_driver = "none"
 namespaces = [ ]
 cgroup_controllers = [ ]
 stdio_handler = "file"
-seccomp_sandbox = 0
 EOF
     cat >"$dir/etc/libvirtd.conf" <<'EOF'
 unix_sock_rw_perms = "0700"
