@@ -12,7 +12,8 @@
 #     running, the source libvirt no longer runs the domain;
 #   - migrate --domain: postcopy-migrate starts the destination domain
 #     from the source's XML, paused with -incoming defer, attaches both
-#     and migrates; libvirt is left as virsh migrate --persistent
+#     (the destination with "ssh HOST postcopy-migrate attach", ssh faked
+#     by a script that enters the destination namespace) and migrates; libvirt is left as virsh migrate --persistent
 #     --undefinesource leaves it;
 #   - a domain whose RAM is not shared: migrate --domain refuses it before
 #     anything starts (nothing at the destination, the source runs on),
@@ -42,7 +43,7 @@ export PCD_MIGRATE_TIMEOUT=${PCD_MIGRATE_TIMEOUT:-120}
 MEM=${QEMU_TEST_MEM:-128}
 TESTS=(
     "attach --domain, migrate --vm: the guest goes on at the destination, 0 errors; both libvirts agree"
-    "migrate --domain: destination started from the XML; defined and running there, undefined at the source"
+    "migrate --domain (destination attached over ssh): started from the XML; defined and running there, undefined at the source"
     "RAM not shared: migrate --domain refuses before anything starts, attach --domain refuses, both naming the XML to add"
     "the libvirt hook refuses to start an incoming domain whose RAM is not shared, with the XML to add"
     "migrate --domain to no daemon fails: the source runs on, the destination domain is gone; a retry succeeds"
@@ -166,6 +167,23 @@ attach_vm() {
 }
 attach_vm "${TESTS[0]}"
 
+# fake_ssh: an "ssh" for POSTCOPY_MIGRATE_SSH that runs the remote
+# command line in the destination namespace, with the destination
+# daemon's socket, and logs "HOST COMMAND" to $qdir/ssh.log.
+fake_ssh() {
+    local f=$qdir/fake-ssh
+    cat >"$f" <<EOF
+#!/bin/sh
+while [ "\$1" != -- ]; do host=\$1; shift; done
+shift
+echo "\$host \$*" >>"$qdir/ssh.log"
+exec ip netns exec "$PCD_NS_DST" env PATH="$(realpath "$PCD_BUILD"):\$PATH" \\
+    POSTCOPYD_SOCKET="$(pcd_control dst)" sh -c "\$*"
+EOF
+    chmod 755 "$f"
+    echo "$f"
+}
+
 # migrate --domain: postcopy-migrate starts the destination domain from
 # the source's XML, attaches both, and leaves libvirt as virsh migrate
 # --persistent --undefinesource would: defined and running at the
@@ -180,10 +198,12 @@ migrate_domain() {
     fi
     if ! serial_wait_passes "$(serial src "$vm")" 3 60 >/dev/null; then
         why+=("the source guest did not reach pass 3")
-    elif ! pcd_migrate src migrate --domain "$vm" --connect "${LIBVIRT_URI[src]}" \
-        --dest-connect "${LIBVIRT_URI[dst]}" --dest-socket "$(pcd_control dst)" \
+    elif ! POSTCOPY_MIGRATE_SSH=$(fake_ssh) pcd_migrate src migrate --domain "$vm" \
+        --connect "${LIBVIRT_URI[src]}" --dest-connect "${LIBVIRT_URI[dst]}" \
         --to "$PCD_IP_DST:$PCD_PORT" >"$qdir/$vm.migrate" 2>&1; then
         why+=("postcopy-migrate migrate --domain failed:" "$(tail -n 5 "$qdir/$vm.migrate")")
+    elif ! grep -q "^$PCD_IP_DST postcopy-migrate attach --incoming --domain '$vm'" "$qdir/ssh.log"; then
+        why+=("the destination was not attached through ssh $PCD_IP_DST: $(cat "$qdir/ssh.log")")
     fi
     [ ${#why[@]} -eq 0 ] && check_after "$vm"
     lvsh dst dominfo "$vm" 2>/dev/null | grep -q '^Persistent: *yes' ||

@@ -52,6 +52,7 @@ struct migrate_opts {
     gboolean no_wait;
     /* --domain: a libvirt domain, on --connect, to --dest-connect. */
     char *domain, *connect, *dest_connect, *dest_socket;
+    char *dest_host; /* from --to */
     char *params[G_N_ELEMENTS(migrate_params)];
 };
 
@@ -63,6 +64,7 @@ static void migrate_opts_clear(struct migrate_opts *o)
     g_free(o->connect);
     g_free(o->dest_connect);
     g_free(o->dest_socket);
+    g_free(o->dest_host);
     for (size_t i = 0; i < G_N_ELEMENTS(migrate_params); i++) {
         g_free(o->params[i]);
     }
@@ -85,8 +87,8 @@ static bool parse_opts(struct cli *cli, const struct cli_command *cmd,
         {"dest-connect", 0, 0, G_OPTION_ARG_STRING, &o->dest_connect,
          "The destination libvirt (default qemu+ssh://HOST/system)", "URI"},
         {"dest-socket", 0, 0, G_OPTION_ARG_FILENAME, &o->dest_socket,
-         "The destination postcopyd's control socket (e.g. forwarded "
-         "with ssh -L)",
+         "The destination postcopyd's control socket (default: attach "
+         "there with ssh HOST postcopy-migrate attach)",
          "PATH"},
     };
 
@@ -140,9 +142,9 @@ static JsonObject *build_args(const struct cli_command *cmd,
                              "required");
         return NULL;
     }
-    if (o->domain && (o->no_wait || !o->dest_socket)) {
-        cli_usage_error(cmd, "migrate: --domain needs --dest-socket and "
-                             "waits for the end (no --no-wait)");
+    if (o->domain && o->no_wait) {
+        cli_usage_error(cmd, "migrate: --domain waits for the end (no "
+                             "--no-wait)");
         return NULL;
     }
     if (!hostport_parse(o->to, HOSTPORT_DEFAULT_PORT, &host, &port, &err)) {
@@ -154,6 +156,7 @@ static JsonObject *build_args(const struct cli_command *cmd,
     if (o->domain && !o->dest_connect) {
         o->dest_connect = g_strdup_printf("qemu+ssh://%s/system", host);
     }
+    o->dest_host = g_strdup(host);
     json_object_set_string_member(args, "uri", uri);
     for (size_t i = 0; i < G_N_ELEMENTS(migrate_params); i++) {
         if (o->params[i] &&
@@ -241,6 +244,72 @@ static bool source_attached(struct control_conn *c, const char *name)
     return false;
 }
 
+/* The last line @text has, for a one-line error. */
+static char *last_line(const char *text)
+{
+    g_autofree char *copy = g_strstrip(g_strdup(text ? text : ""));
+    g_auto(GStrv) lines = g_strsplit(copy, "\n", -1);
+    guint n = g_strv_length(lines);
+
+    return g_strdup(n ? lines[n - 1] : "no output");
+}
+
+/*
+ * Without --dest-socket: `ssh HOST postcopy-migrate attach` (the ssh
+ * command is $POSTCOPY_MIGRATE_SSH if set), as --dest-connect's default
+ * reaches the destination libvirt over ssh too.  One quoted command line:
+ * ssh hands it to the remote shell.
+ */
+static bool attach_dest_ssh(const struct migrate_opts *o, const char *uri,
+                            GError **err)
+{
+    const char *ssh = g_getenv(CLI_SSH_ENV) ? g_getenv(CLI_SSH_ENV) : "ssh";
+    g_autofree char *qname = g_shell_quote(o->domain);
+    g_autofree char *quri = uri ? g_shell_quote(uri) : NULL;
+    g_autofree char *remote =
+        g_strdup_printf(CLI_PROG " attach --incoming --domain %s%s%s", qname,
+                        quri ? " --connect " : "", quri ? quri : "");
+    const char *argv[] = {ssh,    "-o", "BatchMode=yes", o->dest_host, "--",
+                          remote, NULL};
+    g_autofree char *out = NULL, *errout = NULL, *why = NULL;
+    int status;
+
+    if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL,
+                      NULL, &out, &errout, &status, err)) {
+        return false;
+    }
+    if (g_spawn_check_wait_status(status, NULL)) {
+        return true;
+    }
+    why = last_line(errout);
+    g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED, "%s %s: %s", ssh,
+                o->dest_host, why);
+    return false;
+}
+
+static bool attach_dest(const struct migrate_opts *o, GError **err)
+{
+    const char *uri = local_uri(o->dest_connect);
+    struct control_conn *dc;
+    bool ok;
+
+    if (!o->dest_socket) {
+        ok = attach_dest_ssh(o, uri, err);
+        if (!ok) {
+            g_prefix_error(err, "attach at the destination: ");
+        }
+        return ok;
+    }
+    dc = control_conn_open(o->dest_socket, err);
+    if (!dc) {
+        g_prefix_error(err, "the destination daemon: ");
+        return false;
+    }
+    ok = attach_domain(dc, o->domain, uri, true, err);
+    control_conn_close(dc);
+    return ok;
+}
+
 /*
  * The destination first: a failure then leaves nothing attached at the
  * source, and a destination domain destroyed after a failure is dropped
@@ -249,17 +318,9 @@ static bool source_attached(struct control_conn *c, const char *name)
 static bool attach_both(struct control_conn *c, const struct migrate_opts *o,
                         GError **err)
 {
-    struct control_conn *dc = control_conn_open(o->dest_socket, err);
-    bool ok;
-
-    if (!dc) {
-        g_prefix_error(err, "the destination daemon: ");
-        return false;
-    }
-    ok = attach_domain(dc, o->domain, local_uri(o->dest_connect), true, err);
-    control_conn_close(dc);
-    return ok && (source_attached(c, o->domain) ||
-                  attach_domain(c, o->domain, o->connect, false, err));
+    return attach_dest(o, err) &&
+           (source_attached(c, o->domain) ||
+            attach_domain(c, o->domain, o->connect, false, err));
 }
 
 /*

@@ -20,7 +20,7 @@ const struct cli_command cli_commands[] = {
      "to postcopyd."},
     {"migrate", cmd_migrate,
      "{--vm NAME | --domain NAME [--connect URI] [--dest-connect URI] "
-     "--dest-socket PATH} --to HOST[:PORT] [--mode MODE] [--json] "
+     "[--dest-socket PATH]} --to HOST[:PORT] [--mode MODE] [--json] "
      "[--no-wait]",
      "Migrate a VM to the postcopyd at HOST and follow it to the end."},
     {"status", cmd_status, "[--vm NAME] [--watch] [--json]",
