@@ -114,9 +114,11 @@ check_after() {
     fi
     st=$(libvirt_domain_state dst "$vm")
     [ "$st" = running ] || why+=("destination libvirt: '$st', not running")
-    for _ in $(seq 50); do
+    # The source daemon destroys it once the destination owns every page;
+    # libvirt says "in shutdown" while QEMU exits.
+    for _ in $(seq 100); do
         st=$(libvirt_domain_state src "$vm")
-        [ "$st" = running ] || break
+        [ "$st" = none ] || [ "$st" = "shut off" ] && break
         sleep 0.1
     done
     [ "$st" = none ] || [ "$st" = "shut off" ] ||
