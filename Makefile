@@ -190,7 +190,8 @@ $(TESTVM): $(TESTVM_OBJS) tools/testvm/testvm.ld
 		-T tools/testvm/testvm.ld -o $@ $(TESTVM_OBJS)
 # ---- end of testvm
 
-# The unit and an example config (never over an existing postcopyd.conf).
+# The unit, an example config (never over an existing postcopyd.conf) and
+# the libvirt hook (tools/libvirt-hook/postcopyd).
 UNITDIR ?= /lib/systemd/system
 install: $(PROGS)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) \
@@ -202,6 +203,9 @@ install: $(PROGS)
 		>$(DESTDIR)$(UNITDIR)/postcopyd.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/postcopyd.service
 	install -m 644 docs/postcopyd.conf.example $(DESTDIR)/etc/postcopyd/
+	install -d $(DESTDIR)/etc/libvirt/hooks/qemu.d
+	install -m 755 tools/libvirt-hook/postcopyd \
+		$(DESTDIR)/etc/libvirt/hooks/qemu.d/postcopyd
 
 clean:
 	rm -rf $(BUILD)

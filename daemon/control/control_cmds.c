@@ -291,12 +291,37 @@ static bool arg_bool(JsonObject *args, const char *name)
 }
 
 /*
- * attach {"pid", "qmp", "name", "incoming"?, "uffd": "syscall"|"device"?}:
- * a running QEMU joins.  It runs here, on the main loop, unlike a
- * migration: every step of it is bounded (qemu_attach.h), an attach is
- * an operator's one-off act, and a reply that says whether it worked is
- * what the operator's tools need.
+ * attach {"pid", "qmp", "name", "incoming"?, "uffd": "syscall"|"device"?},
+ * or {"domain", "connect"?, ...} for a libvirt domain (then "name"
+ * defaults to the domain's): a running QEMU joins.  It runs here, on the
+ * main loop, unlike a migration: every step of it is bounded
+ * (qemu_attach.h), an attach is an operator's one-off act, and a reply
+ * that says whether it worked is what the operator's tools need.
  */
+static bool attach_target(JsonObject *args, struct qemu_attach_args *a,
+                          GError **err)
+{
+    uint64_t pid = 0;
+
+    a->domain = arg_string(args, "domain");
+    a->connect = arg_string(args, "connect");
+    if (a->domain) {
+        a->name = a->name ? a->name : a->domain;
+        return true;
+    }
+    if (!arg_uint(args, "pid", &pid, err)) {
+        return false;
+    }
+    if (!pid || pid > INT32_MAX || !a->qmp_path || !a->name) {
+        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
+                    "attach needs 'pid' (a process id), and strings 'qmp' "
+                    "and 'name'; or 'domain' (a libvirt domain)");
+        return false;
+    }
+    a->pid = (pid_t)pid;
+    return true;
+}
+
 static JsonNode *cmd_attach(void *opaque, JsonObject *args, GError **err)
 {
     struct daemon *d = opaque;
@@ -306,15 +331,8 @@ static JsonNode *cmd_attach(void *opaque, JsonObject *args, GError **err)
         .name = arg_string(args, "name"),
         .incoming = arg_bool(args, "incoming"),
     };
-    uint64_t pid = 0;
 
-    if (!arg_uint(args, "pid", &pid, err)) {
-        return NULL;
-    }
-    if (!pid || pid > INT32_MAX || !a.qmp_path || !a.name) {
-        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
-                    "attach needs 'pid' (a process id), and strings 'qmp' "
-                    "and 'name'");
+    if (!attach_target(args, &a, err)) {
         return NULL;
     }
     if (uffd && strcmp(uffd, "syscall") && strcmp(uffd, "device")) {
@@ -322,7 +340,6 @@ static JsonNode *cmd_attach(void *opaque, JsonObject *args, GError **err)
                     "'uffd' is syscall or device, not '%s'", uffd);
         return NULL;
     }
-    a.pid = (pid_t)pid;
     a.uffd_via_device = uffd && !strcmp(uffd, "device");
     if (!daemon_attach_qemu(d, &a, err)) {
         return NULL;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <gio/gio.h>
 
+#include "libvirt_driver.h"
 #include "proc_ram.h"
 #include "qmp.h"
 #include "qmp_driver.h"
@@ -37,24 +38,28 @@ static bool check_owner(struct qmp *q, const struct qemu_attach_args *a,
 }
 
 /* QEMU's RAM: every memory backend, each found among its mappings. */
+static bool find_memdevs(pid_t pid, GPtrArray *memdevs,
+                         struct attach_info *info, GError **err)
+{
+    g_autofree uint64_t *sizes = g_new(uint64_t, memdevs->len);
+
+    for (guint i = 0; i < memdevs->len; i++) {
+        sizes[i] = ((const struct qmp_memdev *)memdevs->pdata[i])->size;
+    }
+    return proc_ram_find(pid, sizes, memdevs->len, &info->regions, err);
+}
+
 static bool find_ram(struct vmm_driver *drv, const struct qemu_attach_args *a,
                      struct attach_info *info, GError **err)
 {
     g_autoptr(GPtrArray) memdevs = NULL;
-    g_autofree uint64_t *sizes = NULL;
 
-    if (!qmp_driver_prepare(drv, &memdevs, err)) {
-        return false;
-    }
-    sizes = g_new(uint64_t, memdevs->len);
-    for (guint i = 0; i < memdevs->len; i++) {
-        sizes[i] = ((const struct qmp_memdev *)memdevs->pdata[i])->size;
-    }
-    return proc_ram_find(a->pid, sizes, memdevs->len, &info->regions, err);
+    return qmp_driver_prepare(drv, &memdevs, err) &&
+           find_memdevs(a->pid, memdevs, info, err);
 }
 
 /* The uffd is created last: nothing is left inside QEMU if a step fails. */
-static bool take_uffd(const struct qemu_attach_args *a,
+static bool take_uffd(const struct qemu_attach_args *a, pid_t pid,
                       struct attach_info *info, GError **err)
 {
     enum uffd_inject_via used;
@@ -62,24 +67,62 @@ static bool take_uffd(const struct qemu_attach_args *a,
 
     if (a->carry_on) {
         info->uffd_origin = "the migration's own (carried on)";
-        return uffd_inject_take_existing(a->pid, &vmm_fd, &info->uffd, err);
+        return uffd_inject_take_existing(pid, &vmm_fd, &info->uffd, err);
     }
-    if (!uffd_inject_create(a->pid,
-                            a->uffd_via_device ? UFFD_INJECT_DEVICE
-                                               : UFFD_INJECT_SYSCALL,
-                            &vmm_fd, &info->uffd, &used, err)) {
+    if (!uffd_inject_create(
+            pid, a->uffd_via_device ? UFFD_INJECT_DEVICE : UFFD_INJECT_SYSCALL,
+            &vmm_fd, &info->uffd, &used, err)) {
         return false;
     }
     info->uffd_origin = uffd_inject_via_name(used);
     return true;
 }
 
+/* A libvirt domain: its pid and RAM through libvirt's QMP passthrough. */
+static bool libvirt_attach(const struct qemu_attach_args *a,
+                           struct attach_info *info, struct vmm_driver **drv,
+                           GError **err)
+{
+    struct vmm_driver *d =
+        libvirt_driver_new(a->connect, a->domain, a->incoming, err);
+    g_autoptr(GPtrArray) memdevs = NULL;
+    pid_t pid = 0;
+
+    if (!d) {
+        return false;
+    }
+    g_strlcpy(info->vm_name, a->name, sizeof(info->vm_name));
+    info->incoming = a->incoming;
+    if (!libvirt_driver_prepare(d, &memdevs, &pid, err) ||
+        !find_memdevs(pid, memdevs, info, err) ||
+        !take_uffd(a, pid, info, err)) {
+        if (g_error_matches(*err, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED)) {
+            g_prefix_error(err, "set seccomp_sandbox = 0 in libvirt's "
+                                "qemu.conf: ");
+        }
+        if (!g_str_has_prefix((*err)->message, "libvirt domain")) {
+            g_prefix_error(err, "libvirt domain %s: ", a->domain);
+        }
+        vmm_driver_free(d);
+        attach_info_clear(info);
+        attach_info_init(info);
+        return false;
+    }
+    info->pid = pid;
+    *drv = d;
+    return true;
+}
+
 bool qemu_attach(const struct qemu_attach_args *a, struct attach_info *info,
                  struct vmm_driver **drv, GError **err)
 {
-    struct qmp *q = qmp_connect(a->qmp_path, QEMU_ATTACH_TIMEOUT_MS, err);
+    struct qmp *q;
     struct vmm_driver *d;
 
+    if (a->domain) {
+        return libvirt_attach(a, info, drv, err);
+    }
+    q = qmp_connect(a->qmp_path, QEMU_ATTACH_TIMEOUT_MS, err);
     if (!q) {
         g_prefix_error(err, "QEMU pid %d: ", a->pid);
         return false;
@@ -95,7 +138,7 @@ bool qemu_attach(const struct qemu_attach_args *a, struct attach_info *info,
     g_strlcpy(info->vm_name, a->name, sizeof(info->vm_name));
     info->pid = a->pid;
     info->incoming = a->incoming;
-    if (!find_ram(d, a, info, err) || !take_uffd(a, info, err)) {
+    if (!find_ram(d, a, info, err) || !take_uffd(a, a->pid, info, err)) {
         if (!g_str_has_prefix((*err)->message, "QEMU pid")) {
             g_prefix_error(err, "QEMU pid %d: ", a->pid);
         }

@@ -8,7 +8,7 @@
  * copy of the uffd (UFFDIO_API not done yet) and the regions with their
  * fds, and *@drv the QEMU driver; QEMU keeps running untouched but for
  * its x-ignore-shared capability and one new fd.  On failure nothing is
- * kept and the error is one line naming the pid.  Every step is bounded
+ * kept and the error is one line naming the pid (or the domain).  Every step is bounded
  * in time (QEMU_ATTACH_TIMEOUT_MS to connect, the QMP client's and the
  * injection's own timeouts).
  */
@@ -24,9 +24,16 @@
 
 #define QEMU_ATTACH_TIMEOUT_MS 5000
 
+/*
+ * Either @pid and @qmp_path (QEMU's own QMP socket), or @domain: a
+ * libvirt domain on @connect (NULL: libvirt's default URI), whose pid
+ * is found through libvirt (libvirt_driver.h).
+ */
 struct qemu_attach_args {
     pid_t pid;
     const char *qmp_path;
+    const char *domain;
+    const char *connect;
     const char *name;
     bool incoming;
     bool uffd_via_device; /* /dev/userfaultfd without trying the syscall */

@@ -167,32 +167,28 @@ static struct qmp_memdev *memdev_from(JsonNode *n, GError **err)
  * QEMU 7.2 turns a plain -m into a private backend named "pc.ram", so
  * it is refused here like any backend without share=on.
  */
-static bool memdev_usable(const struct qmp_memdev *m, GError **err)
+static bool memdev_usable(const struct qmp_memdev *m, const char *hint,
+                          GError **err)
 {
     if (m->share) {
         return true;
     }
     g_set_error(err, QMP_ERROR, QMP_ERROR_FAILED,
                 "memory backend %s is not shared (%s): %s", m->id,
-                strcmp(m->id, "pc.ram") == 0 ? "plain -m" : "share=off",
-                MEMDEV_HINT);
+                strcmp(m->id, "pc.ram") == 0 ? "plain -m" : "share=off", hint);
     return false;
 }
 
-static GPtrArray *query_memdevs(struct qmp_driver *d, GError **err)
+GPtrArray *qmp_memdevs_from_reply(JsonNode *ret, const char *hint, GError **err)
 {
-    g_autoptr(JsonNode) ret = NULL;
     g_autoptr(GPtrArray) list =
         g_ptr_array_new_with_free_func((GDestroyNotify)qmp_memdev_free);
-    JsonArray *a;
+    JsonArray *a =
+        ret && JSON_NODE_HOLDS_ARRAY(ret) ? json_node_get_array(ret) : NULL;
 
-    if (!qmp_execute(d->q, "query-memdev", NULL, &ret, err)) {
-        return NULL;
-    }
-    a = JSON_NODE_HOLDS_ARRAY(ret) ? json_node_get_array(ret) : NULL;
     if (!a || json_array_get_length(a) == 0) {
         g_set_error(err, QMP_ERROR, QMP_ERROR_FAILED,
-                    "QEMU has no memory backend: %s", MEMDEV_HINT);
+                    "QEMU has no memory backend: %s", hint);
         return NULL;
     }
     for (guint i = 0; i < json_array_get_length(a); i++) {
@@ -202,11 +198,21 @@ static GPtrArray *query_memdevs(struct qmp_driver *d, GError **err)
             return NULL;
         }
         g_ptr_array_add(list, m);
-        if (!memdev_usable(m, err)) {
+        if (!memdev_usable(m, hint, err)) {
             return NULL;
         }
     }
     return g_steal_pointer(&list);
+}
+
+static GPtrArray *query_memdevs(struct qmp_driver *d, GError **err)
+{
+    g_autoptr(JsonNode) ret = NULL;
+
+    if (!qmp_execute(d->q, "query-memdev", NULL, &ret, err)) {
+        return NULL;
+    }
+    return qmp_memdevs_from_reply(ret, MEMDEV_HINT, err);
 }
 
 /* A destination must still wait for its migration (-incoming defer). */
@@ -617,7 +623,7 @@ static bool qmp_quit(struct vmm_driver *drv, GError **err)
 }
 
 /* A zombie still answers kill(pid, 0): its state says it is gone. */
-static bool pid_gone(pid_t pid)
+bool qmp_driver_pid_gone(pid_t pid)
 {
     g_autofree char *path = g_strdup_printf("/proc/%d/stat", (int)pid);
     g_autofree char *stat = NULL;
@@ -637,7 +643,7 @@ static bool qmp_gone(struct vmm_driver *drv)
 {
     struct qmp_driver *d = qd(drv);
 
-    return qmp_closed(d->q) || (d->pid > 0 && pid_gone(d->pid));
+    return qmp_closed(d->q) || (d->pid > 0 && qmp_driver_pid_gone(d->pid));
 }
 
 static void qmp_driver_free(struct vmm_driver *drv)

@@ -29,6 +29,17 @@ struct qmp_memdev {
 
 void qmp_memdev_free(struct qmp_memdev *m);
 
+/*
+ * query-memdev's reply @ret as a GPtrArray of struct qmp_memdev; refuses
+ * no backend or one that is not shared, the error ending with @hint (how
+ * to make the RAM shared).
+ */
+GPtrArray *qmp_memdevs_from_reply(JsonNode *ret, const char *hint,
+                                  GError **err);
+
+/* @pid exited (a zombie counts as gone).  Never blocks. */
+bool qmp_driver_pid_gone(pid_t pid);
+
 /* What the last pause / resume cost, and QEMU's own event times. */
 struct qmp_driver_times {
     int64_t pause_us;  /* stop until the device state was all read */

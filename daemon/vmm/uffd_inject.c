@@ -275,10 +275,48 @@ static bool find_syscall_insn(struct session *s, GError **err)
     return false;
 }
 
+/* The "-sandbox" option of QEMU's command line, if it has one. */
+static bool qemu_sandbox_arg(pid_t pid)
+{
+    g_autofree char *path = g_strdup_printf("/proc/%d/cmdline", pid);
+    g_autofree char *cmd = NULL;
+    gsize len;
+    const char *base;
+
+    if (!g_file_get_contents(path, &cmd, &len, NULL) || !len) {
+        return false;
+    }
+    base = strrchr(cmd, '/') ? strrchr(cmd, '/') + 1 : cmd;
+    if (!g_str_has_prefix(base, "qemu-system-")) {
+        return false;
+    }
+    for (const char *a = cmd; a < cmd + len; a += strlen(a) + 1) {
+        if (strcmp(a, "-sandbox") == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /*
- * A seccomp filter may kill the VMM for a syscall it does not expect
- * (QEMU -sandbox on): refuse rather than risk the guest.
+ * A seccomp filter may kill the VMM for a syscall it does not expect:
+ * refuse rather than risk the guest.  One exception: QEMU's own
+ * -sandbox (libvirt turns it on by default) as its only filter.  It
+ * allows by default and denies fixed groups (obsolete calls, privilege
+ * changes, spawning, resource control, QEMU 7.2), none of which holds
+ * userfaultfd, openat or ioctl, the calls we inject; QEMU itself makes
+ * them for its own postcopy.
  */
+static bool seccomp_allows(pid_t pid, const char *status)
+{
+    const char *filters = strstr(status, "\nSeccomp_filters:\t");
+
+    return filters &&
+           g_ascii_strtoll(filters + strlen("\nSeccomp_filters:\t"), NULL,
+                           10) == 1 &&
+           qemu_sandbox_arg(pid);
+}
+
 static bool check_target(pid_t pid, GError **err)
 {
     g_autofree char *path = g_strdup_printf("/proc/%d/status", pid);
@@ -296,7 +334,8 @@ static bool check_target(pid_t pid, GError **err)
         return false;
     }
     line = strstr(status, "\nSeccomp:\t");
-    if (line && line[strlen("\nSeccomp:\t")] != '0') {
+    if (line && line[strlen("\nSeccomp:\t")] != '0' &&
+        !seccomp_allows(pid, status)) {
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
                     "pid %d runs under seccomp (QEMU -sandbox?): an injected "
                     "syscall could kill it",

@@ -20,6 +20,8 @@
 #define CLI_PROG           "postcopy-migrate"
 #define CLI_DEFAULT_SOCKET "/run/postcopyd/control.sock"
 #define CLI_SOCKET_ENV     "POSTCOPYD_SOCKET"
+/* migrate --domain reaches the destination host with this (else ssh). */
+#define CLI_SSH_ENV "POSTCOPY_MIGRATE_SSH"
 
 enum {
     CLI_EXIT_OK = 0,

@@ -1,24 +1,56 @@
 /*
  * cmd_attach.c - postcopy-migrate attach: hand a running QEMU to the
- * local postcopyd by its pid and QMP socket.
+ * local postcopyd by its pid and QMP socket, or a libvirt domain by name.
  */
 #include <stdio.h>
 
 #include "cli.h"
 
-static JsonObject *attach_args(int pid, const char *qmp, const char *name,
-                               gboolean incoming, const char *uffd)
+struct attach_opts {
+    gint pid;
+    char *qmp, *name, *uffd, *domain, *connect;
+    gboolean incoming;
+};
+
+static void attach_opts_clear(struct attach_opts *o)
+{
+    g_free(o->qmp);
+    g_free(o->name);
+    g_free(o->uffd);
+    g_free(o->domain);
+    g_free(o->connect);
+}
+
+static void set_opt_string(JsonObject *o, const char *key, const char *val)
+{
+    if (val) {
+        json_object_set_string_member(o, key, val);
+    }
+}
+
+static JsonObject *attach_args(const struct attach_opts *o)
 {
     JsonObject *args = json_object_new();
 
-    json_object_set_int_member(args, "pid", pid);
-    json_object_set_string_member(args, "qmp", qmp);
-    json_object_set_string_member(args, "name", name);
-    json_object_set_boolean_member(args, "incoming", incoming);
-    if (uffd) {
-        json_object_set_string_member(args, "uffd", uffd);
+    if (o->domain) {
+        json_object_set_string_member(args, "domain", o->domain);
+        set_opt_string(args, "connect", o->connect);
+    } else {
+        json_object_set_int_member(args, "pid", o->pid);
+        json_object_set_string_member(args, "qmp", o->qmp);
     }
+    set_opt_string(args, "name", o->name);
+    json_object_set_boolean_member(args, "incoming", o->incoming);
+    set_opt_string(args, "uffd", o->uffd);
     return args;
+}
+
+static bool attach_opts_valid(const struct attach_opts *o)
+{
+    if (o->domain) {
+        return !o->pid && !o->qmp;
+    }
+    return o->pid > 0 && o->qmp && o->name && !o->connect;
 }
 
 static void print_attached(JsonNode *vm)
@@ -45,17 +77,20 @@ static void print_attached(JsonNode *vm)
 int cmd_attach(struct cli *cli, const struct cli_command *cmd, int argc,
                char **argv)
 {
-    gint pid = 0;
-    g_autofree char *qmp = NULL, *name = NULL, *uffd = NULL;
-    gboolean incoming = FALSE;
+    struct attach_opts o = {0};
     const GOptionEntry entries[] = {
-        {"pid", 0, 0, G_OPTION_ARG_INT, &pid, "The QEMU process", "PID"},
-        {"qmp", 0, 0, G_OPTION_ARG_FILENAME, &qmp,
+        {"pid", 0, 0, G_OPTION_ARG_INT, &o.pid, "The QEMU process", "PID"},
+        {"qmp", 0, 0, G_OPTION_ARG_FILENAME, &o.qmp,
          "Its QMP socket (-qmp unix:PATH,server=on,wait=off)", "PATH"},
-        {"name", 0, 0, G_OPTION_ARG_STRING, &name, "Name the VM", "NAME"},
-        {"incoming", 0, 0, G_OPTION_ARG_NONE, &incoming,
+        {"domain", 0, 0, G_OPTION_ARG_STRING, &o.domain,
+         "A running libvirt domain instead of --pid and --qmp", "NAME"},
+        {"connect", 0, 0, G_OPTION_ARG_STRING, &o.connect,
+         "The domain's libvirt URI (default: libvirt's)", "URI"},
+        {"name", 0, 0, G_OPTION_ARG_STRING, &o.name,
+         "Name the VM (default: the domain's name)", "NAME"},
+        {"incoming", 0, 0, G_OPTION_ARG_NONE, &o.incoming,
          "The destination QEMU (started with -incoming defer)", NULL},
-        {"uffd", 0, 0, G_OPTION_ARG_STRING, &uffd,
+        {"uffd", 0, 0, G_OPTION_ARG_STRING, &o.uffd,
          "How to create its userfaultfd: syscall (default, falls back to "
          "device) or device (/dev/userfaultfd)",
          "syscall|device"},
@@ -67,17 +102,20 @@ int cmd_attach(struct cli *cli, const struct cli_command *cmd, int argc,
     struct control_conn *c;
 
     if (!cli_parse(cli, cmd, entries, argc, argv)) {
+        attach_opts_clear(&o);
         return CLI_EXIT_USAGE;
     }
-    if (pid <= 0 || !qmp || !name) {
-        return cli_usage_error(cmd, "attach: --pid, --qmp and --name are "
-                                    "required");
+    if (!attach_opts_valid(&o)) {
+        attach_opts_clear(&o);
+        return cli_usage_error(cmd, "attach: --pid, --qmp and --name, or "
+                                    "--domain [--connect]");
     }
+    args = attach_args(&o);
+    attach_opts_clear(&o);
     c = cli_connect(cli);
     if (!c) {
         return CLI_EXIT_FAIL;
     }
-    args = attach_args(pid, qmp, name, incoming, uffd);
     ret = control_conn_execute(c, "attach", args, &err);
     control_conn_close(c);
     if (!ret) {

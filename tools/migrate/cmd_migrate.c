@@ -1,6 +1,8 @@
 /*
  * cmd_migrate.c - `postcopy-migrate migrate`: ask the source daemon to
- * migrate a VM, then follow the migration to its end.
+ * migrate a VM, then follow the migration to its end.  With --domain,
+ * a libvirt domain: started at the destination and attached on both
+ * hosts first (domain.h), libvirt's view settled after.
  *
  * Optional migration parameters are rows of migrate_params[]: --NAME
  * VALUE on the command line becomes "NAME": VALUE in the arguments, and
@@ -10,6 +12,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "domain.h"
 #include "follow.h"
 #include "hostport.h"
 
@@ -47,6 +50,9 @@ struct migrate_opts {
     char *vm;
     char *to;
     gboolean no_wait;
+    /* --domain: a libvirt domain, on --connect, to --dest-connect. */
+    char *domain, *connect, *dest_connect, *dest_socket;
+    char *dest_host; /* from --to */
     char *params[G_N_ELEMENTS(migrate_params)];
 };
 
@@ -54,6 +60,11 @@ static void migrate_opts_clear(struct migrate_opts *o)
 {
     g_free(o->vm);
     g_free(o->to);
+    g_free(o->domain);
+    g_free(o->connect);
+    g_free(o->dest_connect);
+    g_free(o->dest_socket);
+    g_free(o->dest_host);
     for (size_t i = 0; i < G_N_ELEMENTS(migrate_params); i++) {
         g_free(o->params[i]);
     }
@@ -62,16 +73,27 @@ static void migrate_opts_clear(struct migrate_opts *o)
 static bool parse_opts(struct cli *cli, const struct cli_command *cmd,
                        struct migrate_opts *o, int argc, char **argv)
 {
-    GOptionEntry e[G_N_ELEMENTS(migrate_params) + 4] = {
+    enum { FIXED = 7 };
+    GOptionEntry e[G_N_ELEMENTS(migrate_params) + FIXED + 1] = {
         {"vm", 0, 0, G_OPTION_ARG_STRING, &o->vm, "VM to migrate", "NAME"},
         {"to", 0, 0, G_OPTION_ARG_STRING, &o->to,
          "Destination postcopyd (default port 4444)", "HOST[:PORT]"},
         {"no-wait", 0, 0, G_OPTION_ARG_NONE, &o->no_wait,
          "Return once the migration has started", NULL},
+        {"domain", 0, 0, G_OPTION_ARG_STRING, &o->domain,
+         "A libvirt domain instead of --vm", "NAME"},
+        {"connect", 0, 0, G_OPTION_ARG_STRING, &o->connect,
+         "The source libvirt (default: libvirt's)", "URI"},
+        {"dest-connect", 0, 0, G_OPTION_ARG_STRING, &o->dest_connect,
+         "The destination libvirt (default qemu+ssh://HOST/system)", "URI"},
+        {"dest-socket", 0, 0, G_OPTION_ARG_FILENAME, &o->dest_socket,
+         "The destination postcopyd's control socket (default: attach "
+         "there with ssh HOST postcopy-migrate attach)",
+         "PATH"},
     };
 
     for (size_t i = 0; i < G_N_ELEMENTS(migrate_params); i++) {
-        e[i + 3] = (GOptionEntry){
+        e[i + FIXED] = (GOptionEntry){
             .long_name = migrate_params[i].name,
             .arg = G_OPTION_ARG_STRING,
             .arg_data = &o->params[i],
@@ -115,8 +137,14 @@ static JsonObject *build_args(const struct cli_command *cmd,
     g_autofree char *uri = NULL;
     uint16_t port;
 
-    if (!o->vm || !o->to) {
-        cli_usage_error(cmd, "migrate: --vm and --to are required");
+    if (!o->vm == !o->domain || !o->to) {
+        cli_usage_error(cmd, "migrate: --vm or --domain, and --to, are "
+                             "required");
+        return NULL;
+    }
+    if (o->domain && o->no_wait) {
+        cli_usage_error(cmd, "migrate: --domain waits for the end (no "
+                             "--no-wait)");
         return NULL;
     }
     if (!hostport_parse(o->to, HOSTPORT_DEFAULT_PORT, 0, &host, &port, &err)) {
@@ -124,7 +152,11 @@ static JsonObject *build_args(const struct cli_command *cmd,
         return NULL;
     }
     uri = hostport_format(host, port);
-    json_object_set_string_member(args, "vm", o->vm);
+    json_object_set_string_member(args, "vm", o->vm ? o->vm : o->domain);
+    if (o->domain && !o->dest_connect) {
+        o->dest_connect = g_strdup_printf("qemu+ssh://%s/system", host);
+    }
+    o->dest_host = g_strdup(host);
     json_object_set_string_member(args, "uri", uri);
     for (size_t i = 0; i < G_N_ELEMENTS(migrate_params); i++) {
         if (o->params[i] &&
@@ -160,6 +192,169 @@ static int start(struct cli *cli, struct control_conn *c, JsonObject *args,
     return CLI_EXIT_OK;
 }
 
+/* A URI the destination daemon can use too: none with a host in it. */
+static const char *local_uri(const char *uri)
+{
+    const char *p = uri ? strstr(uri, "://") : NULL;
+
+    return p && p[3] == '/' ? uri : NULL;
+}
+
+/* The daemon behind @c attaches the domain. */
+static bool attach_domain(struct control_conn *c, const char *name,
+                          const char *uri, bool incoming, GError **err)
+{
+    g_autoptr(JsonObject) args = json_object_new();
+    g_autoptr(JsonNode) ret = NULL;
+
+    json_object_set_string_member(args, "domain", name);
+    if (uri) {
+        json_object_set_string_member(args, "connect", uri);
+    }
+    json_object_set_boolean_member(args, "incoming", incoming);
+    ret = control_conn_execute(c, "attach", args, err);
+    if (!ret) {
+        g_prefix_error(
+            err, "attach at the %s: ", incoming ? "destination" : "source");
+    }
+    return ret != NULL;
+}
+
+/*
+ * The source domain is attached already: a migration that failed left it
+ * there, running (the daemon resumed it).
+ */
+static bool source_attached(struct control_conn *c, const char *name)
+{
+    g_autoptr(JsonNode) ret = control_conn_execute(c, "query-vms", NULL, NULL);
+    JsonArray *a =
+        ret && JSON_NODE_HOLDS_ARRAY(ret) ? json_node_get_array(ret) : NULL;
+
+    for (guint i = 0; a && i < json_array_get_length(a); i++) {
+        JsonObject *vm = json_array_get_object_element(a, i);
+        const char *n =
+            json_object_get_string_member_with_default(vm, "name", "");
+
+        if (strcmp(n, name) == 0 &&
+            !json_object_get_boolean_member_with_default(vm, "incoming",
+                                                         FALSE)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The last line @text has, for a one-line error. */
+static char *last_line(const char *text)
+{
+    g_autofree char *copy = g_strstrip(g_strdup(text ? text : ""));
+    g_auto(GStrv) lines = g_strsplit(copy, "\n", -1);
+    guint n = g_strv_length(lines);
+
+    return g_strdup(n ? lines[n - 1] : "no output");
+}
+
+/*
+ * Without --dest-socket: `ssh HOST postcopy-migrate attach` (the ssh
+ * command is $POSTCOPY_MIGRATE_SSH if set), as --dest-connect's default
+ * reaches the destination libvirt over ssh too.  One quoted command line:
+ * ssh hands it to the remote shell.
+ */
+static bool attach_dest_ssh(const struct migrate_opts *o, const char *uri,
+                            GError **err)
+{
+    const char *ssh = g_getenv(CLI_SSH_ENV) ? g_getenv(CLI_SSH_ENV) : "ssh";
+    g_autofree char *qname = g_shell_quote(o->domain);
+    g_autofree char *quri = uri ? g_shell_quote(uri) : NULL;
+    g_autofree char *remote =
+        g_strdup_printf(CLI_PROG " attach --incoming --domain %s%s%s", qname,
+                        quri ? " --connect " : "", quri ? quri : "");
+    const char *argv[] = {ssh,    "-o", "BatchMode=yes", o->dest_host, "--",
+                          remote, NULL};
+    g_autofree char *out = NULL, *errout = NULL, *why = NULL;
+    int status;
+
+    if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL,
+                      NULL, &out, &errout, &status, err)) {
+        return false;
+    }
+    if (g_spawn_check_wait_status(status, NULL)) {
+        return true;
+    }
+    why = last_line(errout);
+    g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED, "%s %s: %s", ssh,
+                o->dest_host, why);
+    return false;
+}
+
+static bool attach_dest(const struct migrate_opts *o, GError **err)
+{
+    const char *uri = local_uri(o->dest_connect);
+    struct control_conn *dc;
+    bool ok;
+
+    if (!o->dest_socket) {
+        ok = attach_dest_ssh(o, uri, err);
+        if (!ok) {
+            g_prefix_error(err, "attach at the destination: ");
+        }
+        return ok;
+    }
+    dc = control_conn_open(o->dest_socket, err);
+    if (!dc) {
+        g_prefix_error(err, "the destination daemon: ");
+        return false;
+    }
+    ok = attach_domain(dc, o->domain, uri, true, err);
+    control_conn_close(dc);
+    return ok;
+}
+
+/*
+ * The destination first: a failure then leaves nothing attached at the
+ * source, and a destination domain destroyed after a failure is dropped
+ * by its daemon when its QEMU exits.
+ */
+static bool attach_both(struct control_conn *c, const struct migrate_opts *o,
+                        GError **err)
+{
+    return attach_dest(o, err) &&
+           (source_attached(c, o->domain) ||
+            attach_domain(c, o->domain, o->connect, false, err));
+}
+
+/*
+ * migrate --domain: the domain checked and started at the destination,
+ * both attached, migrated, libvirt's view settled.  A refusal comes
+ * before anything starts; after a failure the source runs on.
+ */
+static int migrate_domain(struct cli *cli, struct control_conn *c,
+                          JsonObject *args, const struct migrate_opts *o)
+{
+    g_autoptr(GError) err = NULL;
+    struct domain_migration *m =
+        domain_prepare(o->domain, o->connect, o->dest_connect, &err);
+    int rc;
+
+    if (!m) {
+        return cli_fail(cli, "migrate", err);
+    }
+    if (!attach_both(c, o, &err)) {
+        domain_finish(m, false, NULL);
+        return cli_fail(cli, "migrate", err);
+    }
+    rc = start(cli, c, args, false);
+    if (!domain_finish(m, rc == CLI_EXIT_OK, &err)) {
+        return cli_fail(cli, "migrate", err);
+    }
+    if (rc == CLI_EXIT_OK && !cli->json) {
+        printf("domain %s runs at the destination; the source no longer "
+               "has it\n",
+               o->domain);
+    }
+    return rc;
+}
+
 int cmd_migrate(struct cli *cli, const struct cli_command *cmd, int argc,
                 char **argv)
 {
@@ -173,7 +368,13 @@ int cmd_migrate(struct cli *cli, const struct cli_command *cmd, int argc,
         goto out;
     }
     c = cli_connect(cli);
-    rc = c ? start(cli, c, args, o.no_wait) : CLI_EXIT_FAIL;
+    if (!c) {
+        rc = CLI_EXIT_FAIL;
+    } else if (o.domain) {
+        rc = migrate_domain(cli, c, args, &o);
+    } else {
+        rc = start(cli, c, args, o.no_wait);
+    }
 out:
     control_conn_close(c);
     migrate_opts_clear(&o);

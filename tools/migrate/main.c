@@ -14,10 +14,14 @@
 
 const struct cli_command cli_commands[] = {
     {"attach", cmd_attach,
-     "--pid PID --qmp PATH --name NAME [--incoming] [--uffd syscall|device]",
-     "Hand a running QEMU (guest RAM in shared memory) to postcopyd."},
+     "{--pid PID --qmp PATH --name NAME | --domain NAME [--connect URI]} "
+     "[--incoming] [--uffd syscall|device]",
+     "Hand a running QEMU or libvirt domain (guest RAM in shared memory) "
+     "to postcopyd."},
     {"migrate", cmd_migrate,
-     "--vm NAME --to HOST[:PORT] [--mode MODE] [--json] [--no-wait]",
+     "{--vm NAME | --domain NAME [--connect URI] [--dest-connect URI] "
+     "[--dest-socket PATH]} --to HOST[:PORT] [--mode MODE] [--json] "
+     "[--no-wait]",
      "Migrate a VM to the postcopyd at HOST and follow it to the end."},
     {"status", cmd_status, "[--vm NAME] [--watch] [--json]",
      "Show the state of the migration; --watch follows it live."},
