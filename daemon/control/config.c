@@ -2,10 +2,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "hostport.h"
+#include "version.h"
 
 #define OFF(field) offsetof(struct postcopyd_config, field)
 
@@ -349,21 +351,34 @@ static const char *arg_description(const struct config_key *k)
     return "VALUE";
 }
 
+/* Exits, as --help does: nothing else on that command line matters. */
+static gboolean version_cb(const gchar *name, const gchar *value, gpointer data,
+                           GError **err)
+{
+    printf("postcopyd %s\n", POSTCOPYD_VERSION);
+    exit(0);
+}
+
 static GOptionContext *option_context(struct flag_values *fv)
 {
     GOptionContext *ctx = g_option_context_new("- postcopy live migration");
     GOptionGroup *grp = g_option_group_new(NULL, NULL, NULL, fv, NULL);
-    GOptionEntry e[G_N_ELEMENTS(config_keys) + 2] = {
+    GOptionEntry e[G_N_ELEMENTS(config_keys) + 3] = {
         {.long_name = "config",
          .short_name = 'c',
          .arg = G_OPTION_ARG_FILENAME,
          .arg_data = &fv->config_file,
          .description = "Config file (default " CONFIG_DEFAULT_FILE ")",
          .arg_description = "PATH"},
+        {.long_name = "version",
+         .flags = G_OPTION_FLAG_NO_ARG,
+         .arg = G_OPTION_ARG_CALLBACK,
+         .arg_data = (gpointer)version_cb,
+         .description = "Print the version and exit"},
     };
 
     for (size_t i = 0; i < config_nkeys; i++) {
-        e[i + 1] = (GOptionEntry){
+        e[i + 2] = (GOptionEntry){
             .long_name = config_keys[i].flag,
             .arg = G_OPTION_ARG_CALLBACK,
             .arg_data = (gpointer)flag_cb,
@@ -373,6 +388,7 @@ static GOptionContext *option_context(struct flag_values *fv)
     }
     g_option_group_add_entries(grp, e);
     g_option_context_set_main_group(ctx, grp);
+    g_option_context_set_description(ctx, CONFIG_EXIT_STATUS_HELP);
     return ctx;
 }
 

@@ -26,6 +26,19 @@
 
 #define CONFIG_ERROR config_error_quark()
 
+/* postcopyd's exit statuses, as --help and postcopyd(8) state them. */
+enum {
+    POSTCOPYD_EXIT_OK = 0,    /* stopped by SIGTERM or SIGINT */
+    POSTCOPYD_EXIT_START = 1, /* could not start: the reason is logged */
+    POSTCOPYD_EXIT_USAGE = 2, /* bad command line or configuration */
+};
+
+#define CONFIG_EXIT_STATUS_HELP                                                \
+    "Exit status:\n"                                                           \
+    "  0  stopped by SIGTERM or SIGINT\n"                                      \
+    "  1  could not start (the reason is logged)\n"                            \
+    "  2  bad command line or configuration file\n"
+
 typedef enum {
     CONFIG_ERROR_FILE,        /* the config file cannot be read or parsed */
     CONFIG_ERROR_UNKNOWN_KEY, /* unknown group or key in the file */

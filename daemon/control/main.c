@@ -3,6 +3,7 @@
  * attach, peer and control sockets until SIGTERM / SIGINT.
  */
 #include <glib-unix.h>
+#include <locale.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/prctl.h>
@@ -47,17 +48,19 @@ int main(int argc, char **argv)
     g_autoptr(GError) err = NULL;
     g_autoptr(GMainLoop) loop = NULL;
 
+    /* GLib's --help and messages in the operator's locale and charset. */
+    setlocale(LC_ALL, "");
     /* A dead peer must not kill the daemon: send errors come back. */
     signal(SIGPIPE, SIG_IGN);
     if (!config_load(&cfg, argc, argv, &err)) {
         fprintf(stderr, "postcopyd: %s\n", err->message);
-        return 2;
+        return POSTCOPYD_EXIT_USAGE;
     }
     log_levels = config_log_levels(&cfg);
     g_log_set_default_handler(log_handler, NULL);
     if (!daemon_init(&d, &cfg, &err)) {
         fprintf(stderr, "postcopyd: %s\n", err->message);
-        return 1;
+        return POSTCOPYD_EXIT_START;
     }
     d.control =
         control_server_new(cfg.control_socket, daemon_commands, &d, &err);
@@ -68,7 +71,7 @@ int main(int argc, char **argv)
         !peercred_socket_apply(cfg.control_socket, &d.control_policy, &err) ||
         !daemon_start_listeners(&d, &err)) {
         fprintf(stderr, "postcopyd: %s\n", err->message);
-        return 1;
+        return POSTCOPYD_EXIT_START;
     }
     g_message("ready: control socket %s", cfg.control_socket);
     loop = g_main_loop_new(NULL, FALSE);
@@ -87,5 +90,5 @@ int main(int argc, char **argv)
      * memory (DESIGN.md, "Attach").
      */
     config_free(&cfg);
-    return 0;
+    return POSTCOPYD_EXIT_OK;
 }

@@ -21,6 +21,12 @@
 #define CLI_DEFAULT_SOCKET "/run/postcopyd/control.sock"
 #define CLI_SOCKET_ENV     "POSTCOPYD_SOCKET"
 
+#define CLI_EXIT_STATUS_HELP                                                   \
+    "Exit status:\n"                                                           \
+    "  0  done (migrate: the migration completed)\n"                           \
+    "  1  failed: the daemon refused, the migration failed or was cancelled\n" \
+    "  2  bad usage\n"
+
 enum {
     CLI_EXIT_OK = 0,
     CLI_EXIT_FAIL = 1,
