@@ -5,13 +5,17 @@
 #include <glib-unix.h>
 #include <locale.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/prctl.h>
 
 #include "daemon.h"
 #include "service_notify.h"
 
 static GLogLevelFlags log_levels;
+/* stderr is a journald stream: log records with their priority instead. */
+static bool log_to_journal;
 /*
  * Migrations may still run when the daemon exits (their VMMs hold the
  * uffds, so nothing is lost); the daemon's state stays reachable until
@@ -19,21 +23,62 @@ static GLogLevelFlags log_levels;
  */
 static struct daemon d;
 
-/* One line per message: "postcopyd: LEVEL: text", to stderr (journal). */
-static void log_handler(const gchar *domain, GLogLevelFlags level,
-                        const gchar *message, gpointer opaque)
+static const char *log_level_name(GLogLevelFlags level)
 {
-    const char *name = (level & G_LOG_LEVEL_ERROR)      ? "error"
-                       : (level & G_LOG_LEVEL_CRITICAL) ? "critical"
-                       : (level & G_LOG_LEVEL_WARNING)  ? "warning"
-                       : (level & G_LOG_LEVEL_MESSAGE)  ? "info"
-                       : (level & G_LOG_LEVEL_INFO)     ? "info"
-                                                        : "debug";
+    return (level & G_LOG_LEVEL_ERROR)      ? "error"
+           : (level & G_LOG_LEVEL_CRITICAL) ? "critical"
+           : (level & G_LOG_LEVEL_WARNING)  ? "warning"
+           : (level & G_LOG_LEVEL_MESSAGE)  ? "info"
+           : (level & G_LOG_LEVEL_INFO)     ? "info"
+                                            : "debug";
+}
+
+/*
+ * Every g_log() call of the daemon ends here (GLib's default handler
+ * forwards to the structured writer).  Under systemd, stderr is the
+ * journal: records carry their priority, so `journalctl -p warning`
+ * finds warnings, and journald adds the timestamp.  Anywhere else, one
+ * line per message, "postcopyd: LEVEL: text" (tests read it).
+ */
+static GLogWriterOutput log_writer(GLogLevelFlags level,
+                                   const GLogField *fields, gsize n_fields,
+                                   gpointer opaque)
+{
+    const char *message = NULL;
 
     if (!(level & log_levels & G_LOG_LEVEL_MASK)) {
-        return;
+        return G_LOG_WRITER_HANDLED;
     }
-    fprintf(stderr, "postcopyd: %s: %s\n", name, message);
+    if (log_to_journal &&
+        g_log_writer_journald(level, fields, n_fields, opaque) ==
+            G_LOG_WRITER_HANDLED) {
+        return G_LOG_WRITER_HANDLED;
+    }
+    for (gsize i = 0; i < n_fields && !message; i++) {
+        if (!strcmp(fields[i].key, "MESSAGE") && fields[i].length < 0) {
+            message = fields[i].value;
+        }
+    }
+    fprintf(stderr, "postcopyd: %s: %s\n", log_level_name(level),
+            message ? message : "");
+    return G_LOG_WRITER_HANDLED;
+}
+
+/* Why the daemon could not start, once, at error priority in a journal. */
+static int exit_failure(int status, const GError *err)
+{
+    const GLogField f[] = {
+        {"PRIORITY", "3", -1},
+        {"MESSAGE", err->message, -1},
+    };
+
+    if (log_to_journal &&
+        g_log_writer_journald(G_LOG_LEVEL_CRITICAL, f, G_N_ELEMENTS(f), NULL) ==
+            G_LOG_WRITER_HANDLED) {
+        return status;
+    }
+    fprintf(stderr, "postcopyd: %s\n", err->message);
+    return status;
 }
 
 static gboolean on_signal(gpointer opaque)
@@ -52,15 +97,14 @@ int main(int argc, char **argv)
     setlocale(LC_ALL, "");
     /* A dead peer must not kill the daemon: send errors come back. */
     signal(SIGPIPE, SIG_IGN);
+    log_to_journal = g_log_writer_is_journald(fileno(stderr));
     if (!config_load(&cfg, argc, argv, &err)) {
-        fprintf(stderr, "postcopyd: %s\n", err->message);
-        return POSTCOPYD_EXIT_USAGE;
+        return exit_failure(POSTCOPYD_EXIT_USAGE, err);
     }
     log_levels = config_log_levels(&cfg);
-    g_log_set_default_handler(log_handler, NULL);
+    g_log_set_writer_func(log_writer, NULL, NULL);
     if (!daemon_init(&d, &cfg, &err)) {
-        fprintf(stderr, "postcopyd: %s\n", err->message);
-        return POSTCOPYD_EXIT_START;
+        return exit_failure(POSTCOPYD_EXIT_START, err);
     }
     d.control =
         control_server_new(cfg.control_socket, daemon_commands, &d, &err);
@@ -70,8 +114,7 @@ int main(int argc, char **argv)
     if (!d.control ||
         !peercred_socket_apply(cfg.control_socket, &d.control_policy, &err) ||
         !daemon_start_listeners(&d, &err)) {
-        fprintf(stderr, "postcopyd: %s\n", err->message);
-        return POSTCOPYD_EXIT_START;
+        return exit_failure(POSTCOPYD_EXIT_START, err);
     }
     g_message("ready: control socket %s", cfg.control_socket);
     loop = g_main_loop_new(NULL, FALSE);

@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <glib.h>
 #include <systemd/sd-daemon.h>
 
@@ -13,7 +14,9 @@ static void notify(const char *state)
 
     if (r < 0 && !told) {
         told = true;
-        g_warning("cannot notify systemd (%s): %s", state, g_strerror(-r));
+        /* One line per event: the first assignment names the notice. */
+        g_warning("cannot notify systemd (%.*s): %s", (int)strcspn(state, "\n"),
+                  state, g_strerror(-r));
     }
 }
 
