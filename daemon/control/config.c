@@ -490,6 +490,33 @@ void config_free(struct postcopyd_config *cfg)
     memset(cfg, 0, sizeof(*cfg));
 }
 
+static bool key_differs(const struct config_key *k,
+                        const struct postcopyd_config *a,
+                        const struct postcopyd_config *b)
+{
+    const void *va = (const char *)a + k->offset;
+    const void *vb = (const char *)b + k->offset;
+
+    if (k->type == CONFIG_INT) {
+        return *(const int *)va != *(const int *)vb;
+    }
+    return g_strcmp0(*(char *const *)va, *(char *const *)vb) != 0;
+}
+
+char *config_diff(const struct postcopyd_config *a,
+                  const struct postcopyd_config *b)
+{
+    g_autoptr(GString) s = g_string_new(NULL);
+
+    for (size_t i = 0; i < config_nkeys; i++) {
+        if (key_differs(&config_keys[i], a, b)) {
+            g_string_append_printf(s, "%s%s.%s", s->len ? ", " : "",
+                                   config_keys[i].group, config_keys[i].key);
+        }
+    }
+    return s->len ? g_string_free(g_steal_pointer(&s), FALSE) : NULL;
+}
+
 GLogLevelFlags config_log_levels(const struct postcopyd_config *cfg)
 {
     static const char *const names[] = {"error", "warning", "info", "debug"};

@@ -112,6 +112,13 @@ bool config_load_from(struct postcopyd_config *cfg, const char *default_file,
 /* Free what config_load() put in @cfg (not @cfg itself) and zero it. */
 void config_free(struct postcopyd_config *cfg);
 
+/*
+ * The "group.key" names of the settings whose values differ between @a
+ * and @b, comma-separated; NULL when none does.  g_free() it.
+ */
+char *config_diff(const struct postcopyd_config *a,
+                  const struct postcopyd_config *b);
+
 /* The GLib log levels that cfg->log_level lets through. */
 GLogLevelFlags config_log_levels(const struct postcopyd_config *cfg);
 

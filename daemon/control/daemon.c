@@ -383,10 +383,11 @@ bool daemon_start_listeners(struct daemon *d, GError **err)
 void daemon_shutdown(struct daemon *d)
 {
     d->stopping = true;
+    /* No fd: the socket file, if any, is another daemon's. */
     if (d->attach_fd >= 0) {
         shutdown(d->attach_fd, SHUT_RDWR);
+        unlink(d->cfg->attach_socket);
     }
-    unlink(d->cfg->attach_socket);
 }
 
 struct vm_entry *daemon_take_vm(struct daemon *d, const char *name,

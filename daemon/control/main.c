@@ -13,7 +13,8 @@
 #include "daemon.h"
 #include "service_notify.h"
 
-static GLogLevelFlags log_levels;
+/* Read by every thread that logs, changed by a SIGHUP reload. */
+static gint log_levels;
 /* stderr is a journald stream: log records with their priority instead. */
 static bool log_to_journal;
 /*
@@ -46,7 +47,7 @@ static GLogWriterOutput log_writer(GLogLevelFlags level,
 {
     const char *message = NULL;
 
-    if (!(level & log_levels & G_LOG_LEVEL_MASK)) {
+    if (!(level & g_atomic_int_get(&log_levels) & G_LOG_LEVEL_MASK)) {
         return G_LOG_WRITER_HANDLED;
     }
     if (log_to_journal &&
@@ -81,15 +82,92 @@ static int exit_failure(int status, const GError *err)
     return status;
 }
 
-static gboolean on_signal(gpointer opaque)
+struct run {
+    GMainLoop *loop;
+    struct postcopyd_config *cfg;
+    int argc;
+    char **argv;
+};
+
+static gboolean on_sigterm(gpointer opaque)
 {
-    g_main_loop_quit(opaque);
-    return G_SOURCE_REMOVE;
+    struct run *r = opaque;
+
+    g_message("stopping: SIGTERM");
+    g_main_loop_quit(r->loop);
+    return G_SOURCE_CONTINUE;
+}
+
+static gboolean on_sigint(gpointer opaque)
+{
+    struct run *r = opaque;
+
+    g_message("stopping: SIGINT");
+    g_main_loop_quit(r->loop);
+    return G_SOURCE_CONTINUE;
+}
+
+/*
+ * SIGHUP reloads the configuration.  Only log-level takes effect at once:
+ * sockets, keys and TLS are in use by running migrations, so a change to
+ * them is named and left for the next start.  A bad file changes nothing.
+ */
+static gboolean on_sighup(gpointer opaque)
+{
+    struct run *r = opaque;
+    struct postcopyd_config now = {0};
+    g_autoptr(GError) err = NULL;
+    g_autofree char *changed = NULL;
+    g_autofree char *later = NULL;
+    char *level;
+
+    if (!config_load(&now, r->argc, r->argv, &err)) {
+        g_warning("SIGHUP: configuration not reloaded, the running one "
+                  "stays: %s",
+                  err->message);
+        return G_SOURCE_CONTINUE;
+    }
+    changed = config_diff(r->cfg, &now);
+    /* log-level applies now; whatever else differs waits for a restart. */
+    level = r->cfg->log_level;
+    r->cfg->log_level = now.log_level;
+    later = config_diff(r->cfg, &now);
+    now.log_level = level; /* the old one, freed with @now */
+    g_atomic_int_set(&log_levels, config_log_levels(r->cfg));
+    g_message("SIGHUP: configuration reloaded%s%s, log-level %s%s%s",
+              changed ? "" : ", nothing changed",
+              changed && !later ? ", all in effect" : "", r->cfg->log_level,
+              later ? "; in effect after a restart: " : "", later ? later : "");
+    config_free(&now);
+    return G_SOURCE_CONTINUE;
+}
+
+static bool start(struct postcopyd_config *cfg, GError **err)
+{
+    if (!daemon_init(&d, cfg, err)) {
+        return false;
+    }
+    d.control =
+        control_server_new(cfg->control_socket, daemon_commands, &d, err);
+    if (!d.control) {
+        return false;
+    }
+    control_server_set_policy(d.control, &d.control_policy);
+    return peercred_socket_apply(cfg->control_socket, &d.control_policy, err) &&
+           daemon_start_listeners(&d, err);
+}
+
+/* Every exit path: the sockets this daemon made go away. */
+static void stop(void)
+{
+    daemon_shutdown(&d);
+    g_clear_pointer(&d.control, control_server_free);
 }
 
 int main(int argc, char **argv)
 {
     struct postcopyd_config cfg = {0};
+    struct run r = {.cfg = &cfg, .argc = argc, .argv = argv};
     g_autoptr(GError) err = NULL;
     g_autoptr(GMainLoop) loop = NULL;
 
@@ -103,30 +181,21 @@ int main(int argc, char **argv)
     }
     log_levels = config_log_levels(&cfg);
     g_log_set_writer_func(log_writer, NULL, NULL);
-    if (!daemon_init(&d, &cfg, &err)) {
-        return exit_failure(POSTCOPYD_EXIT_START, err);
-    }
-    d.control =
-        control_server_new(cfg.control_socket, daemon_commands, &d, &err);
-    if (d.control) {
-        control_server_set_policy(d.control, &d.control_policy);
-    }
-    if (!d.control ||
-        !peercred_socket_apply(cfg.control_socket, &d.control_policy, &err) ||
-        !daemon_start_listeners(&d, &err)) {
+    /* Before any socket exists: a signal from now on stops cleanly. */
+    r.loop = loop = g_main_loop_new(NULL, FALSE);
+    g_unix_signal_add(SIGTERM, on_sigterm, &r);
+    g_unix_signal_add(SIGINT, on_sigint, &r);
+    g_unix_signal_add(SIGHUP, on_sighup, &r);
+    if (!start(&cfg, &err)) {
+        stop();
         return exit_failure(POSTCOPYD_EXIT_START, err);
     }
     g_message("ready: control socket %s", cfg.control_socket);
-    loop = g_main_loop_new(NULL, FALSE);
-    g_unix_signal_add(SIGTERM, on_signal, loop);
-    g_unix_signal_add(SIGINT, on_signal, loop);
     service_watchdog_start();
     service_notify_ready("serving: peers, attach and control sockets");
     g_main_loop_run(loop);
     service_notify_stopping();
-    g_message("shutting down");
-    daemon_shutdown(&d);
-    control_server_free(d.control);
+    stop();
     /*
      * Migrations still running keep their threads; exiting leaves the
      * VMMs holding their uffds, so faults wait instead of reading stale
