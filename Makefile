@@ -32,6 +32,10 @@ LIBEXECDIR = $(PREFIX)/libexec/postcopyd
 UNITDIR ?= $(if $(filter /usr,$(PREFIX:%/=%)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
 # The daemon reads /etc/postcopyd/postcopyd.conf whatever the prefix.
 CONFDIR = /etc/postcopyd
+MANDIR = $(PREFIX)/share/man
+BASHCOMPDIR = $(PREFIX)/share/bash-completion/completions
+# Hand-written roff pages: docs/NAME.SECTION.
+MANPAGES := $(wildcard docs/*.[158])
 
 PROTOS := $(wildcard proto/*.proto)
 PROTO_C := $(PROTOS:proto/%.proto=$(BUILD)/proto/%.pb-c.c)
@@ -195,10 +199,14 @@ $(TESTVM): $(TESTVM_OBJS) tools/testvm/testvm.ld
 # postcopyd.conf).  INSTALLED lists every file, for make uninstall.
 INSTALLED = $(SBINDIR)/postcopyd $(BINDIR)/postcopy-migrate \
 	$(LIBEXECDIR)/postcopy-guest $(UNITDIR)/postcopyd.service \
-	$(CONFDIR)/postcopyd.conf.example
+	$(CONFDIR)/postcopyd.conf.example \
+	$(BASHCOMPDIR)/postcopy-migrate \
+	$(foreach m,$(MANPAGES),$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
 install: $(PROGS)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) \
-		$(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CONFDIR)
+		$(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CONFDIR) \
+		$(DESTDIR)$(BASHCOMPDIR) \
+		$(addprefix $(DESTDIR)$(MANDIR)/man,$(sort $(subst .,,$(suffix $(MANPAGES)))))
 	install -m 755 $(BUILD)/postcopyd $(DESTDIR)$(SBINDIR)/
 	install -m 755 $(MIGRATE) $(DESTDIR)$(BINDIR)/
 	install -m 755 $(GUEST) $(DESTDIR)$(LIBEXECDIR)/
@@ -206,6 +214,10 @@ install: $(PROGS)
 		>$(DESTDIR)$(UNITDIR)/postcopyd.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/postcopyd.service
 	install -m 644 docs/postcopyd.conf.example $(DESTDIR)$(CONFDIR)/
+	install -m 644 tools/migrate/postcopy-migrate.bash \
+		$(DESTDIR)$(BASHCOMPDIR)/postcopy-migrate
+	$(foreach m,$(MANPAGES),install -m 644 $(m) \
+		$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/ &&) true
 
 # Leaves /etc/postcopyd/postcopyd.conf (the operator's) and the state dir.
 uninstall:

@@ -2,7 +2,9 @@
 # test_install.sh - `make install` into a DESTDIR: the tree it writes for
 # PREFIX=/usr/local and PREFIX=/usr (UNITDIR follows the prefix; the test
 # VMM in libexec, not bin), the unit pointing at the installed daemon, and
-# `make uninstall` taking all of it back.
+# `make uninstall` taking all of it back; the manuals and the bash
+# completion installed, each page rendering with `man -l` without a
+# warning, the unit naming them.
 # Prints TAP.  Run by tests/run-tests.sh, or: tests/e2e/test_install.sh --build DIR
 set -u
 
@@ -13,7 +15,7 @@ pcd_test_args "$@"
 build=$(cd "$build" && pwd)
 root=$(cd "$here/../.." && pwd)
 n=0 failed=0
-echo "1..3"
+echo "1..7"
 
 tmp=$(mktemp -d /tmp/pcd-install.XXXXXX) || exit 1
 trap 'rm -rf "$tmp"' EXIT
@@ -58,10 +60,46 @@ check_tree() {
     ok "$t"
 }
 
-# Files the later items add (manuals, completion) join through extra[].
-extra=()
+# Besides the programs, the unit and the example config (per prefix).
+manuals=(man8/postcopyd.8 man1/postcopy-migrate.1 man5/postcopyd.conf.5)
+extra=(usr/local/share/bash-completion/completions/postcopy-migrate
+    "${manuals[@]/#/usr/local/share/man/}")
 check_tree /usr/local /usr/local/lib/systemd/system
+extra=(usr/share/bash-completion/completions/postcopy-migrate
+    "${manuals[@]/#/usr/share/man/}")
 check_tree /usr /lib/systemd/system
+
+dest=$tmp/root_usr
+for m in "${manuals[@]}"; do
+    page=$dest/usr/share/man/$m
+    t="the installed ${m#*/} renders with man -l, without warnings"
+    if ! command -v man >/dev/null || ! command -v nroff >/dev/null; then
+        skip "$t" "man or nroff missing (Debian man-db, groff-base: ./configure --install-deps)"
+        continue
+    fi
+    out=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l "$page" 2>&1 >"$tmp/page")
+    name=$(basename "$m")
+    name=${name%.*}
+    if [ -z "$out" ] && grep -q "^NAME" "$tmp/page" &&
+        grep -qE "^ *${name//./\\.} +- " "$tmp/page" && grep -q "^EXIT STATUS\|^SEE ALSO" "$tmp/page"; then
+        ok "$t"
+    else
+        not_ok "$t" "man said:" "$out" "$(head -5 "$tmp/page")"
+    fi
+done
+
+t="the unit names the manuals; the completion knows every option of migrate --help"
+why=()
+grep -qx "Documentation=man:postcopyd(8) man:postcopyd.conf(5) man:postcopy-migrate(1)" \
+    "$dest/lib/systemd/system/postcopyd.service" || why+=("no Documentation= line naming the manuals")
+comp=$dest/usr/share/bash-completion/completions/postcopy-migrate
+for opt in $("$build/postcopy-migrate" migrate --help | grep -o '^  --[a-z-]*'); do
+    grep -q -- "$opt\b" "$comp" 2>/dev/null || why+=("the completion lacks $opt")
+done
+for choice in auto async-wp sync-wp soft-dirty precopy hybrid postcopy; do
+    grep -qw -- "$choice" "$comp" 2>/dev/null || why+=("the completion lacks '$choice'")
+done
+if ((${#why[@]} == 0)); then ok "$t"; else not_ok "$t" "${why[@]}"; fi
 
 t="make uninstall removes every installed file, keeps the operator's postcopyd.conf"
 dest=$tmp/root_usr

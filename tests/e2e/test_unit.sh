@@ -17,11 +17,17 @@ unit_in=$here/../../systemd/postcopyd.service.in
 tmp=$(mktemp -d /tmp/pcd-unit.XXXXXX) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 sed "s|@SBINDIR@|$build|g" "$unit_in" >"$tmp/postcopyd.service"
+# verify runs man(1) for every Documentation=man: page.
+for page in "$here"/../../docs/*.[158]; do
+    mkdir -p "$tmp/man/man${page##*.}"
+    cp "$page" "$tmp/man/man${page##*.}/"
+done
 
 t="the unit passes systemd-analyze verify"
 if ! command -v systemd-analyze >/dev/null; then
     skip "$t" "systemd-analyze is not installed (package systemd)"
-elif out=$(systemd-analyze verify "$tmp/postcopyd.service" 2>&1) && [ -z "$out" ]; then
+elif out=$(MANPATH=$tmp/man systemd-analyze verify "$tmp/postcopyd.service" 2>&1) &&
+    [ -z "$out" ]; then
     ok "$t"
 else
     not_ok "$t" "systemd-analyze verify said:"
