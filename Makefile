@@ -199,6 +199,7 @@ $(TESTVM): $(TESTVM_OBJS) tools/testvm/testvm.ld
 # postcopyd.conf).  INSTALLED lists every file, for make uninstall.
 INSTALLED = $(SBINDIR)/postcopyd $(BINDIR)/postcopy-migrate \
 	$(LIBEXECDIR)/postcopy-guest $(UNITDIR)/postcopyd.service \
+	$(UNITDIR)/postcopyd.socket \
 	$(CONFDIR)/postcopyd.conf.example \
 	$(BASHCOMPDIR)/postcopy-migrate \
 	$(foreach m,$(MANPAGES),$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
@@ -213,6 +214,7 @@ install: $(PROGS)
 	sed 's|@SBINDIR@|$(SBINDIR)|g' systemd/postcopyd.service.in \
 		>$(DESTDIR)$(UNITDIR)/postcopyd.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/postcopyd.service
+	install -m 644 systemd/postcopyd.socket $(DESTDIR)$(UNITDIR)/
 	install -m 644 docs/postcopyd.conf.example $(DESTDIR)$(CONFDIR)/
 	install -m 644 tools/migrate/postcopy-migrate.bash \
 		$(DESTDIR)$(BASHCOMPDIR)/postcopy-migrate

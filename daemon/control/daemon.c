@@ -360,9 +360,12 @@ static gpointer peer_accept_thread(gpointer opaque)
 
 bool daemon_start_listeners(struct daemon *d, GError **err)
 {
-    d->attach_fd = unix_listen(d->cfg->attach_socket, 0600, NULL, err);
     if (d->attach_fd < 0) {
-        return false;
+        d->attach_fd = unix_listen(d->cfg->attach_socket, 0600, NULL, err);
+        if (d->attach_fd < 0) {
+            return false;
+        }
+        d->attach_made = true;
     }
     if (!peercred_socket_apply(d->cfg->attach_socket, &d->attach_policy, err)) {
         g_prefix_error(err, "attach socket: ");
@@ -383,8 +386,11 @@ bool daemon_start_listeners(struct daemon *d, GError **err)
 void daemon_shutdown(struct daemon *d)
 {
     d->stopping = true;
-    /* No fd: the socket file, if any, is another daemon's. */
-    if (d->attach_fd >= 0) {
+    /*
+     * Only a socket we bound: systemd's (socket activation) serves the
+     * next daemon, and a file we never bound is another daemon's.
+     */
+    if (d->attach_made) {
         shutdown(d->attach_fd, SHUT_RDWR);
         unlink(d->cfg->attach_socket);
     }

@@ -142,15 +142,32 @@ static gboolean on_sighup(gpointer opaque)
     return G_SOURCE_CONTINUE;
 }
 
+/* The control socket systemd passed (postcopyd.socket), or a new one. */
+static struct control_server *control_open(const char *path, GError **err)
+{
+    int fd = service_activated_socket(path);
+
+    if (fd < 0) {
+        return control_server_new(path, daemon_commands, &d, err);
+    }
+    g_message("control socket %s: from systemd", path);
+    /* The main loop must never block in accept(). */
+    g_unix_set_fd_nonblocking(fd, TRUE, NULL);
+    return control_server_new_from_fd(fd, daemon_commands, &d);
+}
+
 static bool start(struct postcopyd_config *cfg, GError **err)
 {
     if (!daemon_init(&d, cfg, err)) {
         return false;
     }
-    d.control =
-        control_server_new(cfg->control_socket, daemon_commands, &d, err);
+    d.control = control_open(cfg->control_socket, err);
     if (!d.control) {
         return false;
+    }
+    d.attach_fd = service_activated_socket(cfg->attach_socket);
+    if (d.attach_fd >= 0) {
+        g_message("attach socket %s: from systemd", cfg->attach_socket);
     }
     control_server_set_policy(d.control, &d.control_policy);
     return peercred_socket_apply(cfg->control_socket, &d.control_policy, err) &&

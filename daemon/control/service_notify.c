@@ -50,3 +50,20 @@ void service_notify_stopping(void)
 {
     notify("STOPPING=1");
 }
+
+int service_activated_socket(const char *path)
+{
+    static int n = -1;
+
+    if (n < 0) {
+        /* Once, and never inside MAX(): the call unsets $LISTEN_FDS. */
+        n = sd_listen_fds(1);
+        n = MAX(n, 0);
+    }
+    for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++) {
+        if (sd_is_socket_unix(fd, SOCK_STREAM, 1, path, 0) > 0) {
+            return fd;
+        }
+    }
+    return -1;
+}

@@ -40,7 +40,7 @@ check_tree() {
     want=$(printf '%s\n' "${prefix#/}/sbin/postcopyd" \
         "${prefix#/}/bin/postcopy-migrate" \
         "${prefix#/}/libexec/postcopyd/postcopy-guest" \
-        "${unitdir#/}/postcopyd.service" \
+        "${unitdir#/}/postcopyd.service" "${unitdir#/}/postcopyd.socket" \
         etc/postcopyd/postcopyd.conf.example "${extra[@]}" | sort)
     t="make install PREFIX=$prefix writes the expected tree, the unit in $unitdir"
     if ! do_make "$dest" install PREFIX="$prefix"; then
