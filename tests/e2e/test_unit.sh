@@ -46,7 +46,8 @@ fi
 t="the unit keeps the state dir across restarts, leaves the VMMs alone, allows SCHED_FIFO"
 why=()
 for want in "Type=notify" "RuntimeDirectoryPreserve=yes" "KillMode=process" \
-    "Restart=on-failure" "WatchdogSec=" "ExecStart=$build/postcopyd"; do
+    "Restart=on-failure" "WatchdogSec=" "ExecStart=$build/postcopyd" \
+    "ExecReload=/bin/kill -HUP \$MAINPID"; do
     grep -q "^$want" "$svc" || why+=("no '$want' line")
 done
 grep -q "^PrivateDevices=yes" "$svc" &&
