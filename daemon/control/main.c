@@ -1,6 +1,8 @@
 /*
  * main.c - postcopyd: load the configuration, probe the kernel, serve the
- * attach, peer and control sockets until SIGTERM / SIGINT.
+ * attach, peer and control sockets until SIGTERM / SIGINT (SIGHUP
+ * rereads the configuration); log to stderr or, under systemd, the
+ * journal.
  */
 #include <glib-unix.h>
 #include <locale.h>
