@@ -206,7 +206,9 @@ int main(int argc, char **argv)
     g_unix_signal_add(SIGINT, on_sigint, &r);
     g_unix_signal_add(SIGHUP, on_sighup, &r);
     if (!start(&cfg, &err)) {
+        /* No thread runs yet: nothing else holds the configuration. */
         stop();
+        config_free(&cfg);
         return exit_failure(POSTCOPYD_EXIT_START, err);
     }
     g_message("ready: control socket %s", cfg.control_socket);
