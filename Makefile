@@ -2,7 +2,8 @@
 #
 #   make            build everything into $(BUILD) (default: build/)
 #   make check      build and run the test suite (configures itself first)
-#   make install    install binaries and units under $(PREFIX)
+#   make install    install programs, unit, manuals under $(PREFIX) (and
+#                   DESTDIR); make uninstall removes them again
 #   make clean      remove $(BUILD)
 #   make fuzz       libFuzzer targets, FUZZ_TIME s each, in $(BUILD_FUZZ)
 #
@@ -21,9 +22,20 @@ $(BUILD)/config.mak:
 
 include $(BUILD)/config.mak
 
+# make install PREFIX=/usr DESTDIR=/tmp/root overrides configure's prefix.
 DESTDIR ?=
 BINDIR = $(PREFIX)/bin
 SBINDIR = $(PREFIX)/sbin
+# The synthetic VM is a test tool: not in the operator's PATH.
+LIBEXECDIR = $(PREFIX)/libexec/postcopyd
+# Units follow the prefix: a distribution's /usr has them in /lib.
+UNITDIR ?= $(if $(filter /usr,$(PREFIX:%/=%)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
+# The daemon reads /etc/postcopyd/postcopyd.conf whatever the prefix.
+CONFDIR = /etc/postcopyd
+MANDIR = $(PREFIX)/share/man
+BASHCOMPDIR = $(PREFIX)/share/bash-completion/completions
+# Hand-written roff pages: docs/NAME.SECTION.
+MANPAGES := $(wildcard docs/*.[158])
 
 PROTOS := $(wildcard proto/*.proto)
 PROTO_C := $(PROTOS:proto/%.proto=$(BUILD)/proto/%.pb-c.c)
@@ -62,7 +74,7 @@ ALL_CFLAGS = $(CFLAGS) -MMD -MP -I. -Icommon $(DAEMON_DIRS:%/=-I%) -Itransport \
 	-I$(BUILD) \
 	-I$(BUILD)/proto -Itests/lib
 
-.PHONY: all check tests install clean fmt fmt-check demo fuzz fuzz-run
+.PHONY: all check tests install uninstall clean fmt fmt-check demo fuzz fuzz-run
 .SUFFIXES:
 .DELETE_ON_ERROR:
 # Keep generated protobuf-c sources and test objects: they are not
@@ -190,22 +202,41 @@ $(TESTVM): $(TESTVM_OBJS) tools/testvm/testvm.ld
 		-T tools/testvm/testvm.ld -o $@ $(TESTVM_OBJS)
 # ---- end of testvm
 
-# The unit, an example config (never over an existing postcopyd.conf) and
-# the libvirt hook (tools/libvirt-hook/postcopyd).
-UNITDIR ?= /lib/systemd/system
+# Programs, the units, an example config (never over an existing
+# postcopyd.conf), the manuals, bash completion and the libvirt hook
+# (tools/libvirt-hook/postcopyd).  INSTALLED lists every file, for make
+# uninstall.
+LIBVIRT_HOOKDIR ?= /etc/libvirt/hooks/qemu.d
+INSTALLED = $(SBINDIR)/postcopyd $(BINDIR)/postcopy-migrate \
+	$(LIBEXECDIR)/postcopy-guest $(UNITDIR)/postcopyd.service \
+	$(UNITDIR)/postcopyd.socket \
+	$(CONFDIR)/postcopyd.conf.example \
+	$(BASHCOMPDIR)/postcopy-migrate $(LIBVIRT_HOOKDIR)/postcopyd \
+	$(foreach m,$(MANPAGES),$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
 install: $(PROGS)
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) \
-		$(DESTDIR)/etc/postcopyd
-	install -m 755 $(GUEST) $(DESTDIR)$(BINDIR)/
-	$(if $(MIGRATE_SRCS),install -m 755 $(MIGRATE) $(DESTDIR)$(BINDIR)/)
-	$(if $(wildcard $(BUILD)/postcopyd),install -m 755 $(BUILD)/postcopyd $(DESTDIR)$(SBINDIR)/)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) \
+		$(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CONFDIR) \
+		$(DESTDIR)$(BASHCOMPDIR) \
+		$(addprefix $(DESTDIR)$(MANDIR)/man,$(sort $(subst .,,$(suffix $(MANPAGES)))))
+	install -m 755 $(BUILD)/postcopyd $(DESTDIR)$(SBINDIR)/
+	install -m 755 $(MIGRATE) $(DESTDIR)$(BINDIR)/
+	install -m 755 $(GUEST) $(DESTDIR)$(LIBEXECDIR)/
 	sed 's|@SBINDIR@|$(SBINDIR)|g' systemd/postcopyd.service.in \
 		>$(DESTDIR)$(UNITDIR)/postcopyd.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/postcopyd.service
-	install -m 644 docs/postcopyd.conf.example $(DESTDIR)/etc/postcopyd/
-	install -d $(DESTDIR)/etc/libvirt/hooks/qemu.d
-	install -m 755 tools/libvirt-hook/postcopyd \
-		$(DESTDIR)/etc/libvirt/hooks/qemu.d/postcopyd
+	install -m 644 systemd/postcopyd.socket $(DESTDIR)$(UNITDIR)/
+	install -m 644 docs/postcopyd.conf.example $(DESTDIR)$(CONFDIR)/
+	install -m 644 tools/migrate/postcopy-migrate.bash \
+		$(DESTDIR)$(BASHCOMPDIR)/postcopy-migrate
+	$(foreach m,$(MANPAGES),install -m 644 $(m) \
+		$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/ &&) true
+	install -d $(DESTDIR)$(LIBVIRT_HOOKDIR)
+	install -m 755 tools/libvirt-hook/postcopyd $(DESTDIR)$(LIBVIRT_HOOKDIR)/
+
+# Leaves /etc/postcopyd/postcopyd.conf (the operator's) and the state dir.
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	-rmdir $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(CONFDIR) 2>/dev/null
 
 clean:
 	rm -rf $(BUILD)

@@ -2,10 +2,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "hostport.h"
+#include "version.h"
 
 #define OFF(field) offsetof(struct postcopyd_config, field)
 
@@ -352,21 +354,34 @@ static const char *arg_description(const struct config_key *k)
     return "VALUE";
 }
 
+/* Exits, as --help does: nothing else on that command line matters. */
+static gboolean version_cb(const gchar *name, const gchar *value, gpointer data,
+                           GError **err)
+{
+    printf("postcopyd %s\n", POSTCOPYD_VERSION);
+    exit(0);
+}
+
 static GOptionContext *option_context(struct flag_values *fv)
 {
     GOptionContext *ctx = g_option_context_new("- postcopy live migration");
     GOptionGroup *grp = g_option_group_new(NULL, NULL, NULL, fv, NULL);
-    GOptionEntry e[G_N_ELEMENTS(config_keys) + 2] = {
+    GOptionEntry e[G_N_ELEMENTS(config_keys) + 3] = {
         {.long_name = "config",
          .short_name = 'c',
          .arg = G_OPTION_ARG_FILENAME,
          .arg_data = &fv->config_file,
          .description = "Config file (default " CONFIG_DEFAULT_FILE ")",
          .arg_description = "PATH"},
+        {.long_name = "version",
+         .flags = G_OPTION_FLAG_NO_ARG,
+         .arg = G_OPTION_ARG_CALLBACK,
+         .arg_data = (gpointer)version_cb,
+         .description = "Print the version and exit"},
     };
 
     for (size_t i = 0; i < config_nkeys; i++) {
-        e[i + 1] = (GOptionEntry){
+        e[i + 2] = (GOptionEntry){
             .long_name = config_keys[i].flag,
             .arg = G_OPTION_ARG_CALLBACK,
             .arg_data = (gpointer)flag_cb,
@@ -376,6 +391,7 @@ static GOptionContext *option_context(struct flag_values *fv)
     }
     g_option_group_add_entries(grp, e);
     g_option_context_set_main_group(ctx, grp);
+    g_option_context_set_description(ctx, CONFIG_EXIT_STATUS_HELP);
     return ctx;
 }
 
@@ -475,6 +491,33 @@ void config_free(struct postcopyd_config *cfg)
         }
     }
     memset(cfg, 0, sizeof(*cfg));
+}
+
+static bool key_differs(const struct config_key *k,
+                        const struct postcopyd_config *a,
+                        const struct postcopyd_config *b)
+{
+    const void *va = (const char *)a + k->offset;
+    const void *vb = (const char *)b + k->offset;
+
+    if (k->type == CONFIG_INT) {
+        return *(const int *)va != *(const int *)vb;
+    }
+    return g_strcmp0(*(char *const *)va, *(char *const *)vb) != 0;
+}
+
+char *config_diff(const struct postcopyd_config *a,
+                  const struct postcopyd_config *b)
+{
+    g_autoptr(GString) s = g_string_new(NULL);
+
+    for (size_t i = 0; i < config_nkeys; i++) {
+        if (key_differs(&config_keys[i], a, b)) {
+            g_string_append_printf(s, "%s%s.%s", s->len ? ", " : "",
+                                   config_keys[i].group, config_keys[i].key);
+        }
+    }
+    return s->len ? g_string_free(g_steal_pointer(&s), FALSE) : NULL;
 }
 
 GLogLevelFlags config_log_levels(const struct postcopyd_config *cfg)

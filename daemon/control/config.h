@@ -26,6 +26,19 @@
 
 #define CONFIG_ERROR config_error_quark()
 
+/* postcopyd's exit statuses, as --help and postcopyd(8) state them. */
+enum {
+    POSTCOPYD_EXIT_OK = 0,    /* stopped by SIGTERM or SIGINT */
+    POSTCOPYD_EXIT_START = 1, /* could not start: the reason is logged */
+    POSTCOPYD_EXIT_USAGE = 2, /* bad command line or configuration */
+};
+
+#define CONFIG_EXIT_STATUS_HELP                                                \
+    "Exit status:\n"                                                           \
+    "  0  stopped by SIGTERM or SIGINT\n"                                      \
+    "  1  could not start (the reason is logged)\n"                            \
+    "  2  bad command line or configuration file\n"
+
 typedef enum {
     CONFIG_ERROR_FILE,        /* the config file cannot be read or parsed */
     CONFIG_ERROR_UNKNOWN_KEY, /* unknown group or key in the file */
@@ -99,6 +112,13 @@ bool config_load_from(struct postcopyd_config *cfg, const char *default_file,
 
 /* Free what config_load() put in @cfg (not @cfg itself) and zero it. */
 void config_free(struct postcopyd_config *cfg);
+
+/*
+ * The "group.key" names of the settings whose values differ between @a
+ * and @b, comma-separated; NULL when none does.  g_free() it.
+ */
+char *config_diff(const struct postcopyd_config *a,
+                  const struct postcopyd_config *b);
 
 /* The GLib log levels that cfg->log_level lets through. */
 GLogLevelFlags config_log_levels(const struct postcopyd_config *cfg);

@@ -508,9 +508,12 @@ static bool start_thread(const char *name, GThreadFunc fn, void *data,
 
 bool daemon_start_listeners(struct daemon *d, GError **err)
 {
-    d->attach_fd = unix_listen(d->cfg->attach_socket, 0600, NULL, err);
     if (d->attach_fd < 0) {
-        return false;
+        d->attach_fd = unix_listen(d->cfg->attach_socket, 0600, NULL, err);
+        if (d->attach_fd < 0) {
+            return false;
+        }
+        d->attach_made = true;
     }
     if (!peercred_socket_apply(d->cfg->attach_socket, &d->attach_policy, err)) {
         g_prefix_error(err, "attach socket: ");
@@ -530,10 +533,14 @@ bool daemon_start_listeners(struct daemon *d, GError **err)
 void daemon_shutdown(struct daemon *d)
 {
     d->stopping = true;
-    if (d->attach_fd >= 0) {
+    /*
+     * Only a socket we bound: systemd's (socket activation) serves the
+     * next daemon, and a file we never bound is another daemon's.
+     */
+    if (d->attach_made) {
         shutdown(d->attach_fd, SHUT_RDWR);
+        unlink(d->cfg->attach_socket);
     }
-    unlink(d->cfg->attach_socket);
 }
 
 struct vm_entry *daemon_take_vm(struct daemon *d, const char *name,

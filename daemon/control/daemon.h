@@ -42,7 +42,8 @@ struct daemon {
     struct peercred_policy attach_policy;
     struct listener *peer;
     struct conn_limit preauth; /* peer connections not authenticated yet */
-    int attach_fd;
+    int attach_fd;    /* set before daemon_start_listeners: systemd's */
+    bool attach_made; /* we bound the attach socket: ours to remove */
     GMutex lock;
     GPtrArray *vms;        /* struct vm_entry *, guarded by lock */
     GPtrArray *migrations; /* struct migration *, newest last, by lock */

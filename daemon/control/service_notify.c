@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <glib.h>
 #include <systemd/sd-daemon.h>
 
@@ -13,7 +14,9 @@ static void notify(const char *state)
 
     if (r < 0 && !told) {
         told = true;
-        g_warning("cannot notify systemd (%s): %s", state, g_strerror(-r));
+        /* One line per event: the first assignment names the notice. */
+        g_warning("cannot notify systemd (%.*s): %s", (int)strcspn(state, "\n"),
+                  state, g_strerror(-r));
     }
 }
 
@@ -46,4 +49,21 @@ void service_watchdog_start(void)
 void service_notify_stopping(void)
 {
     notify("STOPPING=1");
+}
+
+int service_activated_socket(const char *path)
+{
+    static int n = -1;
+
+    if (n < 0) {
+        /* Once, and never inside MAX(): the call unsets $LISTEN_FDS. */
+        n = sd_listen_fds(1);
+        n = MAX(n, 0);
+    }
+    for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++) {
+        if (sd_is_socket_unix(fd, SOCK_STREAM, 1, path, 0) > 0) {
+            return fd;
+        }
+    }
+    return -1;
 }

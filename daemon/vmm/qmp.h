@@ -18,7 +18,7 @@
 #include <glib.h>
 #include <json-glib/json-glib.h>
 
-#define QMP_LINE_MAX  (4u << 20)
+#define QMP_LINE_MAX (4u << 20)
 /* Events kept for a later qmp_wait_event(); beyond it the oldest go. */
 #define QMP_EVENTS_MAX 256
 

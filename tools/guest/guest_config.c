@@ -3,12 +3,15 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <gio/gio.h>
 
 #include "attach.h"
 #include "backing.h"
 #include "verify.h"
+#include "version.h"
 
 #define SMALL_PAGE  4096u
 #define VCPUS_MAX   256
@@ -290,6 +293,14 @@ static bool validate(struct raw_options *o, struct guest_config *cfg,
     return true;
 }
 
+/* Exits, as --help does: nothing else on that command line matters. */
+static gboolean version_cb(const gchar *name, const gchar *value, gpointer data,
+                           GError **err)
+{
+    printf("postcopy-guest %s\n", POSTCOPYD_VERSION);
+    exit(0);
+}
+
 bool guest_config_parse(int *argc, char ***argv, struct guest_config *cfg,
                         GError **err)
 {
@@ -303,7 +314,8 @@ bool guest_config_parse(int *argc, char ***argv, struct guest_config *cfg,
     };
     GOptionEntry entries[] = {
         {"backing", 0, 0, G_OPTION_ARG_STRING, &o.backing,
-         "Guest RAM: anon, shmem (default) or hugetlbfs", "KIND"},
+         "Guest RAM: anon, shmem (default) or hugetlbfs",
+         "anon|shmem|hugetlbfs"},
         {"size", 0, 0, G_OPTION_ARG_STRING, &o.size,
          "Guest RAM size, e.g. 512M, 1G (default 256M)", "SIZE"},
         {"page-size", 0, 0, G_OPTION_ARG_STRING, &o.page_size,
@@ -315,7 +327,7 @@ bool guest_config_parse(int *argc, char ***argv, struct guest_config *cfg,
         {"vcpus", 0, 0, G_OPTION_ARG_INT, &o.vcpus, "vCPU threads (default 2)",
          "N"},
         {"workload", 0, 0, G_OPTION_ARG_STRING, &o.workload,
-         "idle, seq, random (default) or hotset", "KIND"},
+         "idle, seq, random (default) or hotset", "idle|seq|random|hotset"},
         {"dirty-rate", 0, 0, G_OPTION_ARG_INT64, &o.dirty_rate,
          "Write rate over all vCPUs; 0 = as fast as possible (default)",
          "MiB/s"},
@@ -349,6 +361,8 @@ bool guest_config_parse(int *argc, char ***argv, struct guest_config *cfg,
          "SECONDS"},
         {"last-writes", 0, 0, G_OPTION_ARG_INT, &o.last_writes,
          "At a pause each vCPU writes N more pages first (adversarial)", "N"},
+        {"version", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK,
+         (gpointer)version_cb, "Print the version and exit", NULL},
         {NULL},
     };
     g_autoptr(GOptionContext) ctx =
@@ -357,6 +371,11 @@ bool guest_config_parse(int *argc, char ***argv, struct guest_config *cfg,
 
     memset(cfg, 0, sizeof(*cfg));
     cfg->workload = WORKLOAD_RANDOM;
+    g_option_context_set_description(
+        ctx, "Exit status:\n"
+             "  0  quit by the daemon, or its attach socket closed\n"
+             "  1  failed (set-up, attach, or the daemon's channel)\n"
+             "  2  bad usage\n");
     g_option_context_add_main_entries(ctx, entries, NULL);
     ok = g_option_context_parse(ctx, argc, argv, err);
     if (ok && *argc > 1) {

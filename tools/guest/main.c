@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <locale.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -123,6 +124,8 @@ int main(int argc, char **argv)
 {
     g_autoptr(GError) err = NULL;
 
+    /* GLib's --help in the user's locale and charset. */
+    setlocale(LC_ALL, "");
     /* Tests and scripts wait for our lines: never hold them back. */
     setvbuf(stdout, NULL, _IONBF, 0);
     if (!guest_config_parse(&argc, &argv, &g.cfg, &err)) {

@@ -39,6 +39,7 @@ static GOptionContext *command_context(struct cli *cli, char **socket,
     GOptionContext *ctx = g_option_context_new(param);
 
     g_option_context_set_summary(ctx, cmd->summary);
+    g_option_context_set_description(ctx, CLI_EXIT_STATUS_HELP);
     g_option_context_add_main_entries(ctx, entries, NULL);
     g_option_context_add_main_entries(ctx, common, NULL);
     return ctx;

@@ -23,6 +23,12 @@
 /* migrate --domain reaches the destination host with this (else ssh). */
 #define CLI_SSH_ENV "POSTCOPY_MIGRATE_SSH"
 
+#define CLI_EXIT_STATUS_HELP                                                   \
+    "Exit status:\n"                                                           \
+    "  0  done (migrate: the migration completed)\n"                           \
+    "  1  failed: the daemon refused, the migration failed or was cancelled\n" \
+    "  2  bad usage\n"
+
 enum {
     CLI_EXIT_OK = 0,
     CLI_EXIT_FAIL = 1,

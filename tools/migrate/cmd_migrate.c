@@ -98,7 +98,10 @@ static bool parse_opts(struct cli *cli, const struct cli_command *cmd,
             .arg = G_OPTION_ARG_STRING,
             .arg_data = &o->params[i],
             .description = migrate_params[i].help,
-            .arg_description = migrate_params[i].arg,
+            /* A choice shows its words: --help is the list of them. */
+            .arg_description = migrate_params[i].choices
+                                   ? migrate_params[i].choices
+                                   : migrate_params[i].arg,
         };
     }
     return cli_parse(cli, cmd, e, argc, argv);

@@ -6,11 +6,13 @@
  * Global options come before the command (--socket is also accepted
  * after it); each command parses its own options.
  */
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "version.h"
 
 const struct cli_command cli_commands[] = {
     {"attach", cmd_attach,
@@ -58,7 +60,16 @@ static char *commands_help(void)
     for (const struct cli_command *c = cli_commands; c->name; c++) {
         g_string_append_printf(s, "  %-10s %s\n", c->name, c->summary);
     }
+    g_string_append(s, "\n" CLI_EXIT_STATUS_HELP);
     return g_string_free(s, FALSE);
+}
+
+/* Exits, as --help does: nothing else on that command line matters. */
+static gboolean version_cb(const gchar *name, const gchar *value, gpointer data,
+                           GError **err)
+{
+    printf(CLI_PROG " %s\n", POSTCOPYD_VERSION);
+    exit(CLI_EXIT_OK);
 }
 
 /* Parse the global options; leaves COMMAND [OPTIONS] in @args. */
@@ -69,6 +80,8 @@ static bool parse_global(char **socket, GStrv *args, GError **err)
          "Control socket of postcopyd (default " CLI_DEFAULT_SOCKET
          ", or $" CLI_SOCKET_ENV ")",
          "PATH"},
+        {"version", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK,
+         (gpointer)version_cb, "Print the version and exit", NULL},
         {NULL},
     };
     g_autoptr(GOptionContext) ctx = g_option_context_new("COMMAND [OPTIONS]");
@@ -107,6 +120,8 @@ int main(int argc, char **argv)
     struct cli cli = {0};
     int rc;
 
+    /* GLib's --help in the user's locale and charset. */
+    setlocale(LC_ALL, "");
     g_set_prgname(CLI_PROG);
     for (int i = 0; i < argc; i++) {
         args[i] = g_strdup(argv[i]);

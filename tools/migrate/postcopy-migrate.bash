@@ -1,0 +1,46 @@
+# bash completion for postcopy-migrate(1); installed by make install into
+# $(PREFIX)/share/bash-completion/completions/postcopy-migrate.
+# The options and their choices are those of `postcopy-migrate COMMAND --help`.
+
+_postcopy_migrate() {
+    local cur prev words cword cmd i opts
+    _init_completion 2>/dev/null || {
+        cur=${COMP_WORDS[COMP_CWORD]}
+        prev=${COMP_WORDS[COMP_CWORD - 1]}
+        words=("${COMP_WORDS[@]}")
+        cword=$COMP_CWORD
+    }
+
+    case $prev in
+    --mode) mapfile -t COMPREPLY < <(compgen -W "precopy hybrid postcopy" -- "$cur"); return ;;
+    --dirty-tracking) mapfile -t COMPREPLY < <(compgen -W "auto async-wp sync-wp soft-dirty" -- "$cur"); return ;;
+    --postcopy-bulk) mapfile -t COMPREPLY < <(compgen -W "on off" -- "$cur"); return ;;
+    --uffd) mapfile -t COMPREPLY < <(compgen -W "syscall device" -- "$cur"); return ;;
+    -s | --socket | --qmp | --dest-socket) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
+    --vm | --name | --to | --pid | --downtime-limit | --max-rounds | \
+        --max-precopy-time | --streams | --domain | --connect | \
+        --dest-connect) return ;;
+    esac
+
+    for ((i = 1; i < cword; i++)); do
+        case ${words[i]} in
+        -s | --socket) ((i++)) ;;
+        -*) ;;
+        *) cmd=${words[i]}; break ;;
+        esac
+    done
+
+    case ${cmd-} in
+    "") opts="attach migrate status cancel incoming recover --socket --version --help" ;;
+    attach) opts="--pid --qmp --domain --connect --name --incoming --uffd" ;;
+    migrate) opts="--vm --domain --to --connect --dest-connect --dest-socket
+        --no-wait --mode --downtime-limit --max-rounds --max-precopy-time
+        --postcopy-bulk --streams --dirty-tracking" ;;
+    status) opts="--vm --watch" ;;
+    cancel | incoming | recover) opts="--vm" ;;
+    *) return ;;
+    esac
+    [ -n "${cmd-}" ] && opts="$opts --socket --json --help"
+    mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur")
+}
+complete -F _postcopy_migrate postcopy-migrate
