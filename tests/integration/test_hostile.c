@@ -1414,6 +1414,23 @@ static const struct frame_case frame_cases[] = {
      {.type = FRAME_PAGE, .region = 7, .len = PAGE_SIZE},
      true,
      "for region 7, but the layout has 1"},
+    /* In precopy nothing was requested: a reply answers nothing. */
+    {"unsolicited-reply",
+     CHANNEL_URGENT,
+     {.type = FRAME_PAGE,
+      .flags = FRAME_F_REPLY | FRAME_F_FINAL,
+      .seq = 0,
+      .len = PAGE_SIZE},
+     true,
+     "a reply to page request 0, which was never made"},
+    {"unsolicited-zero-reply",
+     CHANNEL_URGENT,
+     {.type = FRAME_PAGE_ZERO,
+      .flags = FRAME_F_REPLY | FRAME_F_FINAL,
+      .seq = 7,
+      .count = 1},
+     false,
+     "a reply to page request 7, which was never made"},
 };
 
 /*
