@@ -81,6 +81,7 @@ bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
                     g_strerror(errno));
         return false;
     }
+    session_file_clean_orphans(cfg->state_dir);
     return uffd_probe(&d->caps, err);
 }
 
