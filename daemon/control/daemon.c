@@ -21,6 +21,8 @@
  * migration opens its control, urgent and up to 8 bulk channels at once,
  * so a source host gets room for three; the total bounds the threads.
  */
+/* How long a source's Hello waits for an incoming VM still attaching. */
+#define ATTACH_SETTLE_MS       2000
 #define PREAUTH_PER_SOURCE_MAX 32
 #define PREAUTH_MAX            128
 
@@ -49,6 +51,7 @@ bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
     d->attach_fd = -1;
     g_mutex_init(&d->lock);
     d->vms = g_ptr_array_new();
+    g_cond_init(&d->attach_cond);
     conn_limit_init(&d->preauth, PREAUTH_PER_SOURCE_MAX, PREAUTH_MAX);
     d->migrations = g_ptr_array_new();
     d->transport = transport_tcp();
@@ -204,6 +207,15 @@ static bool claim_name(struct daemon *d, struct vm_entry *vm, bool add)
     return !other;
 }
 
+/* One attach hello is through (taken or refused). */
+static void attach_done(struct daemon *d)
+{
+    g_mutex_lock(&d->lock);
+    d->attaching--;
+    g_cond_broadcast(&d->attach_cond);
+    g_mutex_unlock(&d->lock);
+}
+
 static gpointer attach_hello_thread(gpointer opaque)
 {
     struct vm_entry *vm = opaque;
@@ -216,6 +228,7 @@ static gpointer attach_hello_thread(gpointer opaque)
     if (!attach_recv(vm->sock, &vm->info, &err)) {
         g_warning("attach: %s", err->message);
         vm_entry_free(vm);
+        attach_done(d);
         return NULL;
     }
     tv.tv_sec = 0; /* from now on the VMM answers at its own pace */
@@ -224,6 +237,7 @@ static gpointer attach_hello_thread(gpointer opaque)
     vm->driver = vmm_channel_driver_new(vm->sock);
     vm->sock = -1;
     if (!claim_name(d, vm, false)) {
+        attach_done(d);
         return NULL;
     }
     g_message("vm %s: attached, pid %d, %zu region(s), %" G_GUINT64_FORMAT
@@ -233,8 +247,10 @@ static gpointer attach_hello_thread(gpointer opaque)
               vm->info.incoming ? ", incoming" : "");
     start_prealloc(d, vm);
     if (!claim_name(d, vm, true)) {
+        attach_done(d);
         return NULL;
     }
+    attach_done(d);
     restore_sessions(d, vm);
     return NULL;
 }
@@ -256,18 +272,29 @@ static gpointer attach_thread(gpointer opaque)
         if (d->stopping) {
             break;
         }
+        /*
+         * Counted before the accept: from the backlog to its hello's end,
+         * daemon_take_incoming_vm() always sees an attach in flight.
+         */
+        g_mutex_lock(&d->lock);
+        d->attaching++;
+        g_mutex_unlock(&d->lock);
         sock = accept4(d->attach_fd, NULL, NULL, SOCK_CLOEXEC);
         if (sock < 0) {
-            if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN) {
+            int e = errno;
+
+            attach_done(d);
+            if (e == EINTR || e == ECONNABORTED || e == EAGAIN) {
                 continue;
             }
-            g_warning("attach socket: accept: %s", g_strerror(errno));
+            g_warning("attach socket: accept: %s", g_strerror(e));
             break;
         }
         /* Before reading a byte: the VMM hands us its memory. */
         if (!peercred_allowed(sock, &d->attach_policy, &err)) {
             g_warning("attach socket: %s", err->message);
             close(sock);
+            attach_done(d);
             continue;
         }
         /* The VMM channel is blocking; the listener may not be. */
@@ -282,6 +309,7 @@ static gpointer attach_thread(gpointer opaque)
                       err->message);
             close(sock);
             g_free(vm);
+            attach_done(d);
             continue;
         }
         g_thread_unref(th);
@@ -514,6 +542,39 @@ struct vm_entry *daemon_take_vm(struct daemon *d, const char *name,
             busy ? name : (incoming ? "incoming " : ""), busy ? "" : name);
     }
     return found;
+}
+
+/*
+ * An attach hello being read, or a connection not accepted yet: wait a
+ * little for it (woken when one is through).  False once none is left
+ * or @end has passed.
+ */
+static bool attach_in_flight(struct daemon *d, gint64 end)
+{
+    struct pollfd p = {.fd = d->attach_fd, .events = POLLIN};
+    gint64 poll_end = g_get_monotonic_time() + 20 * G_TIME_SPAN_MILLISECOND;
+    bool pending;
+
+    g_mutex_lock(&d->lock);
+    pending = d->attaching > 0 || poll(&p, 1, 0) == 1;
+    if (pending) {
+        g_cond_wait_until(&d->attach_cond, &d->lock, MIN(end, poll_end));
+    }
+    g_mutex_unlock(&d->lock);
+    return pending && g_get_monotonic_time() < end;
+}
+
+struct vm_entry *daemon_take_incoming_vm(struct daemon *d, const char *name,
+                                         GError **err)
+{
+    gint64 end =
+        g_get_monotonic_time() + ATTACH_SETTLE_MS * G_TIME_SPAN_MILLISECOND;
+    struct vm_entry *vm;
+
+    while (!(vm = daemon_take_vm(d, name, true, NULL)) &&
+           attach_in_flight(d, end)) {
+    }
+    return vm ? vm : daemon_take_vm(d, name, true, err);
 }
 
 void daemon_release_vm(struct daemon *d, struct vm_entry *vm)
