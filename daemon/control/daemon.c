@@ -21,6 +21,8 @@
  * migration opens its control, urgent and up to 8 bulk channels at once,
  * so a source host gets room for three; the total bounds the threads.
  */
+/* How long a source's Hello waits for an incoming VM still attaching. */
+#define ATTACH_SETTLE_MS       2000
 #define PREAUTH_PER_SOURCE_MAX 32
 #define PREAUTH_MAX            128
 
@@ -49,6 +51,7 @@ bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
     d->attach_fd = -1;
     g_mutex_init(&d->lock);
     d->vms = g_ptr_array_new();
+    g_cond_init(&d->attach_cond);
     conn_limit_init(&d->preauth, PREAUTH_PER_SOURCE_MAX, PREAUTH_MAX);
     d->migrations = g_ptr_array_new();
     migration_set_status_hook(daemon_emit_status);
@@ -93,6 +96,7 @@ bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
                     g_strerror(errno));
         return false;
     }
+    session_file_clean_orphans(cfg->state_dir);
     return uffd_probe(&d->caps, err);
 }
 
@@ -216,6 +220,15 @@ static bool claim_name(struct daemon *d, struct vm_entry *vm, bool add)
     return !other;
 }
 
+/* One attach hello is through (taken or refused). */
+static void attach_done(struct daemon *d)
+{
+    g_mutex_lock(&d->lock);
+    d->attaching--;
+    g_cond_broadcast(&d->attach_cond);
+    g_mutex_unlock(&d->lock);
+}
+
 static bool add_vm(struct daemon *d, struct vm_entry *vm);
 
 static gpointer attach_hello_thread(gpointer opaque)
@@ -230,6 +243,7 @@ static gpointer attach_hello_thread(gpointer opaque)
     if (!attach_recv(vm->sock, &vm->info, &err)) {
         g_warning("attach: %s", err->message);
         vm_entry_free(vm);
+        attach_done(d);
         return NULL;
     }
     tv.tv_sec = 0; /* from now on the VMM answers at its own pace */
@@ -238,6 +252,7 @@ static gpointer attach_hello_thread(gpointer opaque)
     vm->driver = vmm_channel_driver_new(vm->sock);
     vm->sock = -1;
     add_vm(d, vm);
+    attach_done(d);
     return NULL;
 }
 
@@ -316,18 +331,29 @@ static gpointer attach_thread(gpointer opaque)
         if (d->stopping) {
             break;
         }
+        /*
+         * Counted before the accept: from the backlog to its hello's end,
+         * daemon_take_incoming_vm() always sees an attach in flight.
+         */
+        g_mutex_lock(&d->lock);
+        d->attaching++;
+        g_mutex_unlock(&d->lock);
         sock = accept4(d->attach_fd, NULL, NULL, SOCK_CLOEXEC);
         if (sock < 0) {
-            if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN) {
+            int e = errno;
+
+            attach_done(d);
+            if (e == EINTR || e == ECONNABORTED || e == EAGAIN) {
                 continue;
             }
-            g_warning("attach socket: accept: %s", g_strerror(errno));
+            g_warning("attach socket: accept: %s", g_strerror(e));
             break;
         }
         /* Before reading a byte: the VMM hands us its memory. */
         if (!peercred_allowed(sock, &d->attach_policy, &err)) {
             g_warning("attach socket: %s", err->message);
             close(sock);
+            attach_done(d);
             continue;
         }
         /* The VMM channel is blocking; the listener may not be. */
@@ -342,6 +368,7 @@ static gpointer attach_thread(gpointer opaque)
                       err->message);
             close(sock);
             g_free(vm);
+            attach_done(d);
             continue;
         }
         g_thread_unref(th);
@@ -576,6 +603,39 @@ struct vm_entry *daemon_take_vm(struct daemon *d, const char *name,
             busy ? name : (incoming ? "incoming " : ""), busy ? "" : name);
     }
     return found;
+}
+
+/*
+ * An attach hello being read, or a connection not accepted yet: wait a
+ * little for it (woken when one is through).  False once none is left
+ * or @end has passed.
+ */
+static bool attach_in_flight(struct daemon *d, gint64 end)
+{
+    struct pollfd p = {.fd = d->attach_fd, .events = POLLIN};
+    gint64 poll_end = g_get_monotonic_time() + 20 * G_TIME_SPAN_MILLISECOND;
+    bool pending;
+
+    g_mutex_lock(&d->lock);
+    pending = d->attaching > 0 || poll(&p, 1, 0) == 1;
+    if (pending) {
+        g_cond_wait_until(&d->attach_cond, &d->lock, MIN(end, poll_end));
+    }
+    g_mutex_unlock(&d->lock);
+    return pending && g_get_monotonic_time() < end;
+}
+
+struct vm_entry *daemon_take_incoming_vm(struct daemon *d, const char *name,
+                                         GError **err)
+{
+    gint64 end =
+        g_get_monotonic_time() + ATTACH_SETTLE_MS * G_TIME_SPAN_MILLISECOND;
+    struct vm_entry *vm;
+
+    while (!(vm = daemon_take_vm(d, name, true, NULL)) &&
+           attach_in_flight(d, end)) {
+    }
+    return vm ? vm : daemon_take_vm(d, name, true, err);
 }
 
 void daemon_release_vm(struct daemon *d, struct vm_entry *vm)

@@ -46,6 +46,8 @@ struct daemon {
     bool attach_made; /* we bound the attach socket: ours to remove */
     GMutex lock;
     GPtrArray *vms;        /* struct vm_entry *, guarded by lock */
+    unsigned attaching;    /* attach hellos accepted, not through; by lock */
+    GCond attach_cond;     /* signalled when one is through */
     GPtrArray *migrations; /* struct migration *, newest last, by lock */
     bool stopping;
 };
@@ -58,6 +60,13 @@ void daemon_shutdown(struct daemon *d);
 /* Hold the VMM named @name for a migration (destination: @incoming). */
 struct vm_entry *daemon_take_vm(struct daemon *d, const char *name,
                                 bool incoming, GError **err);
+/*
+ * The same for an incoming VM named by a source's Hello, from a peer
+ * thread: a VMM whose hello the daemon is still reading (its "ready"
+ * comes as it sends it) is waited for, up to ATTACH_SETTLE_MS.
+ */
+struct vm_entry *daemon_take_incoming_vm(struct daemon *d, const char *name,
+                                         GError **err);
 void daemon_release_vm(struct daemon *d, struct vm_entry *vm);
 /*
  * Attach a running QEMU by its pid and QMP socket (qemu_attach.h); refused

@@ -111,34 +111,6 @@ static void send_completed(struct channel *ch)
 }
 
 /*
- * The incoming VM, waiting a moment for one that is not attached yet: a
- * VMM's attach is registered by its own thread, and a migration started
- * right after the VMM said it was attached may get here first.
- */
-#define ADMISSION_VM_WAIT_MS 2000
-static struct vm_entry *take_incoming_vm(struct daemon *d, const char *name,
-                                         GError **err)
-{
-    int64_t end = g_get_monotonic_time() + ADMISSION_VM_WAIT_MS * 1000ll;
-
-    for (;;) {
-        GError *local = NULL;
-        struct vm_entry *vm = daemon_take_vm(d, name, true, &local);
-
-        if (vm ||
-            !g_error_matches(local, CONTROL_ERROR,
-                             CONTROL_ERROR_DEVICE_NOT_FOUND) ||
-            g_get_monotonic_time() >= end) {
-            if (local) {
-                g_propagate_error(err, local);
-            }
-            return vm;
-        }
-        g_error_free(local);
-        g_usleep(10000);
-    }
-}
-/*
  * A source reconnects a paused migration.  If this side had not noticed
  * the old connection die yet, it has now.
  */
@@ -213,7 +185,7 @@ void dest_accept_control(struct daemon *d, struct channel *ch,
         accept_resume(d, ch, hello);
         return;
     }
-    vm = take_incoming_vm(d, h->vm_name, &err);
+    vm = daemon_take_incoming_vm(d, h->vm_name, &err);
     if (!vm) {
         g_warning("peer %s: %s", channel_peer(ch), err->message);
         send_refusal(ch,

@@ -50,6 +50,14 @@ static bool receive_frame(struct dest_session *s, struct channel *ch,
     if (!frame_check_page(&h, s->limits, s->regions->n, err)) {
         return false;
     }
+    /* Request ids count up from 0 (fault_thread.c): a reply names one. */
+    if ((h.flags & FRAME_F_REPLY) && h.seq >= atomic_load(&s->next_seq)) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                    "%s channel: a reply to page request %u, which was never "
+                    "made",
+                    channel_kind_name(channel_kind(ch)), h.seq);
+        return false;
+    }
     r = &s->regions->regions[h.region];
     if (h.type == FRAME_PAGE_ZERO) {
         atomic_fetch_add(&s->m->stats.zero_pages, h.count);

@@ -90,6 +90,52 @@ static bool load(const char *path, enum migration_role role,
     return true;
 }
 
+/* "<32 hex digits>.pages": a page-state file, of migration <id>. */
+static bool pages_file_id(const char *name, char id[33])
+{
+    if (strlen(name) != 32 + strlen(".pages") ||
+        !g_str_has_suffix(name, ".pages")) {
+        return false;
+    }
+    for (int i = 0; i < 32; i++) {
+        if (!g_ascii_isxdigit(name[i])) {
+            return false;
+        }
+    }
+    g_strlcpy(id, name, 33);
+    return true;
+}
+
+unsigned session_file_clean_orphans(const char *state_dir)
+{
+    g_autoptr(GDir) dir = g_dir_open(state_dir, 0, NULL);
+    const char *name;
+    unsigned n = 0;
+
+    while (dir && (name = g_dir_read_name(dir))) {
+        g_autofree char *path = NULL, *session = NULL;
+        char id[33];
+
+        if (!pages_file_id(name, id)) {
+            continue;
+        }
+        session = path_of(state_dir, id, ROLE_DESTINATION);
+        if (g_file_test(session, G_FILE_TEST_EXISTS)) {
+            continue;
+        }
+        path = g_build_filename(state_dir, name, NULL);
+        if (unlink(path) < 0) {
+            g_warning("removing %s: %s", path, g_strerror(errno));
+            continue;
+        }
+        g_message("removed %s: its migration ended before the VM ran at "
+                  "the destination",
+                  path);
+        n++;
+    }
+    return n;
+}
+
 bool session_file_find(const char *state_dir, const char *vm_name,
                        enum migration_role role, struct session_file *out)
 {

@@ -29,6 +29,14 @@ bool session_file_write(const char *state_dir, const struct session_file *f,
                         GError **err);
 void session_file_remove(const char *state_dir, const char *id,
                          enum migration_role role);
+/*
+ * At start-up: remove the page-state files ("<id>.pages", dest.c) that no
+ * destination session file ("<id>.dest") names, those of migrations that
+ * died before their VM ran at the destination, which no VMM re-attaching
+ * can claim.  Returns how many went; each is logged.
+ */
+unsigned session_file_clean_orphans(const char *state_dir);
+
 /* The session of @role for VM @vm_name, if one was left; false if none. */
 bool session_file_find(const char *state_dir, const char *vm_name,
                        enum migration_role role, struct session_file *out);

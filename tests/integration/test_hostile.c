@@ -22,11 +22,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <gio/gio.h>
 
+#include "attach.h"
 #include "daemon_proc.h"
 #include "testlib.h"
 #include "peer_msg.h"
@@ -906,6 +909,54 @@ static void test_hello_unknown_vm(void)
     assert_serving();
 }
 
+/*
+ * A VMM's "ready" comes as it sends its hello, so a source may name it
+ * before the daemon has read that hello: the Hello waits for it.
+ */
+static void test_hello_vm_still_attaching(void)
+{
+    struct region r = {.kind = BACKING_SHMEM,
+                       .base = 0x7f0000000000ULL,
+                       .size = RAM_BYTES,
+                       .page_size = PAGE_SIZE};
+    g_autoptr(PeerMessage) reply = NULL;
+    g_autoptr(GError) err = NULL;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct hostile hs;
+    int uffd, sock;
+    Hello h;
+
+    if (!ready()) {
+        return;
+    }
+    g_strlcpy(sa.sun_path, fx.dst.attach_path, sizeof(sa.sun_path));
+    sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    g_assert_cmpint(connect(sock, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    hostile_init(&hs);
+    hello_init(&h, &hs, CHANNEL_CONTROL, 0);
+    h.vm_name = "late-vm";
+    hs.control = hostile_connect(CHANNEL_CONTROL, 0, &hs.control_port);
+    g_assert_true(hs.control && send_hello(hs.control, &h));
+    g_usleep(300 * 1000);
+    uffd = uffd_open(&err);
+    g_assert_no_error(err);
+    r.fd = memfd_create("late-vm", MFD_CLOEXEC);
+    g_assert_cmpint(ftruncate(r.fd, RAM_BYTES), ==, 0);
+    g_assert_true(
+        attach_send_hello(sock, "late-vm", true, uffd, 0, &r, 1, &err));
+    close(r.fd);
+    close(uffd);
+    reply =
+        expect_msg(hs.control, POSTCOPY__PEER__PEER_MESSAGE__MSG_HELLO_REPLY);
+    if (reply && !reply->hello_reply->ok) {
+        g_test_message("refused: %s", reply->hello_reply->error);
+    }
+    g_assert_true(reply && reply->hello_reply->ok);
+    hostile_close(&hs);
+    close(sock);
+    assert_serving();
+}
+
 static void test_hello_short_id(void)
 {
     struct hostile hs;
@@ -1415,6 +1466,23 @@ static const struct frame_case frame_cases[] = {
      {.type = FRAME_PAGE, .region = 7, .len = PAGE_SIZE},
      true,
      "for region 7, but the layout has 1"},
+    /* In precopy nothing was requested: a reply answers nothing. */
+    {"unsolicited-reply",
+     CHANNEL_URGENT,
+     {.type = FRAME_PAGE,
+      .flags = FRAME_F_REPLY | FRAME_F_FINAL,
+      .seq = 0,
+      .len = PAGE_SIZE},
+     true,
+     "a reply to page request 0, which was never made"},
+    {"unsolicited-zero-reply",
+     CHANNEL_URGENT,
+     {.type = FRAME_PAGE_ZERO,
+      .flags = FRAME_F_REPLY | FRAME_F_FINAL,
+      .seq = 7,
+      .count = 1},
+     false,
+     "a reply to page request 7, which was never made"},
 };
 
 /*
@@ -1801,6 +1869,8 @@ int main(int argc, char **argv)
     g_test_add_func("/hostile/raw/not-hello", test_raw_not_hello);
     g_test_add_func("/hostile/hello/version", test_hello_version);
     g_test_add_func("/hostile/hello/unknown-vm", test_hello_unknown_vm);
+    g_test_add_func("/hostile/hello/vm-still-attaching",
+                    test_hello_vm_still_attaching);
     g_test_add_func("/hostile/hello/short-id", test_hello_short_id);
     g_test_add_func("/hostile/hello/busy", test_hello_busy);
     g_test_add_func("/hostile/data/unknown-id", test_data_unknown_id);

@@ -1,0 +1,62 @@
+/*
+ * test_session_file.c - what a restarted daemon finds in its state dir:
+ * page-state files of migrations that died in precopy are removed, those
+ * a session file still names are kept, and nothing else is touched.
+ */
+#include <glib/gstdio.h>
+#include <gio/gio.h>
+
+#include "session_file.h"
+
+#define ORPHAN "0123456789abcdef0123456789abcdef"
+#define KEPT   "fedcba9876543210fedcba9876543210"
+
+static void touch(const char *dir, const char *name)
+{
+    g_autofree char *path = g_build_filename(dir, name, NULL);
+
+    g_assert_true(g_file_set_contents(path, "x", 1, NULL));
+}
+
+static bool exists(const char *dir, const char *name)
+{
+    g_autofree char *path = g_build_filename(dir, name, NULL);
+
+    return g_file_test(path, G_FILE_TEST_EXISTS);
+}
+
+static void test_clean_orphans(void)
+{
+    static const char *const kept[] = {
+        KEPT ".pages", KEPT ".dest", ORPHAN ".source",
+        "notes.pages", "0123.pages", "README",
+    };
+    g_autoptr(GError) err = NULL;
+    g_autofree char *dir = g_dir_make_tmp("session-file-XXXXXX", &err);
+
+    g_assert_no_error(err);
+    touch(dir, ORPHAN ".pages");
+    for (size_t i = 0; i < G_N_ELEMENTS(kept); i++) {
+        touch(dir, kept[i]);
+    }
+    g_assert_cmpuint(session_file_clean_orphans(dir), ==, 1);
+    g_assert_false(exists(dir, ORPHAN ".pages"));
+    for (size_t i = 0; i < G_N_ELEMENTS(kept); i++) {
+        g_assert_true(exists(dir, kept[i]));
+    }
+    /* Nothing left to do the second time. */
+    g_assert_cmpuint(session_file_clean_orphans(dir), ==, 0);
+    for (size_t i = 0; i < G_N_ELEMENTS(kept); i++) {
+        g_autofree char *path = g_build_filename(dir, kept[i], NULL);
+
+        g_unlink(path);
+    }
+    g_rmdir(dir);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/session-file/clean-orphans", test_clean_orphans);
+    return g_test_run();
+}
