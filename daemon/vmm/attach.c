@@ -16,6 +16,7 @@
 #include <json-glib/json-glib.h>
 
 #include "attach.pb-c.h"
+#include "attach_priv.h"
 #include "json_depth.h"
 #include "vm_channel.h"
 
@@ -24,7 +25,7 @@ G_STATIC_ASSERT((int)BACKING_SHMEM == POSTCOPY__ATTACH__BACKING__BACKING_SHMEM);
 G_STATIC_ASSERT((int)BACKING_HUGETLBFS ==
                 POSTCOPY__ATTACH__BACKING__BACKING_HUGETLBFS);
 
-static void G_GNUC_PRINTF(2, 3) fail(GError **err, const char *fmt, ...)
+void attach_fail(GError **err, const char *fmt, ...)
 {
     va_list ap;
     GError *e;
@@ -51,11 +52,7 @@ void attach_info_clear(struct attach_info *info)
     attach_info_init(info);
 }
 
-/*
- * region_table_add() with the attach wording: the VMM sent the region, so
- * a bad one is bad input on the socket.
- */
-static bool add_region(struct region_table *t, const struct region *r,
+bool attach_add_region(struct region_table *t, const struct region *r,
                        const char *prefix, GError **err)
 {
     GError *e = NULL;
@@ -74,22 +71,22 @@ bool attach_name_valid(const char *name, GError **err)
     size_t len = strlen(name);
 
     if (len == 0) {
-        fail(err, "attach: the VM name is empty");
+        attach_fail(err, "attach: the VM name is empty");
         return false;
     }
     if (len >= ATTACH_NAME_MAX) {
-        fail(err, "attach: the VM name is %zu bytes long (at most %d)", len,
-             ATTACH_NAME_MAX - 1);
+        attach_fail(err, "attach: the VM name is %zu bytes long (at most %d)",
+                    len, ATTACH_NAME_MAX - 1);
         return false;
     }
     if (!g_utf8_validate(name, len, NULL)) {
-        fail(err, "attach: the VM name is not valid UTF-8");
+        attach_fail(err, "attach: the VM name is not valid UTF-8");
         return false;
     }
     for (const char *p = name; *p; p = g_utf8_next_char(p)) {
         if (!g_unichar_isprint(g_utf8_get_char(p))) {
             /* Not quoted: it could forge a log line. */
-            fail(err, "attach: the VM name holds a control character");
+            attach_fail(err, "attach: the VM name holds a control character");
             return false;
         }
     }
@@ -102,28 +99,28 @@ static bool hello_check(const Postcopy__Attach__Hello *h, const int *fds,
                         size_t nfds, GError **err)
 {
     if (h->version != ATTACH_VERSION) {
-        fail(err, "attach: unsupported version %u (expected %d)", h->version,
-             ATTACH_VERSION);
+        attach_fail(err, "attach: unsupported version %u (expected %d)",
+                    h->version, ATTACH_VERSION);
         return false;
     }
     if (nfds < 1 || fds[0] < 0) {
-        fail(err, "attach: hello carries no uffd (fds[0])");
+        attach_fail(err, "attach: hello carries no uffd (fds[0])");
         return false;
     }
     if (h->pid <= 0) {
-        fail(err, "attach: hello has invalid pid %d", h->pid);
+        attach_fail(err, "attach: hello has invalid pid %d", h->pid);
         return false;
     }
     if (!attach_name_valid(h->vm_name ? h->vm_name : "", err)) {
         return false;
     }
     if (h->n_regions == 0) {
-        fail(err, "attach: hello has no regions");
+        attach_fail(err, "attach: hello has no regions");
         return false;
     }
     if (h->n_regions > REGION_MAX) {
-        fail(err, "attach: hello has %zu regions (limit %d)", h->n_regions,
-             REGION_MAX);
+        attach_fail(err, "attach: hello has %zu regions (limit %d)",
+                    h->n_regions, REGION_MAX);
         return false;
     }
     return true;
@@ -135,10 +132,10 @@ static bool hello_region_fd(const Postcopy__Attach__Region *m, size_t i,
 {
     if (r->kind == BACKING_ANON) {
         if (m->fd_index != -1) {
-            fail(err,
-                 "attach: region %zu: anonymous region has fd_index %d "
-                 "(expected -1)",
-                 i, m->fd_index);
+            attach_fail(err,
+                        "attach: region %zu: anonymous region has fd_index %d "
+                        "(expected -1)",
+                        i, m->fd_index);
             return false;
         }
         r->fd = -1;
@@ -146,10 +143,11 @@ static bool hello_region_fd(const Postcopy__Attach__Region *m, size_t i,
     }
     /* Index 0 is the uffd, never guest RAM. */
     if (m->fd_index < 1 || (size_t)m->fd_index >= nfds) {
-        fail(err,
-             "attach: region %zu: fd_index %d names no memory fd (the hello "
-             "carries %zu)",
-             i, m->fd_index, nfds - 1);
+        attach_fail(
+            err,
+            "attach: region %zu: fd_index %d names no memory fd (the hello "
+            "carries %zu)",
+            i, m->fd_index, nfds - 1);
         return false;
     }
     r->fd = fds[m->fd_index];
@@ -168,7 +166,8 @@ static bool hello_region(const Postcopy__Attach__Region *m, size_t i,
         r->kind = (enum backing_kind)m->backing;
         break;
     default:
-        fail(err, "attach: region %zu: unknown backing %d", i, (int)m->backing);
+        attach_fail(err, "attach: region %zu: unknown backing %d", i,
+                    (int)m->backing);
         return false;
     }
     r->base = m->host_addr;
@@ -192,7 +191,7 @@ static bool hello_regions(const Postcopy__Attach__Hello *h, const int *fds,
         if (!hello_region(h->regions[i], i, fds, nfds, &r, err)) {
             return false;
         }
-        if (!add_region(t, &r, "attach: ", err)) {
+        if (!attach_add_region(t, &r, "attach: ", err)) {
             return false;
         }
     }
@@ -280,7 +279,7 @@ bool attach_parse_hello(const uint8_t *body, size_t len, const int *fds,
 
     h = postcopy__attach__hello__unpack(NULL, len, body);
     if (!h) {
-        fail(err, "attach: malformed hello (%zu bytes)", len);
+        attach_fail(err, "attach: malformed hello (%zu bytes)", len);
         return false;
     }
     attach_info_init(&tmp);
@@ -302,292 +301,6 @@ bool attach_parse_hello(const uint8_t *body, size_t len, const int *fds,
 out:
     postcopy__attach__hello__free_unpacked(h, NULL);
     return ok;
-}
-
-/* ---- Firecracker's handshake ---- */
-
-static bool json_get_u64(JsonObject *o, guint i, const char *name, uint64_t *v,
-                         GError **err)
-{
-    JsonNode *n = json_object_get_member(o, name);
-    gint64 x;
-
-    if (!n) {
-        fail(err, "attach: Firecracker region %u: missing \"%s\"", i, name);
-        return false;
-    }
-    if (!JSON_NODE_HOLDS_VALUE(n) ||
-        json_node_get_value_type(n) != G_TYPE_INT64) {
-        fail(err, "attach: Firecracker region %u: \"%s\" is not an integer", i,
-             name);
-        return false;
-    }
-    x = json_node_get_int(n);
-    if (x < 0) {
-        fail(err,
-             "attach: Firecracker region %u: \"%s\" is negative (%" PRId64 ")",
-             i, name, (int64_t)x);
-        return false;
-    }
-    *v = x;
-    return true;
-}
-
-/* Older Firecracker sends page_size_kib instead of page_size. */
-static bool fc_page_size(JsonObject *o, guint i, uint64_t *page_size,
-                         GError **err)
-{
-    uint64_t kib;
-
-    if (json_object_has_member(o, "page_size") ||
-        !json_object_has_member(o, "page_size_kib")) {
-        return json_get_u64(o, i, "page_size", page_size, err);
-    }
-    if (!json_get_u64(o, i, "page_size_kib", &kib, err)) {
-        return false;
-    }
-    if (kib > UINT64_MAX / 1024) {
-        fail(err, "attach: Firecracker region %u: page_size_kib too large", i);
-        return false;
-    }
-    *page_size = kib * 1024;
-    return true;
-}
-
-static bool fc_region(JsonArray *a, guint i, struct region *r, GError **err)
-{
-    JsonNode *n = json_array_get_element(a, i);
-    JsonObject *o;
-
-    if (!JSON_NODE_HOLDS_OBJECT(n)) {
-        fail(err, "attach: Firecracker region %u is not an object", i);
-        return false;
-    }
-    o = json_node_get_object(n);
-    memset(r, 0, sizeof(*r));
-    r->kind = BACKING_ANON;
-    r->fd = -1;
-    return json_get_u64(o, i, "base_host_virt_addr", &r->base, err) &&
-           json_get_u64(o, i, "size", &r->size, err) &&
-           json_get_u64(o, i, "offset", &r->offset, err) &&
-           fc_page_size(o, i, &r->page_size, err);
-}
-
-static bool fc_regions(JsonNode *root, struct region_table *t, GError **err)
-{
-    JsonArray *a;
-    guint n;
-
-    if (!root || !JSON_NODE_HOLDS_ARRAY(root)) {
-        fail(err, "attach: Firecracker handshake is not a JSON array");
-        return false;
-    }
-    a = json_node_get_array(root);
-    n = json_array_get_length(a);
-    if (n == 0 || n > REGION_MAX) {
-        fail(err, "attach: Firecracker handshake has %u regions (1..%d)", n,
-             REGION_MAX);
-        return false;
-    }
-    for (guint i = 0; i < n; i++) {
-        struct region r;
-
-        if (!fc_region(a, i, &r, err)) {
-            return false;
-        }
-        if (!add_region(t, &r, "attach: Firecracker ", err)) {
-            return false;
-        }
-    }
-    return true;
-}
-
-static bool fc_not_array(GError **err)
-{
-    fail(err, "attach: Firecracker handshake is not a JSON array, nor "
-              "{\"vm_name\": STRING, \"regions\": ARRAY}");
-    return false;
-}
-
-/*
- * Our extension of Firecracker's form, so that it can carry a name:
- * {"vm_name": NAME, "regions": [the array]}.  @name is NULL without one.
- */
-static bool fc_unwrap(JsonNode **root, const char **name, GError **err)
-{
-    static const char *const allowed[] = {"vm_name", "regions", NULL};
-    g_autoptr(GList) members = NULL;
-    JsonObject *o;
-    JsonNode *n;
-
-    *name = NULL;
-    if (!*root || !JSON_NODE_HOLDS_OBJECT(*root)) {
-        return true;
-    }
-    o = json_node_get_object(*root);
-    members = json_object_get_members(o);
-    for (GList *l = members; l; l = l->next) {
-        if (!g_strv_contains(allowed, l->data)) {
-            return fc_not_array(err);
-        }
-    }
-    n = json_object_get_member(o, "vm_name");
-    if (!n || !JSON_NODE_HOLDS_VALUE(n) ||
-        json_node_get_value_type(n) != G_TYPE_STRING) {
-        return fc_not_array(err);
-    }
-    *name = json_node_get_string(n);
-    *root = json_object_get_member(o, "regions");
-    return attach_name_valid(*name, err);
-}
-
-bool attach_parse_firecracker(const char *json, size_t len, const int *fds,
-                              size_t nfds, struct attach_info *info,
-                              GError **err)
-{
-    g_autoptr(JsonParser) parser = NULL;
-    g_autoptr(GError) jerr = NULL;
-    struct attach_info tmp;
-    const char *name;
-    JsonNode *root;
-
-    if (len > ATTACH_JSON_MAX) {
-        fail(err, "attach: Firecracker JSON of %zu bytes exceeds %u", len,
-             ATTACH_JSON_MAX);
-        return false;
-    }
-    if (nfds != 1 || fds[0] < 0) {
-        fail(err,
-             "attach: Firecracker handshake must carry exactly one fd (the "
-             "uffd), got %zu",
-             nfds);
-        return false;
-    }
-    parser = json_parser_new_immutable();
-    if (!json_load_bounded(parser, json, len, &jerr)) {
-        fail(err, "attach: malformed Firecracker JSON: %s", jerr->message);
-        return false;
-    }
-    root = json_parser_get_root(parser);
-    if (!fc_unwrap(&root, &name, err)) {
-        return false;
-    }
-    attach_info_init(&tmp);
-    if (!fc_regions(root, &tmp.regions, err)) {
-        return false;
-    }
-    /* Without one, attach_recv() names it after its pid. */
-    g_strlcpy(tmp.vm_name, name ? name : "", sizeof(tmp.vm_name));
-    tmp.firecracker = true;
-    tmp.uffd_features = ATTACH_UFFD_FEATURES_UNKNOWN;
-    tmp.uffd = fds[0];
-    *info = tmp;
-    return true;
-}
-
-/* ---- what the fds are ---- */
-
-static bool fd_errno(GError **err, const struct region *r, const char *what)
-{
-    int e = errno;
-
-    g_set_error(err, G_IO_ERROR, g_io_error_from_errno(e),
-                "attach: region at 0x%" PRIx64 ": %s: %s", r->base, what,
-                g_strerror(e));
-    return false;
-}
-
-/*
- * @r's fd is a file of the filesystem its backing says (a memfd or
- * /dev/shm file is tmpfs).  Anything else, a socket above all (the
- * VMM's own end of the attach socket would keep it open for good), is
- * refused.
- */
-static bool check_region_fs(const struct region *r, const struct stat *st,
-                            GError **err)
-{
-    unsigned long want =
-        r->kind == BACKING_HUGETLBFS ? HUGETLBFS_MAGIC : TMPFS_MAGIC;
-    struct statfs fs;
-
-    if (!S_ISREG(st->st_mode)) {
-        fail(err,
-             "attach: region at 0x%" PRIx64 ": its memory fd is not a "
-             "file (mode 0%o)",
-             r->base, (unsigned)(st->st_mode & S_IFMT));
-        return false;
-    }
-    if (fstatfs(r->fd, &fs) < 0) {
-        return fd_errno(err, r, "fstatfs");
-    }
-    if ((unsigned long)fs.f_type != want) {
-        fail(err,
-             "attach: region at 0x%" PRIx64 ": its memory fd is no %s file "
-             "(filesystem 0x%lx)",
-             r->base, backing_kind_name(r->kind), (unsigned long)fs.f_type);
-        return false;
-    }
-    return true;
-}
-
-/*
- * @r fits in its memory file: a region past its end would be accepted
- * and fault with SIGBUS (the daemon's alias mapping) or never resolve.
- */
-static bool check_region_fd(const struct region *r, GError **err)
-{
-    struct stat st;
-
-    if (fstat(r->fd, &st) < 0) {
-        return fd_errno(err, r, "fstat");
-    }
-    if (!check_region_fs(r, &st, err)) {
-        return false;
-    }
-    if (r->offset > UINT64_MAX - r->size ||
-        r->offset + r->size > (uint64_t)st.st_size) {
-        fail(err,
-             "attach: region at 0x%" PRIx64 ": %" PRIu64 " bytes at offset "
-             "%" PRIu64 ", but its memory fd holds %" PRIu64 " bytes",
-             r->base, r->size, r->offset, (uint64_t)st.st_size);
-        return false;
-    }
-    return true;
-}
-
-/*
- * The link of a userfaultfd names its anon inode.  Asking the fd itself
- * (UFFDIO_API) would use up the one handshake it takes, the VMM's or the
- * daemon's.
- */
-static bool is_uffd(int fd)
-{
-    char path[32], target[64];
-    ssize_t n;
-
-    g_snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-    n = readlink(path, target, sizeof(target) - 1);
-    if (n < 0) {
-        return false;
-    }
-    target[n] = '\0';
-    return !strcmp(target, "anon_inode:[userfaultfd]");
-}
-
-bool attach_check_fds(const struct attach_info *info, GError **err)
-{
-    if (!is_uffd(info->uffd)) {
-        fail(err, "attach: the uffd (fds[0]) is not a userfaultfd");
-        return false;
-    }
-    for (size_t i = 0; i < info->regions.n; i++) {
-        const struct region *r = &info->regions.regions[i];
-
-        if (r->fd >= 0 && !check_region_fd(r, err)) {
-            return false;
-        }
-    }
-    return true;
 }
 
 /* ---- the daemon's side of the socket ---- */
@@ -619,8 +332,8 @@ static bool recv_hello(int sock, struct attach_info *info, GError **err)
         return false;
     }
     if (f.type != VM_FRAME_HELLO) {
-        fail(err, "attach: expected a hello frame, got frame type %d",
-             (int)f.type);
+        attach_fail(err, "attach: expected a hello frame, got frame type %d",
+                    (int)f.type);
         goto out;
     }
     if (!attach_parse_hello(f.body, f.len, f.fds, f.nfds, info, err)) {
@@ -630,8 +343,8 @@ static bool recv_hello(int sock, struct attach_info *info, GError **err)
     ok = true;
     /* A pid from another namespace reads as 0: nothing to compare. */
     if (peer_pid(sock, &peer, NULL) && peer > 0 && peer != info->pid) {
-        fail(err, "attach: hello claims pid %d but the peer is pid %d",
-             (int)info->pid, (int)peer);
+        attach_fail(err, "attach: hello claims pid %d but the peer is pid %d",
+                    (int)info->pid, (int)peer);
         ok = false;
     }
     if (ok && !attach_check_fds(info, err)) {
@@ -707,7 +420,8 @@ static bool recv_firecracker(int sock, struct attach_info *info, GError **err)
         }
     }
     if (got == ATTACH_JSON_MAX && json_incomplete(buf, got)) {
-        fail(err, "attach: Firecracker JSON exceeds %u bytes", ATTACH_JSON_MAX);
+        attach_fail(err, "attach: Firecracker JSON exceeds %u bytes",
+                    ATTACH_JSON_MAX);
         goto out;
     }
     if (!peer_pid(sock, &peer, err) ||
@@ -783,7 +497,8 @@ bool attach_send_hello(int sock, const char *vm_name, bool incoming, int uffd,
     size_t nfds = 1;
 
     if (n > REGION_MAX) {
-        fail(err, "attach: %zu regions exceed the limit of %d", n, REGION_MAX);
+        attach_fail(err, "attach: %zu regions exceed the limit of %d", n,
+                    REGION_MAX);
         return false;
     }
     for (size_t i = 0; i < n; i++) {
@@ -801,8 +516,8 @@ bool attach_send_hello(int sock, const char *vm_name, bool incoming, int uffd,
             rm[i].fd_index = fd_slot(fds, &nfds, r->fd);
         }
         if (r->kind != BACKING_ANON && rm[i].fd_index < 0) {
-            fail(err, "attach: the regions need more than %d fds",
-                 VM_CHANNEL_MAX_FDS);
+            attach_fail(err, "attach: the regions need more than %d fds",
+                        VM_CHANNEL_MAX_FDS);
             return false;
         }
         rp[i] = &rm[i];
