@@ -46,6 +46,9 @@ bool uffd_inject_syscall(pid_t pid, long nr, const long args[6], long *ret,
 bool uffd_inject_create(pid_t pid, enum uffd_inject_via via, int *vmm_fd,
                         int *our_fd, enum uffd_inject_via *used, GError **err);
 
+/* Our copy of fd @fd of process @pid (pidfd_getfd); -1 with @err. */
+int uffd_inject_copy_fd(pid_t pid, int fd, GError **err);
+
 /*
  * A daemon restarted in postcopy carries on with the uffd it left in the
  * VMM (the VMM kept its copy: the guest's faults wait on it): take that
