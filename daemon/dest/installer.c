@@ -108,47 +108,54 @@ static void install_done(struct dest_session *s, const struct region *r,
 
 /*
  * Before the VMM runs (precopy): keep the copy of pages [first, first+n)
- * for later, in the page cache or the staging area.  A newer copy of the
- * same page simply replaces an older one.
+ * for later, in the page cache or the staging area, one write per run of
+ * pages held.  A newer copy of the same page simply replaces an older one.
  */
-static void write_pages(struct dest_session *s, const struct region *r,
+static bool write_pages(struct dest_session *s, const struct region *r,
                         uint64_t first, uint64_t n, const uint8_t *data)
 {
     struct copy_area *ca = &s->copies[r->id];
-    uint64_t ps = r->page_size, run = 0;
+    uint64_t ps = r->page_size;
     /* Only a copy area that may hold data needs clearing for zeroes. */
     bool clear = atomic_load(&ca->used);
 
     if (data) {
         atomic_store(&ca->used, true);
     }
-    for (uint64_t i = 0; i <= n; i++) {
-        uint64_t p = first + i;
-        bool held =
-            i < n && page_state_begin_write(s->pst, r->id, p) == PAGE_OK;
+    for (uint64_t i = 0; i < n;) {
+        uint64_t j = i;
+        int ret = 0;
 
-        if (i < n && !held) {
-            atomic_fetch_add(&s->m->stats.pages_dropped, 1);
+        while (j < n &&
+               page_state_begin_write(s->pst, r->id, first + j) == PAGE_OK) {
+            j++;
         }
-        if (held && data) {
-            memcpy(ca->base + p * ps, data + i * ps, ps);
+        if (j > i && (data || clear)) {
+            ret = backing_copy_write(r, ca, first + i, j - i,
+                                     data ? data + i * ps : NULL);
         }
-        if (held && !data) {
-            run++; /* zeroed below, one call per run */
-            continue;
+        for (uint64_t p = first + i; p < first + j; p++) {
+            if (ret < 0) {
+                page_state_abort_write(s->pst, r->id, p);
+            } else {
+                page_state_finish_write(s->pst, r->id, p, !data);
+            }
         }
-        if (run && clear) {
-            backing_copy_zero(r, ca, p - run, run);
+        if (ret < 0) {
+            g_autofree char *msg = g_strdup_printf(
+                "keeping %" G_GUINT64_FORMAT " page(s) of region %u: %s",
+                j - i, r->id, g_strerror(-ret));
+
+            dest_abort(s, msg);
+            return false;
         }
-        for (uint64_t q = p - run; q < p; q++) {
-            page_state_finish_write(s->pst, r->id, q, true);
+        if (j < n) {
+            atomic_fetch_add(&s->m->stats.pages_dropped, 1); /* not held */
         }
-        run = 0;
-        if (held) {
-            page_state_finish_write(s->pst, r->id, p, false);
-        }
+        i = j + 1;
     }
     atomic_fetch_add(&s->m->stats.pages_received, n);
+    return true;
 }
 
 /*
@@ -260,11 +267,8 @@ static bool receive_into_cache(struct dest_session *s, struct channel *ch,
         for (uint64_t p = first; p < first + held; p++) {
             page_state_abort_write(s->pst, r->id, p);
         }
-        if (!channel_recv_payload(ch, buf, h->len, err)) {
-            return false;
-        }
-        write_pages(s, r, first, n, buf);
-        return true;
+        return channel_recv_payload(ch, buf, h->len, err) &&
+               write_pages(s, r, first, n, buf);
     }
     /* One call allocates the page cache pages, not one fault per page. */
     madvise(s->copies[r->id].base + h->offset, h->len, MADV_POPULATE_WRITE);
@@ -328,8 +332,7 @@ bool dest_install_zero(struct dest_session *s, const struct region *r,
                        uint64_t first, uint64_t n)
 {
     if (!atomic_load(&s->running)) {
-        write_pages(s, r, first, n, NULL);
-        return true;
+        return write_pages(s, r, first, n, NULL);
     }
     return install_pages(s, r, first, n, NULL);
 }
@@ -349,8 +352,7 @@ bool dest_install_payload(struct dest_session *s, struct channel *ch,
         return false;
     }
     if (!atomic_load(&s->running)) {
-        write_pages(s, r, first, n, buf);
-        return true;
+        return write_pages(s, r, first, n, buf);
     }
     return install_pages(s, r, first, n, buf);
 }

@@ -66,7 +66,7 @@ static bool reload_table(struct dest_session *s, GError **err)
             }
             p++;
         }
-        if (!s->copies[i].base) {
+        if (!backing_copy_holds(&s->copies[i])) {
             page_state_forget_copies(s->pst, i);
         }
         for (p = 0; (p = page_state_next(

@@ -42,7 +42,11 @@ bool page_is_zero(const uint8_t *p, uint64_t len)
     return true;
 }
 
-/* [off, off+len) of @r: the daemon's view of it, or read into the buffer. */
+/*
+ * [off, off+len) of @r, read into the buffer: through the region's file
+ * (never through the daemon's mapping: backing.c says why), or from the
+ * VMM's memory for anonymous RAM.
+ */
 static const uint8_t *read_pages(struct page_sender *ps, const struct region *r,
                                  uint64_t off, uint64_t len, GError **err)
 {
@@ -50,16 +54,15 @@ static const uint8_t *read_pages(struct page_sender *ps, const struct region *r,
                             .iov_base = (void *)(uintptr_t)(r->base + off),
                             .iov_len = len,
                         };
-    const uint8_t *view = backing_view(r, off);
     ssize_t n;
 
-    if (view) {
-        return view;
-    }
     if (ps->buf_len < len) {
         g_free(ps->buf);
         ps->buf = g_malloc(len);
         ps->buf_len = len;
+    }
+    if (r->fd >= 0) {
+        return backing_read(r, off, len, ps->buf, err) ? ps->buf : NULL;
     }
     local = (struct iovec){.iov_base = ps->buf, .iov_len = len};
     n = process_vm_readv(ps->pid, &local, 1, &remote, 1, 0);

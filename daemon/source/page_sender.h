@@ -1,7 +1,7 @@
 /*
  * page_sender.h - reading the source VMM's pages and putting them on a
- * channel: data runs as PAGE frames sent straight from the alias mapping
- * (shmem, hugetlbfs) or from a buffer filled by process_vm_readv (anon),
+ * channel: data runs as PAGE frames sent from a buffer filled by pread on
+ * the region's file (shmem, hugetlbfs) or by process_vm_readv (anon),
  * runs of zero pages as one PAGE_ZERO frame with no payload.
  *
  * Contract: one struct page_sender per sending thread (it owns the read

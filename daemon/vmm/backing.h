@@ -27,12 +27,14 @@
 
 /*
  * Where a destination keeps a page's copy until it is installed: the page
- * cache itself, through the daemon's alias (file-backed), or a private
- * staging area (anonymous), released page by page as pages are installed.
+ * cache itself (file-backed), or a staging file of the daemon's
+ * (anonymous: a memfd, written and read with pwrite/pread, never mapped),
+ * released page by page as pages are installed.
  */
 struct copy_area {
-    uint8_t *base; /* NULL: no copies here (anon, after a restart) */
-    bool owned;    /* a staging area: unmapped by backing_copy_close() */
+    uint8_t *base; /* the daemon's mapping of the page cache (hugetlbfs) */
+    int fd;        /* the staging memfd; -1 when there is none */
+    bool owned;    /* a staging area: closed by backing_copy_close() */
     /* may hold data: zeroing must clear it, installing must release it */
     atomic_bool used;
 };
@@ -50,13 +52,21 @@ struct backing_ops {
     bool has_zeropage;
     /*
      * Page data may be received straight into the copy area and installed
-     * from it: where the copy area is the page cache (installing is a
-     * CONTINUE, with no copy).  A staging area would be touched only to
-     * be copied out and released again.
+     * from it: where the copy area is the page cache mapped in huge pages
+     * (installing is a CONTINUE, with no copy).  A shmem page would cost a
+     * page-table entry of the daemon's (backing.c: it takes a buffer and
+     * pwrite), a staging area would be touched only to be copied out.
      */
     bool receive_in_place;
     /* Source: holes (never written) show as such and are not read. */
     bool has_holes;
+    /*
+     * Source: read [off, off + len) of @r into @buf through the file
+     * (pread), never through a mapping; NULL for anonymous memory, which
+     * only the VMM maps (process_vm_readv).
+     */
+    bool (*read)(const struct region *r, uint64_t off, uint64_t len,
+                 uint8_t *buf, GError **err);
 
     int (*install)(struct uffd *u, const struct region *r, uint64_t dst,
                    const void *data, uint64_t len, unsigned flags,
@@ -64,8 +74,9 @@ struct backing_ops {
     bool (*copy_open)(const struct region *r, struct copy_area *ca,
                       GError **err);
     void (*copy_reopen)(const struct region *r, struct copy_area *ca);
-    void (*copy_zero)(const struct region *r, struct copy_area *ca,
-                      uint64_t off, uint64_t len);
+    /* Write @len bytes of @data (NULL: zeroes) into the copy area. */
+    int (*copy_write)(const struct region *r, struct copy_area *ca,
+                      uint64_t off, const void *data, uint64_t len);
     void (*copy_release)(const struct region *r, struct copy_area *ca,
                          uint64_t off, uint64_t len);
     int (*install_copy)(struct uffd *u, const struct region *r,
@@ -93,15 +104,24 @@ int backing_install(struct uffd *u, const struct region *r, uint64_t dst,
                     const void *data, uint64_t len, unsigned flags,
                     uint64_t *done);
 
+/* The area holds copies (not: anonymous after a restart). */
+static inline bool backing_copy_holds(const struct copy_area *ca)
+{
+    return ca->base || ca->fd >= 0;
+}
+
 /* Open @r's copy area (a destination, before its first page arrives). */
 bool backing_copy_open(const struct region *r, struct copy_area *ca,
                        GError **err);
 /* After a restart: the page cache survived the old daemon, staging not. */
 void backing_copy_reopen(const struct region *r, struct copy_area *ca);
 void backing_copy_close(const struct region *r, struct copy_area *ca);
-/* The copies of pages [first, first + n) become zero pages. */
-void backing_copy_zero(const struct region *r, struct copy_area *ca,
-                       uint64_t first, uint64_t n);
+/*
+ * Write the copies of pages [first, first + n) from @data (NULL: zeroes).
+ * 0 or a negative errno (the page cache could not take them).
+ */
+int backing_copy_write(const struct region *r, struct copy_area *ca,
+                       uint64_t first, uint64_t n, const void *data);
 /* Pages [first, first + n) are installed: their copy is no longer needed. */
 void backing_copy_release(const struct region *r, struct copy_area *ca,
                           uint64_t first, uint64_t n);
@@ -114,10 +134,18 @@ int backing_install_copy(struct uffd *u, const struct region *r,
                          const struct copy_area *ca, uint64_t first, uint64_t n,
                          bool zero);
 /*
- * The daemon's view of [off, off + len) of @r, NULL if it has none (then
- * the source reads the VMM's memory with process_vm_readv).
+ * The daemon's view of [off, off + len) of @r, NULL if it has none.  For
+ * mincore() only: touching guest RAM through a mapping of the daemon's
+ * costs a page-table entry per page (see backing.c).
  */
 uint8_t *backing_view(const struct region *r, uint64_t off);
+
+/*
+ * Source: read [off, off + len) of file-backed @r into @buf.  False with
+ * @err when the backing has no file to read (anonymous) or the read fails.
+ */
+bool backing_read(const struct region *r, uint64_t off, uint64_t len,
+                  uint8_t *buf, GError **err);
 
 /*
  * Drop the contents of file-backed region @r: its page cache, and with it
