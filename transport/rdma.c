@@ -400,9 +400,10 @@ struct rdma_link_mr *rdma_link_register(struct rdma_link *l, void *addr,
                                         size_t len, bool remote_read,
                                         GError **err)
 {
-    int access = IBV_ACCESS_LOCAL_WRITE |
-                 (remote_read ? IBV_ACCESS_REMOTE_READ : 0) |
-                 (l->odp_read ? IBV_ACCESS_ON_DEMAND : 0);
+    /* The source's guest RAM is only read: never writable by the NIC. */
+    int access =
+        (remote_read ? IBV_ACCESS_REMOTE_READ : IBV_ACCESS_LOCAL_WRITE) |
+        (l->odp_read ? IBV_ACCESS_ON_DEMAND : 0);
     int64_t t0 = g_get_monotonic_time();
     struct ibv_mr *mr = ibv_reg_mr(l->pd, addr, len, access);
     struct rdma_link_mr *m;

@@ -11,8 +11,8 @@
  * naming why (transport_probe()).
  *
  * The READ link: one reliable-connected queue pair between the two
- * daemons, set up with rdma_cm on the same host:port as the listener (IB
- * and RoCE give rdma_cm a port space of its own).  The source registers
+ * daemons, set up with rdma_cm on the same host:port as the listener
+ * (rdma_cm keeps a port space of its own for IB and RoCE).  The source registers
  * its alias mapping of each shmem / hugetlbfs region for remote READ
  * (rdma_link_register()) and sends the table; the destination registers
  * its own alias for local write, posts READs from a rdma_read_queue and
@@ -58,10 +58,11 @@ void rdma_link_close(struct rdma_link *l);
 unsigned rdma_link_credits(const struct rdma_link *l);
 
 /*
- * Register [@addr, @addr + @len) for local write and, if @remote_read, for
- * the peer's READs: on-demand paging where the device offers it for RC
- * READ, else pinned (every page faulted in and locked: its cost grows with
- * the guest, and is logged).
+ * Register [@addr, @addr + @len): for the peer's READs (@remote_read, the
+ * source's guest RAM, never writable by the NIC), else for local write
+ * (where the destination's READs land).  On-demand paging where the device
+ * offers it for RC READ, else pinned (every page faulted in and locked:
+ * its cost grows with the guest, and is logged).
  */
 struct rdma_link_mr *rdma_link_register(struct rdma_link *l, void *addr,
                                         size_t len, bool remote_read,
