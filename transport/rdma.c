@@ -45,6 +45,7 @@ struct rdma_link {
 struct rdma_link_listener {
     struct rdma_event_channel *ec;
     struct rdma_cm_id *id;
+    char *address; /* bound, real port */
 };
 
 struct rdma_link_mr {
@@ -322,6 +323,7 @@ void rdma_link_listener_close(struct rdma_link_listener *ll)
     if (ll->ec) {
         rdma_destroy_event_channel(ll->ec);
     }
+    g_free(ll->address);
     g_free(ll);
 }
 
@@ -340,6 +342,7 @@ struct rdma_link_listener *rdma_link_listen(const char *address, GError **err)
         errno_error(err, errno, "rdma_cm listen");
         goto fail;
     }
+    ll->address = address_format(rdma_get_local_addr(ll->id), res->ai_addrlen);
     freeaddrinfo(res);
     return ll;
 
@@ -350,6 +353,11 @@ fail:
     g_prefix_error(err, "RDMA listen on %s: ", address);
     rdma_link_listener_close(ll);
     return NULL;
+}
+
+const char *rdma_link_listener_address(const struct rdma_link_listener *ll)
+{
+    return ll->address;
 }
 
 struct rdma_link *rdma_link_accept(struct rdma_link_listener *ll,

@@ -50,6 +50,8 @@ struct rdma_link_listener *rdma_link_listen(const char *address, GError **err);
 /* Wait up to @timeout_ms (0: for ever) for one peer and accept it. */
 struct rdma_link *rdma_link_accept(struct rdma_link_listener *ll,
                                    unsigned timeout_ms, GError **err);
+/* The bound address, with the real port: "192.0.2.10:40123". */
+const char *rdma_link_listener_address(const struct rdma_link_listener *ll);
 void rdma_link_listener_close(struct rdma_link_listener *ll);
 struct rdma_link *rdma_link_connect(const char *address, unsigned timeout_ms,
                                     GError **err);
@@ -72,7 +74,10 @@ uint32_t rdma_link_mr_rkey(const struct rdma_link_mr *mr);
 bool rdma_link_mr_odp(const struct rdma_link_mr *mr);
 void rdma_link_deregister(struct rdma_link_mr *mr);
 
-/* Post every READ @q has, within its credits, in batches. */
+/*
+ * Post every READ @q has, within its credits, in batches (one doorbell
+ * each).  A failure leaves the link unusable: rdma_read_queue_reset().
+ */
 bool rdma_link_post(struct rdma_link *l, struct rdma_read_queue *q,
                     GError **err);
 /*

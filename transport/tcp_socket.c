@@ -93,8 +93,7 @@ static bool tune_buffers(int fd, unsigned bytes, GError **err)
            set_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, bytes, "SO_RCVBUF", err);
 }
 
-bool tcp_socket_tune_kind(int fd, enum channel_kind kind,
-                                     GError **err)
+bool tcp_socket_tune_kind(int fd, enum channel_kind kind, GError **err)
 {
     if (kind != CHANNEL_URGENT) {
         return true;
