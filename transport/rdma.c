@@ -28,7 +28,8 @@
 #define POST_BATCH     16
 #define LISTEN_BACKLOG 16
 /* Hardware retries before a silent peer fails the QP (the maximum). */
-#define RETRY_COUNT 7
+#define RETRY_COUNT     7
+#define RNR_RETRY_COUNT 6
 
 struct rdma_link {
     struct rdma_event_channel *ec;
@@ -154,6 +155,7 @@ static bool create_qp(struct rdma_link *l, struct ibv_device_attr_ex *a,
                       GError **err)
 {
     struct ibv_qp_init_attr qa = {0};
+    int e;
 
     if (!query_device(l, a, err)) {
         return false;
@@ -168,8 +170,12 @@ static bool create_qp(struct rdma_link *l, struct ibv_device_attr_ex *a,
                      : errno_error(err, errno, "ibv_create_comp_channel");
     }
     l->cq = ibv_create_cq(l->id->verbs, l->credits, NULL, l->cc, 0);
-    if (!l->cq || ibv_req_notify_cq(l->cq, 0)) {
+    if (!l->cq) {
         return errno_error(err, errno, "ibv_create_cq");
+    }
+    e = ibv_req_notify_cq(l->cq, 0);
+    if (e) {
+        return errno_error(err, e, "ibv_req_notify_cq");
     }
     qa.send_cq = qa.recv_cq = l->cq;
     qa.qp_type = IBV_QPT_RC;
@@ -190,7 +196,9 @@ static struct rdma_conn_param conn_param(const struct ibv_device_attr_ex *a)
         .responder_resources = MIN(a->orig_attr.max_qp_rd_atom, 255),
         .initiator_depth = MIN(a->orig_attr.max_qp_init_rd_atom, 255),
         .retry_count = RETRY_COUNT,
-        .rnr_retry_count = RETRY_COUNT,
+        /* Nothing is ever SENT, so no receiver can be "not ready"; and 7
+         * would mean retrying for ever. */
+        .rnr_retry_count = RNR_RETRY_COUNT,
     };
 }
 
@@ -528,8 +536,9 @@ static bool wait_cq(struct rdma_link *l, int timeout_ms, GError **err)
     }
     if (p[0].revents && ibv_get_cq_event(l->cc, &cq, &ctx) == 0) {
         ibv_ack_cq_events(cq, 1);
-        if (ibv_req_notify_cq(l->cq, 0)) {
-            return errno_error(err, errno, "ibv_req_notify_cq");
+        r = ibv_req_notify_cq(l->cq, 0);
+        if (r) {
+            return errno_error(err, r, "ibv_req_notify_cq");
         }
     }
     return true;
