@@ -43,7 +43,11 @@ PROTO_H := $(PROTO_C:.c=.h)
 PROTO_O := $(PROTO_C:.c=.o)
 
 DAEMON_DIRS := $(sort $(dir $(wildcard daemon/*/*.c daemon/*/*.h)))
-LIB_SRCS := $(filter-out daemon/control/main.c, \
+# The verbs calls and what needs the rdma-core headers: RDMA builds only.
+RDMA_SRCS := transport/rdma.c transport/rdma_error.c
+RDMA_TESTS := tests/unit/test_rdma_error.c tests/unit/test_rdma_link.c
+LIB_SRCS := $(filter-out daemon/control/main.c \
+	$(if $(filter yes,$(CONFIG_RDMA)),,$(RDMA_SRCS)), \
 	$(wildcard common/*.c daemon/*/*.c transport/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(PROTO_O)
 LIB := $(BUILD)/libpostcopy.a
@@ -55,7 +59,8 @@ MIGRATE := $(BUILD)/postcopy-migrate
 
 TESTLIB_SRCS := $(wildcard tests/lib/*.c)
 TESTLIB_OBJS := $(TESTLIB_SRCS:%.c=$(BUILD)/%.o)
-TEST_SRCS := $(wildcard tests/unit/test_*.c tests/integration/test_*.c)
+TEST_SRCS := $(filter-out $(if $(filter yes,$(CONFIG_RDMA)),,$(RDMA_TESTS)), \
+	$(wildcard tests/unit/test_*.c tests/integration/test_*.c))
 TESTS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 E2E_TESTS := $(wildcard tests/e2e/test_*.sh)
 # Checks of the source tree itself (include cycles among daemon/ folders).

@@ -7,7 +7,11 @@
 #include <gio/gio.h>
 
 #include "auth.h"
+#include "config-host.h"
 #include "tls.h"
+#ifdef CONFIG_RDMA
+#include "rdma.h"
+#endif
 
 void transport_options_init(struct transport_options *opts)
 {
@@ -27,6 +31,9 @@ void transport_options_init(struct transport_options *opts)
 /* Every transport this build has, by the name config and Hello use. */
 static const struct transport *(*const transports[])(void) = {
     transport_tcp,
+#ifdef CONFIG_RDMA
+    transport_rdma,
+#endif
 };
 
 const struct transport *transport_by_name(const char *name, GError **err)
@@ -50,6 +57,11 @@ const struct transport *transport_by_name(const char *name, GError **err)
 const char *transport_name(const struct transport *t)
 {
     return t->name;
+}
+
+bool transport_probe(const struct transport *t, GError **err)
+{
+    return !t->probe || t->probe(err);
 }
 
 static const struct transport_options *

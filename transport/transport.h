@@ -1,7 +1,7 @@
 /*
  * transport.h - what the migration engine sees of the network: listeners
  * and channels that carry frames (frame.h) between two postcopyd.  TCP
- * (tcp.c) implements it, RDMA will; the engine never learns which, and no
+ * (tcp.c) and RDMA (rdma.c) implement it; the engine never learns which, and no
  * descriptor escapes but channel_fd(), which may be -1.  What travels in a
  * FRAME_MSG frame (protobuf) is peer_msg.h's business, not this file's.
  *
@@ -93,9 +93,17 @@ struct auth_key;
 void transport_options_init(struct transport_options *opts);
 
 const struct transport *transport_tcp(void);
-/* The transport called @name ("tcp"); an error names the ones there are. */
+/*
+ * The transport called @name ("tcp", "rdma" in a build with RDMA); an
+ * error names the ones there are.
+ */
 const struct transport *transport_by_name(const char *name, GError **err);
 const char *transport_name(const struct transport *t);
+/*
+ * Whether @t can run on this host (RDMA: a device is there), else why
+ * not; listen and connect fail the same way.  Tests skip on it.
+ */
+bool transport_probe(const struct transport *t, GError **err);
 
 /* Listen on "host:port" (":port" for every address; port 0 picks one). */
 struct listener *transport_listen(const struct transport *t,

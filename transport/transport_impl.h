@@ -88,6 +88,8 @@ struct listener {
 
 struct transport {
     const char *name;
+    /* Can it run on this host?  NULL: always (transport_probe()). */
+    bool (*probe)(GError **err);
     struct listener *(*listen)(const char *address,
                                const struct transport_options *opts,
                                GError **err);

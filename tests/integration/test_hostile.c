@@ -893,6 +893,25 @@ static void test_hello_version(void)
     assert_serving();
 }
 
+/* A source on another transport: refused, saying where to look. */
+static void test_hello_transport(void)
+{
+    struct hostile hs;
+    Hello h;
+
+    if (!ready()) {
+        return;
+    }
+    hostile_init(&hs);
+    hello_init(&h, &hs, CHANNEL_CONTROL, 0);
+    h.transport = "rdma"; /* this daemon runs tcp */
+    hello_expect_refused(&h, CHANNEL_CONTROL,
+                         "the source's transport is not this daemon's",
+                         "[peer] transport on both hosts",
+                         POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_PROTOCOL);
+    assert_serving();
+}
+
 static void test_hello_unknown_vm(void)
 {
     struct hostile hs;
@@ -1868,6 +1887,7 @@ int main(int argc, char **argv)
     g_test_add_func("/hostile/raw/oversized", test_raw_oversized);
     g_test_add_func("/hostile/raw/not-hello", test_raw_not_hello);
     g_test_add_func("/hostile/hello/version", test_hello_version);
+    g_test_add_func("/hostile/hello/transport", test_hello_transport);
     g_test_add_func("/hostile/hello/unknown-vm", test_hello_unknown_vm);
     g_test_add_func("/hostile/hello/vm-still-attaching",
                     test_hello_vm_still_attaching);

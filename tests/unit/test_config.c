@@ -163,8 +163,8 @@ struct bad_file {
 };
 
 static const struct bad_file bad_files[] = {
-    {"[peer]\ntransport = rdma\n", CONFIG_ERROR_INVALID,
-     ":2: [peer] transport: invalid value 'rdma' (expected tcp)"},
+    {"[peer]\ntransport = udp\n", CONFIG_ERROR_INVALID,
+     ":2: [peer] transport: invalid value 'udp' (expected tcp|rdma)"},
     {"[daemon]\n\nlog-level = loud\n", CONFIG_ERROR_INVALID,
      ":3: [daemon] log-level: invalid value 'loud' "
      "(expected error|warning|info|debug)"},
