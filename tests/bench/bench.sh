@@ -17,7 +17,9 @@
 #     resolved by a local handler) + tcp_floor pingpong (a raw 4 KiB
 #     request/response over TCP on the same veth).
 #  2. precopy round 1 throughput of an idle guest against raw TCP with the
-#     same number of streams (tcp_floor stream).
+#     same number of streams: a hot buffer sent over and over (tcp_floor
+#     stream), and the same amount of cold memory moved from a shmem file
+#     into a preallocated one (tcp_floor cold: sendfile, read + pwrite).
 #  3. downtime and total time of precopy, hybrid and postcopy at each dirty
 #     rate.  Floors: downtime >= one request/response + the bytes sent while
 #     paused at raw TCP speed; total time >= the bytes sent at raw TCP speed.
@@ -54,6 +56,8 @@ verify_size=1G      # guest of the verified runs
 rates="64 256 1024" # dirty rates, MiB/s
 modes="precopy hybrid postcopy"
 verify_rate=256
+dt_sizes="1G 4G 8G" # guests of the hybrid downtime-by-size runs
+dt_rate=256         # ... and their dirty rate, MiB/s
 min_faults=20000
 max_precopy_ms=auto # 2 x the idle round 1, in [5 s, 20 s]
 floor_faults=25000
@@ -78,6 +82,8 @@ Usage: $0 [options]
   --fault-size SIZE    guest of the fault-latency runs [$fault_size]
   --verify-size SIZE   guest of the verified runs [$verify_size]
   --rates 'R ...'      dirty rates in MiB/s [$rates]
+  --downtime-sizes 'S ...'  guests of the hybrid downtime-by-size runs, at
+                       $dt_rate MiB/s [$dt_sizes]
   --modes 'M ...'      modes [$modes]
   --min-faults N       remote faults per latency figure, at least [$min_faults]
   --streams N          bulk streams per migration, and raw TCP streams [$bulk_streams]
@@ -96,7 +102,7 @@ need_arg() {
 
 while [ $# -gt 0 ]; do
     case "$1" in
-    --build | --out | --size | --fault-size | --verify-size | --rates | --modes | \
+    --build | --out | --size | --fault-size | --verify-size | --rates | --modes | --downtime-sizes | \
         --min-faults | --max-precopy-ms | --streams)
         need_arg "$@"
         case "$1" in
@@ -106,6 +112,7 @@ while [ $# -gt 0 ]; do
         --fault-size) fault_size=$2 ;;
         --verify-size) verify_size=$2 ;;
         --rates) rates=$2 ;;
+        --downtime-sizes) dt_sizes=$2 ;;
         --modes) modes=$2 ;;
         --min-faults) min_faults=$2 ;;
         --max-precopy-ms) max_precopy_ms=$2 ;;
@@ -114,7 +121,7 @@ while [ $# -gt 0 ]; do
         shift 2
         ;;
     --quick)
-        size=512M fault_size=256M verify_size=256M min_faults=5000
+        size=512M fault_size=256M verify_size=256M min_faults=5000 dt_sizes="256M 512M"
         floor_faults=5000 floor_rtts=5000 stream_seconds=1 adj_seconds=0.5
         max_precopy_ms=3000 quick=1
         shift
@@ -248,6 +255,10 @@ tcp_client stream --streams "$bulk_streams" --seconds "$stream_seconds" >"$PCD_T
 srv_cpu1=$(pcd_cpu_ms "$tcp_server")
 jq --argjson s "$((srv_cpu1 - srv_cpu0))" '. + {sender_cpu_s: ($s / 1000)}' \
     "$PCD_TMP/stream.json" >"$raw/floor-tcp-stream.json"
+
+say "floor: raw TCP moving $size of cold memory, shmem file to shmem file, $bulk_streams stream(s)"
+tcp_client cold --streams "$bulk_streams" --size "$(pcd_size_bytes "$size")" >"$raw/floor-tcp-cold.json" ||
+    die "tcp_floor cold failed"
 
 # raw_stream OUT SECONDS: raw TCP throughput now, with the sender's CPU
 # time.  Each migration gets its own, measured just before it with its
@@ -527,6 +538,22 @@ for rate in $rates; do
     done
 done
 
+# ---- 3b. postcopy on anonymous RAM at the same rates: shmem's reference
+if [[ " $modes " == *" postcopy "* ]]; then
+    for rate in $rates; do
+        say "postcopy: $size anon guest, random writes at $rate MiB/s"
+        run_migration "postcopy-anon-$rate" postcopy anon "$size" random "$rate" 0 ||
+            failures=$((failures + 1))
+    done
+fi
+
+# ---- 3c. hybrid downtime against guest size: flat, or growing with it?
+for gs in $dt_sizes; do
+    say "downtime by size: hybrid, $gs shmem guest, random writes at $dt_rate MiB/s"
+    run_migration "hybrid-size-$gs" hybrid shmem "$gs" random "$dt_rate" 0 \
+        --max-precopy-time "$max_precopy_ms" || failures=$((failures + 1))
+done
+
 # ---- proof: one verified run per mode
 for mode in $modes; do
     say "verify: $mode, $verify_size shmem guest at $verify_rate MiB/s, --verify"
@@ -558,7 +585,7 @@ host_json >"$raw/host-end.json"
 
 say "results: $out/results.json"
 jq -n -f "$here/results.jq" \
-    --arg rates "$rates" --arg modes "$modes" --arg size "$size" \
+    --arg rates "$rates" --arg modes "$modes" --arg size "$size" --arg dt_sizes "$dt_sizes" --argjson dt_rate "$dt_rate" \
     --arg fault_size "$fault_size" --argjson min_faults "$min_faults" \
     --argjson have_bulk_off "$have_bulk_off" --argjson bulk_streams "$bulk_streams" \
     --argjson max_precopy_ms "$max_precopy_ms" --argjson elapsed "$((SECONDS - bench_t0))" \
@@ -569,6 +596,7 @@ jq -n -f "$here/results.jq" \
     --slurpfile rtt "$raw/floor-tcp-rtt.json" \
     --slurpfile rtt_loaded "$raw/floor-tcp-rtt-loaded.json" \
     --slurpfile stream "$raw/floor-tcp-stream.json" \
+    --slurpfile cold_floor "$raw/floor-tcp-cold.json" \
     --slurpfile populate "$raw/floor-populate.json" \
     --slurpfile runs <(cat "$raw"/run-*.json 2>/dev/null) \
     --slurpfile fault_floors <(cat "$raw"/fault-floor-*.json 2>/dev/null) \

@@ -1,7 +1,7 @@
 # results.jq - bench.sh's raw measurements -> results.json.
 #
 # Inputs (jq -n --arg/--argjson/--slurpfile, see bench.sh): the floors
-# ($uffd_missing, $uffd_minor, $rtt, $rtt_loaded, $stream), every migration
+# ($uffd_missing, $uffd_minor, $rtt, $rtt_loaded, $stream, $cold_floor), every migration
 # ($runs: raw/run-*.json), the host before and after, and the settings.
 #
 # Output: the keys of the issue (fault_*_us, bulk_gibps, raw_tcp_gibps,
@@ -107,6 +107,10 @@ def max_or_null: map(select(. != null)) | if length == 0 then null else max end;
 | per_mode_rate($modelist; $ratelist; (.raw_stream.gibps // $raw0) as $g | .migrate.ram.transferred
     | if . == null then null else . / ($g * gib) | r3 end) as $total_floor
 | per_mode_rate($modelist; $ratelist; .raw_stream.gibps // null | r3) as $raw_by_run
+| ($dt_sizes | split(" ") | map(select(. != ""))) as $dtlist
+| (reduce $dtlist[] as $g ({}; .[$g | sub("G$"; "")] = (run("hybrid-size-\($g)").migrate.downtime // null | r3))) as $dt_by_size
+| {shmem: (reduce $ratelist[] as $r ({}; .[$r] = (run("postcopy-\($r)").migrate["total-time"] // null | if . then . / 1000 | r3 else null end))),
+   anon: (reduce $ratelist[] as $r ({}; .[$r] = (run("postcopy-anon-\($r)").migrate["total-time"] // null | if . then . / 1000 | r3 else null end)))} as $pc_total
 | per_mode_rate($modelist; $ratelist; .raw_stream_paused.gibps // null | r3) as $raw_paused_by_run
 | {
   # ---- the issue's keys
@@ -138,6 +142,13 @@ def max_or_null: map(select(. != null)) | if length == 0 then null else max end;
   fault_idle_note: (if $have_bulk_off == 1 then null else
       "not measured: the daemon always streams the rest in postcopy; needs postcopy-migrate migrate --postcopy-bulk off" end),
   faults_by_backing: $fb,
+  postcopy_total_s: $pc_total,
+  postcopy_shmem_vs_anon: (reduce $ratelist[] as $r ({}; .[$r] = ratio($pc_total.shmem[$r]; $pc_total.anon[$r]))),
+  hybrid_downtime_ms_by_size: $dt_by_size,
+  bulk_floor_cold_gibps: ($cold_floor[0].gibps | r3),
+  bulk_vs_cold_floor: ratio(if $r1 then $r1["send-rate-mibps"] / 1024 else null end; $cold_floor[0].gibps),
+  cpu_floor_cold_s_per_gib: {source: ($cold_floor[0].sender_cpu_s / ($cold_floor[0].bytes / gib) | r3),
+                             destination: ($cold_floor[0].cpu_s / ($cold_floor[0].bytes / gib) | r3)},
   bulk_cold_gibps: (if $c1 then $c1["send-rate-mibps"] / 1024 | r3 else null end),
   bulk_cold_raw_tcp_gibps: ($cold.raw_stream.gibps // null | r3),
   populate_gibps: ($populate[0].populate.gibps // null | r3),
@@ -196,6 +207,8 @@ def max_or_null: map(select(. != null)) | if length == 0 then null else max end;
            {section: "fault", figure: "\($b) max, bulk competing", value: $x.loaded.max_us, floor: null, unit: "us"} )),
       {section: "bulk", figure: "precopy round 1, idle \($size)", value: $res.bulk_gibps, floor: $res.raw_tcp_gibps,
        unit: "GiB/s", note: "\($bulk_streams) stream(s); higher is better; guest pages: \($res.bulk_guest_gibps) GiB/s"},
+      {section: "bulk", figure: "same, vs cold memory", value: $res.bulk_gibps, floor: $res.bulk_floor_cold_gibps,
+       unit: "GiB/s", note: "floor: raw TCP moving \($size) of cold memory, shmem file to preallocated shmem file (sendfile; read + pwrite); target >= 0.9"},
       {section: "bulk", figure: "same, RAM not preallocated", value: $res.bulk_cold_gibps,
        floor: ([$res.bulk_cold_raw_tcp_gibps, $res.prealloc_gibps] | map(select(. != null)) | if length == 0 then null else min end),
        unit: "GiB/s", note: "floor: the lower of raw TCP (\($res.bulk_cold_raw_tcp_gibps)) and the first touch of as much fresh memory: the prealloc before the run above, \($size) in \($res.prealloc_s) s (\($res.prealloc_gibps) GiB/s; a 1 GiB populate sample after the run, memory freed moments before: \($res.populate_gibps) GiB/s)"},
@@ -207,8 +220,19 @@ def max_or_null: map(select(. != null)) | if length == 0 then null else max end;
       ($modelist[] as $m | $ratelist[] as $r
        | {section: "total", figure: "\($m) @ \($r) MiB/s", value: $total[$m][$r], floor: $total_floor[$m][$r], unit: "s",
           note: (run("\($m)-\($r)") | if . then "\(.migrate.ram.transferred / 1048576 | round) MiB sent, \(.migrate.rounds) round(s); raw TCP \(.raw_stream.gibps // $raw0) GiB/s" else "failed" end)}),
+      ($ratelist[] as $r
+       | {section: "total", figure: "postcopy shmem @ \($r) MiB/s, vs anon", value: $pc_total.shmem[$r], floor: $pc_total.anon[$r], unit: "s",
+          note: "floor: the same migration of an anonymous-RAM guest; target <= 1.3"}),
+      ($dtlist[] as $g
+       | {section: "downtime", figure: "hybrid, \($g) guest @ \($dt_rate) MiB/s", value: $dt_by_size[$g | sub("G$"; "")],
+          floor: $dt_by_size[$dtlist[0] | sub("G$"; "")], unit: "ms",
+          note: "floor: the \($dtlist[0]) guest; target: flat in size (<= 1.25), <= 3 ms at 4G"}),
       (["source", "destination"][] as $side
-       | {section: "cpu", figure: "\($side)", value: $res.cpu_s_per_gib[$side]?, floor: $res.cpu_floor_s_per_gib[$side]?, unit: "s/GiB"}),
+       | {section: "cpu", figure: "\($side)", value: $res.cpu_s_per_gib[$side]?, floor: $res.cpu_floor_s_per_gib[$side]?, unit: "s/GiB",
+          note: "floor: raw TCP, hot buffer"}),
+      (["source", "destination"][] as $side
+       | {section: "cpu", figure: "\($side), vs cold memory", value: $res.cpu_s_per_gib[$side]?, floor: $res.cpu_floor_cold_s_per_gib[$side]?, unit: "s/GiB",
+          note: "floor: raw TCP moving cold memory; target <= 2"}),
       (["source", "destination"][] as $side
        | {section: "rss", figure: "\($side)", value: $res.rss_mib_per_gib[$side]?, floor: $res.rss_floor_mib_per_gib[$side]?, unit: "MiB/GiB",
           note: "private (RssAnon) peak: \($res.rss_anon_peak_mib_per_gib[$side]?) MiB/GiB"})
