@@ -293,7 +293,7 @@ static void cache_reopen(const struct region *r, struct copy_area *ca)
 /* What a write of zeroes copies from: a page cache write is a copy. */
 static const uint8_t zeros[64 * 1024];
 
-/* @len bytes of @data (NULL: zeroes) at @off of a file, from r->offset. */
+/* @len bytes of @data (NULL: zeroes) at @off of @fd: 0 or a negative errno. */
 static int fd_write(int fd, uint64_t off, const void *data, uint64_t len)
 {
     while (len) {
