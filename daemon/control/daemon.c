@@ -35,6 +35,7 @@ static bool daemon_tls_init(struct daemon *d, GError **err)
         .cert_file = cfg->tls_cert_file,
         .key_file = cfg->tls_key_file,
         .ca_file = cfg->tls_ca_file,
+        .peer_name = cfg->tls_peer_name,
     };
 
     if (!tls_mode_parse(cfg->tls, &s.mode, err) ||
