@@ -161,7 +161,16 @@ bench: all $(BENCH_TOOLS)
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB) | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	@echo "  LINK    $@"
-	$(Q)$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $< $(LIB) $(LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $< \
+		$(FUZZ_OBJS) $(LIB) $(LIBS)
+
+# The CLI's reply parser and renderers live in postcopy-migrate, not in
+# the library.
+MIGRATE_LIB_OBJS := $(addprefix $(BUILD)/tools/migrate/, \
+	client.o jsonq.o migstats.o progress.o summary.o)
+$(BUILD)/fuzz/fuzz_cli_reply: FUZZ_CFLAGS = -Itools/migrate
+$(BUILD)/fuzz/fuzz_cli_reply: FUZZ_OBJS = $(MIGRATE_LIB_OBJS)
+$(BUILD)/fuzz/fuzz_cli_reply: $(MIGRATE_LIB_OBJS)
 
 # Configure $(BUILD_FUZZ) for fuzzing once, then build and run there.
 fuzz:

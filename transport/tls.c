@@ -9,6 +9,7 @@
 #include "tls.h"
 
 #include "auth.h"
+#include "hostport.h"
 #include "transport_impl.h"
 
 #include <errno.h>
@@ -45,6 +46,7 @@ struct tls_context {
     gnutls_psk_client_credentials_t psk_client;
     gnutls_psk_server_credentials_t psk_server;
     gnutls_certificate_credentials_t x509; /* both roles */
+    char *peer_name; /* x509: what every peer's certificate names */
 };
 
 struct tls_channel {
@@ -52,7 +54,8 @@ struct tls_channel {
     struct channel *inner;
     const struct tls_context *ctx;
     gnutls_session_t session;
-    int shut; /* atomic: channel_shutdown() was called */
+    char *verify_name; /* x509: the name checked; GnuTLS keeps the pointer */
+    int shut;          /* atomic: channel_shutdown() was called */
     unsigned timeout_ms;
     /* A header that a receive timeout cut short, resumed on the next call. */
     uint8_t hdr_part[FRAME_HDR_LEN];
@@ -200,6 +203,7 @@ bool tls_context_init(struct tls_context **out, const struct tls_settings *s,
     }
     ctx = g_new0(struct tls_context, 1);
     ctx->mode = s->mode;
+    ctx->peer_name = g_strdup(s->peer_name);
     ok = s->mode == TLS_PSK ? psk_init(ctx, s->psk, err)
                             : x509_init(ctx, s, err);
     if (ok) {
@@ -220,6 +224,7 @@ void tls_context_free(struct tls_context *ctx)
     if (!ctx) {
         return;
     }
+    g_free(ctx->peer_name);
     if (ctx->prio) {
         gnutls_priority_deinit(ctx->prio);
     }
@@ -456,6 +461,7 @@ static void tls_destroy(struct channel *ch)
     }
     channel_close(t->inner);
     g_free(t->rec);
+    g_free(t->verify_name);
     g_free(t);
 }
 
@@ -473,7 +479,34 @@ static const struct channel_ops tls_channel_ops = {
 
 /* ---- handshake ---- */
 
-static bool session_init(struct tls_channel *t, bool server, GError **err)
+/*
+ * The name the peer's certificate must carry (x509): the configured one,
+ * else the host this side dialed (@host, client), else the address the
+ * peer connects from (server).  Checked by GnuTLS against the
+ * certificate's subjectAltName DNS names and IP addresses.
+ */
+static char *verify_name(const struct tls_channel *t, const char *host)
+{
+    g_autofree char *peer_host = NULL;
+    uint16_t port;
+
+    if (t->ctx->peer_name) {
+        return g_strdup(t->ctx->peer_name);
+    }
+    if (host) {
+        return g_strdup(host);
+    }
+    if (!hostport_parse(t->inner->peer, 0, HOSTPORT_PORT_ZERO, &peer_host,
+                        &port, NULL)) {
+        return NULL;
+    }
+    /* A scope ("fe80::1%eth0") is not in any certificate. */
+    *strchrnul(peer_host, '%') = '\0';
+    return g_steal_pointer(&peer_host);
+}
+
+static bool session_init(struct tls_channel *t, bool server, const char *host,
+                         GError **err)
 {
     const struct tls_context *ctx = t->ctx;
     unsigned flags = (server ? GNUTLS_SERVER : GNUTLS_CLIENT) |
@@ -492,9 +525,20 @@ static bool session_init(struct tls_channel *t, bool server, GError **err)
     } else if (rc == 0) {
         rc = gnutls_credentials_set(t->session, GNUTLS_CRD_CERTIFICATE,
                                     ctx->x509);
-        /* Mutual: the chain is checked against the CA on both sides. */
+        /*
+         * Mutual: the chain is checked against the CA on both sides, and
+         * the name, so that one CA's certificate for any host is not a
+         * pass for every host.
+         */
         gnutls_certificate_server_set_request(t->session, GNUTLS_CERT_REQUIRE);
-        gnutls_session_set_verify_cert(t->session, NULL, 0);
+        t->verify_name = verify_name(t, host);
+        if (!t->verify_name) {
+            g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                        "no name to check the peer's certificate against "
+                        "(set tls-peer-name)");
+            return false;
+        }
+        gnutls_session_set_verify_cert(t->session, t->verify_name, 0);
     }
     if (rc) {
         return gnutls_failed(err, rc, "TLS session");
@@ -577,12 +621,13 @@ static void handshake_error(struct tls_channel *t, int rc, GError **err)
     g_set_error(err, G_IO_ERROR, code, "%s", why);
 }
 
-static bool handshake(struct tls_channel *t, bool server, GError **err)
+static bool handshake(struct tls_channel *t, bool server, const char *host,
+                      GError **err)
 {
     int rc;
 
     if (!tls_set_timeout(&t->ch, TLS_HANDSHAKE_TIMEOUT_MS, err) ||
-        !session_init(t, server, err) ||
+        !session_init(t, server, host, err) ||
         (server && !expect_tls_client(t, err))) {
         return false;
     }
@@ -604,7 +649,7 @@ static bool handshake(struct tls_channel *t, bool server, GError **err)
 
 static struct channel *tls_wrap(struct channel *inner,
                                 const struct tls_context *ctx, bool server,
-                                GError **err)
+                                const char *host, GError **err)
 {
     struct tls_channel *t;
 
@@ -617,7 +662,7 @@ static struct channel *tls_wrap(struct channel *inner,
     t->rec = g_malloc(RECORD_MAX);
     channel_init(&t->ch, &tls_channel_ops, inner->kind, inner->stream,
                  inner->outgoing, inner->peer);
-    if (!handshake(t, server, err)) {
+    if (!handshake(t, server, host, err)) {
         g_prefix_error(err, "peer %s: TLS (%s) handshake failed: ", inner->peer,
                        tls_mode_name(ctx->mode));
         channel_close(&t->ch);
@@ -627,13 +672,13 @@ static struct channel *tls_wrap(struct channel *inner,
 }
 
 struct channel *tls_client(struct channel *ch, const struct tls_context *ctx,
-                           GError **err)
+                           const char *host, GError **err)
 {
-    return tls_wrap(ch, ctx, false, err);
+    return tls_wrap(ch, ctx, false, host, err);
 }
 
 struct channel *tls_server(struct channel *ch, const struct tls_context *ctx,
                            GError **err)
 {
-    return tls_wrap(ch, ctx, true, err);
+    return tls_wrap(ch, ctx, true, NULL, err);
 }

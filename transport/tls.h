@@ -15,9 +15,10 @@
  *              label), with an ephemeral (EC)DHE exchange for forward
  *              secrecy;
  *    TLS_X509  mutual: each side presents its certificate and checks the
- *              other's chain against the configured CA.  Any certificate
- *              that CA signed is a peer: use a CA of the migration hosts
- *              alone.  No name is checked, as peers are dialed by address.
+ *              other's chain against the configured CA and its name
+ *              (subjectAltName DNS or IP): the configured peer_name if
+ *              set, else the host the client dialed (client side) or
+ *              the address the client connects from (server side).
  *  - tls_client() / tls_server() consume @ch: they return the channel to
  *    use from now on, or NULL after closing @ch, with @err one line for
  *    the caller to log, naming the peer and why ("peer 10.0.0.2:4000:
@@ -61,6 +62,7 @@ struct tls_settings {
     const char *cert_file;      /* TLS_X509: ours, PEM */
     const char *key_file;       /* TLS_X509: its private key, PEM */
     const char *ca_file;        /* TLS_X509: what signs every peer, PEM */
+    const char *peer_name;      /* TLS_X509: name peers carry; NULL: derived */
 };
 
 struct tls_context;
@@ -78,9 +80,12 @@ bool tls_context_init(struct tls_context **ctx, const struct tls_settings *s,
                       GError **err);
 void tls_context_free(struct tls_context *ctx);
 
-/* The side that connected (the source).  See the contract above. */
+/*
+ * The side that connected (the source), to @host (the name or address it
+ * dialed; NULL: the channel's peer address).  See the contract above.
+ */
 struct channel *tls_client(struct channel *ch, const struct tls_context *ctx,
-                           GError **err);
+                           const char *host, GError **err);
 /* The side that accepted (the destination).  See the contract above. */
 struct channel *tls_server(struct channel *ch, const struct tls_context *ctx,
                            GError **err);

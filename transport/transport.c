@@ -8,6 +8,7 @@
 
 #include "auth.h"
 #include "config-host.h"
+#include "hostport.h"
 #include "tls.h"
 #ifdef CONFIG_RDMA
 #include "rdma.h"
@@ -94,11 +95,17 @@ struct listener *transport_listen(const struct transport *t,
 }
 
 /* TLS then authentication, the client side; consumes @ch on failure. */
-static struct channel *secure_client(struct channel *ch,
+static struct channel *secure_client(struct channel *ch, const char *address,
                                      const struct transport_security *sec,
                                      GError **err)
 {
-    ch = tls_client(ch, sec->tls, err);
+    g_autofree char *host = NULL;
+    uint16_t port;
+
+    /* The certificate must name the host as it was dialed. */
+    hostport_parse(address, HOSTPORT_DEFAULT_PORT, HOSTPORT_ANY_HOST, &host,
+                   &port, NULL);
+    ch = tls_client(ch, sec->tls, host, err);
     if (!ch) {
         return NULL;
     }
@@ -134,7 +141,7 @@ struct channel *transport_connect(const struct transport *t,
                        channel_kind_name(kind), address);
         return NULL;
     }
-    return secure_client(ch, &opts->security, err);
+    return secure_client(ch, address, &opts->security, err);
 }
 
 void listener_init(struct listener *l, const struct listener_ops *ops,

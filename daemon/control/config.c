@@ -46,6 +46,14 @@ const struct config_key config_keys[] = {
      "", .help = "tls = x509: the certificate's private key (PEM)"},
     {"peer", "tls-ca-file", "tls-ca-file", CONFIG_OPT_PATH, OFF(tls_ca_file),
      "", .help = "tls = x509: the CA that signs every peer's certificate"},
+    {"peer", "tls-peer-name", "tls-peer-name", CONFIG_OPT_NAME_ANY,
+     OFF(tls_peer_name), "",
+     .help = "tls = x509: the name a peer's certificate must carry "
+             "(empty: the host a source dials, the address a source "
+             "connects from)"},
+    {"peer", "insecure", "insecure", CONFIG_BOOL, OFF(insecure), "false",
+     .help = "Listen on a network address with no psk-file and no x509 "
+             "TLS: peers are not authenticated (trusted networks only)"},
     {"control", "socket", "control-socket", CONFIG_PATH, OFF(control_socket),
      "/run/postcopyd/control.sock", .help = "Control socket (JSON commands)"},
     {"control", "allow-user", "control-allow-user", CONFIG_OPT_NAME,
@@ -72,6 +80,12 @@ const struct config_key config_keys[] = {
              "attaches (on), or as pages arrive (off)"},
 };
 const size_t config_nkeys = G_N_ELEMENTS(config_keys);
+
+/* Held in an int field rather than a char *. */
+static bool config_is_int(const struct config_key *k)
+{
+    return k->type == CONFIG_INT || k->type == CONFIG_BOOL;
+}
 
 G_DEFINE_QUARK(postcopyd - config - error - quark, config_error)
 
@@ -168,6 +182,12 @@ static bool check_string(const struct config_key *k, const char *v,
     case CONFIG_OPT_NAME:
         return !*v || is_name(v) ||
                invalid(err, "'%s' is not a user or group name", v);
+    case CONFIG_OPT_NAME_ANY:
+        return !*v || g_utf8_validate(v, -1, NULL) ||
+               invalid(err, "'%s' is not valid UTF-8", v);
+    case CONFIG_BOOL:
+        return is_choice("true|false", v) ||
+               invalid(err, "invalid value '%s' (expected true|false)", v);
     case CONFIG_INT:
         break;
     }
@@ -185,8 +205,14 @@ static bool set_value(struct postcopyd_config *cfg, const struct config_key *k,
     if (!check_string(k, v, err)) {
         return false;
     }
+    if (k->type == CONFIG_BOOL) {
+        *(int *)((char *)cfg + k->offset) = !strcmp(v, "true");
+        return true;
+    }
     g_free(*field);
-    *field = (k->type == CONFIG_OPT_PATH || k->type == CONFIG_OPT_NAME) && !*v
+    *field = (k->type == CONFIG_OPT_PATH || k->type == CONFIG_OPT_NAME ||
+              k->type == CONFIG_OPT_NAME_ANY) &&
+                     !*v
                  ? NULL
                  : g_strdup(v);
     return true;
@@ -326,7 +352,8 @@ static gboolean flag_cb(const char *name, const char *value, gpointer data,
         if (g_str_has_prefix(name, "--") &&
             !strcmp(name + 2, config_keys[i].flag)) {
             g_free(fv->values[i]);
-            fv->values[i] = g_strdup(value);
+            /* A CONFIG_BOOL flag takes no value: saying it means true. */
+            fv->values[i] = g_strdup(value ? value : "true");
             return TRUE;
         }
     }
@@ -348,7 +375,10 @@ static const char *arg_description(const struct config_key *k)
     case CONFIG_INT:
         return "N";
     case CONFIG_OPT_NAME:
+    case CONFIG_OPT_NAME_ANY:
         return "NAME";
+    case CONFIG_BOOL:
+        return NULL;
     case CONFIG_STRING:
         break;
     }
@@ -384,6 +414,8 @@ static GOptionContext *option_context(struct flag_values *fv)
     for (size_t i = 0; i < config_nkeys; i++) {
         e[i + 2] = (GOptionEntry){
             .long_name = config_keys[i].flag,
+            .flags =
+                config_keys[i].type == CONFIG_BOOL ? G_OPTION_FLAG_NO_ARG : 0,
             .arg = G_OPTION_ARG_CALLBACK,
             .arg_data = (gpointer)flag_cb,
             .description = config_keys[i].help,
@@ -487,7 +519,7 @@ void config_free(struct postcopyd_config *cfg)
 {
     g_free(cfg->config_file);
     for (size_t i = 0; i < config_nkeys; i++) {
-        if (config_keys[i].type != CONFIG_INT) {
+        if (!config_is_int(&config_keys[i])) {
             g_free(*(char **)((char *)cfg + config_keys[i].offset));
         }
     }
@@ -501,7 +533,7 @@ static bool key_differs(const struct config_key *k,
     const void *va = (const char *)a + k->offset;
     const void *vb = (const char *)b + k->offset;
 
-    if (k->type == CONFIG_INT) {
+    if (config_is_int(k)) {
         return *(const int *)va != *(const int *)vb;
     }
     return g_strcmp0(*(char *const *)va, *(char *const *)vb) != 0;

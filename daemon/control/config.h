@@ -59,6 +59,8 @@ struct postcopyd_config {
     char *tls_cert_file;       /* x509: ours; NULL = none */
     char *tls_key_file;        /* x509: its key; NULL = none */
     char *tls_ca_file;         /* x509: signs every peer; NULL = none */
+    char *tls_peer_name;       /* x509: required peer name; NULL = derived */
+    int insecure;              /* network listener without authentication */
     char *control_socket;      /* absolute path */
     char *attach_socket;       /* absolute path */
     char *control_allow_user;  /* besides root; NULL = nobody */
@@ -71,13 +73,15 @@ struct postcopyd_config {
 };
 
 enum config_type {
-    CONFIG_STRING,   /* any non-empty string */
-    CONFIG_PATH,     /* an absolute path */
-    CONFIG_OPT_PATH, /* an absolute path, or empty for none (NULL) */
-    CONFIG_HOSTPORT, /* HOST:PORT, IPv6 as [ADDR]:PORT */
-    CONFIG_CHOICE,   /* one of the '|'-separated words of .choices */
-    CONFIG_INT,      /* a decimal integer from .min to .max */
-    CONFIG_OPT_NAME, /* a user or group name, or empty for none (NULL) */
+    CONFIG_STRING,       /* any non-empty string */
+    CONFIG_PATH,         /* an absolute path */
+    CONFIG_OPT_PATH,     /* an absolute path, or empty for none (NULL) */
+    CONFIG_HOSTPORT,     /* HOST:PORT, IPv6 as [ADDR]:PORT */
+    CONFIG_CHOICE,       /* one of the '|'-separated words of .choices */
+    CONFIG_INT,          /* a decimal integer from .min to .max */
+    CONFIG_OPT_NAME,     /* a user or group name, or empty for none (NULL) */
+    CONFIG_OPT_NAME_ANY, /* any UTF-8 name (a host), or empty for none */
+    CONFIG_BOOL,         /* true|false in the file, a flag without value */
 };
 
 struct config_key {

@@ -151,19 +151,26 @@ static struct migration *find(struct daemon *d, JsonObject *args, GError **err)
     return m;
 }
 
+/*
+ * Every answer says whether this daemon's peers go unauthenticated
+ * (--insecure on a network address), so no operator misses it.
+ */
 static JsonNode *cmd_query_migrate(void *opaque, JsonObject *args, GError **err)
 {
-    struct migration *m = find(opaque, args, NULL);
-    JsonObject *o;
+    struct daemon *d = opaque;
+    struct migration *m = find(d, args, NULL);
     JsonNode *n;
 
     if (m) {
-        return migration_query(m);
+        n = migration_query(m);
+    } else {
+        n = json_node_new(JSON_NODE_OBJECT);
+        json_node_take_object(n, json_object_new());
+        json_object_set_string_member(json_node_get_object(n), "status",
+                                      "none");
     }
-    o = json_object_new();
-    json_object_set_string_member(o, "status", "none");
-    n = json_node_new(JSON_NODE_OBJECT);
-    json_node_take_object(n, o);
+    json_object_set_boolean_member(json_node_get_object(n), "insecure",
+                                   d->insecure);
     return n;
 }
 

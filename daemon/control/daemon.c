@@ -12,6 +12,7 @@
 
 #include "prealloc.h"
 #include "session_file.h"
+#include "peer_policy.h"
 #include "unix_listen.h"
 
 #define HELLO_TIMEOUT_MS       10000 /* each frame, and the whole handshake */
@@ -34,6 +35,7 @@ static bool daemon_tls_init(struct daemon *d, GError **err)
         .cert_file = cfg->tls_cert_file,
         .key_file = cfg->tls_key_file,
         .ca_file = cfg->tls_ca_file,
+        .peer_name = cfg->tls_peer_name,
     };
 
     if (!tls_mode_parse(cfg->tls, &s.mode, err) ||
@@ -71,9 +73,18 @@ bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
     if (cfg->psk_file && !auth_key_load(&d->psk, cfg->psk_file, err)) {
         return false;
     }
-    if (!cfg->psk_file) {
-        g_message("no psk-file: peers are not authenticated (trusted "
-                  "networks only)");
+    if (!peer_policy_check(cfg, err)) {
+        return false;
+    }
+    d->insecure = peer_policy_insecure(cfg);
+    if (d->insecure) {
+        g_warning("INSECURE: listening on %s with no psk-file and no x509 "
+                  "TLS (--insecure): any host that reaches it can migrate "
+                  "a VM in or out",
+                  cfg->listen);
+    } else if (!peer_policy_authenticated(cfg)) {
+        g_message("no psk-file: peers are not authenticated (loopback "
+                  "listener)");
     }
     if (!daemon_tls_init(d, err)) {
         return false;

@@ -38,6 +38,7 @@ struct daemon {
     struct control_server *control;
     struct auth_key psk;     /* len 0: no psk-file, peers not authenticated */
     struct tls_context *tls; /* NULL: tls = off */
+    bool insecure;           /* network listener, peers not authenticated */
     struct peercred_policy control_policy;
     struct peercred_policy attach_policy;
     struct listener *peer;

@@ -52,13 +52,15 @@ static bool parse_id(const char *hex, struct session_file *f)
     if (strlen(hex) != 32) {
         return false;
     }
-    for (int i = 0; i < 16; i++) {
-        unsigned v;
-
-        if (sscanf(hex + 2 * i, "%2x", &v) != 1) {
+    for (int i = 0; i < 32; i++) {
+        /* sscanf's %x alone takes " f", "+f" and "0x": hex digits only. */
+        if (!g_ascii_isxdigit(hex[i])) {
             return false;
         }
-        f->id_bytes[i] = v;
+    }
+    for (int i = 0; i < 16; i++) {
+        f->id_bytes[i] = g_ascii_xdigit_value(hex[2 * i]) << 4 |
+                         g_ascii_xdigit_value(hex[2 * i + 1]);
     }
     g_strlcpy(f->id, hex, sizeof(f->id));
     return true;

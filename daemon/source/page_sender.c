@@ -11,6 +11,9 @@
 #include "backing.h"
 #include "frame.h"
 
+/* Every page an attached region may have fits in one frame (region.h). */
+G_STATIC_ASSERT(REGION_MAX_PAGE_SIZE <= FRAME_MAX_PAYLOAD);
+
 void page_sender_init(struct page_sender *ps, pid_t pid,
                       const struct page_counters *counters)
 {

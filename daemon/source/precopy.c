@@ -336,6 +336,34 @@ static double mib_per_s(uint64_t bytes, uint64_t us)
 }
 
 /*
+ * The shortest interval a round's dirty count is measured over.  The
+ * final dirty set builds up from the last collect until the VMM is
+ * paused (the Barrier, the pause: tens of ms at least), but a round that
+ * re-sent a few pages can end within a millisecond, in which a guest
+ * writing at full speed may not touch one new page: that round reported
+ * "0 dirtied", an expected downtime of 0 ms, and precopy ended to find
+ * megabytes dirty at the switchover.  A shorter round waits out the rest
+ * of the window before it collects.
+ */
+#define PRECOPY_MIN_ROUND_US 50000
+#define PRECOPY_WAIT_STEP_US 10000
+
+/* Let the guest run until the round has lasted PRECOPY_MIN_ROUND_US. */
+static bool wait_round_window(struct source_session *s, uint64_t t0,
+                              GError **err)
+{
+    uint64_t now;
+
+    while ((now = migration_now_us()) - t0 < PRECOPY_MIN_ROUND_US) {
+        if (!still_precopy(s, err)) {
+            return false;
+        }
+        g_usleep(MIN(PRECOPY_WAIT_STEP_US, t0 + PRECOPY_MIN_ROUND_US - now));
+    }
+    return true;
+}
+
+/*
  * Hybrid switches to postcopy as soon as another round would not pay: when
  * a round leaves more than half of what it sent dirty again, the guest
  * writes about as fast as the link carries, and more rounds only re-send
@@ -365,9 +393,13 @@ bool precopy_rounds(struct source_session *s, GError **err)
         return false;
     }
     for (;;) {
-        uint64_t t1 = migration_now_us(), dirty, now, bytes, expected;
+        uint64_t t1, dirty, now, bytes, expected;
         double bw;
 
+        if (!wait_round_window(s, t0, err)) {
+            return false;
+        }
+        t1 = migration_now_us();
         dirty = collect(s, false, err);
         if (dirty == UINT64_MAX) {
             return false;

@@ -60,6 +60,22 @@ static bool check_page_size(const struct region *r, GError **err)
                     r->base, r->page_size, backing_kind_name(r->kind));
         return false;
     case BACKING_HUGETLBFS:
+        if (r->page_size > REGION_MAX_PAGE_SIZE &&
+            (r->page_size & (r->page_size - 1)) == 0) {
+            /*
+             * A page moves whole in one frame and is installed by one
+             * ioctl: a 1 GiB page cannot, and a postcopy fault on it
+             * would pause the migration for good.  Refuse it here.
+             */
+            g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                        "region 0x%" PRIx64 ": hugetlbfs pages of %" PRIu64
+                        " MiB cannot be migrated (postcopyd moves pages of "
+                        "at most %u MiB): back the guest RAM with 2 MiB "
+                        "huge pages",
+                        r->base, r->page_size >> 20,
+                        REGION_MAX_PAGE_SIZE >> 20);
+            return false;
+        }
         if (r->page_size >= MIN_HUGE_PAGE_SIZE &&
             (r->page_size & (r->page_size - 1)) == 0) {
             return true;

@@ -4,8 +4,8 @@
  * offset) and the daemon's own "alias" mapping of a shmem/hugetlbfs backing
  * file, through which page contents are written into the page cache.
  *
- * Contract: region_table_add() validates before it stores (alignment to the
- * page size, non-zero size, no overlap, no wrap-around, an fd for file
+ * Contract: region_table_add() validates before it stores (a page size the
+ * migration can move, alignment to the page size, non-zero size, no overlap, no wrap-around, an fd for file
  * backings); lookup is O(log n) by VMM address.  The table owns the fds and
  * alias mappings of its regions and releases them in region_table_clear().
  */
@@ -22,6 +22,14 @@ enum backing_kind {
     BACKING_SHMEM = 2,
     BACKING_HUGETLBFS = 3,
 };
+
+/*
+ * The biggest page a region may have: a page travels in one frame
+ * (FRAME_MAX_PAYLOAD, transport/frame.h, checked equal where both are
+ * seen) and a 1 GiB huge page does not fit.  Bigger pages are refused at
+ * attach rather than found out at the first postcopy fault.
+ */
+#define REGION_MAX_PAGE_SIZE (4u << 20)
 
 #define REGION_MAX      64
 #define REGION_NAME_MAX 32

@@ -24,6 +24,7 @@
 #   PCD_NS_SRC, PCD_NS_DST                   namespace names
 #   PCD_IP_SRC, PCD_IP_DST                   their addresses (10.199.X.1/.2)
 #   PCD_PORT                                 daemon listen port in each
+#   PCD_PSK                                  the peer key every daemon gets
 #   PCD_SKIP_REASON                          why a helper refused (skip)
 #   PCD_KEEP=1 (env)                         keep the temp dir and logs
 
@@ -72,6 +73,12 @@ pcd_init() {
     PCD_BUILD=${1:-${POSTCOPYD_BUILD:-build}}
     PCD_BUILD=${PCD_BUILD%/}
     PCD_TMP=$(mktemp -d /tmp/pcd-e2e.XXXXXX) || pcd_die "mktemp failed"
+    # The daemons listen on the namespaces' addresses: a network listener
+    # must authenticate its peers, so every daemon gets this key unless
+    # its caller passes its own --psk-file (the last one wins).
+    PCD_PSK=$PCD_TMP/peer.psk
+    (umask 077 && head -c 32 /dev/urandom | base64 >"$PCD_PSK") ||
+        pcd_die "cannot write $PCD_PSK"
     trap pcd_cleanup EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
@@ -232,7 +239,9 @@ pcd_wait_link() {
 # pcd_daemon_start NAME NS IP [extra postcopyd args...]
 # Starts BUILD/postcopyd in NS, listening on IP:PCD_PORT, with its sockets
 # and state dir under PCD_TMP/NAME, and waits for its control socket.
-# PCD_DAEMON_ARGS (words, no quoting) go to every daemon started.
+# PCD_DAEMON_ARGS (words, no quoting) go to every daemon started.  Every
+# daemon gets --psk-file PCD_PSK first; later args override it (a test of
+# a daemon without a key passes --psk-file '' --insecure).
 pcd_daemon_start() {
     local name=$1 ns=$2 ip=$3 dir pid
     shift 3
@@ -243,7 +252,8 @@ pcd_daemon_start() {
         --control-socket "$dir/control.sock" \
         --attach-socket "$dir/attach.sock" \
         --state-dir "$dir/state" \
-        --log-level "${PCD_LOG_LEVEL:-debug}" ${PCD_DAEMON_ARGS:-} "$@" \
+        --log-level "${PCD_LOG_LEVEL:-debug}" --psk-file "$PCD_PSK" \
+        ${PCD_DAEMON_ARGS:-} "$@" \
         </dev/null >"$dir/daemon.log" 2>&1 &
     pid=$!
     PCD_PIDS+=("$pid")

@@ -28,6 +28,9 @@ TESTS=(
     "TLS destination, plaintext source: refused, source guest keeps running"
     "TLS-PSK migration on the same daemons after the refusal"
     "X.509 source certificate from another CA: refused, guest keeps running"
+    "X.509 destination certificate for another host: the source refuses it"
+    "X.509 source certificate for another host: the destination refuses it"
+    "X.509 certificates naming neither address, tls-peer-name names them: migrates"
 )
 
 pcd_init "$build"
@@ -41,11 +44,13 @@ echo "# hosts: $PCD_NS_SRC ($PCD_IP_SRC) and $PCD_NS_DST ($PCD_IP_DST), logs in 
 
 certs=$PCD_TMP/certs
 psk=$PCD_TMP/psk
-"$here/../lib/tls-certs.sh" "$certs" || skip_all "tls-certs.sh failed"
+# peer-a and peer-b name both hosts' addresses; peer-wrong another host.
+"$here/../lib/tls-certs.sh" "$certs" "$PCD_IP_SRC" "$PCD_IP_DST" ||
+    skip_all "tls-certs.sh failed"
 head -c 32 /dev/urandom | base64 >"$psk"
 chmod 600 "$psk"
 PSK=(--psk-file "$psk" --tls psk)
-x509() { # x509 CA: this daemon's certificate from CA A or B, trusting A
+x509() { # x509 CERT: this daemon's certificate peer-CERT (a, b, wrong), trusting A
     echo --psk-file "$psk" --tls x509 --tls-cert-file "$certs/peer-$1.pem" \
         --tls-key-file "$certs/peer-$1.key" --tls-ca-file "$certs/ca-a.pem"
 }
@@ -193,6 +198,28 @@ if restart_src $(x509 b) && restart_dst $(x509 a); then
     refused "${TESTS[4]}" vm-ca dst 'peer certificate rejected: .*issuer is unknown'
 else
     not_ok "${TESTS[4]}" "the daemons did not start with tls = x509"
+fi
+
+# shellcheck disable=SC2046
+if restart_src $(x509 a) && restart_dst $(x509 wrong); then
+    refused "${TESTS[5]}" vm-dname src 'does not match the expected'
+else
+    not_ok "${TESTS[5]}" "the daemons did not start with tls = x509"
+fi
+
+# shellcheck disable=SC2046
+if restart_src $(x509 wrong) && restart_dst $(x509 a); then
+    refused "${TESTS[6]}" vm-sname dst 'does not match the expected'
+else
+    not_ok "${TESTS[6]}" "the daemons did not start with tls = x509"
+fi
+
+# shellcheck disable=SC2046
+if restart_src $(x509 wrong) --tls-peer-name wrong.invalid &&
+    restart_dst $(x509 wrong) --tls-peer-name wrong.invalid; then
+    migrate_ok "${TESTS[7]}" shmem vm-pname
+else
+    not_ok "${TESTS[7]}" "the daemons did not start with tls-peer-name"
 fi
 
 exit $((failed > 0))

@@ -291,6 +291,32 @@ static void test_example_file(void)
     }
 }
 
+/* insecure: false by default, a flag without value, true|false in a file. */
+static void test_insecure(void)
+{
+    const char *flag[] = {"--insecure", NULL};
+    struct postcopyd_config cfg;
+    g_autoptr(GError) err = NULL;
+    struct tmp t;
+
+    g_assert_true(load(&cfg, "/nonexistent/postcopyd.conf", NULL, &err));
+    g_assert_cmpint(cfg.insecure, ==, 0);
+    config_free(&cfg);
+    g_assert_true(load(&cfg, "/nonexistent/postcopyd.conf", flag, &err));
+    g_assert_no_error(err);
+    g_assert_cmpint(cfg.insecure, ==, 1);
+    config_free(&cfg);
+    tmp_init(&t, "[peer]\ninsecure = true\n");
+    g_assert_true(load(&cfg, t.file, NULL, &err));
+    g_assert_cmpint(cfg.insecure, ==, 1);
+    config_free(&cfg);
+    tmp_clear(&t);
+    tmp_init(&t, "[peer]\ninsecure = maybe\n");
+    g_assert_false(load(&cfg, t.file, NULL, &err));
+    g_assert_nonnull(strstr(err->message, "true|false"));
+    tmp_clear(&t);
+}
+
 static void test_log_levels(void)
 {
     struct postcopyd_config cfg = {.log_level = (char *)"warning"};
@@ -325,5 +351,6 @@ int main(int argc, char **argv)
     }
     g_test_add_func("/config/example-file", test_example_file);
     g_test_add_func("/config/log-levels", test_log_levels);
+    g_test_add_func("/config/insecure", test_insecure);
     return g_test_run();
 }

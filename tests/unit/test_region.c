@@ -1,6 +1,8 @@
 /* test_region.c - tests for daemon/vmm/region.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/memfd.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -110,6 +112,15 @@ static void test_reject_page_size(void)
     expect_reject(&r, "page size 3145728 is not valid for hugetlbfs");
     r.page_size = 1ull << 20; /* power of two, too small */
     expect_reject(&r, "page size 1048576 is not valid for hugetlbfs");
+
+    /* Bigger than a frame carries: refused at attach, saying what to do. */
+    r.page_size = 1ull << 30;
+    r.base = 1ull << 30;
+    r.size = 1ull << 30;
+    expect_reject(&r, "hugetlbfs pages of 1024 MiB cannot be migrated");
+    expect_reject(&r, "back the guest RAM with 2 MiB huge pages");
+    r.page_size = 8ull << 20;
+    expect_reject(&r, "hugetlbfs pages of 8 MiB cannot be migrated");
 
     r.kind = 7;
     r.page_size = PAGE;
@@ -452,11 +463,62 @@ static void test_alias_hugetlb(void)
     g_assert_false(fd_is_open(fd));
 }
 
+#define GIGA_PAGES "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages"
+
+/* Make one 1 GiB huge page free; false and @why where the kernel cannot. */
+static bool reserve_giga_page(long *before, char **why)
+{
+    g_autofree char *text = NULL;
+    g_autofree char *more = NULL;
+    g_autofree char *now = NULL;
+
+    if (!g_file_get_contents(GIGA_PAGES, &text, NULL, NULL)) {
+        *why = g_strdup("the kernel offers no 1 GiB huge pages (no " GIGA_PAGES
+                        "; the CPU lacks pdpe1gb?)");
+        return false;
+    }
+    *before = atol(text);
+    more = g_strdup_printf("%ld", *before + 1);
+    if (!g_file_set_contents(GIGA_PAGES, more, -1, NULL) ||
+        !g_file_get_contents(GIGA_PAGES, &now, NULL, NULL) ||
+        atol(now) <= *before) {
+        *why = g_strdup("the kernel could not reserve a 1 GiB huge page "
+                        "(memory too fragmented or too small)");
+        return false;
+    }
+    return true;
+}
+
+/* A real 1 GiB hugetlbfs memfd is refused with the reason, fd not taken. */
+static void test_reject_giga_hugetlb(void)
+{
+    g_autofree char *why = NULL;
+    g_autofree char *back = NULL;
+    struct region r = {
+        .kind = BACKING_HUGETLBFS,
+        .base = 1ull << 30,
+        .size = 1ull << 30,
+        .page_size = 1ull << 30,
+    };
+    long before = 0;
+
+    if (!reserve_giga_page(&before, &why)) {
+        g_test_skip(why);
+        return;
+    }
+    r.fd = make_memfd(r.size, MFD_HUGETLB | MFD_HUGE_1GB);
+    expect_reject(&r, "hugetlbfs pages of 1024 MiB cannot be migrated");
+    close(r.fd);
+    back = g_strdup_printf("%ld", before);
+    g_file_set_contents(GIGA_PAGES, back, -1, NULL);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/region/backing-names", test_backing_names);
     g_test_add_func("/region/reject/page-size", test_reject_page_size);
+    g_test_add_func("/region/reject/hugetlb-1g", test_reject_giga_hugetlb);
     g_test_add_func("/region/reject/alignment", test_reject_alignment);
     g_test_add_func("/region/reject/size-and-wrap", test_reject_size_and_wrap);
     g_test_add_func("/region/reject/fd", test_reject_fd);

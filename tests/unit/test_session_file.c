@@ -54,9 +54,46 @@ static void test_clean_orphans(void)
     g_rmdir(dir);
 }
 
+/* A session file is found by its VM, with an id of 32 hex digits only. */
+static void test_find_id(void)
+{
+    static const char *const ids[] = {
+        "0123456789abcdef0123456789abcdef", /* found */
+        " 123456789abcdef0123456789abcdef", /* sscanf's %x took these */
+        "+123456789abcdef0123456789abcdef",
+        "0x23456789abcdef0123456789abcdef",
+    };
+    g_autoptr(GError) err = NULL;
+    g_autofree char *dir = g_dir_make_tmp("session-file-XXXXXX", &err);
+    g_autofree char *path = g_build_filename(dir, KEPT ".dest", NULL);
+    struct session_file f;
+    /* A file ignored is a warning in the log, not a failed test. */
+    GLogLevelFlags fatal =
+        g_log_set_always_fatal(G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
+
+    g_assert_no_error(err);
+    for (size_t i = 0; i < G_N_ELEMENTS(ids); i++) {
+        g_autofree char *text = g_strdup_printf(
+            "[migration]\nid=%s\nvm=vm\nmode=hybrid\npeer=10.0.0.2:4444\n",
+            ids[i]);
+
+        g_assert_true(g_file_set_contents(path, text, -1, NULL));
+        g_assert_true(session_file_find(dir, "vm", ROLE_DESTINATION, &f) ==
+                      (i == 0));
+        if (i == 0) {
+            g_assert_cmpuint(f.id_bytes[0], ==, 0x01);
+            g_assert_cmpuint(f.id_bytes[15], ==, 0xef);
+        }
+    }
+    g_log_set_always_fatal(fatal);
+    g_unlink(path);
+    g_rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/session-file/clean-orphans", test_clean_orphans);
+    g_test_add_func("/session-file/find-id", test_find_id);
     return g_test_run();
 }

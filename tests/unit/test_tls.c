@@ -54,20 +54,33 @@ static struct tls_context *psk_ctx(const char *key)
     return ctx;
 }
 
-/* Our certificate from CA @own, trusting CA @trust ("a" or "b"). */
-static struct tls_context *x509_ctx(const char *own, const char *trust)
+/*
+ * Our certificate @own ("a", "b": from that CA, naming 127.0.0.1;
+ * "wrong": from CA a, naming wrong.invalid only), trusting CA @trust,
+ * requiring peers to be named @peer_name (NULL: their address).
+ */
+static struct tls_context *x509_ctx_named(const char *own, const char *trust,
+                                          const char *peer_name)
 {
     g_autofree char *crt = g_strdup_printf("%s/peer-%s.pem", cert_dir, own);
     g_autofree char *key = g_strdup_printf("%s/peer-%s.key", cert_dir, own);
     g_autofree char *ca = g_strdup_printf("%s/ca-%s.pem", cert_dir, trust);
-    struct tls_settings s = {
-        .mode = TLS_X509, .cert_file = crt, .key_file = key, .ca_file = ca};
+    struct tls_settings s = {.mode = TLS_X509,
+                             .cert_file = crt,
+                             .key_file = key,
+                             .ca_file = ca,
+                             .peer_name = peer_name};
     struct tls_context *ctx;
     GError *err = NULL;
 
     g_assert_true(tls_context_init(&ctx, &s, &err));
     g_assert_no_error(err);
     return ctx;
+}
+
+static struct tls_context *x509_ctx(const char *own, const char *trust)
+{
+    return x509_ctx_named(own, trust, NULL);
 }
 
 static void assert_err(const GError *err, int code, const char *text)
@@ -227,7 +240,7 @@ static void pair_open(struct pair *p, const struct tls_context *cctx,
     ch = transport_connect(transport_tcp(), to, CHANNEL_CONTROL, 0, NULL, &err);
     g_assert_no_error(err);
     g_assert_true(channel_set_timeout(ch, TEST_TIMEOUT_MS, NULL));
-    ch = tls_client(ch, cctx, &p->cerr);
+    ch = tls_client(ch, cctx, NULL, &p->cerr);
     if (ch) {
         g_assert_true(channel_set_timeout(ch, TEST_TIMEOUT_MS, NULL));
     }
@@ -389,6 +402,55 @@ static void test_x509_server_wrong_ca(void)
     tls_context_free(s);
 }
 
+/*
+ * The server's certificate is from the right CA but names another host
+ * than the one dialed (127.0.0.1): the client refuses it.
+ */
+static void test_x509_server_wrong_name(void)
+{
+    struct tls_context *c = x509_ctx("a", "a");
+    struct tls_context *s = x509_ctx("wrong", "a");
+    struct pair p;
+
+    pair_open(&p, c, s, NULL);
+    g_assert_null(p.client);
+    g_assert_null(p.server);
+    assert_err(p.cerr, G_IO_ERROR_FAILED,
+               "The name in the certificate does not match the expected");
+    pair_close(&p);
+    tls_context_free(c);
+    tls_context_free(s);
+}
+
+/* The client's certificate does not name the address it comes from. */
+static void test_x509_client_wrong_name(void)
+{
+    struct tls_context *c = x509_ctx("wrong", "a");
+    struct tls_context *s = x509_ctx("a", "a");
+    struct pair p;
+
+    pair_open(&p, c, s, NULL);
+    g_assert_null(p.server);
+    assert_err(p.serr, G_IO_ERROR_FAILED,
+               "The name in the certificate does not match the expected");
+    channel_close(p.client);
+    p.client = NULL;
+    pair_close(&p);
+    tls_context_free(c);
+    tls_context_free(s);
+}
+
+/* tls-peer-name: certificates that name neither address, but that name. */
+static void test_x509_peer_name(void)
+{
+    struct tls_context *c = x509_ctx_named("wrong", "a", "wrong.invalid");
+    struct tls_context *s = x509_ctx_named("wrong", "a", "wrong.invalid");
+
+    check_frames(c, s);
+    tls_context_free(c);
+    tls_context_free(s);
+}
+
 /* The client's certificate comes from a CA the server does not trust. */
 static void test_x509_client_wrong_ca(void)
 {
@@ -477,7 +539,7 @@ static void test_tls_client_plain_server(void)
     ch = transport_connect(transport_tcp(), listener_address(p.l),
                            CHANNEL_CONTROL, 0, NULL, &err);
     g_assert_no_error(err);
-    p.client = tls_client(ch, c, &p.cerr);
+    p.client = tls_client(ch, c, NULL, &p.cerr);
     g_thread_join(th);
     g_assert_null(p.client);
     assert_err(p.cerr, G_IO_ERROR_CONNECTION_CLOSED,
@@ -646,6 +708,11 @@ int main(int argc, char **argv)
     g_test_add_func("/tls/psk/wrong-key", test_psk_wrong_key);
     g_test_add_func("/tls/x509/server-wrong-ca", test_x509_server_wrong_ca);
     g_test_add_func("/tls/x509/client-wrong-ca", test_x509_client_wrong_ca);
+    g_test_add_func("/tls/refuse/x509-server-wrong-name",
+                    test_x509_server_wrong_name);
+    g_test_add_func("/tls/refuse/x509-client-wrong-name",
+                    test_x509_client_wrong_name);
+    g_test_add_func("/tls/x509/peer-name", test_x509_peer_name);
     g_test_add_func("/tls/refuse/plain-client", test_plain_client_tls_server);
     g_test_add_func("/tls/refuse/plain-server", test_tls_client_plain_server);
     g_test_add_func("/tls/timeout-then-frame", test_timeout_then_frame);

@@ -104,8 +104,10 @@ static JsonNode *read_message(struct control_conn *c, GError **err)
     if (!line) {
         return NULL;
     }
+    /* A blank or comment-only line parses to no root at all. */
     if (!json_load_bounded(parser, line, -1, NULL) ||
-        !JSON_NODE_HOLDS_OBJECT(root = json_parser_get_root(parser))) {
+        !(root = json_parser_get_root(parser)) ||
+        !JSON_NODE_HOLDS_OBJECT(root)) {
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
                     "control socket: unexpected message from postcopyd: "
                     "%.80s",

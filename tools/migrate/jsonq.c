@@ -67,3 +67,10 @@ JsonArray *jsonq_array(JsonNode *root, const char *path)
 
     return n && JSON_NODE_HOLDS_ARRAY(n) ? json_node_get_array(n) : NULL;
 }
+
+bool jsonq_bool(JsonNode *root, const char *path)
+{
+    JsonNode *n = jsonq_get(root, path);
+
+    return value_type(n) == G_TYPE_BOOLEAN && json_node_get_boolean(n);
+}

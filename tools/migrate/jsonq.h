@@ -18,5 +18,7 @@ bool jsonq_int(JsonNode *root, const char *path, gint64 *out);
 bool jsonq_double(JsonNode *root, const char *path, double *out);
 const char *jsonq_string(JsonNode *root, const char *path);
 JsonArray *jsonq_array(JsonNode *root, const char *path);
+/* True only for a JSON true at @path. */
+bool jsonq_bool(JsonNode *root, const char *path);
 
 #endif /* POSTCOPY_MIGRATE_JSONQ_H */

@@ -251,6 +251,11 @@ void summary_print(FILE *out, JsonNode *stats)
     const char *why = jsonq_string(stats, "error-desc");
 
     row(out, "status", status);
+    if (jsonq_bool(stats, "insecure")) {
+        row(out, "WARNING",
+            "INSECURE: the daemon's peers are not "
+            "authenticated (--insecure)");
+    }
     if (why) {
         row(out, "error", why);
     }
