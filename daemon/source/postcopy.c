@@ -84,12 +84,14 @@ void source_close_channels(struct source_session *s)
             s->bulk[i].thread = NULL;
         }
     }
+    g_mutex_lock(&s->chan_lock);
     for (size_t i = 0; i < n; i++) {
         if (*chs[i]) {
             channel_close(*chs[i]);
             *chs[i] = NULL;
         }
     }
+    g_mutex_unlock(&s->chan_lock);
 }
 
 static void missing_run(void *opaque, uint32_t region, uint64_t first,
@@ -108,8 +110,9 @@ static bool resume_connect(struct source_session *s, GError **err)
     g_autoptr(PeerMessage) rr = NULL;
     uint64_t pages;
 
-    s->control =
-        source_open_channel(s, s->m->peer_uri, CHANNEL_CONTROL, 0, true, err);
+    source_keep_channel(
+        s, &s->control,
+        source_open_channel(s, s->m->peer_uri, CHANNEL_CONTROL, 0, true, err));
     if (!s->control) {
         return false;
     }

@@ -36,7 +36,12 @@ struct bulk_stream {
 struct source_session {
     struct migration *m;
     struct region_table *regions;
+    /*
+     * Set and closed by the session thread, under chan_lock; `cancel`
+     * (the main loop) shuts them down under it too.
+     */
     struct channel *control, *urgent;
+    GMutex chan_lock;
     unsigned nbulk; /* parallel bulk streams (migration parameter) */
     struct bulk_stream bulk[SOURCE_MAX_STREAMS];
     GThread *request_thread, *wp_thread;
@@ -81,6 +86,13 @@ gpointer source_request_thread(gpointer opaque);
 bool source_serve_until(struct source_session *s, struct channel *ch,
                         GError **err);
 gpointer source_bulk_thread(gpointer opaque);
+
+/*
+ * Store @ch in @slot (one of the session's channel pointers); a channel
+ * opened while a cancel was under way is shut down at once.
+ */
+void source_keep_channel(struct source_session *s, struct channel **slot,
+                         struct channel *ch);
 
 /* connect.c: a channel whose Hello the destination accepted, or NULL. */
 struct channel *source_open_channel(struct source_session *s, const char *uri,
