@@ -472,15 +472,23 @@ gpointer dest_session_thread(gpointer opaque)
     }
     start_threads(s);
     if (!dest_switchover(s, &err)) {
-        /* Once resumed, the guest's missing pages exist only there. */
-        migration_fail(m,
-                       atomic_load(&s->running) ? MIG_POSTCOPY_PAUSED
-                       : s->cancelled           ? MIG_CANCELLED
-                                                : MIG_FAILED,
-                       "%s", err->message);
-        send_error(s->control, POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_PROTOCOL,
-                   err->message);
-        goto out;
+        if (!atomic_load(&s->running)) {
+            migration_fail(m, s->cancelled ? MIG_CANCELLED : MIG_FAILED, "%s",
+                           err->message);
+            send_error(s->control,
+                       POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_PROTOCOL,
+                       err->message);
+            goto out;
+        }
+        /*
+         * The VM runs here but the source may not know it (its answer
+         * lost): pause with the fault thread serving on, and wait for the
+         * source to reconnect and ask.
+         */
+        dest_fail(s,
+                  "the VM runs here, but the switchover's answer may "
+                  "not have reached the source: %s",
+                  err->message);
     }
     dest_postcopy(s);
 out:

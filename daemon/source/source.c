@@ -44,8 +44,7 @@ static void init_streams(struct source_session *s)
     }
 }
 
-/* From the switchover on, a restarted daemon must be able to carry on. */
-static void remember_session(struct source_session *s)
+void source_remember_session(struct source_session *s)
 {
     g_autoptr(GError) err = NULL;
     struct session_file f = {.role = ROLE_SOURCE, .mode = s->m->params.mode};
@@ -160,13 +159,20 @@ static gpointer source_thread(gpointer opaque)
         source_fail_before_switchover(s, err);
         goto out;
     }
-    if (!source_drain_bulk(s, &err) || !source_switchover(s, &err)) {
+    if (source_drain_bulk(s, &err) && source_switchover(s, &err)) {
+        migration_set_status(m, MIG_DEVICE, MIG_POSTCOPY_ACTIVE);
+        s->resend_missing = m->params.mode == MODE_HYBRID;
+        source_remember_session(s);
+    } else if (source_switchover_lost(s, err)) {
+        /* Paused: the reconnect learns whether the VM runs there. */
+        source_remember_session(s);
+        if (!source_reconnect(s)) {
+            goto out;
+        }
+    } else {
         source_fail_before_switchover(s, err);
         goto out;
     }
-    migration_set_status(m, MIG_DEVICE, MIG_POSTCOPY_ACTIVE);
-    s->resend_missing = m->params.mode == MODE_HYBRID;
-    remember_session(s);
     source_postcopy_loop(s);
 out:
     free_session(s);
@@ -211,12 +217,9 @@ void source_keep_channel(struct source_session *s, struct channel **slot,
 static void refuse_cancel(struct migration *m, enum migration_status st,
                           GError **err)
 {
+    struct source_session *s = m->role_state;
     const char *why;
-    bool moved;
 
-    g_mutex_lock(&m->daemon->lock);
-    moved = m->vm->moved;
-    g_mutex_unlock(&m->daemon->lock);
     switch (st) {
     case MIG_CANCELLING:
         why = "a cancel is under way already";
@@ -230,10 +233,11 @@ static void refuse_cancel(struct migration *m, enum migration_status st,
         why = "the VM runs on the destination, cancel is no longer possible";
         break;
     case MIG_POSTCOPY_PAUSED:
-        why = moved ? "the VM runs on the destination, cancel is no longer "
-                      "possible"
-                    : "the switchover's outcome is not known yet (the VM may "
-                      "run on the destination): it cannot be cancelled";
+        why = !atomic_load(&s->outcome_unknown)
+                  ? "the VM runs on the destination, cancel is no longer "
+                    "possible"
+                  : "the switchover's answer was lost (the VM may run on the "
+                    "destination): it cannot be cancelled";
         break;
     default:
         why = "it has ended already: there is nothing to cancel";
