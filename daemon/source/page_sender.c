@@ -42,6 +42,8 @@ bool page_is_zero(const uint8_t *p, uint64_t len)
     return true;
 }
 
+G_DEFINE_QUARK(page - sender - error - quark, page_sender_error)
+
 /* [off, off+len) of @r: the daemon's view of it, or read into the buffer. */
 static const uint8_t *read_pages(struct page_sender *ps, const struct region *r,
                                  uint64_t off, uint64_t len, GError **err)
@@ -63,6 +65,14 @@ static const uint8_t *read_pages(struct page_sender *ps, const struct region *r,
     }
     local = (struct iovec){.iov_base = ps->buf, .iov_len = len};
     n = process_vm_readv(ps->pid, &local, 1, &remote, 1, 0);
+    /* ESRCH: the VMM exited; EFAULT: it unmapped the range. */
+    if (n < 0 && (errno == ESRCH || errno == EFAULT)) {
+        g_set_error(err, PAGE_SENDER_ERROR, PAGE_SENDER_ERROR_GONE,
+                    "the source VM's memory is gone (pid %d, guest RAM at "
+                    "0x%" G_GINT64_MODIFIER "x: %s)",
+                    ps->pid, r->base + off, g_strerror(errno));
+        return NULL;
+    }
     if (n != (ssize_t)len) {
         g_set_error(
             err, G_IO_ERROR, G_IO_ERROR_FAILED,

@@ -196,7 +196,9 @@ bool source_reconnect(struct source_session *s)
 {
     unsigned delay_ms = RECONNECT_MIN_MS;
 
-    while (!s->m->daemon->stopping) {
+    /* Final (the VMM's memory is gone): nothing left to reconnect for. */
+    while (!s->m->daemon->stopping &&
+           !migration_status_is_final(migration_status(s->m))) {
         g_autoptr(GError) err = NULL;
         int64_t until = g_get_monotonic_time() + delay_ms * 1000LL;
 
