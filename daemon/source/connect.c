@@ -53,6 +53,8 @@ struct channel *source_open_channel(struct source_session *s, const char *uri,
     if (!ch) {
         return NULL;
     }
+    /* A frozen peer never answers the Hello: cancel must reach it. */
+    source_keep_channel(s, &s->opening, ch);
     hello.version = PEER_PROTOCOL_VERSION;
     hello.min_version = PEER_PROTOCOL_VERSION;
     hello.vm_name = s->m->vm_name;
@@ -86,8 +88,10 @@ struct channel *source_open_channel(struct source_session *s, const char *uri,
                     channel_kind_name(kind), reply->hello_reply->error);
         goto fail;
     }
+    source_keep_channel(s, &s->opening, NULL);
     return ch;
 fail:
+    source_keep_channel(s, &s->opening, NULL);
     channel_close(ch);
     return NULL;
 }

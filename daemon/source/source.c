@@ -271,6 +271,9 @@ bool source_cancel(struct migration *m, GError **err)
     if (s->urgent) {
         channel_shutdown(s->urgent);
     }
+    if (s->opening) {
+        channel_shutdown(s->opening);
+    }
     for (unsigned i = 0; i < s->nbulk; i++) {
         if (s->bulk[i].ch) {
             channel_shutdown(s->bulk[i].ch);

@@ -41,6 +41,7 @@ struct source_session {
      * (the main loop) shuts them down under it too.
      */
     struct channel *control, *urgent;
+    struct channel *opening; /* in its Hello, not stored yet */
     GMutex chan_lock;
     unsigned nbulk; /* parallel bulk streams (migration parameter) */
     struct bulk_stream bulk[SOURCE_MAX_STREAMS];

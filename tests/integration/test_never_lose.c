@@ -475,13 +475,45 @@ out:
 
 /* ---- 11. cancel ---- */
 
-/*
- * Precopy to a destination whose daemon is frozen (SIGSTOP): the source's
- * sends block.  Cancel returns at once, the migration is cancelled and the
- * source VM runs (no longer write-protected) within CANCEL_MS.
- */
-static void test_cancel_frozen_destination(void)
+/* Freeze the destination daemon before the migration, or in precopy. */
+enum freeze_at { FREEZE_IN_SETUP, FREEZE_IN_PRECOPY };
+
+static bool freeze_destination(struct pair *p, enum freeze_at at)
 {
+    g_autofree char *st = NULL;
+    const char *const params = ", \"downtime-limit\": 0, \"max-rounds\": "
+                               "1000000, \"max-precopy-time\": 600000";
+
+    if (at == FREEZE_IN_SETUP) {
+        /* The kernel still accepts its connections: Hellos go unanswered. */
+        kill(p->dst.pid, SIGSTOP);
+        if (!migrate(p, p->dst.address, "hybrid", params)) {
+            return false;
+        }
+        g_usleep(1500 * 1000);
+        st = mig_field(&p->src, "status");
+        g_assert_cmpstr(st, ==, "setup");
+        return true;
+    }
+    if (!migrate(p, p->dst.address, "hybrid", params)) {
+        return false;
+    }
+    st = wait_status(&p->src, "active|failed", START_MS);
+    g_assert_cmpstr(st, ==, "active");
+    kill(p->dst.pid, SIGSTOP);
+    g_usleep(1500 * 1000); /* the socket buffers fill, sends block */
+    return true;
+}
+
+/*
+ * A destination whose daemon is frozen (SIGSTOP) holds the source in its
+ * sends (precopy) or in a Hello's answer (setup).  Cancel returns at once,
+ * the migration is cancelled and the source VM runs (no longer
+ * write-protected) within CANCEL_MS.
+ */
+static void test_cancel_frozen_destination(gconstpointer data)
+{
+    enum freeze_at at = GPOINTER_TO_INT(data);
     struct pair p = {0};
     g_autoptr(JsonObject) r = NULL;
     g_autoptr(JsonObject) again = NULL;
@@ -489,22 +521,13 @@ static void test_cancel_frozen_destination(void)
     int64_t t0, took;
 
     /* Default peer timeouts: the ones an operator has. */
-    if (!can_run() || !pair_up(&p, NULL, "shmem", "256M", "random", false)) {
+    if (!can_run() || !pair_up(&p, NULL, "shmem", "256M", "random", false) ||
+        !freeze_destination(&p, at)) {
         goto out;
     }
-    if (!migrate(&p, p.dst.address, "hybrid",
-                 ", \"downtime-limit\": 0, \"max-rounds\": 1000000, "
-                 "\"max-precopy-time\": 600000")) {
-        goto out;
-    }
-    st = wait_status(&p.src, "active|failed", START_MS);
-    g_assert_cmpstr(st, ==, "active");
-    kill(p.dst.pid, SIGSTOP);
-    g_usleep(1500 * 1000); /* the socket buffers fill, sends block */
     t0 = g_get_monotonic_time();
     r = execute(&p.src, "migrate-cancel", "{\"vm\": \"" VM_NAME "\"}");
     g_assert_true(r && json_object_has_member(r, "return"));
-    g_clear_pointer(&st, g_free);
     st = wait_status(&p.src, "cancelled|failed|completed", 60000);
     took = (g_get_monotonic_time() - t0) / 1000;
     g_test_message("cancelled after %" G_GINT64_FORMAT " ms: %s", took, st);
@@ -537,7 +560,11 @@ int main(int argc, char **argv)
     g_test_add_func("/never-lose/source-memory-gone", test_source_memory_gone);
     g_test_add_func("/never-lose/restart-lost-faults",
                     test_restart_lost_faults);
-    g_test_add_func("/never-lose/cancel-frozen-destination",
-                    test_cancel_frozen_destination);
+    g_test_add_data_func("/never-lose/cancel-frozen-destination/precopy",
+                         GINT_TO_POINTER(FREEZE_IN_PRECOPY),
+                         test_cancel_frozen_destination);
+    g_test_add_data_func("/never-lose/cancel-frozen-destination/setup",
+                         GINT_TO_POINTER(FREEZE_IN_SETUP),
+                         test_cancel_frozen_destination);
     return g_test_run();
 }
