@@ -391,6 +391,11 @@ static void source_ended(struct dest_session *s, const char *why)
     dest_wake(s);
 }
 
+/* The source's last word, before waiting for it to reconnect. */
+#define LAST_WORD_MS 200
+/* A message begun on control in postcopy: in whole within this. */
+#define CONTROL_READ_MS 1000
+
 /*
  * In postcopy the source says nothing on control unless it ends the
  * migration: read what it sent within @wait_ms, if anything.  Only the
@@ -408,7 +413,13 @@ static void watch_control(struct dest_session *s, int wait_ms)
         channel_wait_any(ch, 1, wait_ms) != 0) {
         return;
     }
+    /* Keepalives alone must not hold the session thread: a short wait. */
+    channel_set_timeout(s->control, CONTROL_READ_MS, NULL);
     msg = channel_recv_msg(s->control, &err);
+    channel_set_timeout(s->control, 0, NULL);
+    if (!msg && g_error_matches(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)) {
+        return;
+    }
     if (msg && msg->msg_case == POSTCOPY__PEER__PEER_MESSAGE__MSG_ERROR) {
         source_ended(s, msg->error->message);
     } else if (!atomic_load(&s->paused)) {
@@ -416,9 +427,6 @@ static void watch_control(struct dest_session *s, int wait_ms)
                   msg ? "a message out of place in postcopy" : err->message);
     }
 }
-
-/* The source's last word, before waiting for it to reconnect. */
-#define LAST_WORD_MS 200
 
 static bool postcopy_goes_on(struct dest_session *s)
 {
