@@ -111,6 +111,28 @@ static void send_completed(struct channel *ch)
 }
 
 /*
+ * The migration ended here before the VM ran (it failed or was cancelled
+ * at the switchover or before): a source that lost the Switchover's
+ * answer learns that it keeps the VM.
+ */
+static void send_not_resumed(struct migration *m, struct channel *ch)
+{
+    Postcopy__Peer__ResumeReply rr = POSTCOPY__PEER__RESUME_REPLY__INIT;
+    PeerMessage msg = POSTCOPY__PEER__PEER_MESSAGE__INIT;
+    g_autofree char *why = NULL;
+
+    g_mutex_lock(&m->lock);
+    why = g_strdup(m->error);
+    g_mutex_unlock(&m->lock);
+    rr.ok = false;
+    rr.not_resumed = true;
+    rr.error = why ? why : (char *)"the migration ended here";
+    msg.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_RESUME_REPLY;
+    msg.resume_reply = &rr;
+    channel_send_msg(ch, &msg, NULL);
+}
+
+/*
  * A source reconnects a paused migration.  If this side had not noticed
  * the old connection die yet, it has now.
  */
@@ -126,6 +148,15 @@ static void accept_resume(struct daemon *d, struct channel *ch,
     if (s && st == MIG_COMPLETED) {
         send_hello_reply(ch, NULL, NULL);
         send_completed(ch);
+        goto drop;
+    }
+    /* Final, so `running` is settled: the VM never ran here. */
+    if (s && migration_status_is_final(st) && !atomic_load(&s->running)) {
+        g_message("peer %s: migration %s ended here before the VM ran: "
+                  "the source keeps it",
+                  channel_peer(ch), m->id);
+        send_hello_reply(ch, NULL, NULL);
+        send_not_resumed(m, ch);
         goto drop;
     }
     if (!s || !atomic_load(&s->running) ||

@@ -5,7 +5,8 @@
  * Threads of one migration:
  *  - the session thread (session.c): Layout check, uffd set-up, Barrier
  *    and Switchover (switchover.c, resume the VMM), then waits until every
- *    page is installed, pausing and resuming as the link goes;
+ *    page is installed, pausing and resuming as the link goes, and
+ *    watching control;
  *  - the fault thread (fault_thread.c): reads the VMM's uffd, and for each
  *    missing page sends one request on the urgent channel;
  *  - receivers (receiver.c: urgent, each bulk stream): take page frames
@@ -21,7 +22,10 @@
  * ends, so a stale pointer never dangles).  Postcopy failures pause: the
  * fault thread goes on installing pages that are here, requests for the
  * others wait (REQUESTED) until the source reconnects with a resuming
- * Hello (admission.c), and are then sent again.
+ * Hello (admission.c), and are then sent again.  That holds from the
+ * resume on, even when the Switchover's reply could not be sent.  In
+ * postcopy only the session thread reads control (an Error there from
+ * the source ends the migration: its VM's memory is gone).
  */
 #ifndef POSTCOPYD_DEST_SESSION_H
 #define POSTCOPYD_DEST_SESSION_H

@@ -7,7 +7,8 @@
  * Contract: the uffd registrations live in the VMM's mm and survived the
  * old daemon; anonymous copies lived in its memory and did not (only zero
  * pages stay current); a page it was installing either is in the VMM
- * (pagemap) or goes back to be fetched.
+ * (pagemap) or goes back to be fetched; the faults it had read died with
+ * it, so every blocked vCPU is woken once to fault again.
  */
 #include "dest_session.h"
 
@@ -115,6 +116,27 @@ static bool restore_uffd(struct dest_session *s, GError **err)
     return true;
 }
 
+/*
+ * Faults the dead daemon had read but not yet recorded as REQUESTED are
+ * known to no one now: the kernel queues a fault once, and its vCPU
+ * waits for a wake that only an install of its page would give, which,
+ * with no background stream, may never come.  Wake every vCPU blocked on
+ * guest RAM once: each touches its page again and faults anew, to us.
+ * (A wake with no waiter does nothing; a vCPU whose page is here runs.)
+ */
+static void wake_blocked_vcpus(struct dest_session *s)
+{
+    for (size_t i = 0; i < s->regions->n; i++) {
+        const struct region *r = &s->regions->regions[i];
+        int rc = uffd_wake(&s->u, r->base, r->size);
+
+        if (rc < 0) {
+            g_warning("migration %s: region %zu: waking its blocked vCPUs: %s",
+                      s->m->id, i, g_strerror(-rc));
+        }
+    }
+}
+
 static gpointer restored_thread(gpointer opaque)
 {
     struct dest_session *s = opaque;
@@ -151,6 +173,7 @@ void dest_restore(struct daemon *d, struct vm_entry *vm,
               "the source to reconnect",
               m->id, m->vm_name);
     s->fault_thread = g_thread_new("dst-faults", dest_fault_thread, s);
+    wake_blocked_vcpus(s);
     s->sweep_thread = g_thread_new("dst-sweep", dest_sweep_thread, s);
     m->thread = g_thread_new("dest", restored_thread, s);
 }

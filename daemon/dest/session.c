@@ -45,11 +45,8 @@ void dest_wake(struct dest_session *s)
     g_mutex_unlock(&s->m->lock);
 }
 
-void dest_shutdown_channels(struct dest_session *s)
+static void dest_shutdown_data_channels(struct dest_session *s)
 {
-    if (s->control) {
-        channel_shutdown(s->control);
-    }
     if (s->urgent) {
         channel_shutdown(s->urgent);
     }
@@ -58,6 +55,14 @@ void dest_shutdown_channels(struct dest_session *s)
             channel_shutdown(s->bulk[i]);
         }
     }
+}
+
+void dest_shutdown_channels(struct dest_session *s)
+{
+    if (s->control) {
+        channel_shutdown(s->control);
+    }
+    dest_shutdown_data_channels(s);
 }
 
 /*
@@ -86,7 +91,12 @@ void dest_fail(struct dest_session *s, const char *fmt, ...)
         send_error(s->control, POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_PROTOCOL,
                    msg);
     }
-    dest_shutdown_channels(s);
+    /* Paused: control stays for the session thread's last read. */
+    if (atomic_load(&s->running)) {
+        dest_shutdown_data_channels(s);
+    } else {
+        dest_shutdown_channels(s);
+    }
     dest_wake(s);
 }
 
@@ -364,19 +374,85 @@ static bool wait_resume(struct dest_session *s)
     return true;
 }
 
+/*
+ * The source ended the migration (its VMM's memory is gone: Error on
+ * control): the pages the guest lacks can never come.  Final, and said;
+ * nothing the guest has is discarded, and a restart must not carry on.
+ */
+static void source_ended(struct dest_session *s, const char *why)
+{
+    /* The data channels' closing, seen first, is not the cause. */
+    migration_drop_error(s->m);
+    migration_fail(s->m, MIG_FAILED, "the source ended the migration: %s", why);
+    session_file_remove(s->m->engine.state_dir, s->m->id, ROLE_DESTINATION);
+    unlink(s->pst_path);
+    atomic_store(&s->stop, true);
+    dest_shutdown_channels(s);
+    dest_wake(s);
+}
+
+/* The source's last word, before waiting for it to reconnect. */
+#define LAST_WORD_MS 200
+/* A message begun on control in postcopy: in whole within this. */
+#define CONTROL_READ_MS 1000
+
+/*
+ * In postcopy the source says nothing on control unless it ends the
+ * migration: read what it sent within @wait_ms, if anything.  Only the
+ * session thread reads control in postcopy, and dest_fail() leaves it
+ * open, so that an Error sent just before the source closed its data
+ * channels is still read once they are noticed closed.
+ */
+static void watch_control(struct dest_session *s, int wait_ms)
+{
+    struct channel *const ch[1] = {s->control};
+    g_autoptr(GError) err = NULL;
+    g_autoptr(PeerMessage) msg = NULL;
+
+    if (!ch[0] || atomic_load(&s->stop) ||
+        channel_wait_any(ch, 1, wait_ms) != 0) {
+        return;
+    }
+    /* Keepalives alone must not hold the session thread: a short wait. */
+    channel_set_timeout(s->control, CONTROL_READ_MS, NULL);
+    msg = channel_recv_msg(s->control, &err);
+    channel_set_timeout(s->control, 0, NULL);
+    if (!msg && g_error_matches(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)) {
+        return;
+    }
+    if (msg && msg->msg_case == POSTCOPY__PEER__PEER_MESSAGE__MSG_ERROR) {
+        source_ended(s, msg->error->message);
+    } else if (!atomic_load(&s->paused)) {
+        dest_fail(s, "control: %s",
+                  msg ? "a message out of place in postcopy" : err->message);
+    }
+}
+
+static bool postcopy_goes_on(struct dest_session *s)
+{
+    return !page_state_all_installed(s->pst) && !atomic_load(&s->stop) &&
+           !atomic_load(&s->paused);
+}
+
 /* Until every page is installed, pausing and resuming as the link goes. */
 void dest_postcopy(struct dest_session *s)
 {
     for (;;) {
-        g_mutex_lock(&s->m->lock);
-        while (!page_state_all_installed(s->pst) && !atomic_load(&s->stop) &&
-               !atomic_load(&s->paused)) {
-            g_cond_wait(&s->m->cond, &s->m->lock);
+        while (postcopy_goes_on(s)) {
+            g_mutex_lock(&s->m->lock);
+            if (postcopy_goes_on(s)) {
+                g_cond_wait_until(&s->m->cond, &s->m->lock,
+                                  g_get_monotonic_time() + WAIT_SLICE_US);
+            }
+            g_mutex_unlock(&s->m->lock);
+            watch_control(s, 0);
         }
-        g_mutex_unlock(&s->m->lock);
         if (page_state_all_installed(s->pst)) {
             complete(s);
             return;
+        }
+        if (atomic_load(&s->paused)) {
+            watch_control(s, LAST_WORD_MS);
         }
         if (atomic_load(&s->stop) || !wait_resume(s)) {
             return;
@@ -472,15 +548,23 @@ gpointer dest_session_thread(gpointer opaque)
     }
     start_threads(s);
     if (!dest_switchover(s, &err)) {
-        /* Once resumed, the guest's missing pages exist only there. */
-        migration_fail(m,
-                       atomic_load(&s->running) ? MIG_POSTCOPY_PAUSED
-                       : s->cancelled           ? MIG_CANCELLED
-                                                : MIG_FAILED,
-                       "%s", err->message);
-        send_error(s->control, POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_PROTOCOL,
-                   err->message);
-        goto out;
+        if (!atomic_load(&s->running)) {
+            migration_fail(m, s->cancelled ? MIG_CANCELLED : MIG_FAILED, "%s",
+                           err->message);
+            send_error(s->control,
+                       POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_PROTOCOL,
+                       err->message);
+            goto out;
+        }
+        /*
+         * The VM runs here but the source may not know it (its answer
+         * lost): pause with the fault thread serving on, and wait for the
+         * source to reconnect and ask.
+         */
+        dest_fail(s,
+                  "the VM runs here, but the switchover's answer may "
+                  "not have reached the source: %s",
+                  err->message);
     }
     dest_postcopy(s);
 out:

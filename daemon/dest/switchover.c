@@ -5,7 +5,9 @@
  *
  * Contract: `running` is set just before the VMM resumes, so the first
  * fault finds the new phase; a VMM that refuses to resume leaves the
- * source to resume its own (SwitchoverReply ok = false).  A prealloc still
+ * source to resume its own (SwitchoverReply ok = false).  Once the VMM
+ * runs, the session is in postcopy even if the reply cannot be sent
+ * (dest_switchover false with `running` set): the caller pauses it.  A prealloc still
  * under way is waited for at the Barrier, the last moment a failure costs
  * nothing.
  */
@@ -214,6 +216,7 @@ bool dest_switchover(struct dest_session *s, GError **err)
     PeerMessage reply = POSTCOPY__PEER__PEER_MESSAGE__INIT;
     g_autoptr(PeerMessage) msg = recv_past_barriers(s, err);
     g_autoptr(GError) rerr = NULL;
+    bool sent;
 
     if (!msg) {
         return false;
@@ -253,16 +256,18 @@ bool dest_switchover(struct dest_session *s, GError **err)
     sr.error = sr.ok ? "" : rerr->message;
     reply.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_SWITCHOVER_REPLY;
     reply.switchover_reply = &sr;
-    if (!channel_send_msg(s->control, &reply, err)) {
-        return false;
-    }
+    sent = channel_send_msg(s->control, &reply, err);
     if (!sr.ok) {
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
-                    "the VMM refused to resume: %s", rerr->message);
+        if (sent) {
+            g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
+                        "the VMM refused to resume: %s", rerr->message);
+        }
         return false;
     }
+    /* The VM runs here whether or not the source heard it. */
     atomic_store(&s->m->stats.resume_us, migration_now_us());
     remember_session(s);
     s->sweep_thread = g_thread_new("dst-sweep", dest_sweep_thread, s);
-    return migration_set_status(s->m, MIG_DEVICE, MIG_POSTCOPY_ACTIVE);
+    migration_set_status(s->m, MIG_DEVICE, MIG_POSTCOPY_ACTIVE);
+    return sent;
 }

@@ -188,6 +188,13 @@ void migration_fail(struct migration *m, enum migration_status final_status,
     } while (!migration_set_status(m, s, final_status));
 }
 
+void migration_drop_error(struct migration *m)
+{
+    g_mutex_lock(&m->lock);
+    g_clear_pointer(&m->error, g_free);
+    g_mutex_unlock(&m->lock);
+}
+
 void migration_clear_error(struct migration *m)
 {
     g_mutex_lock(&m->lock);

@@ -195,6 +195,8 @@ void migration_params_init(struct migration_params *p);
 void migration_add_round(struct migration *m, const struct round_stats *r);
 /* A paused migration carries on: its old error no longer describes it. */
 void migration_clear_error(struct migration *m);
+/* The same, silently: a cause found later replaces it (migration_fail). */
+void migration_drop_error(struct migration *m);
 /* query-migrate's "return" object. */
 JsonNode *migration_query(struct migration *m);
 

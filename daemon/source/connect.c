@@ -53,6 +53,8 @@ struct channel *source_open_channel(struct source_session *s, const char *uri,
     if (!ch) {
         return NULL;
     }
+    /* A frozen peer never answers the Hello: cancel must reach it. */
+    source_keep_channel(s, &s->opening, ch);
     hello.version = PEER_PROTOCOL_VERSION;
     hello.min_version = PEER_PROTOCOL_VERSION;
     hello.vm_name = s->m->vm_name;
@@ -86,8 +88,10 @@ struct channel *source_open_channel(struct source_session *s, const char *uri,
                     channel_kind_name(kind), reply->hello_reply->error);
         goto fail;
     }
+    source_keep_channel(s, &s->opening, NULL);
     return ch;
 fail:
+    source_keep_channel(s, &s->opening, NULL);
     channel_close(ch);
     return NULL;
 }
@@ -137,16 +141,18 @@ static bool send_layout(struct source_session *s, GError **err)
 bool source_open_data_channels(struct source_session *s, bool resume,
                                GError **err)
 {
-    s->urgent =
-        source_open_channel(s, s->m->peer_uri, CHANNEL_URGENT, 0, resume, err);
+    source_keep_channel(
+        s, &s->urgent,
+        source_open_channel(s, s->m->peer_uri, CHANNEL_URGENT, 0, resume, err));
     if (!s->urgent) {
         return false;
     }
     /* Replies go out from the request thread alone: no send lock. */
     channel_set_single_sender(s->urgent);
     for (unsigned i = 0; i < s->nbulk; i++) {
-        s->bulk[i].ch = source_open_channel(s, s->m->peer_uri, CHANNEL_BULK, i,
-                                            resume, err);
+        source_keep_channel(s, &s->bulk[i].ch,
+                            source_open_channel(s, s->m->peer_uri, CHANNEL_BULK,
+                                                i, resume, err));
         if (!s->bulk[i].ch) {
             return false;
         }
@@ -163,8 +169,9 @@ bool source_setup(struct source_session *s, GError **err)
         atomic_fetch_add(&s->m->stats.pages_total,
                          region_pages(&s->regions->regions[i]));
     }
-    s->control =
-        source_open_channel(s, s->m->peer_uri, CHANNEL_CONTROL, 0, false, err);
+    source_keep_channel(
+        s, &s->control,
+        source_open_channel(s, s->m->peer_uri, CHANNEL_CONTROL, 0, false, err));
     if (!s->control || !send_layout(s, err)) {
         return false;
     }

@@ -45,6 +45,11 @@ bool page_is_zero(const uint8_t *p, uint64_t len)
     return true;
 }
 
+GQuark page_sender_error_quark(void)
+{
+    return g_quark_from_static_string("page-sender-error-quark");
+}
+
 /*
  * [off, off+len) of @r, read into the buffer: through the region's file
  * (never through the daemon's mapping: backing.c says why), or from the
@@ -69,6 +74,14 @@ static const uint8_t *read_pages(struct page_sender *ps, const struct region *r,
     }
     local = (struct iovec){.iov_base = ps->buf, .iov_len = len};
     n = process_vm_readv(ps->pid, &local, 1, &remote, 1, 0);
+    /* ESRCH: the VMM exited; EFAULT: it unmapped the range. */
+    if (n < 0 && (errno == ESRCH || errno == EFAULT)) {
+        g_set_error(err, PAGE_SENDER_ERROR, PAGE_SENDER_ERROR_GONE,
+                    "the source VM's memory is gone (pid %d, guest RAM at "
+                    "0x%" G_GINT64_MODIFIER "x: %s)",
+                    ps->pid, r->base + off, g_strerror(errno));
+        return NULL;
+    }
     if (n != (ssize_t)len) {
         g_set_error(
             err, G_IO_ERROR, G_IO_ERROR_FAILED,

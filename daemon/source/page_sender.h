@@ -46,8 +46,14 @@ bool page_is_zero(const uint8_t *p, uint64_t len);
 /*
  * Send pages [first, first+n) of @r on @ch, reading them now, in steps of
  * at most PAGE_SENDER_RUN bytes (or one huge page).  @flags, @seq go on
- * every frame.
+ * every frame.  Pages that cannot be read because the VMM's memory is
+ * gone (it exited, or unmapped them) fail with PAGE_SENDER_ERROR_GONE:
+ * no retry can ever send them.
  */
+#define PAGE_SENDER_ERROR page_sender_error_quark()
+GQuark page_sender_error_quark(void);
+enum { PAGE_SENDER_ERROR_GONE };
+
 bool page_sender_send(struct page_sender *ps, struct channel *ch,
                       const struct region *r, uint64_t first, uint64_t n,
                       uint32_t flags, uint32_t seq, GError **err);

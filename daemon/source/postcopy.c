@@ -5,7 +5,9 @@
  *
  * Contract: the VM is never given up on: a paused migration retries until
  * it completes or the daemon stops.  A Complete lost with the old
- * connection is learnt from the resume's reply.
+ * connection is learnt from the resume's reply, and so is, after a lost
+ * Switchover answer, whether the VM ever ran there: only an explicit
+ * `not_resumed` gives it back to this side.
  */
 #include "source.h"
 
@@ -84,12 +86,14 @@ void source_close_channels(struct source_session *s)
             s->bulk[i].thread = NULL;
         }
     }
+    g_mutex_lock(&s->chan_lock);
     for (size_t i = 0; i < n; i++) {
         if (*chs[i]) {
             channel_close(*chs[i]);
             *chs[i] = NULL;
         }
     }
+    g_mutex_unlock(&s->chan_lock);
 }
 
 static void missing_run(void *opaque, uint32_t region, uint64_t first,
@@ -108,8 +112,9 @@ static bool resume_connect(struct source_session *s, GError **err)
     g_autoptr(PeerMessage) rr = NULL;
     uint64_t pages;
 
-    s->control =
-        source_open_channel(s, s->m->peer_uri, CHANNEL_CONTROL, 0, true, err);
+    source_keep_channel(
+        s, &s->control,
+        source_open_channel(s, s->m->peer_uri, CHANNEL_CONTROL, 0, true, err));
     if (!s->control) {
         return false;
     }
@@ -122,6 +127,13 @@ static bool resume_connect(struct source_session *s, GError **err)
         s->peer_completed = true;
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_EXISTS,
                     "the destination completed the migration already");
+        return false;
+    }
+    if (!rr->resume_reply->ok && rr->resume_reply->not_resumed) {
+        s->peer_not_resumed = true;
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
+                    "the destination did not resume the VM: %s",
+                    rr->resume_reply->error);
         return false;
     }
     if (!rr->resume_reply->ok || !rr->resume_reply->missing) {
@@ -151,6 +163,31 @@ static bool resume_connect(struct source_session *s, GError **err)
 }
 
 /*
+ * The destination says it never ran the VM (the Switchover's answer was
+ * lost, and it failed before it resumed): the VM is this one again.
+ */
+static void take_back(struct source_session *s, const GError *why)
+{
+    struct migration *m = s->m;
+    g_autoptr(GError) err = NULL;
+    bool resumed = vmm_driver_resume(m->vm->driver, NULL, 0, &err);
+
+    atomic_store(&s->outcome_unknown, false);
+    g_mutex_lock(&m->daemon->lock);
+    m->vm->moved = false;
+    g_mutex_unlock(&m->daemon->lock);
+    session_file_remove(m->engine.state_dir, m->id, ROLE_SOURCE);
+    migration_drop_error(m);
+    if (!resumed) {
+        migration_fail(m, MIG_FAILED,
+                       "%s, and the VM could not be resumed here: %s",
+                       why->message, err->message);
+        return;
+    }
+    migration_fail(m, MIG_FAILED, "%s: it runs here again", why->message);
+}
+
+/*
  * Paused in postcopy: try again and again, backing off up to
  * RECONNECT_MAX_MS; `recover` cuts the wait short.  The VM is never given
  * up on: only the daemon stopping ends this.
@@ -159,7 +196,9 @@ bool source_reconnect(struct source_session *s)
 {
     unsigned delay_ms = RECONNECT_MIN_MS;
 
-    while (!s->m->daemon->stopping) {
+    /* Final (the VMM's memory is gone): nothing left to reconnect for. */
+    while (!s->m->daemon->stopping &&
+           !migration_status_is_final(migration_status(s->m))) {
         g_autoptr(GError) err = NULL;
         int64_t until = g_get_monotonic_time() + delay_ms * 1000LL;
 
@@ -172,13 +211,19 @@ bool source_reconnect(struct source_session *s)
         atomic_store(&s->stop, false);
         atomic_store(&s->data_lost_us, 0);
         if (resume_connect(s, &err)) {
+            atomic_store(&s->outcome_unknown, false); /* it runs there */
             migration_clear_error(s->m);
             return migration_set_status(s->m, MIG_POSTCOPY_PAUSED,
                                         MIG_POSTCOPY_ACTIVE);
         }
         source_close_channels(s);
+        if (s->peer_not_resumed) {
+            take_back(s, err);
+            return false;
+        }
         if (s->peer_completed) {
             /* Its Complete died with the old connection. */
+            atomic_store(&s->outcome_unknown, false);
             migration_clear_error(s->m);
             migration_set_status(s->m, MIG_POSTCOPY_PAUSED, MIG_COMPLETED);
             session_file_remove(s->m->engine.state_dir, s->m->id, ROLE_SOURCE);

@@ -6,8 +6,8 @@
  * Contract: the request thread alone sends on the urgent channel (no send
  * lock); it runs at the fault path's priority within its budget.  A data
  * channel that closes is left to the control channel to judge (the
- * destination closes them right after its Complete); any other failure
- * pauses the migration.
+ * destination closes them right after its Complete); a VMM whose memory
+ * is gone fails it (on both sides); any other failure pauses it.
  */
 #include "source.h"
 
@@ -16,6 +16,7 @@
 #include "daemon.h"
 #include "fault_priority.h"
 #include "frame.h"
+#include "session_file.h"
 
 #define STREAM_RUN_PAGES 256 /* a 1 MiB run of 4 KiB pages per frame */
 
@@ -118,9 +119,36 @@ bool source_serve_until(struct source_session *s, struct channel *ch,
  * to the control channel to judge (Complete, or an error there too).  Any
  * other failure stops the migration here.
  */
+/*
+ * The VMM's memory is gone (an anonymous VMM exited): no page the
+ * destination lacks can ever be sent, so pausing and reconnecting would
+ * go on for ever.  The migration fails here, and the destination is told
+ * why on control (it watches it in postcopy), so it fails too.
+ */
+static void memory_gone(struct source_session *s, const GError *err)
+{
+    Postcopy__Peer__Error e = POSTCOPY__PEER__ERROR__INIT;
+    PeerMessage msg = POSTCOPY__PEER__PEER_MESSAGE__INIT;
+    g_autofree char *why = g_strdup_printf(
+        "%s: the pages the destination lacks cannot be sent", err->message);
+
+    migration_fail(s->m, MIG_FAILED, "%s", why);
+    session_file_remove(s->m->engine.state_dir, s->m->id, ROLE_SOURCE);
+    e.code = POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_VMM;
+    e.message = why;
+    msg.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_ERROR;
+    msg.error = &e;
+    channel_send_msg(s->control, &msg, NULL);
+    channel_shutdown(s->control);
+}
+
 static void data_channel_failed(struct source_session *s, const GError *err)
 {
     if (atomic_load(&s->stop)) {
+        return;
+    }
+    if (g_error_matches(err, PAGE_SENDER_ERROR, PAGE_SENDER_ERROR_GONE)) {
+        memory_gone(s, err);
         return;
     }
     if (g_error_matches(err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED)) {

@@ -36,6 +36,7 @@ static void init_streams(struct source_session *s)
     source_page_counters(s->m, &c);
     s->nbulk = CLAMP(s->m->params.streams, 1, SOURCE_MAX_STREAMS);
     g_mutex_init(&s->stream_lock);
+    g_mutex_init(&s->chan_lock);
     for (unsigned i = 0; i < s->nbulk; i++) {
         s->bulk[i].s = s;
         s->bulk[i].idx = i;
@@ -43,8 +44,7 @@ static void init_streams(struct source_session *s)
     }
 }
 
-/* From the switchover on, a restarted daemon must be able to carry on. */
-static void remember_session(struct source_session *s)
+void source_remember_session(struct source_session *s)
 {
     g_autoptr(GError) err = NULL;
     struct session_file f = {.role = ROLE_SOURCE, .mode = s->m->params.mode};
@@ -159,13 +159,20 @@ static gpointer source_thread(gpointer opaque)
         source_fail_before_switchover(s, err);
         goto out;
     }
-    if (!source_drain_bulk(s, &err) || !source_switchover(s, &err)) {
+    if (source_drain_bulk(s, &err) && source_switchover(s, &err)) {
+        migration_set_status(m, MIG_DEVICE, MIG_POSTCOPY_ACTIVE);
+        s->resend_missing = m->params.mode == MODE_HYBRID;
+        source_remember_session(s);
+    } else if (source_switchover_lost(s, err)) {
+        /* Paused: the reconnect learns whether the VM runs there. */
+        source_remember_session(s);
+        if (!source_reconnect(s)) {
+            goto out;
+        }
+    } else {
         source_fail_before_switchover(s, err);
         goto out;
     }
-    migration_set_status(m, MIG_DEVICE, MIG_POSTCOPY_ACTIVE);
-    s->resend_missing = m->params.mode == MODE_HYBRID;
-    remember_session(s);
     source_postcopy_loop(s);
 out:
     free_session(s);
@@ -195,21 +202,83 @@ bool source_start(struct migration *m, const char *uri, GError **err)
     return true;
 }
 
+void source_keep_channel(struct source_session *s, struct channel **slot,
+                         struct channel *ch)
+{
+    g_mutex_lock(&s->chan_lock);
+    *slot = ch;
+    if (ch && migration_status(s->m) == MIG_CANCELLING) {
+        channel_shutdown(ch);
+    }
+    g_mutex_unlock(&s->chan_lock);
+}
+
+/* Why a migration in @st cannot be cancelled, truthfully. */
+static void refuse_cancel(struct migration *m, enum migration_status st,
+                          GError **err)
+{
+    struct source_session *s = m->role_state;
+    const char *why;
+
+    switch (st) {
+    case MIG_CANCELLING:
+        why = "a cancel is under way already";
+        break;
+    case MIG_DEVICE:
+        why = "the switchover is under way (the VM is paused and its state "
+              "on its way to the destination): it can no longer be cancelled";
+        break;
+    case MIG_POSTCOPY_ACTIVE:
+    case MIG_COMPLETED:
+        why = "the VM runs on the destination, cancel is no longer possible";
+        break;
+    case MIG_POSTCOPY_PAUSED:
+        why = !atomic_load(&s->outcome_unknown)
+                  ? "the VM runs on the destination, cancel is no longer "
+                    "possible"
+                  : "the switchover's answer was lost (the VM may run on the "
+                    "destination): it cannot be cancelled";
+        break;
+    default:
+        why = "it has ended already: there is nothing to cancel";
+        break;
+    }
+    g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
+                "migration is %s: %s", migration_status_name(st), why);
+}
+
+/*
+ * Local and immediate: every channel is shut down, so the session thread
+ * wakes at once from whatever send or receive a frozen peer holds it in,
+ * stops tracking and leaves the VM running (source_fail_before_switchover).
+ * The Cancel goes into the control socket's buffer: the destination reads
+ * it when it can, and discards its copy either way.
+ */
 bool source_cancel(struct migration *m, GError **err)
 {
     struct source_session *s = m->role_state;
 
     if (!migration_set_status(m, MIG_SETUP, MIG_CANCELLING) &&
         !migration_set_status(m, MIG_ACTIVE, MIG_CANCELLING)) {
-        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
-                    "migration is %s: the VM runs on the destination, "
-                    "cancel is no longer possible",
-                    migration_status_name(migration_status(m)));
+        refuse_cancel(m, migration_status(m), err);
         return false;
     }
+    g_mutex_lock(&s->chan_lock);
     if (s->control) {
-        source_send_cancel(s); /* small: does not block the main loop */
+        source_send_cancel(s); /* small, into an idle socket: no wait */
         channel_shutdown(s->control);
     }
+    if (s->urgent) {
+        channel_shutdown(s->urgent);
+    }
+    if (s->opening) {
+        channel_shutdown(s->opening);
+    }
+    for (unsigned i = 0; i < s->nbulk; i++) {
+        if (s->bulk[i].ch) {
+            channel_shutdown(s->bulk[i].ch);
+        }
+    }
+    g_mutex_unlock(&s->chan_lock);
     return true;
 }

@@ -36,7 +36,13 @@ struct bulk_stream {
 struct source_session {
     struct migration *m;
     struct region_table *regions;
+    /*
+     * Set and closed by the session thread, under chan_lock; `cancel`
+     * (the main loop) shuts them down under it too.
+     */
     struct channel *control, *urgent;
+    struct channel *opening; /* in its Hello, not stored yet */
+    GMutex chan_lock;
     unsigned nbulk; /* parallel bulk streams (migration parameter) */
     struct bulk_stream bulk[SOURCE_MAX_STREAMS];
     GThread *request_thread, *wp_thread;
@@ -45,8 +51,11 @@ struct source_session {
     bool paused; /* we paused the source VMM */
     bool switchover_sent, switchover_refused;
     _Atomic uint64_t data_lost_us; /* when a data channel closed, or 0 */
-    bool resend_missing;     /* bulk streams `pending` (resumed, or hybrid) */
-    bool peer_completed;     /* a resume found the migration completed */
+    bool resend_missing;   /* bulk streams `pending` (resumed, or hybrid) */
+    bool peer_completed;   /* a resume found the migration completed */
+    bool peer_not_resumed; /* ...or that the VM never ran there */
+    /* The Switchover's answer was lost and not learnt yet (read by cancel) */
+    atomic_bool outcome_unknown;
     atomic_bool recover_now; /* `recover`: retry the connection at once */
     /* Postcopy background stream: shared by the request thread (note)
      * and the bulk thread (next); see postcopy_stream.h. */
@@ -66,6 +75,8 @@ struct source_session {
 
 void source_senders_set_phase(struct source_session *s,
                               _Atomic uint64_t *bytes);
+/* From the switchover on, a restarted daemon must be able to carry on. */
+void source_remember_session(struct source_session *s);
 
 /* serve.c */
 void source_page_counters(struct migration *m, struct page_counters *c);
@@ -81,6 +92,13 @@ gpointer source_request_thread(gpointer opaque);
 bool source_serve_until(struct source_session *s, struct channel *ch,
                         GError **err);
 gpointer source_bulk_thread(gpointer opaque);
+
+/*
+ * Store @ch in @slot (one of the session's channel pointers); a channel
+ * opened while a cancel was under way is shut down at once.
+ */
+void source_keep_channel(struct source_session *s, struct channel **slot,
+                         struct channel *ch);
 
 /* connect.c: a channel whose Hello the destination accepted, or NULL. */
 struct channel *source_open_channel(struct source_session *s, const char *uri,
@@ -102,6 +120,8 @@ bool source_drain_bulk(struct source_session *s, GError **err);
 bool source_switchover(struct source_session *s, GError **err);
 void source_send_cancel(struct source_session *s);
 void source_fail_before_switchover(struct source_session *s, GError *err);
+/* The Switchover's answer was lost: pause (true), or false if it was not. */
+bool source_switchover_lost(struct source_session *s, GError *err);
 
 /* postcopy.c */
 void source_close_channels(struct source_session *s);

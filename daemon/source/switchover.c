@@ -6,7 +6,8 @@
  *
  * Contract: once the Switchover is sent, only an explicit refusal proves
  * the VM did not start at the destination: a lost answer never resumes
- * the VM here (the migration pauses instead).  The downtime is measured
+ * the VM here (the migration pauses instead, and the reconnect learns the
+ * outcome: source_switchover_lost, postcopy.c).  The downtime is measured
  * phase by phase (downtime_part_us).
  */
 #include "source.h"
@@ -293,19 +294,35 @@ void source_send_cancel(struct source_session *s)
 }
 
 /*
- * Before the destination runs the VM, a failure leaves it running here.
- * If the Switchover went out and no answer came back, the VM may already
- * run there: resuming here too would fork it, so the migration pauses.
+ * The Switchover went out and its answer was lost (the link failed, the
+ * peer died): the VM may already run there, so resuming it here could fork
+ * it.  The migration pauses like any postcopy failure: never migrate or
+ * resume this copy on a guess (moved), stop tracking (a VM resumed later
+ * must not block on write-protection), and the reconnect asks the
+ * destination what happened (source_reconnect).  False when the answer
+ * was not lost: the caller fails the migration as before the switchover.
  */
+bool source_switchover_lost(struct source_session *s, GError *err)
+{
+    if (!s->switchover_sent || s->switchover_refused) {
+        return false;
+    }
+    atomic_store(&s->outcome_unknown, true);
+    g_mutex_lock(&s->m->daemon->lock);
+    s->m->vm->moved = true;
+    g_mutex_unlock(&s->m->daemon->lock);
+    precopy_stop_tracking(s);
+    migration_fail(s->m, MIG_POSTCOPY_PAUSED,
+                   "the switchover's answer was lost, the VM stays paused here "
+                   "until the destination says whether it resumed it: %s",
+                   err ? err->message : "cancelled");
+    source_close_channels(s);
+    return true;
+}
+
+/* Before the destination runs the VM, a failure leaves it running here. */
 void source_fail_before_switchover(struct source_session *s, GError *err)
 {
-    if (s->switchover_sent && !s->switchover_refused) {
-        migration_fail(s->m, MIG_POSTCOPY_PAUSED,
-                       "switchover outcome unknown, the VM stays paused "
-                       "here: %s",
-                       err ? err->message : "cancelled");
-        return;
-    }
     g_autoptr(GError) rerr = NULL;
     enum migration_status final =
         migration_status(s->m) == MIG_CANCELLING ? MIG_CANCELLED : MIG_FAILED;

@@ -115,6 +115,7 @@ static int free_port(void)
 static bool spawn_daemon(struct daemon_proc *dp, char **why)
 {
     g_autofree char *bin = testlib_build_path("postcopyd");
+    g_autoptr(GPtrArray) args = g_ptr_array_new();
     const char *argv[] = {bin,
                           "--listen",
                           dp->address,
@@ -132,11 +133,19 @@ static bool spawn_daemon(struct daemon_proc *dp, char **why)
         open(dp->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     bool ok;
 
+    for (const char *const *a = argv; *a; a++) {
+        g_ptr_array_add(args, (char *)*a);
+    }
+    for (char **a = dp->extra; a && *a; a++) {
+        g_ptr_array_add(args, *a);
+    }
+    g_ptr_array_add(args, NULL);
+
     if (log_fd < 0) {
         return set_why(why, "%s: %s", dp->log_path, g_strerror(errno));
     }
     ok = g_spawn_async_with_fds(
-        NULL, (char **)argv, NULL,
+        NULL, (char **)args->pdata, NULL,
         G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDIN_FROM_DEV_NULL,
         die_with_parent, NULL, &dp->pid, -1, log_fd, log_fd, &err);
     close(log_fd);
@@ -172,6 +181,12 @@ static void paths_init(struct daemon_proc *dp, const char *dir)
 
 bool daemon_proc_start(struct daemon_proc *dp, const char *name, char **why)
 {
+    return daemon_proc_start_args(dp, name, NULL, why);
+}
+
+bool daemon_proc_start_args(struct daemon_proc *dp, const char *name,
+                            const char *const *extra, char **why)
+{
     g_autofree char *tmpl = g_strdup_printf("postcopyd-%s-XXXXXX", name);
     g_autoptr(GError) err = NULL;
     g_autofree char *dir = g_dir_make_tmp(tmpl, &err);
@@ -182,6 +197,7 @@ bool daemon_proc_start(struct daemon_proc *dp, const char *name, char **why)
         return set_why(why, "%s", err->message);
     }
     paths_init(dp, dir);
+    dp->extra = g_strdupv((char **)extra);
     /* Another process may take the port between our probe and its bind. */
     for (int i = 0; i < START_ATTEMPTS; i++) {
         g_autofree char *log = NULL;
@@ -204,6 +220,37 @@ bool daemon_proc_start(struct daemon_proc *dp, const char *name, char **why)
     }
     return set_why(why, "postcopyd %s: no free port after %d attempts", name,
                    START_ATTEMPTS);
+}
+
+void daemon_proc_kill(struct daemon_proc *dp)
+{
+    if (dp->reaped) {
+        return;
+    }
+    kill(dp->pid, SIGKILL);
+    waitpid(dp->pid, &dp->status, 0);
+    g_spawn_close_pid(dp->pid);
+    dp->reaped = true;
+}
+
+bool daemon_proc_restart(struct daemon_proc *dp, char **why)
+{
+    g_autofree char *old = g_strconcat(dp->log_path, ".old", NULL);
+
+    daemon_proc_kill(dp);
+    g_rename(dp->log_path, old);
+    g_unlink(dp->control_path);
+    g_unlink(dp->attach_path);
+    if (!spawn_daemon(dp, why)) {
+        return false;
+    }
+    if (wait_ready(dp) <= 0) {
+        g_autofree char *log = daemon_proc_log(dp);
+
+        return set_why(why, "postcopyd did not start again: %s",
+                       g_strstrip(log));
+    }
+    return true;
 }
 
 static void remove_tree(const char *path)
@@ -239,6 +286,7 @@ void daemon_proc_stop(struct daemon_proc *dp)
     g_free(dp->state_dir);
     g_free(dp->log_path);
     g_free(dp->address);
+    g_strfreev(dp->extra);
     memset(dp, 0, sizeof(*dp));
 }
 

@@ -28,10 +28,24 @@ struct daemon_proc {
     char *state_dir;
     char *log_path;
     char *address; /* the peer listener, "127.0.0.1:PORT" */
+    char **extra;  /* more command-line flags, kept for a restart */
 };
 
 /* Start postcopyd (log level debug); false with @why (g_free it). */
 bool daemon_proc_start(struct daemon_proc *dp, const char *name, char **why);
+/* The same with more flags (NULL-terminated @extra, may be NULL). */
+bool daemon_proc_start_args(struct daemon_proc *dp, const char *name,
+                            const char *const *extra, char **why);
+/*
+ * SIGKILL it, now, as a crash would; its directory stays (state dir,
+ * sockets), for daemon_proc_restart().
+ */
+void daemon_proc_kill(struct daemon_proc *dp);
+/*
+ * Start a killed daemon again with the same flags, paths, state dir and
+ * address; its earlier log moves to "daemon.log.old".
+ */
+bool daemon_proc_restart(struct daemon_proc *dp, char **why);
 /* SIGTERM, then SIGKILL after a grace period; remove the directory. */
 void daemon_proc_stop(struct daemon_proc *dp);
 bool daemon_proc_alive(struct daemon_proc *dp);

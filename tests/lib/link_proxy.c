@@ -1,0 +1,294 @@
+/* link_proxy.c - see link_proxy.h. */
+#include "link_proxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "hostport.h"
+#include "peer_msg.h"
+
+/* One relayed connection: @fd[0] the source's end, @fd[1] ours to the
+ * destination; a thread per direction. */
+struct relay_conn {
+    struct link_proxy *p;
+    int fd[2];
+    GThread *thread[2];
+};
+
+struct relay_dir {
+    struct relay_conn *c;
+    int from, to;
+    bool to_dest;
+};
+
+static bool read_full(int fd, uint8_t *buf, size_t len)
+{
+    while (len) {
+        ssize_t n = recv(fd, buf, len, 0);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return false;
+        }
+        buf += n;
+        len -= n;
+    }
+    return true;
+}
+
+static bool write_full(int fd, const uint8_t *buf, size_t len)
+{
+    while (len) {
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return false;
+        }
+        buf += n;
+        len -= n;
+    }
+    return true;
+}
+
+/* Every connection open now goes down, both ends. */
+static void cut_all(struct link_proxy *p)
+{
+    for (guint i = 0; i < p->conns->len; i++) {
+        struct relay_conn *c = p->conns->pdata[i];
+
+        shutdown(c->fd[0], SHUT_RDWR);
+        shutdown(c->fd[1], SHUT_RDWR);
+    }
+}
+
+/* The PeerMessage kind a frame carries, or 0 for any other frame. */
+static int msg_case(const uint8_t *hdr, const uint8_t *payload)
+{
+    uint32_t len;
+    PeerMessage *msg;
+    int c;
+
+    memcpy(&len, hdr + 12, 4);
+    if (hdr[3] != FRAME_MSG) {
+        return 0;
+    }
+    msg = postcopy__peer__peer_message__unpack(NULL, GUINT32_FROM_LE(len),
+                                               payload);
+    if (!msg) {
+        return 0;
+    }
+    c = msg->msg_case;
+    postcopy__peer__peer_message__free_unpacked(msg, NULL);
+    return c;
+}
+
+/* Is this the frame the rule drops? */
+static bool targeted(struct relay_dir *d, const uint8_t *hdr,
+                     const uint8_t *payload)
+{
+    switch (d->c->p->cut) {
+    case LINK_CUT_SWITCHOVER:
+        return d->to_dest && msg_case(hdr, payload) ==
+                                 POSTCOPY__PEER__PEER_MESSAGE__MSG_SWITCHOVER;
+    case LINK_CUT_SWITCHOVER_REPLY:
+        return !d->to_dest &&
+               msg_case(hdr, payload) ==
+                   POSTCOPY__PEER__PEER_MESSAGE__MSG_SWITCHOVER_REPLY;
+    default:
+        return false;
+    }
+}
+
+/* Forward one frame, or act on the rule; false when the link is done. */
+static bool relay_frame(struct relay_dir *d, const uint8_t *hdr,
+                        const uint8_t *payload, size_t len)
+{
+    struct link_proxy *p = d->c->p;
+    bool fire = false;
+
+    if (targeted(d, hdr, payload)) {
+        g_mutex_lock(&p->lock);
+        fire = !p->fired;
+        if (fire) {
+            p->fired = true;
+            cut_all(p);
+        }
+        g_mutex_unlock(&p->lock);
+    }
+    if (fire) {
+        return false;
+    }
+    return write_full(d->to, hdr, FRAME_HDR_LEN) &&
+           write_full(d->to, payload, len);
+}
+
+static gpointer relay_thread(gpointer opaque)
+{
+    struct relay_dir *d = opaque;
+    uint8_t hdr[FRAME_HDR_LEN];
+
+    for (;;) {
+        g_autofree uint8_t *payload = NULL;
+        uint32_t len;
+
+        if (!read_full(d->from, hdr, sizeof(hdr))) {
+            break;
+        }
+        memcpy(&len, hdr + 12, 4);
+        len = GUINT32_FROM_LE(len);
+        if (len > FRAME_MAX_MSG) {
+            break; /* not the peer protocol: the daemons will say so */
+        }
+        payload = g_malloc(len ? len : 1);
+        if (!read_full(d->from, payload, len) ||
+            !relay_frame(d, hdr, payload, len)) {
+            break;
+        }
+    }
+    shutdown(d->from, SHUT_RDWR);
+    shutdown(d->to, SHUT_RDWR);
+    g_free(d);
+    return NULL;
+}
+
+static int connect_target(const char *target)
+{
+    g_autofree char *host = NULL;
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    uint16_t port;
+    int fd;
+
+    if (!hostport_parse(target, 0, 0, &host, &port, NULL) ||
+        inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+        return -1;
+    }
+    sa.sin_port = htons(port);
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void start_relay(struct link_proxy *p, int fd)
+{
+    struct relay_conn *c = g_new0(struct relay_conn, 1);
+    int one = 1;
+
+    c->p = p;
+    c->fd[0] = fd;
+    c->fd[1] = connect_target(p->target);
+    if (c->fd[1] < 0) {
+        close(fd);
+        g_free(c);
+        return;
+    }
+    for (int i = 0; i < 2; i++) {
+        setsockopt(c->fd[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    g_mutex_lock(&p->lock);
+    g_ptr_array_add(p->conns, c);
+    for (int i = 0; i < 2; i++) {
+        struct relay_dir *d = g_new0(struct relay_dir, 1);
+
+        *d = (struct relay_dir){
+            .c = c, .from = c->fd[i], .to = c->fd[!i], .to_dest = i == 0};
+        c->thread[i] = g_thread_new("relay", relay_thread, d);
+    }
+    g_mutex_unlock(&p->lock);
+}
+
+static gpointer accept_thread(gpointer opaque)
+{
+    struct link_proxy *p = opaque;
+
+    for (;;) {
+        int fd = accept4(p->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) {
+                continue;
+            }
+            return NULL; /* shut down by link_proxy_stop */
+        }
+        start_relay(p, fd);
+    }
+}
+
+bool link_proxy_start(struct link_proxy *p, const char *target,
+                      enum link_cut cut, char **why)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+
+    memset(p, 0, sizeof(*p));
+    p->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (p->listen_fd < 0 || bind(p->listen_fd, (void *)&sa, sizeof(sa)) < 0 ||
+        listen(p->listen_fd, 64) < 0 ||
+        getsockname(p->listen_fd, (void *)&sa, &len) < 0) {
+        *why = g_strdup_printf("proxy listener: %s", g_strerror(errno));
+        if (p->listen_fd >= 0) {
+            close(p->listen_fd);
+        }
+        p->listen_fd = -1;
+        return false;
+    }
+    g_mutex_init(&p->lock);
+    p->conns = g_ptr_array_new();
+    p->cut = cut;
+    p->target = g_strdup(target);
+    p->address = g_strdup_printf("127.0.0.1:%d", ntohs(sa.sin_port));
+    p->accept_thread = g_thread_new("proxy-accept", accept_thread, p);
+    return true;
+}
+
+bool link_proxy_fired(struct link_proxy *p)
+{
+    bool fired;
+
+    g_mutex_lock(&p->lock);
+    fired = p->fired;
+    g_mutex_unlock(&p->lock);
+    return fired;
+}
+
+void link_proxy_stop(struct link_proxy *p)
+{
+    if (!p->address) {
+        return;
+    }
+    shutdown(p->listen_fd, SHUT_RDWR);
+    g_thread_join(p->accept_thread);
+    close(p->listen_fd);
+    g_mutex_lock(&p->lock);
+    cut_all(p);
+    g_mutex_unlock(&p->lock);
+    for (guint i = 0; i < p->conns->len; i++) {
+        struct relay_conn *c = p->conns->pdata[i];
+
+        for (int j = 0; j < 2; j++) {
+            g_thread_join(c->thread[j]);
+        }
+        close(c->fd[0]);
+        close(c->fd[1]);
+        g_free(c);
+    }
+    g_ptr_array_free(p->conns, TRUE);
+    g_mutex_clear(&p->lock);
+    g_free(p->address);
+    g_free(p->target);
+    memset(p, 0, sizeof(*p));
+}

@@ -1,0 +1,46 @@
+/*
+ * link_proxy.h - a TCP relay between a source and a destination postcopyd
+ * on loopback that reads the peer protocol as it passes (frames, control
+ * messages) and cuts the link at a chosen message: what a network that
+ * fails at the worst moment does.
+ *
+ * The source migrates to link_proxy.address; every connection it opens is
+ * relayed to the destination, frame by frame, on two threads (one per
+ * direction).  When the armed rule fires, its message is dropped and
+ * every connection open at that moment is shut down at once; the rule is then spent and later connections (a
+ * reconnecting source) are relayed untouched.  No TLS: the proxy must read
+ * the frames.
+ */
+#ifndef POSTCOPYD_LINK_PROXY_H
+#define POSTCOPYD_LINK_PROXY_H
+
+#include <stdbool.h>
+#include <glib.h>
+
+enum link_cut {
+    LINK_CUT_NONE,
+    /* The Switchover is dropped: the destination never hears of it. */
+    LINK_CUT_SWITCHOVER,
+    /* The SwitchoverReply is dropped: the VM runs there, unknown here. */
+    LINK_CUT_SWITCHOVER_REPLY,
+};
+
+struct link_proxy {
+    char *address; /* "127.0.0.1:PORT": give it to the source */
+    char *target;  /* the destination's peer address */
+    int listen_fd;
+    GThread *accept_thread;
+    GMutex lock;
+    GPtrArray *conns; /* struct relay_conn *, by lock */
+    enum link_cut cut;
+    bool fired; /* the rule fired: the link was cut */
+    bool stopping;
+};
+
+/* Listen on loopback and relay to @target; false with @why (g_free it). */
+bool link_proxy_start(struct link_proxy *p, const char *target,
+                      enum link_cut cut, char **why);
+bool link_proxy_fired(struct link_proxy *p);
+void link_proxy_stop(struct link_proxy *p);
+
+#endif /* POSTCOPYD_LINK_PROXY_H */
