@@ -88,6 +88,16 @@ static bool parse_params(JsonObject *args, struct migration_params *p,
     return true;
 }
 
+/* {"id", "vm"}: what names @m in later commands. */
+static JsonNode *migration_ref_json(struct migration *m)
+{
+    JsonObject *o = json_object_new();
+
+    json_object_set_string_member(o, "id", m->id);
+    json_object_set_string_member(o, "vm", m->vm_name);
+    return json_node_init_object(json_node_alloc(), o);
+}
+
 static JsonNode *cmd_migrate(void *opaque, JsonObject *args, GError **err)
 {
     struct daemon *d = opaque;
@@ -114,7 +124,7 @@ static JsonNode *cmd_migrate(void *opaque, JsonObject *args, GError **err)
     m->mode = params.mode;
     daemon_add_migration(d, m);
     source_start(m, uri, NULL);
-    return NULL;
+    return migration_ref_json(m);
 }
 
 static JsonNode *cmd_migrate_incoming(void *opaque, JsonObject *args,
@@ -138,25 +148,40 @@ static JsonNode *cmd_migrate_incoming(void *opaque, JsonObject *args,
     return NULL;
 }
 
+/*
+ * The migration "id" names, else the newest of VM "vm", else the newest
+ * of all; with both, the id must be of that VM.
+ */
 static struct migration *find(struct daemon *d, JsonObject *args, GError **err)
 {
     const char *vm_name = arg_string(args, "vm");
-    struct migration *m = daemon_find_migration(d, vm_name);
+    const char *id = arg_string(args, "id");
+    struct migration *m = id ? daemon_find_migration_hex(d, id)
+                             : daemon_find_migration(d, vm_name);
 
+    if (m && id && vm_name && strcmp(m->vm_name, vm_name)) {
+        m = NULL;
+    }
     if (!m) {
         g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_DEVICE_NOT_ACTIVE,
-                    "no migration%s%s", vm_name ? " of " : "",
-                    vm_name ? vm_name : "");
+                    "no migration%s%s%s%s", vm_name ? " of " : "",
+                    vm_name ? vm_name : "", id ? " with id " : "",
+                    id ? id : "");
     }
     return m;
 }
 
+/* With an "id", one that does not exist is an error, not "none". */
 static JsonNode *cmd_query_migrate(void *opaque, JsonObject *args, GError **err)
 {
     struct migration *m = find(opaque, args, NULL);
     JsonObject *o;
     JsonNode *n;
 
+    if (!m && arg_string(args, "id")) {
+        find(opaque, args, err);
+        return NULL;
+    }
     if (m) {
         return migration_query(m);
     }
@@ -180,8 +205,7 @@ static JsonNode *cmd_migrate_cancel(void *opaque, JsonObject *args,
                     "cancel a migration on its source");
         return NULL;
     }
-    source_cancel(m, err);
-    return NULL;
+    return source_cancel(m, err) ? migration_ref_json(m) : NULL;
 }
 
 static JsonNode *cmd_migrate_recover(void *opaque, JsonObject *args,
@@ -189,10 +213,7 @@ static JsonNode *cmd_migrate_recover(void *opaque, JsonObject *args,
 {
     struct migration *m = find(opaque, args, err);
 
-    if (m) {
-        source_recover(m, err);
-    }
-    return NULL;
+    return m && source_recover(m, err) ? migration_ref_json(m) : NULL;
 }
 
 /* "prealloc": {"done", "total", "finished", "failed", "seconds", "error"} */
@@ -223,7 +244,32 @@ static void add_prealloc(JsonBuilder *b, struct prealloc *pa)
     json_builder_end_object(b);
 }
 
-static void add_vm_json(JsonBuilder *b, struct vm_entry *vm)
+/*
+ * "migration": {"id", "status"} of the newest migration of @vm, if any.
+ * Under d->lock: a migration's vm is its entry while that is listed.
+ */
+static void add_vm_migration(JsonBuilder *b, struct daemon *d,
+                             struct vm_entry *vm)
+{
+    for (guint i = d->migrations->len; i-- > 0;) {
+        struct migration *m = d->migrations->pdata[i];
+
+        if (m->vm != vm) {
+            continue;
+        }
+        json_builder_set_member_name(b, "migration");
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "id");
+        json_builder_add_string_value(b, m->id);
+        json_builder_set_member_name(b, "status");
+        json_builder_add_string_value(
+            b, migration_status_name(migration_status(m)));
+        json_builder_end_object(b);
+        return;
+    }
+}
+
+static void add_vm_json(JsonBuilder *b, struct daemon *d, struct vm_entry *vm)
 {
     json_builder_begin_object(b);
     json_builder_set_member_name(b, "name");
@@ -232,6 +278,9 @@ static void add_vm_json(JsonBuilder *b, struct vm_entry *vm)
     json_builder_add_int_value(b, vm->info.pid);
     json_builder_set_member_name(b, "incoming");
     json_builder_add_boolean_value(b, vm->info.incoming);
+    json_builder_set_member_name(b, "role");
+    json_builder_add_string_value(b,
+                                  vm->info.incoming ? "destination" : "source");
     json_builder_set_member_name(b, "busy");
     json_builder_add_boolean_value(b, vm->busy);
     json_builder_set_member_name(b, "ram");
@@ -243,6 +292,7 @@ static void add_vm_json(JsonBuilder *b, struct vm_entry *vm)
         json_builder_add_string_value(b, vm->info.uffd_origin);
     }
     add_prealloc(b, vm->prealloc);
+    add_vm_migration(b, d, vm);
     json_builder_end_object(b);
 }
 
@@ -255,7 +305,7 @@ static JsonNode *cmd_query_vms(void *opaque, JsonObject *args, GError **err)
     json_builder_begin_array(b);
     g_mutex_lock(&d->lock);
     for (guint i = 0; i < d->vms->len; i++) {
-        add_vm_json(b, d->vms->pdata[i]);
+        add_vm_json(b, d, d->vms->pdata[i]);
     }
     g_mutex_unlock(&d->lock);
     json_builder_end_array(b);
@@ -273,7 +323,7 @@ static JsonNode *query_vm(struct daemon *d, const char *name, bool incoming)
         struct vm_entry *vm = d->vms->pdata[i];
 
         if (!strcmp(vm->info.vm_name, name) && vm->info.incoming == incoming) {
-            add_vm_json(b, vm);
+            add_vm_json(b, d, vm);
             found = true;
         }
     }

@@ -25,13 +25,15 @@ const struct cli_command cli_commands[] = {
      "[--dest-socket PATH]} --to HOST[:PORT] [--mode MODE] [--json] "
      "[--no-wait]",
      "Migrate a VM to the postcopyd at HOST and follow it to the end."},
-    {"status", cmd_status, "[--vm NAME] [--watch] [--json]",
+    {"list", cmd_list, "[--json]",
+     "List the VMs attached: name, pid, VMM, role, RAM, migration."},
+    {"status", cmd_status, "[--vm NAME | --id ID] [--watch] [--json]",
      "Show the state of the migration; --watch follows it live."},
-    {"cancel", cmd_simple, "[--vm NAME] [--json]",
+    {"cancel", cmd_simple, "[--vm NAME | --id ID] [--json]",
      "Cancel the migration (the source VM keeps running)."},
     {"incoming", cmd_simple, "--vm NAME [--json]",
      "Make this host's postcopyd wait for VM to be migrated in."},
-    {"recover", cmd_simple, "[--vm NAME] [--json]",
+    {"recover", cmd_simple, "[--vm NAME | --id ID] [--json]",
      "Reconnect a paused postcopy migration now (on the source)."},
     {NULL},
 };
