@@ -2,6 +2,7 @@
 #include "control.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -228,11 +229,36 @@ static gboolean client_readable(int fd, GIOCondition cond, gpointer data)
     return G_SOURCE_CONTINUE;
 }
 
+/*
+ * {"QMP": {...}, "postcopyd": {"version"}}: QMP's greeting, so that QMP
+ * tooling (qmp-shell, python qemu.qmp) talks to us; its "qemu" version
+ * is ours, and it offers no capabilities.
+ */
+static JsonObject *greeting_qmp(void)
+{
+    JsonObject *qmp = json_object_new();
+    JsonObject *version = json_object_new();
+    JsonObject *numbers = json_object_new();
+    unsigned major = 0, minor = 0, micro = 0;
+
+    sscanf(POSTCOPYD_VERSION, "%u.%u.%u", &major, &minor, &micro);
+    json_object_set_int_member(numbers, "major", major);
+    json_object_set_int_member(numbers, "minor", minor);
+    json_object_set_int_member(numbers, "micro", micro);
+    json_object_set_object_member(version, "qemu", numbers);
+    json_object_set_string_member(version, "package",
+                                  "postcopyd " POSTCOPYD_VERSION);
+    json_object_set_object_member(qmp, "version", version);
+    json_object_set_array_member(qmp, "capabilities", json_array_new());
+    return qmp;
+}
+
 static void client_greet(struct control_client *c)
 {
     g_autoptr(JsonObject) greeting = json_object_new();
     JsonObject *info = json_object_new();
 
+    json_object_set_object_member(greeting, "QMP", greeting_qmp());
     json_object_set_string_member(info, "version", POSTCOPYD_VERSION);
     json_object_set_object_member(greeting, "postcopyd", info);
     if (!client_send_object(c, greeting)) {

@@ -79,6 +79,82 @@ static bool check_members(JsonObject *req, GError **err)
     return true;
 }
 
+/*
+ * QMP's negotiation, for QMP tooling: the greeting offers no
+ * capabilities, so enabling any is an error, as QEMU answers it.
+ * Negotiating is optional: commands work before it, as they always did.
+ */
+static JsonNode *qmp_capabilities(const struct control_command *table,
+                                  JsonObject *args, GError **err)
+{
+    JsonNode *enable = json_object_get_member(args, "enable");
+    JsonArray *a;
+
+    if (!enable) {
+        return NULL;
+    }
+    if (!JSON_NODE_HOLDS_ARRAY(enable)) {
+        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
+                    "'enable' must be an array of capability names");
+        return NULL;
+    }
+    a = json_node_get_array(enable);
+    if (json_array_get_length(a)) {
+        JsonNode *first = json_array_get_element(a, 0);
+        const char *name =
+            JSON_NODE_HOLDS_VALUE(first) &&
+                    json_node_get_value_type(first) == G_TYPE_STRING
+                ? json_node_get_string(first)
+                : "?";
+
+        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
+                    "Capability '%s' not available", name);
+    }
+    return NULL;
+}
+
+static const char *const builtin_names[] = {"qmp_capabilities",
+                                            "query-commands", NULL};
+
+/* [{"name": N}, ...]: the built-ins and every command of @table. */
+static JsonNode *query_commands(const struct control_command *table,
+                                JsonObject *args, GError **err)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+
+    json_builder_begin_array(b);
+    for (const char *const *n = builtin_names; *n; n++) {
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "name");
+        json_builder_add_string_value(b, *n);
+        json_builder_end_object(b);
+    }
+    for (; table->name; table++) {
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "name");
+        json_builder_add_string_value(b, table->name);
+        json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
+    return json_builder_get_root(b);
+}
+
+/* The protocol's own commands, before any of the table's. */
+static JsonNode *run_builtin(const struct control_command *table,
+                             const char *name, JsonObject *args, bool *found,
+                             GError **err)
+{
+    *found = true;
+    if (!strcmp(name, builtin_names[0])) {
+        return qmp_capabilities(table, args, err);
+    }
+    if (!strcmp(name, builtin_names[1])) {
+        return query_commands(table, args, err);
+    }
+    *found = false;
+    return NULL;
+}
+
 static JsonNode *run_command(const struct control_command *table, void *opaque,
                              JsonObject *req, GError **err)
 {
@@ -86,15 +162,20 @@ static JsonNode *run_command(const struct control_command *table, void *opaque,
     const struct control_command *cmd = find_command(table, name);
     JsonNode *args = json_object_get_member(req, "arguments");
     g_autoptr(JsonObject) empty = json_object_new();
+    JsonObject *a = args ? json_node_get_object(args) : empty;
     GError *local = NULL;
     JsonNode *ret;
+    bool builtin;
 
-    if (!cmd) {
+    ret = run_builtin(table, name, a, &builtin, &local);
+    if (!builtin && !cmd) {
         g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_COMMAND_NOT_FOUND,
                     "the command '%s' was not found", name);
         return NULL;
     }
-    ret = cmd->fn(opaque, args ? json_node_get_object(args) : empty, &local);
+    if (!builtin) {
+        ret = cmd->fn(opaque, a, &local);
+    }
     if (local) {
         g_clear_pointer(&ret, json_node_unref);
         g_propagate_error(err, local);
