@@ -72,7 +72,8 @@ static bool parse_params(JsonObject *args, struct migration_params *p,
     if (!arg_uint(args, "downtime-limit", &p->downtime_limit_ms, err) ||
         !arg_uint(args, "max-rounds", &p->max_rounds, err) ||
         !arg_uint(args, "max-precopy-time", &p->max_precopy_ms, err) ||
-        !arg_uint(args, "streams", &p->streams, err)) {
+        !arg_uint(args, "streams", &p->streams, err) ||
+        !arg_uint(args, "max-bandwidth", &p->max_bandwidth, err)) {
         return false;
     }
     if (p->streams < 1 || p->streams > 8) {
@@ -214,6 +215,114 @@ static JsonNode *cmd_migrate_recover(void *opaque, JsonObject *args,
     struct migration *m = find(opaque, args, err);
 
     return m && source_recover(m, err) ? migration_ref_json(m) : NULL;
+}
+
+/* A source migration still in precopy (or setting up), else @err. */
+static struct migration *find_precopy(struct daemon *d, JsonObject *args,
+                                      const char *what, GError **err)
+{
+    struct migration *m = find(d, args, err);
+    enum migration_status st;
+
+    if (!m) {
+        return NULL;
+    }
+    st = migration_status(m);
+    if (m->role != ROLE_SOURCE || (st != MIG_SETUP && st != MIG_ACTIVE)) {
+        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
+                    "%s: the migration of %s is %s at its %s; only a source "
+                    "before its switchover takes it",
+                    what, m->vm_name, migration_status_name(st),
+                    m->role == ROLE_SOURCE ? "source" : "destination");
+        return NULL;
+    }
+    return m;
+}
+
+/* {"max-bandwidth", "downtime-limit"} as the engine reads them now. */
+static JsonNode *live_json(struct migration *m)
+{
+    JsonObject *o = json_object_new();
+
+    json_object_set_string_member(o, "id", m->id);
+    json_object_set_int_member(o, "max-bandwidth",
+                               atomic_load(&m->live.max_bandwidth));
+    json_object_set_int_member(o, "downtime-limit",
+                               atomic_load(&m->live.downtime_limit_ms));
+    json_object_set_boolean_member(o, "postcopy-requested",
+                                   atomic_load(&m->live.postcopy_requested));
+    return json_node_init_object(json_node_alloc(), o);
+}
+
+/*
+ * migrate-set-parameters {"vm"|"id", "max-bandwidth"?: bytes/s (0: no
+ * cap), "downtime-limit"?: ms}: the running source engine takes them at
+ * its next bulk run and round end (live_params.h).  Answers the values
+ * now in force.
+ */
+static JsonNode *cmd_migrate_set_parameters(void *opaque, JsonObject *args,
+                                            GError **err)
+{
+    static const char *const known[] = {"vm", "id", "max-bandwidth",
+                                        "downtime-limit", NULL};
+    g_autoptr(GList) names = json_object_get_members(args);
+    uint64_t bw = UINT64_MAX, dt = UINT64_MAX;
+    struct migration *m;
+
+    for (GList *l = names; l; l = l->next) {
+        if (!g_strv_contains(known, l->data)) {
+            g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
+                        "migrate-set-parameters: unknown parameter '%s' "
+                        "(max-bandwidth, downtime-limit)",
+                        (char *)l->data);
+            return NULL;
+        }
+    }
+    if (!arg_uint(args, "max-bandwidth", &bw, err) ||
+        !arg_uint(args, "downtime-limit", &dt, err)) {
+        return NULL;
+    }
+    m = find_precopy(opaque, args, "migrate-set-parameters", err);
+    if (!m) {
+        return NULL;
+    }
+    if (bw != UINT64_MAX) {
+        atomic_store(&m->live.max_bandwidth, bw);
+    }
+    if (dt != UINT64_MAX) {
+        atomic_store(&m->live.downtime_limit_ms, dt);
+    }
+    g_message("migration %s: parameters now max-bandwidth %" G_GUINT64_FORMAT
+              " B/s, downtime-limit %" G_GUINT64_FORMAT " ms",
+              m->id, atomic_load(&m->live.max_bandwidth),
+              atomic_load(&m->live.downtime_limit_ms));
+    return live_json(m);
+}
+
+/*
+ * migrate-start-postcopy {"vm"|"id"}: precopy ends at the next round
+ * boundary and the rest goes in postcopy (a precopy-mode migration
+ * switches over as hybrid does).
+ */
+static JsonNode *cmd_migrate_start_postcopy(void *opaque, JsonObject *args,
+                                            GError **err)
+{
+    struct migration *m =
+        find_precopy(opaque, args, "migrate-start-postcopy", err);
+
+    if (!m) {
+        return NULL;
+    }
+    if (m->mode == MODE_POSTCOPY) {
+        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
+                    "migrate-start-postcopy: the migration of %s is in "
+                    "postcopy mode already",
+                    m->vm_name);
+        return NULL;
+    }
+    atomic_store(&m->live.postcopy_requested, true);
+    g_message("migration %s: postcopy requested", m->id);
+    return live_json(m);
 }
 
 /* "prealloc": {"done", "total", "finished", "failed", "seconds", "error"} */
@@ -403,6 +512,8 @@ const struct control_command daemon_commands[] = {
     {"query-migrate", cmd_query_migrate},
     {"migrate-cancel", cmd_migrate_cancel},
     {"migrate-recover", cmd_migrate_recover},
+    {"migrate-set-parameters", cmd_migrate_set_parameters},
+    {"migrate-start-postcopy", cmd_migrate_start_postcopy},
     {"query-vms", cmd_query_vms},
     {"attach", cmd_attach},
     {NULL, NULL},

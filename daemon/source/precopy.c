@@ -205,6 +205,10 @@ static bool send_stripe_run(struct stripe *st, const struct region *r,
         if (*k % s->nbulk != st->b->idx) {
             continue;
         }
+        if (st->precopy) {
+            live_params_pace(&s->m->live,
+                             MIN(step, first + n - p) * r->page_size, &s->stop);
+        }
         if ((st->precopy && !still_precopy(s, &st->err)) ||
             !page_sender_send(&st->b->sender, st->b->ch, r, p,
                               MIN(step, first + n - p), st->flags, 0,
@@ -366,6 +370,7 @@ bool precopy_rounds(struct source_session *s, GError **err)
     }
     for (;;) {
         uint64_t t1 = migration_now_us(), dirty, now, bytes, expected;
+        uint64_t limit_us;
         double bw;
 
         dirty = collect(s, false, err);
@@ -391,6 +396,14 @@ bool precopy_rounds(struct source_session *s, GError **err)
                        ? (uint64_t)(pending_bytes(s) / (bw * (1 << 20)) * 1e6)
                        : UINT64_MAX;
         atomic_store(&st->expected_downtime_us, expected);
+        limit_us = atomic_load(&m->live.downtime_limit_ms) * 1000;
+        if (atomic_load(&m->live.postcopy_requested)) {
+            g_message("migration %s: precopy ends after round %u: postcopy "
+                      "requested; %" G_GUINT64_FORMAT
+                      " dirty pages go in postcopy",
+                      m->id, rs.round, dirty);
+            return true;
+        }
         if (hybrid_not_converging(m, &rs)) {
             g_message("migration %s: precopy ends after round %u: it left "
                       "%" G_GUINT64_FORMAT " of the %" G_GUINT64_FORMAT
@@ -398,16 +411,14 @@ bool precopy_rounds(struct source_session *s, GError **err)
                       m->id, rs.round, dirty, rs.pages);
             return true;
         }
-        if (expected <= m->params.downtime_limit_ms * 1000 ||
-            rs.round >= m->params.max_rounds ||
+        if (expected <= limit_us || rs.round >= m->params.max_rounds ||
             now - start >= m->params.max_precopy_ms * 1000) {
             g_message(
                 "migration %s: precopy ends after round %u: %" G_GUINT64_FORMAT
                 " dirty pages, expected downtime %.1f ms%s",
                 m->id, rs.round, dirty, expected / 1000.0,
-                expected <= m->params.downtime_limit_ms * 1000
-                    ? ""
-                    : " (limit on rounds or time reached)");
+                expected <= limit_us ? ""
+                                     : " (limit on rounds or time reached)");
             return true;
         }
         if (!still_precopy(s, err)) {

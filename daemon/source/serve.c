@@ -210,6 +210,7 @@ gpointer source_bulk_thread(gpointer opaque)
     while (!atomic_load(&s->stop) && stream_next(s, &region, &first, &n)) {
         const struct region *r = &s->regions->regions[region];
 
+        live_params_pace(&s->m->live, n * r->page_size, &s->stop);
         if (!page_sender_send(&b->sender, b->ch, r, first, n, FRAME_F_FINAL, 0,
                               &err)) {
             goto fail;

@@ -164,6 +164,15 @@ static gpointer source_thread(gpointer opaque)
         source_fail_before_switchover(s, err);
         goto out;
     }
+    /*
+     * migrate-start-postcopy on a precopy: the rest goes as hybrid's
+     * does, the dirty set in the downtime and the pages in postcopy.
+     * Only this thread reads params.mode from here on.
+     */
+    if (m->params.mode == MODE_PRECOPY &&
+        atomic_load(&m->live.postcopy_requested)) {
+        m->params.mode = MODE_HYBRID;
+    }
     if (!source_drain_bulk(s, &err) || !source_switchover(s, &err)) {
         source_fail_before_switchover(s, err);
         goto out;
@@ -190,6 +199,8 @@ bool source_start(struct migration *m, const char *uri, GError **err)
     }
     migration_set_id(m, id);
     m->peer_uri = g_strdup(uri);
+    atomic_store(&m->live.max_bandwidth, m->params.max_bandwidth);
+    atomic_store(&m->live.downtime_limit_ms, m->params.downtime_limit_ms);
     s->m = m;
     s->regions = &m->vm->info.regions;
     init_streams(s);

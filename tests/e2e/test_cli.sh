@@ -25,6 +25,10 @@ TESTS=(
     "status --id names the VM and the migration"
     "status --id --watch --json follows that migration to completed"
     "after success the source VM is forgotten and quits; the destination lists it as its source"
+    "migrate --max-bandwidth caps the bulk stream; set max-bandwidth=0 lifts it"
+    "set refuses a migration past its switchover, and unknown names"
+    "set downtime-limit lets an unconverging precopy converge"
+    "start-postcopy ends an unconverging precopy; the memory arrives intact"
 )
 echo "1..$((3 * ${#progs[@]} + 2 + ${#TESTS[@]}))"
 
@@ -185,5 +189,113 @@ t_forgotten() {
 }
 check "${TESTS[5]}" t_forgotten
 pcd_guest_stop vm1-dst
+
+# pair VM SIZE [guest args]: a source and an incoming guest named VM.
+pair() {
+    local vm=$1 size=$2
+    shift 2
+    pcd_guest_start "$vm-src" src --name "$vm" --size "$size" --verify "$@" \
+        >/dev/null &&
+        pcd_guest_start "$vm-dst" dst --name "$vm" --size "$size" --incoming \
+            >/dev/null
+}
+# status_of VM PATH: one member of the VM's query-migrate now.
+status_of() {
+    pcd_migrate src status --vm "$1" --json >"$out.q" 2>&1
+    pcd_json_get "$out.q" "$2"
+}
+# verified VM: the destination checked every page, none differ.
+verified() {
+    local line
+    line=$(pcd_wait_line "$(pcd_guest_out "$1-dst")" '^verify: ' 20 \
+        "$(pcd_guest_pid "$1-dst")")
+    [[ $line =~ ^verify:\ [0-9]+\ pages\ checked,\ 0\ mismatches ]] ||
+        WHY+=("destination verify: ${line:-no verify line}")
+}
+CAP=$((16 << 20))
+ID2=
+
+# 64 MiB at 16 MiB/s: about 4 s; uncapped, well under one.
+t_cap() {
+    local b1 b2 t1 t2 rate
+    pair vm2 64M --workload idle || { WHY+=("the guests did not attach"); return; }
+    pcd_migrate src migrate --vm vm2 --to "$PCD_IP_DST:$PCD_PORT" \
+        --mode precopy --max-bandwidth "$CAP" --no-wait --json >"$out" 2>&1 ||
+        WHY+=("migrate exited $?")
+    ID2=$(pcd_json_get "$out" id)
+    sleep 1
+    t1=$(date +%s%N) b1=$(status_of vm2 ram.transferred)
+    sleep 1.5
+    t2=$(date +%s%N) b2=$(status_of vm2 ram.transferred)
+    [ "$(pcd_json_get "$out.q" status)" = active ] ||
+        WHY+=("status $(pcd_json_get "$out.q" status) after 2.5 s, not active")
+    rate=$(((${b2:-0} - ${b1:-0}) * 1000000000 / (t2 - t1)))
+    echo "# capped at $CAP B/s: $rate B/s measured"
+    ((rate <= CAP * 5 / 4 + (1 << 20))) || WHY+=("$rate B/s with a cap of $CAP")
+    ((rate >= CAP / 4)) || WHY+=("only $rate B/s with a cap of $CAP")
+    pcd_migrate src set --id "$ID2" max-bandwidth=0 >"$out" 2>&1 ||
+        WHY+=("set max-bandwidth=0 exited $?")
+    has "$out" "max-bandwidth 0 bytes/s \\(no cap\\)" "set did not report the cap lifted"
+    PCD_MIGRATE_TIMEOUT=5 pcd_migrate src status --id "$ID2" --watch \
+        >"$out" 2>&1 || WHY+=("not completed 5 s after the cap was lifted")
+    verified vm2
+}
+check "${TESTS[6]}" t_cap
+
+t_set_refused() {
+    pcd_migrate src set --id "$ID2" max-bandwidth=1M >"$out" 2>&1 &&
+        WHY+=("set on a completed migration exited 0")
+    has "$out" "only a source before its switchover" "not refused as completed"
+    pcd_migrate src set --id "$ID2" speed=1 >"$out" 2>&1
+    (($? == 2)) || WHY+=("set speed=1 did not exit 2")
+    pcd_guest_stop vm2-dst
+}
+check "${TESTS[7]}" t_set_refused
+
+# unconverging VM MODE: a pair whose precopy cannot end by itself: a
+# downtime limit of 0, rounds and time without bound, and the guest
+# rewriting its 16 MiB at 32 MiB/s while the link is capped at 16 (a
+# round takes about a second: time for the guest to write).  Its id in ID.
+ID=
+unconverging() {
+    pair "$1" 16M --workload random --dirty-rate 32 ||
+        { WHY+=("the guests did not attach"); return 1; }
+    pcd_migrate src migrate --vm "$1" --to "$PCD_IP_DST:$PCD_PORT" \
+        --mode "$2" --downtime-limit 0 --max-rounds 100000 \
+        --max-precopy-time 600000 --max-bandwidth "$CAP" --no-wait --json \
+        >"$out" 2>&1 || WHY+=("migrate exited $?")
+    ID=$(pcd_json_get "$out" id)
+    sleep 3
+    [ "$(status_of "$1" status)" = active ] ||
+        { WHY+=("not in precopy after 3 s: $(pcd_json_get "$out.q" status)"); return 1; }
+    (($(pcd_json_get "$out.q" rounds) >= 2)) ||
+        WHY+=("$(pcd_json_get "$out.q" rounds) rounds in 3 s")
+}
+
+t_downtime() {
+    unconverging vm3 precopy || return
+    pcd_migrate src set --vm vm3 downtime-limit=60000 >"$out" 2>&1 ||
+        WHY+=("set downtime-limit exited $?")
+    PCD_MIGRATE_TIMEOUT=10 pcd_migrate src status --id "$ID" --watch --json \
+        >"$out" 2>&1 || WHY+=("not completed 10 s after the limit was raised")
+    grep -q "migration $ID: precopy ends after round [0-9]*: .*expected downtime" \
+        "$(pcd_daemon_log src)" || WHY+=("the daemon did not end precopy by the limit")
+    verified vm3
+    pcd_guest_stop vm3-dst
+}
+check "${TESTS[8]}" t_downtime
+
+t_start_postcopy() {
+    unconverging vm4 precopy || return
+    pcd_migrate src start-postcopy --id "$ID" >"$out" 2>&1 ||
+        WHY+=("start-postcopy exited $?")
+    PCD_MIGRATE_TIMEOUT=10 pcd_migrate src status --id "$ID" --watch --json \
+        >"$out" 2>&1 || WHY+=("not completed 10 s after start-postcopy")
+    grep -q "migration $ID: precopy ends after round [0-9]*: postcopy requested" \
+        "$(pcd_daemon_log src)" || WHY+=("the daemon did not log postcopy requested")
+    verified vm4
+    pcd_guest_stop vm4-dst
+}
+check "${TESTS[9]}" t_start_postcopy
 
 exit $((failed > 0))

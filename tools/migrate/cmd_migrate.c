@@ -41,6 +41,8 @@ static const struct migrate_param migrate_params[] = {
      "switch over after MS of precopy at most (default 60000)", "MS"},
     {"postcopy-bulk", PARAM_CHOICE, "on|off",
      "stream pages in postcopy (default on; off: only on request)", "on|off"},
+    {"max-bandwidth", PARAM_INT, NULL,
+     "cap the bulk streams at BYTES per second (default 0: no cap)", "BYTES"},
     {"streams", PARAM_INT, NULL,
      "parallel bulk connections, 1 to 8 (default 1)", "N"},
     {"dirty-tracking", PARAM_CHOICE, "auto|async-wp|sync-wp|soft-dirty",

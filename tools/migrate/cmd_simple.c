@@ -22,6 +22,8 @@ static const struct simple_cmd simple_cmds[] = {
     {"incoming", "migrate-incoming", true,
      "waiting for the incoming migration of"},
     {"recover", "migrate-recover", false, "reconnecting the migration of"},
+    {"start-postcopy", "migrate-start-postcopy", false,
+     "postcopy at the next round's end for the migration of"},
 };
 
 static const struct simple_cmd *find_simple(const char *name)
