@@ -1,6 +1,9 @@
 /*
  * control_cmds.c - the control socket's commands: migrate,
- * migrate-incoming, query-migrate, migrate-cancel, query-vms, attach.
+ * migrate-incoming, query-migrate, migrate-cancel, migrate-recover,
+ * migrate-set-parameters, migrate-start-postcopy, query-vms,
+ * query-metrics, attach (qmp_capabilities and query-commands are the
+ * protocol's own: control_request.c).
  * Handlers run on the main loop and never block (attach: bounded, see
  * cmd_attach): a migration runs in its own threads.
  */
@@ -506,6 +509,11 @@ static JsonNode *cmd_attach(void *opaque, JsonObject *args, GError **err)
     return query_vm(d, a.name, a.incoming);
 }
 
+static JsonNode *cmd_query_metrics(void *opaque, JsonObject *args, GError **err)
+{
+    return daemon_query_metrics(opaque);
+}
+
 const struct control_command daemon_commands[] = {
     {"migrate", cmd_migrate},
     {"migrate-incoming", cmd_migrate_incoming},
@@ -515,6 +523,7 @@ const struct control_command daemon_commands[] = {
     {"migrate-set-parameters", cmd_migrate_set_parameters},
     {"migrate-start-postcopy", cmd_migrate_start_postcopy},
     {"query-vms", cmd_query_vms},
+    {"query-metrics", cmd_query_metrics},
     {"attach", cmd_attach},
     {NULL, NULL},
 };

@@ -91,6 +91,8 @@ struct migration *daemon_find_migration_hex(struct daemon *d, const char *id);
 /* The destination migration with that id, waiting for its channels. */
 struct migration *daemon_find_migration_id(struct daemon *d,
                                            const uint8_t id[16]);
+/* query-metrics' "return": counters over every migration (metrics.c). */
+JsonNode *daemon_query_metrics(struct daemon *d);
 /* A MIGRATION event for @m's new status (any thread). */
 void daemon_emit_status(struct daemon *d, struct migration *m);
 

@@ -29,6 +29,7 @@ TESTS=(
     "set refuses a migration past its switchover, and unknown names"
     "set downtime-limit lets an unconverging precopy converge"
     "start-postcopy ends an unconverging precopy; the memory arrives intact"
+    "metrics: Prometheus text counting the four migrations and their bytes"
 )
 echo "1..$((3 * ${#progs[@]} + 2 + ${#TESTS[@]}))"
 
@@ -297,5 +298,24 @@ t_start_postcopy() {
     pcd_guest_stop vm4-dst
 }
 check "${TESTS[9]}" t_start_postcopy
+
+# Four migrations left src for dst above, all completed.
+t_metrics() {
+    local bad
+    pcd_migrate src metrics >"$out" 2>&1 || WHY+=("metrics exited $?")
+    bad=$(grep -vE '^(# (HELP|TYPE) postcopyd_[a-z_]+ .+|postcopyd_[a-z_]+(\{outcome="[a-z]+"\})? [0-9]+(\.[0-9]+)?)$' "$out")
+    [ -z "$bad" ] || WHY+=("not Prometheus text: $bad")
+    has "$out" '^postcopyd_migrations_started_total 4$' "not 4 started"
+    has "$out" '^postcopyd_migrations_total\{outcome="completed"\} 4$' "not 4 completed"
+    has "$out" '^postcopyd_migrations_active 0$' "some still active"
+    has "$out" '^postcopyd_bytes_sent_total [1-9][0-9]{7,}$' "under 10 MB sent"
+    has "$out" '^postcopyd_last_downtime_seconds 0\.[0-9]*[1-9]' "no last downtime"
+    pcd_migrate dst metrics --json >"$out" 2>&1 || WHY+=("metrics --json exited $?")
+    [ "$(pcd_json_get "$out" migrations.completed)" = 4 ] ||
+        WHY+=("the destination counts $(pcd_json_get "$out" migrations.completed) completed")
+    (($(pcd_json_get "$out" bytes-received) > 10000000)) ||
+        WHY+=("the destination received $(pcd_json_get "$out" bytes-received) bytes")
+}
+check "${TESTS[10]}" t_metrics
 
 exit $((failed > 0))

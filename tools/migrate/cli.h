@@ -56,6 +56,8 @@ int cmd_attach(struct cli *cli, const struct cli_command *cmd, int argc,
                char **argv);
 int cmd_list(struct cli *cli, const struct cli_command *cmd, int argc,
              char **argv);
+int cmd_metrics(struct cli *cli, const struct cli_command *cmd, int argc,
+                char **argv);
 int cmd_set(struct cli *cli, const struct cli_command *cmd, int argc,
             char **argv);
 int cmd_status(struct cli *cli, const struct cli_command *cmd, int argc,

@@ -35,6 +35,8 @@ const struct cli_command cli_commands[] = {
      "Change a running migration's bandwidth cap or downtime limit."},
     {"start-postcopy", cmd_simple, "[--vm NAME | --id ID] [--json]",
      "Switch a precopy or hybrid migration to postcopy now."},
+    {"metrics", cmd_metrics, "[--json]",
+     "Print the daemon's counters (Prometheus text format)."},
     {"cancel", cmd_simple, "[--vm NAME | --id ID] [--json]",
      "Cancel the migration (the source VM keeps running)."},
     {"incoming", cmd_simple, "--vm NAME [--json]",
