@@ -290,7 +290,7 @@ static JsonNode *cmd_migrate_set_parameters(void *opaque, JsonObject *args,
         return NULL;
     }
     if (bw != UINT64_MAX) {
-        atomic_store(&m->live.max_bandwidth, bw);
+        live_params_set_bandwidth(&m->live, bw);
     }
     if (dt != UINT64_MAX) {
         atomic_store(&m->live.downtime_limit_ms, dt);

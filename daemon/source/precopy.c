@@ -182,6 +182,14 @@ static bool still_precopy(struct source_session *s, GError **err)
     return true;
 }
 
+/* A round's sender waits for the bandwidth cap while this holds. */
+static bool pace_go_on(void *opaque)
+{
+    struct source_session *s = opaque;
+
+    return !atomic_load(&s->stop) && migration_status(s->m) == MIG_ACTIVE;
+}
+
 /*
  * Several bulk streams share a round by stripes: run k of PAGE_SENDER_RUN
  * bytes goes to stream k % nbulk, each stream in its own thread, each
@@ -207,7 +215,8 @@ static bool send_stripe_run(struct stripe *st, const struct region *r,
         }
         if (st->precopy) {
             live_params_pace(&s->m->live,
-                             MIN(step, first + n - p) * r->page_size, &s->stop);
+                             MIN(step, first + n - p) * r->page_size,
+                             pace_go_on, s);
         }
         if ((st->precopy && !still_precopy(s, &st->err)) ||
             !page_sender_send(&st->b->sender, st->b->ch, r, p,

@@ -29,7 +29,9 @@ TESTS=(
     "set refuses a migration past its switchover, and unknown names"
     "set downtime-limit lets an unconverging precopy converge"
     "start-postcopy ends an unconverging precopy; the memory arrives intact"
-    "metrics: Prometheus text counting the four migrations and their bytes"
+    "a cap raised mid-round acts at once: the senders waiting re-book"
+    "cancel interrupts a capped round at once; the source VM runs on"
+    "metrics: Prometheus text counting the migrations and their bytes"
 )
 echo "1..$((3 * ${#progs[@]} + 2 + ${#TESTS[@]}))"
 
@@ -299,23 +301,61 @@ t_start_postcopy() {
 }
 check "${TESTS[9]}" t_start_postcopy
 
-# Four migrations left src for dst above, all completed.
+# crawling VM: a pair migrating at 64 KiB/s (a 1 MiB run books 16 s).
+crawling() {
+    pair "$1" 16M --workload idle || { WHY+=("the guests did not attach"); return 1; }
+    pcd_migrate src migrate --vm "$1" --to "$PCD_IP_DST:$PCD_PORT" \
+        --mode precopy --max-bandwidth 65536 --no-wait --json >"$out" 2>&1 ||
+        WHY+=("migrate exited $?")
+    ID=$(pcd_json_get "$out" id)
+    sleep 1
+}
+
+t_raise() {
+    crawling vm5 || return
+    pcd_migrate src set --id "$ID" max-bandwidth=256M >"$out" 2>&1 ||
+        WHY+=("set max-bandwidth=256M exited $?")
+    PCD_MIGRATE_TIMEOUT=6 pcd_migrate src status --id "$ID" --watch \
+        >"$out" 2>&1 || WHY+=("not completed 6 s after the cap was raised")
+    verified vm5
+    pcd_guest_stop vm5-dst
+}
+check "${TESTS[10]}" t_raise
+
+t_cancel() {
+    local line
+    crawling vm6 || return
+    pcd_migrate src cancel --id "$ID" >"$out" 2>&1 || WHY+=("cancel exited $?")
+    PCD_MIGRATE_TIMEOUT=6 pcd_migrate src status --id "$ID" --watch \
+        >"$out" 2>&1 && WHY+=("status --watch of a cancelled migration exited 0")
+    has "$out" '^status +cancelled$' "not cancelled within 6 s"
+    pcd_migrate src list >"$out" 2>&1
+    has "$out" "^vm6 .* source .* cancelled $ID\$" "vm6 is not listed, cancelled"
+    line=$(tail -n 1 "$(pcd_guest_out vm6-src)")
+    pcd_guest_alive vm6-src || WHY+=("the source guest exited: $line")
+    pcd_guest_stop vm6-src
+    pcd_guest_stop vm6-dst
+}
+check "${TESTS[11]}" t_cancel
+
+# Five migrations left src for dst above and completed, one was cancelled.
 t_metrics() {
     local bad
     pcd_migrate src metrics >"$out" 2>&1 || WHY+=("metrics exited $?")
     bad=$(grep -vE '^(# (HELP|TYPE) postcopyd_[a-z_]+ .+|postcopyd_[a-z_]+(\{outcome="[a-z]+"\})? [0-9]+(\.[0-9]+)?)$' "$out")
     [ -z "$bad" ] || WHY+=("not Prometheus text: $bad")
-    has "$out" '^postcopyd_migrations_started_total 4$' "not 4 started"
-    has "$out" '^postcopyd_migrations_total\{outcome="completed"\} 4$' "not 4 completed"
+    has "$out" '^postcopyd_migrations_started_total 6$' "not 6 started"
+    has "$out" '^postcopyd_migrations_total\{outcome="completed"\} 5$' "not 5 completed"
+    has "$out" '^postcopyd_migrations_total\{outcome="cancelled"\} 1$' "not 1 cancelled"
     has "$out" '^postcopyd_migrations_active 0$' "some still active"
     has "$out" '^postcopyd_bytes_sent_total [1-9][0-9]{7,}$' "under 10 MB sent"
     has "$out" '^postcopyd_last_downtime_seconds 0\.[0-9]*[1-9]' "no last downtime"
     pcd_migrate dst metrics --json >"$out" 2>&1 || WHY+=("metrics --json exited $?")
-    [ "$(pcd_json_get "$out" migrations.completed)" = 4 ] ||
+    [ "$(pcd_json_get "$out" migrations.completed)" = 5 ] ||
         WHY+=("the destination counts $(pcd_json_get "$out" migrations.completed) completed")
     (($(pcd_json_get "$out" bytes-received) > 10000000)) ||
         WHY+=("the destination received $(pcd_json_get "$out" bytes-received) bytes")
 }
-check "${TESTS[10]}" t_metrics
+check "${TESTS[12]}" t_metrics
 
 exit $((failed > 0))
