@@ -32,6 +32,7 @@ TESTS=(
     "a cap raised mid-round acts at once: the senders waiting re-book"
     "cancel interrupts a capped round at once; the source VM runs on"
     "metrics: Prometheus text counting the migrations and their bytes"
+    "metrics: the destination's fault latency as a cumulative histogram"
 )
 echo "1..$((3 * ${#progs[@]} + 2 + ${#TESTS[@]}))"
 
@@ -342,7 +343,7 @@ check "${TESTS[11]}" t_cancel
 t_metrics() {
     local bad
     pcd_migrate src metrics >"$out" 2>&1 || WHY+=("metrics exited $?")
-    bad=$(grep -vE '^(# (HELP|TYPE) postcopyd_[a-z_]+ .+|postcopyd_[a-z_]+(\{outcome="[a-z]+"\})? [0-9]+(\.[0-9]+)?)$' "$out")
+    bad=$(grep -vE '^(# (HELP|TYPE) postcopyd_[a-z_]+ .+|postcopyd_[a-z_]+(\{(outcome="[a-z]+"|le="[^"]+")\})? [0-9]+(\.[0-9]+)?)$' "$out")
     [ -z "$bad" ] || WHY+=("not Prometheus text: $bad")
     has "$out" '^postcopyd_migrations_started_total 6$' "not 6 started"
     has "$out" '^postcopyd_migrations_total\{outcome="completed"\} 5$' "not 5 completed"
@@ -357,5 +358,24 @@ t_metrics() {
         WHY+=("the destination received $(pcd_json_get "$out" bytes-received) bytes")
 }
 check "${TESTS[12]}" t_metrics
+
+# The guests at dst faulted on pages still at src (hybrid, postcopy).
+t_latency() {
+    local prev=0 v count inf
+    pcd_migrate dst metrics >"$out" 2>&1 || WHY+=("metrics exited $?")
+    has "$out" '^# TYPE postcopyd_fault_latency_seconds histogram$' "no histogram TYPE"
+    count=$(sed -n 's/^postcopyd_fault_latency_seconds_count //p' "$out")
+    inf=$(sed -n 's/^postcopyd_fault_latency_seconds_bucket{le="+Inf"} //p' "$out")
+    ((${count:-0} > 0)) || WHY+=("no fault counted (count '${count}')")
+    [ "$inf" = "$count" ] || WHY+=("+Inf bucket $inf, count $count")
+    [ "$(grep -c '^postcopyd_fault_latency_seconds_bucket{le="[0-9.e-]*"} ' "$out")" = 21 ] ||
+        WHY+=("not the 21 bounds 16 us .. 2^24 us")
+    for v in $(sed -n 's/^postcopyd_fault_latency_seconds_bucket{le="[^"]*"} //p' "$out"); do
+        ((v >= prev)) || WHY+=("bucket counts not cumulative: $v after $prev")
+        prev=$v
+    done
+    has "$out" '^postcopyd_fault_latency_seconds_sum 0*[0-9]\.[0-9]+$' "no sum"
+}
+check "${TESTS[13]}" t_latency
 
 exit $((failed > 0))

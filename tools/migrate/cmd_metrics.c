@@ -23,6 +23,47 @@ static gint64 int_of(JsonNode *m, const char *path)
     return v;
 }
 
+/*
+ * The fault latency as a Prometheus histogram.  Its buckets are the
+ * powers of two from 16 us to 2^24 us, the same set every scrape: the
+ * daemon's finer log-linear buckets (non-cumulative, "le_us" their
+ * largest value, the open-ended last one reporting the maximum) each
+ * fall below one of them (a sample of exactly 2^k us is counted from the
+ * next bound on).
+ */
+static void print_latency(JsonNode *m)
+{
+    JsonArray *a = jsonq_array(m, "fault-latency.buckets");
+    guint n = a ? json_array_get_length(a) : 0;
+    gint64 sum_us = int_of(m, "fault-latency.sum_us");
+    gint64 total = int_of(m, "fault-latency.count");
+
+    metric("fault_latency_seconds", "histogram",
+           "How long destination guest faults waited for their page.");
+    for (int bit = 4; bit <= 24; bit++) {
+        gint64 below = 0;
+
+        for (guint i = 0; i < n; i++) {
+            JsonNode *e = json_array_get_element(a, i);
+            gint64 le = 0, c = 0;
+
+            if (jsonq_int(e, "le_us", &le) && jsonq_int(e, "count", &c) &&
+                le < (1ll << bit)) {
+                below += c;
+            }
+        }
+        printf("postcopyd_fault_latency_seconds_bucket{le=\"%g\"} "
+               "%" G_GINT64_FORMAT "\n",
+               (double)(1ll << bit) / 1e6, below);
+    }
+    printf("postcopyd_fault_latency_seconds_bucket{le=\"+Inf\"} "
+           "%" G_GINT64_FORMAT "\n",
+           total);
+    printf("postcopyd_fault_latency_seconds_sum %.6f\n", sum_us / 1e6);
+    printf("postcopyd_fault_latency_seconds_count %" G_GINT64_FORMAT "\n",
+           total);
+}
+
 static void print_prometheus(JsonNode *m)
 {
     static const char *const outcomes[] = {"completed", "failed", "cancelled"};
@@ -59,6 +100,7 @@ static void print_prometheus(JsonNode *m)
     metric("last_downtime_seconds", "gauge",
            "Downtime of the migration that completed last.");
     printf("postcopyd_last_downtime_seconds %.6f\n", downtime / 1000.0);
+    print_latency(m);
 }
 
 int cmd_metrics(struct cli *cli, const struct cli_command *cmd, int argc,
