@@ -2,13 +2,13 @@
 #include "control.h"
 
 #include <errno.h>
-#include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <glib-unix.h>
 
-#include "json_depth.h"
+#include "control_request.h"
 #include "peercred.h"
 #include "unix_listen.h"
 #include "version.h"
@@ -47,23 +47,6 @@ struct control_client {
     size_t scanned; /* bytes of @in known to hold no newline */
     gint64 active;  /* monotonic time of its last line */
 };
-
-static char *node_to_line(JsonNode *node)
-{
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    g_autofree char *text = NULL;
-
-    json_generator_set_root(gen, node);
-    text = json_generator_to_data(gen, NULL);
-    return g_strconcat(text, "\n", NULL);
-}
-
-static char *object_to_line(JsonObject *obj)
-{
-    g_autoptr(JsonNode) node = json_node_init_object(json_node_alloc(), obj);
-
-    return node_to_line(node);
-}
 
 /* ---- clients ---------------------------------------------------------- */
 
@@ -130,7 +113,7 @@ static bool client_send(struct control_client *c, const char *line)
 
 static bool client_send_object(struct control_client *c, JsonObject *obj)
 {
-    g_autofree char *line = object_to_line(obj);
+    g_autofree char *line = control_json_line(obj);
 
     return client_send(c, line);
 }
@@ -151,209 +134,6 @@ static gboolean client_writable(int fd, GIOCondition cond, gpointer data)
     return G_SOURCE_REMOVE;
 }
 
-/* ---- requests --------------------------------------------------------- */
-
-static JsonObject *error_reply(const GError *e)
-{
-    JsonObject *reply = json_object_new();
-    JsonObject *error = json_object_new();
-
-    json_object_set_string_member(error, "class", control_error_class(e));
-    json_object_set_string_member(error, "desc", e->message);
-    json_object_set_object_member(reply, "error", error);
-    return reply;
-}
-
-static const struct control_command *
-find_command(const struct control_command *table, const char *name)
-{
-    for (; table->name; table++) {
-        if (!strcmp(table->name, name)) {
-            return table;
-        }
-    }
-    return NULL;
-}
-
-static bool check_members(JsonObject *req, GError **err)
-{
-    static const char *const allowed[] = {"execute", "arguments", "id", NULL};
-    g_autoptr(GList) names = json_object_get_members(req);
-    JsonNode *exec = json_object_get_member(req, "execute");
-    JsonNode *args = json_object_get_member(req, "arguments");
-
-    for (GList *l = names; l; l = l->next) {
-        if (!g_strv_contains(allowed, l->data)) {
-            g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
-                        "unexpected member '%s' in the request",
-                        (char *)l->data);
-            return false;
-        }
-    }
-    if (!exec) {
-        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
-                    "the request has no 'execute' member");
-        return false;
-    }
-    if (!JSON_NODE_HOLDS_VALUE(exec) ||
-        json_node_get_value_type(exec) != G_TYPE_STRING) {
-        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
-                    "'execute' must be a string");
-        return false;
-    }
-    if (args && !JSON_NODE_HOLDS_OBJECT(args)) {
-        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
-                    "'arguments' must be an object");
-        return false;
-    }
-    return true;
-}
-
-static JsonNode *run_command(struct control_server *srv, JsonObject *req,
-                             GError **err)
-{
-    const char *name = json_object_get_string_member(req, "execute");
-    const struct control_command *cmd = find_command(srv->table, name);
-    JsonNode *args = json_object_get_member(req, "arguments");
-    g_autoptr(JsonObject) empty = json_object_new();
-    GError *local = NULL;
-    JsonNode *ret;
-
-    if (!cmd) {
-        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_COMMAND_NOT_FOUND,
-                    "the command '%s' was not found", name);
-        return NULL;
-    }
-    ret =
-        cmd->fn(srv->opaque, args ? json_node_get_object(args) : empty, &local);
-    if (local) {
-        g_clear_pointer(&ret, json_node_unref);
-        g_propagate_error(err, local);
-        return NULL;
-    }
-    return ret ? ret : json_node_init_object(json_node_alloc(), empty);
-}
-
-static bool node_is_utf8(JsonNode *node);
-
-static bool object_is_utf8(JsonObject *o)
-{
-    g_autoptr(GList) names = json_object_get_members(o);
-
-    for (GList *l = names; l; l = l->next) {
-        if (!g_utf8_validate(l->data, -1, NULL) ||
-            !node_is_utf8(json_object_get_member(o, l->data))) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/*
- * Every string and member name in @node is valid UTF-8 and every number
- * finite: what the reply may echo must be valid JSON again.
- */
-static bool node_is_utf8(JsonNode *node)
-{
-    JsonArray *a;
-
-    switch (JSON_NODE_TYPE(node)) {
-    case JSON_NODE_OBJECT:
-        return object_is_utf8(json_node_get_object(node));
-    case JSON_NODE_ARRAY:
-        a = json_node_get_array(node);
-        for (guint i = 0; i < json_array_get_length(a); i++) {
-            if (!node_is_utf8(json_array_get_element(a, i))) {
-                return false;
-            }
-        }
-        return true;
-    case JSON_NODE_VALUE:
-        /* 1e400 parses to infinity, which no JSON text can carry back. */
-        if (json_node_get_value_type(node) == G_TYPE_DOUBLE) {
-            return isfinite(json_node_get_double(node));
-        }
-        return json_node_get_value_type(node) != G_TYPE_STRING ||
-               g_utf8_validate(json_node_get_string(node), -1, NULL);
-    default:
-        return true;
-    }
-}
-
-static JsonNode *parse_request(const char *line, size_t len, GError **err)
-{
-    g_autoptr(JsonParser) parser = json_parser_new_immutable();
-    g_autoptr(GError) local = NULL;
-    JsonNode *root;
-
-    if (memchr(line, '\0', len)) {
-        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
-                    "the request contains a NUL byte");
-        return NULL;
-    }
-    if (!g_utf8_validate(line, len, NULL)) {
-        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
-                    "the request is not valid UTF-8");
-        return NULL;
-    }
-    if (!json_load_bounded(parser, line, len, &local)) {
-        /* json-glib quotes the bad token: it may be invalid UTF-8. */
-        g_autofree char *why = g_utf8_make_valid(local->message, -1);
-
-        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
-                    "the request is not valid JSON: %s", why);
-        return NULL;
-    }
-    root = json_parser_get_root(parser);
-    /* A line holding only a comment parses to no root at all. */
-    if (!root || !JSON_NODE_HOLDS_OBJECT(root)) {
-        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
-                    "the request is not a JSON object");
-        return NULL;
-    }
-    /*
-     * \ud83d alone is valid JSON that json-glib decodes into bytes that
-     * are not UTF-8; such strings would be echoed back in replies.
-     */
-    if (!node_is_utf8(root)) {
-        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
-                    "the request has a string that is not valid UTF-8 "
-                    "(a lone surrogate escape?) or a number out of range");
-        return NULL;
-    }
-    return json_node_ref(root);
-}
-
-/* The reply to one request line. */
-static JsonObject *handle_request(struct control_server *srv, const char *line,
-                                  size_t len)
-{
-    g_autoptr(JsonNode) root = NULL;
-    g_autoptr(GError) err = NULL;
-    JsonObject *req, *reply;
-    JsonNode *ret = NULL, *id;
-
-    root = parse_request(line, len, &err);
-    if (!root) {
-        return error_reply(err);
-    }
-    req = json_node_get_object(root);
-    if (check_members(req, &err)) {
-        ret = run_command(srv, req, &err);
-    }
-    if (ret) {
-        reply = json_object_new();
-        json_object_set_member(reply, "return", ret);
-    } else {
-        reply = error_reply(err);
-    }
-    id = json_object_get_member(req, "id");
-    if (id) {
-        json_object_set_member(reply, "id", json_node_copy(id));
-    }
-    return reply;
-}
-
 static bool is_blank(const char *s, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
@@ -372,7 +152,7 @@ static bool client_handle_line(struct control_client *c, const char *line,
     if (is_blank(line, len)) {
         return true;
     }
-    reply = handle_request(c->srv, line, len);
+    reply = control_request_handle(c->srv->table, c->srv->opaque, line, len);
     return client_send_object(c, reply);
 }
 
@@ -384,7 +164,7 @@ static void client_oversize(struct control_client *c)
                     "request line longer than %u bytes; closing the "
                     "connection",
                     CONTROL_LINE_MAX);
-    g_autoptr(JsonObject) reply = error_reply(e);
+    g_autoptr(JsonObject) reply = control_error_reply(e);
 
     g_message("control: client sent a line over %u bytes; dropping it",
               CONTROL_LINE_MAX);
@@ -449,11 +229,36 @@ static gboolean client_readable(int fd, GIOCondition cond, gpointer data)
     return G_SOURCE_CONTINUE;
 }
 
+/*
+ * {"QMP": {...}, "postcopyd": {"version"}}: QMP's greeting, so that QMP
+ * tooling (qmp-shell, python qemu.qmp) talks to us; its "qemu" version
+ * is ours, and it offers no capabilities.
+ */
+static JsonObject *greeting_qmp(void)
+{
+    JsonObject *qmp = json_object_new();
+    JsonObject *version = json_object_new();
+    JsonObject *numbers = json_object_new();
+    unsigned major = 0, minor = 0, micro = 0;
+
+    sscanf(POSTCOPYD_VERSION, "%u.%u.%u", &major, &minor, &micro);
+    json_object_set_int_member(numbers, "major", major);
+    json_object_set_int_member(numbers, "minor", minor);
+    json_object_set_int_member(numbers, "micro", micro);
+    json_object_set_object_member(version, "qemu", numbers);
+    json_object_set_string_member(version, "package",
+                                  "postcopyd " POSTCOPYD_VERSION);
+    json_object_set_object_member(qmp, "version", version);
+    json_object_set_array_member(qmp, "capabilities", json_array_new());
+    return qmp;
+}
+
 static void client_greet(struct control_client *c)
 {
     g_autoptr(JsonObject) greeting = json_object_new();
     JsonObject *info = json_object_new();
 
+    json_object_set_object_member(greeting, "QMP", greeting_qmp());
     json_object_set_string_member(info, "version", POSTCOPYD_VERSION);
     json_object_set_object_member(greeting, "postcopyd", info);
     if (!client_send_object(c, greeting)) {
@@ -656,7 +461,7 @@ static char *event_line(const char *event, JsonNode *data)
     json_object_set_int_member(ts, "seconds", now / G_USEC_PER_SEC);
     json_object_set_int_member(ts, "microseconds", now % G_USEC_PER_SEC);
     json_object_set_object_member(obj, "timestamp", ts);
-    return object_to_line(obj);
+    return control_json_line(obj);
 }
 
 static void broadcast(struct control_server *srv, const char *line)

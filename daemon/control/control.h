@@ -1,10 +1,14 @@
 /*
  * control.h - the control socket server: a Unix socket speaking a
- * simplified QMP, for postcopy-migrate, the libvirt hook and scripts.
+ * simplified QMP, for postcopy-migrate, the libvirt hook, scripts and QMP
+ * tooling.  docs/control.md has the protocol and every command.
  *
  * Protocol (one JSON object per line, UTF-8, each way):
- *   on connect  <- {"postcopyd": {"version": "0.1.0"}}
- *               (no capabilities negotiation: commands work at once)
+ *   on connect  <- {"QMP": {"version": {...}, "capabilities": []},
+ *                   "postcopyd": {"version": "0.1.0"}}
+ *               (negotiation is optional: commands work at once; the
+ *               server itself answers qmp_capabilities and
+ *               query-commands, see control_request.c)
  *   request     -> {"execute": "migrate", "arguments": {...}, "id": ANY}
  *   success     <- {"return": VALUE, "id": ANY}
  *   failure     <- {"error": {"class": "GenericError", "desc": "..."},

@@ -1,6 +1,9 @@
 /*
  * control_cmds.c - the control socket's commands: migrate,
- * migrate-incoming, query-migrate, migrate-cancel, query-vms, attach.
+ * migrate-incoming, query-migrate, migrate-cancel, migrate-recover,
+ * migrate-set-parameters, migrate-start-postcopy, query-vms,
+ * query-metrics, attach (qmp_capabilities and query-commands are the
+ * protocol's own: control_request.c).
  * Handlers run on the main loop and never block (attach: bounded, see
  * cmd_attach): a migration runs in its own threads.
  */
@@ -72,7 +75,8 @@ static bool parse_params(JsonObject *args, struct migration_params *p,
     if (!arg_uint(args, "downtime-limit", &p->downtime_limit_ms, err) ||
         !arg_uint(args, "max-rounds", &p->max_rounds, err) ||
         !arg_uint(args, "max-precopy-time", &p->max_precopy_ms, err) ||
-        !arg_uint(args, "streams", &p->streams, err)) {
+        !arg_uint(args, "streams", &p->streams, err) ||
+        !arg_uint(args, "max-bandwidth", &p->max_bandwidth, err)) {
         return false;
     }
     if (p->streams < 1 || p->streams > 8) {
@@ -86,6 +90,16 @@ static bool parse_params(JsonObject *args, struct migration_params *p,
         return false;
     }
     return true;
+}
+
+/* {"id", "vm"}: what names @m in later commands. */
+static JsonNode *migration_ref_json(struct migration *m)
+{
+    JsonObject *o = json_object_new();
+
+    json_object_set_string_member(o, "id", m->id);
+    json_object_set_string_member(o, "vm", m->vm_name);
+    return json_node_init_object(json_node_alloc(), o);
 }
 
 static JsonNode *cmd_migrate(void *opaque, JsonObject *args, GError **err)
@@ -114,7 +128,7 @@ static JsonNode *cmd_migrate(void *opaque, JsonObject *args, GError **err)
     m->mode = params.mode;
     daemon_add_migration(d, m);
     source_start(m, uri, NULL);
-    return NULL;
+    return migration_ref_json(m);
 }
 
 static JsonNode *cmd_migrate_incoming(void *opaque, JsonObject *args,
@@ -138,22 +152,33 @@ static JsonNode *cmd_migrate_incoming(void *opaque, JsonObject *args,
     return NULL;
 }
 
+/*
+ * The migration "id" names, else the newest of VM "vm", else the newest
+ * of all; with both, the id must be of that VM.
+ */
 static struct migration *find(struct daemon *d, JsonObject *args, GError **err)
 {
     const char *vm_name = arg_string(args, "vm");
-    struct migration *m = daemon_find_migration(d, vm_name);
+    const char *id = arg_string(args, "id");
+    struct migration *m = id ? daemon_find_migration_hex(d, id)
+                             : daemon_find_migration(d, vm_name);
 
+    if (m && id && vm_name && strcmp(m->vm_name, vm_name)) {
+        m = NULL;
+    }
     if (!m) {
         g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_DEVICE_NOT_ACTIVE,
-                    "no migration%s%s", vm_name ? " of " : "",
-                    vm_name ? vm_name : "");
+                    "no migration%s%s%s%s", vm_name ? " of " : "",
+                    vm_name ? vm_name : "", id ? " with id " : "",
+                    id ? id : "");
     }
     return m;
 }
 
 /*
  * Every answer says whether this daemon's peers go unauthenticated
- * (--insecure on a network address), so no operator misses it.
+ * (--insecure on a network address), so no operator misses it.  With an
+ * "id", one that does not exist is an error, not "none".
  */
 static JsonNode *cmd_query_migrate(void *opaque, JsonObject *args, GError **err)
 {
@@ -161,6 +186,10 @@ static JsonNode *cmd_query_migrate(void *opaque, JsonObject *args, GError **err)
     struct migration *m = find(d, args, NULL);
     JsonNode *n;
 
+    if (!m && arg_string(args, "id")) {
+        find(d, args, err);
+        return NULL;
+    }
     if (m) {
         n = migration_query(m);
     } else {
@@ -187,8 +216,7 @@ static JsonNode *cmd_migrate_cancel(void *opaque, JsonObject *args,
                     "cancel a migration on its source");
         return NULL;
     }
-    source_cancel(m, err);
-    return NULL;
+    return source_cancel(m, err) ? migration_ref_json(m) : NULL;
 }
 
 static JsonNode *cmd_migrate_recover(void *opaque, JsonObject *args,
@@ -196,10 +224,115 @@ static JsonNode *cmd_migrate_recover(void *opaque, JsonObject *args,
 {
     struct migration *m = find(opaque, args, err);
 
-    if (m) {
-        source_recover(m, err);
+    return m && source_recover(m, err) ? migration_ref_json(m) : NULL;
+}
+
+/* A source migration still in precopy (or setting up), else @err. */
+static struct migration *find_precopy(struct daemon *d, JsonObject *args,
+                                      const char *what, GError **err)
+{
+    struct migration *m = find(d, args, err);
+    enum migration_status st;
+
+    if (!m) {
+        return NULL;
     }
-    return NULL;
+    st = migration_status(m);
+    if (m->role != ROLE_SOURCE || (st != MIG_SETUP && st != MIG_ACTIVE)) {
+        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
+                    "%s: the migration of %s is %s at its %s; only a source "
+                    "before its switchover takes it",
+                    what, m->vm_name, migration_status_name(st),
+                    m->role == ROLE_SOURCE ? "source" : "destination");
+        return NULL;
+    }
+    return m;
+}
+
+/* {"max-bandwidth", "downtime-limit"} as the engine reads them now. */
+static JsonNode *live_json(struct migration *m)
+{
+    JsonObject *o = json_object_new();
+
+    json_object_set_string_member(o, "id", m->id);
+    json_object_set_int_member(o, "max-bandwidth",
+                               atomic_load(&m->live.max_bandwidth));
+    json_object_set_int_member(o, "downtime-limit",
+                               atomic_load(&m->live.downtime_limit_ms));
+    json_object_set_boolean_member(o, "postcopy-requested",
+                                   atomic_load(&m->live.postcopy_requested));
+    return json_node_init_object(json_node_alloc(), o);
+}
+
+/*
+ * migrate-set-parameters {"vm"|"id", "max-bandwidth"?: bytes/s (0: no
+ * cap), "downtime-limit"?: ms}: the running source engine takes them at
+ * its next bulk run and round end (live_params.h).  Answers the values
+ * now in force.
+ */
+static JsonNode *cmd_migrate_set_parameters(void *opaque, JsonObject *args,
+                                            GError **err)
+{
+    static const char *const known[] = {"vm", "id", "max-bandwidth",
+                                        "downtime-limit", NULL};
+    g_autoptr(GList) names = json_object_get_members(args);
+    uint64_t bw = UINT64_MAX, dt = UINT64_MAX;
+    struct migration *m;
+
+    for (GList *l = names; l; l = l->next) {
+        if (!g_strv_contains(known, l->data)) {
+            g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
+                        "migrate-set-parameters: unknown parameter '%s' "
+                        "(max-bandwidth, downtime-limit)",
+                        (char *)l->data);
+            return NULL;
+        }
+    }
+    if (!arg_uint(args, "max-bandwidth", &bw, err) ||
+        !arg_uint(args, "downtime-limit", &dt, err)) {
+        return NULL;
+    }
+    m = find_precopy(opaque, args, "migrate-set-parameters", err);
+    if (!m) {
+        return NULL;
+    }
+    if (bw != UINT64_MAX) {
+        live_params_set_bandwidth(&m->live, bw);
+    }
+    if (dt != UINT64_MAX) {
+        atomic_store(&m->live.downtime_limit_ms, dt);
+    }
+    g_message("migration %s: parameters now max-bandwidth %" G_GUINT64_FORMAT
+              " B/s, downtime-limit %" G_GUINT64_FORMAT " ms",
+              m->id, atomic_load(&m->live.max_bandwidth),
+              atomic_load(&m->live.downtime_limit_ms));
+    return live_json(m);
+}
+
+/*
+ * migrate-start-postcopy {"vm"|"id"}: precopy ends at the next round
+ * boundary and the rest goes in postcopy (a precopy-mode migration
+ * switches over as hybrid does).
+ */
+static JsonNode *cmd_migrate_start_postcopy(void *opaque, JsonObject *args,
+                                            GError **err)
+{
+    struct migration *m =
+        find_precopy(opaque, args, "migrate-start-postcopy", err);
+
+    if (!m) {
+        return NULL;
+    }
+    if (m->mode == MODE_POSTCOPY) {
+        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
+                    "migrate-start-postcopy: the migration of %s is in "
+                    "postcopy mode already",
+                    m->vm_name);
+        return NULL;
+    }
+    atomic_store(&m->live.postcopy_requested, true);
+    g_message("migration %s: postcopy requested", m->id);
+    return live_json(m);
 }
 
 /* "prealloc": {"done", "total", "finished", "failed", "seconds", "error"} */
@@ -230,7 +363,32 @@ static void add_prealloc(JsonBuilder *b, struct prealloc *pa)
     json_builder_end_object(b);
 }
 
-static void add_vm_json(JsonBuilder *b, struct vm_entry *vm)
+/*
+ * "migration": {"id", "status"} of the newest migration of @vm, if any.
+ * Under d->lock: a migration's vm is its entry while that is listed.
+ */
+static void add_vm_migration(JsonBuilder *b, struct daemon *d,
+                             struct vm_entry *vm)
+{
+    for (guint i = d->migrations->len; i-- > 0;) {
+        struct migration *m = d->migrations->pdata[i];
+
+        if (m->vm != vm) {
+            continue;
+        }
+        json_builder_set_member_name(b, "migration");
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "id");
+        json_builder_add_string_value(b, m->id);
+        json_builder_set_member_name(b, "status");
+        json_builder_add_string_value(
+            b, migration_status_name(migration_status(m)));
+        json_builder_end_object(b);
+        return;
+    }
+}
+
+static void add_vm_json(JsonBuilder *b, struct daemon *d, struct vm_entry *vm)
 {
     json_builder_begin_object(b);
     json_builder_set_member_name(b, "name");
@@ -239,6 +397,9 @@ static void add_vm_json(JsonBuilder *b, struct vm_entry *vm)
     json_builder_add_int_value(b, vm->info.pid);
     json_builder_set_member_name(b, "incoming");
     json_builder_add_boolean_value(b, vm->info.incoming);
+    json_builder_set_member_name(b, "role");
+    json_builder_add_string_value(b,
+                                  vm->info.incoming ? "destination" : "source");
     json_builder_set_member_name(b, "busy");
     json_builder_add_boolean_value(b, vm->busy);
     json_builder_set_member_name(b, "ram");
@@ -250,6 +411,7 @@ static void add_vm_json(JsonBuilder *b, struct vm_entry *vm)
         json_builder_add_string_value(b, vm->info.uffd_origin);
     }
     add_prealloc(b, vm->prealloc);
+    add_vm_migration(b, d, vm);
     json_builder_end_object(b);
 }
 
@@ -262,7 +424,7 @@ static JsonNode *cmd_query_vms(void *opaque, JsonObject *args, GError **err)
     json_builder_begin_array(b);
     g_mutex_lock(&d->lock);
     for (guint i = 0; i < d->vms->len; i++) {
-        add_vm_json(b, d->vms->pdata[i]);
+        add_vm_json(b, d, d->vms->pdata[i]);
     }
     g_mutex_unlock(&d->lock);
     json_builder_end_array(b);
@@ -280,7 +442,7 @@ static JsonNode *query_vm(struct daemon *d, const char *name, bool incoming)
         struct vm_entry *vm = d->vms->pdata[i];
 
         if (!strcmp(vm->info.vm_name, name) && vm->info.incoming == incoming) {
-            add_vm_json(b, vm);
+            add_vm_json(b, d, vm);
             found = true;
         }
     }
@@ -354,13 +516,21 @@ static JsonNode *cmd_attach(void *opaque, JsonObject *args, GError **err)
     return query_vm(d, a.name, a.incoming);
 }
 
+static JsonNode *cmd_query_metrics(void *opaque, JsonObject *args, GError **err)
+{
+    return daemon_query_metrics(opaque);
+}
+
 const struct control_command daemon_commands[] = {
     {"migrate", cmd_migrate},
     {"migrate-incoming", cmd_migrate_incoming},
     {"query-migrate", cmd_query_migrate},
     {"migrate-cancel", cmd_migrate_cancel},
     {"migrate-recover", cmd_migrate_recover},
+    {"migrate-set-parameters", cmd_migrate_set_parameters},
+    {"migrate-start-postcopy", cmd_migrate_start_postcopy},
     {"query-vms", cmd_query_vms},
+    {"query-metrics", cmd_query_metrics},
     {"attach", cmd_attach},
     {NULL, NULL},
 };

@@ -122,6 +122,23 @@ static void vm_entry_free(struct vm_entry *vm)
     g_free(vm);
 }
 
+/*
+ * Out of the registry, under d->lock: no migration points at it any more
+ * (query-vms matches migrations to VMs by pointer; a new entry may get
+ * the same address).
+ */
+static void unlink_vm(struct daemon *d, struct vm_entry *vm)
+{
+    g_ptr_array_remove(d->vms, vm);
+    for (guint i = 0; i < d->migrations->len; i++) {
+        struct migration *m = d->migrations->pdata[i];
+
+        if (m->vm == vm) {
+            m->vm = NULL;
+        }
+    }
+}
+
 /* A VMM whose attach socket closed is gone: forget it unless held. */
 static void reap_dead_vms(struct daemon *d)
 {
@@ -131,12 +148,22 @@ static void reap_dead_vms(struct daemon *d)
         if (!vm->busy && vmm_driver_gone(vm->driver)) {
             g_message("vm %s: %s closed, forgetting it", vm->info.vm_name,
                       vm->driver->ops->name);
-            g_ptr_array_remove_index(d->vms, i);
+            unlink_vm(d, vm);
             vm_entry_free(vm);
             continue;
         }
         i++;
     }
+}
+
+void daemon_forget_vm(struct daemon *d, struct vm_entry *vm)
+{
+    g_mutex_lock(&d->lock);
+    unlink_vm(d, vm);
+    g_mutex_unlock(&d->lock);
+    g_message("vm %s: migrated away, forgetting it (%s)", vm->info.vm_name,
+              vm->driver->ops->name);
+    vm_entry_free(vm);
 }
 
 void daemon_reap_vms(struct daemon *d)
@@ -262,6 +289,9 @@ static gpointer attach_hello_thread(gpointer opaque)
     vm->api_done = vm->info.uffd_features != 0;
     vm->driver = vmm_channel_driver_new(vm->sock);
     vm->sock = -1;
+    /* A VMM that speaks our channel exits once migrated, as QEMU does;
+     * one attached in the Firecracker form is not asked (it cannot be). */
+    vm->driver->quit_when_moved = !vm->info.firecracker;
     add_vm(d, vm);
     attach_done(d);
     return NULL;
@@ -654,65 +684,4 @@ void daemon_release_vm(struct daemon *d, struct vm_entry *vm)
     g_mutex_lock(&d->lock);
     vm->busy = false;
     g_mutex_unlock(&d->lock);
-}
-
-void daemon_add_migration(struct daemon *d, struct migration *m)
-{
-    g_mutex_lock(&d->lock);
-    g_ptr_array_add(d->migrations, m);
-    g_mutex_unlock(&d->lock);
-}
-
-struct migration *daemon_find_migration(struct daemon *d, const char *name)
-{
-    struct migration *found = NULL;
-
-    g_mutex_lock(&d->lock);
-    for (guint i = d->migrations->len; i-- > 0 && !found;) {
-        struct migration *m = d->migrations->pdata[i];
-
-        if (!name || !strcmp(m->vm_name, name)) {
-            found = m;
-        }
-    }
-    g_mutex_unlock(&d->lock);
-    return found;
-}
-
-struct migration *daemon_find_migration_id(struct daemon *d,
-                                           const uint8_t id[16])
-{
-    struct migration *found = NULL;
-
-    g_mutex_lock(&d->lock);
-    for (guint i = d->migrations->len; i-- > 0 && !found;) {
-        struct migration *m = d->migrations->pdata[i];
-
-        if (m->role == ROLE_DESTINATION && !memcmp(m->id_bytes, id, 16)) {
-            found = m;
-        }
-    }
-    g_mutex_unlock(&d->lock);
-    return found;
-}
-
-void daemon_emit_status(struct daemon *d, struct migration *m)
-{
-    g_autoptr(JsonBuilder) b = json_builder_new();
-
-    if (!d->control) {
-        return;
-    }
-    json_builder_begin_object(b);
-    json_builder_set_member_name(b, "status");
-    json_builder_add_string_value(b,
-                                  migration_status_name(migration_status(m)));
-    json_builder_set_member_name(b, "vm");
-    json_builder_add_string_value(b, m->vm_name);
-    json_builder_set_member_name(b, "role");
-    json_builder_add_string_value(b, m->role == ROLE_SOURCE ? "source"
-                                                            : "destination");
-    json_builder_end_object(b);
-    control_server_emit_event(d->control, "MIGRATION",
-                              json_builder_get_root(b));
 }

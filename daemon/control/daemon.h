@@ -75,14 +75,25 @@ void daemon_release_vm(struct daemon *d, struct vm_entry *vm);
  */
 bool daemon_attach_qemu(struct daemon *d, const struct qemu_attach_args *a,
                         GError **err);
+/*
+ * A source VM whose migration completed (it runs at the destination):
+ * out of the registry (query-vms, migrate) and freed, its fds closed;
+ * the caller held it and is done with it.
+ */
+void daemon_forget_vm(struct daemon *d, struct vm_entry *vm);
 /* Forget the VMMs that exited (and no migration holds). */
 void daemon_reap_vms(struct daemon *d);
+/* The registry of migrations (migrations.c). */
 void daemon_add_migration(struct daemon *d, struct migration *m);
 /* The newest migration, of VM @name if not NULL; NULL if none. */
 struct migration *daemon_find_migration(struct daemon *d, const char *name);
+/* The migration whose id (hex, as query-migrate shows it) is @id. */
+struct migration *daemon_find_migration_hex(struct daemon *d, const char *id);
 /* The destination migration with that id, waiting for its channels. */
 struct migration *daemon_find_migration_id(struct daemon *d,
                                            const uint8_t id[16]);
+/* query-metrics' "return": counters over every migration (metrics.c). */
+JsonNode *daemon_query_metrics(struct daemon *d);
 /* A MIGRATION event for @m's new status (any thread). */
 void daemon_emit_status(struct daemon *d, struct migration *m);
 

@@ -95,6 +95,8 @@ struct migration *migration_new(struct daemon *d, enum migration_role role,
     g_cond_init(&m->cond);
     m->blocktime = blocktime_new();
     migration_params_init(&m->params);
+    live_params_init(&m->live, m->params.max_bandwidth,
+                     m->params.downtime_limit_ms);
     m->mode = m->params.mode;
     atomic_store(&m->status, MIG_NONE);
     atomic_store(&m->stats.start_us, migration_now_us());
@@ -118,6 +120,7 @@ void migration_free(struct migration *m)
     g_free(m->engine.state_dir);
     g_mutex_clear(&m->lock);
     g_cond_clear(&m->cond);
+    live_params_clear(&m->live);
     g_free(m);
 }
 

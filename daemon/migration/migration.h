@@ -23,6 +23,7 @@
 
 #include "attach.h"
 #include "blocktime.h"
+#include "live_params.h"
 #include "stats_histogram.h"
 #include "vmm.h"
 
@@ -59,9 +60,10 @@ struct migration_params {
     uint64_t downtime_limit_ms;
     uint64_t max_rounds;
     uint64_t max_precopy_ms;
-    int dirty_method;   /* enum dirty_method; DIRTY_AUTO */
-    uint64_t streams;   /* parallel bulk connections */
-    bool postcopy_bulk; /* stream in postcopy; off: pages only on request */
+    int dirty_method;       /* enum dirty_method; DIRTY_AUTO */
+    uint64_t streams;       /* parallel bulk connections */
+    bool postcopy_bulk;     /* stream in postcopy; off: pages only on request */
+    uint64_t max_bandwidth; /* bytes/s on the bulk streams; 0: no cap */
 };
 
 /* One precopy round, as the source saw it. */
@@ -146,7 +148,9 @@ struct migration {
     uint8_t id_bytes[16];
     enum migration_role role;
     enum migration_mode mode;
-    struct migration_params params;
+    struct migration_params params; /* as started; see live below */
+    /* The parameters that change while it runs (source role). */
+    struct live_params live;
     struct engine_params engine; /* owned copy */
     _Atomic int status;          /* enum migration_status */
     struct daemon *daemon;

@@ -182,6 +182,14 @@ static bool still_precopy(struct source_session *s, GError **err)
     return true;
 }
 
+/* A round's sender waits for the bandwidth cap while this holds. */
+static bool pace_go_on(void *opaque)
+{
+    struct source_session *s = opaque;
+
+    return !atomic_load(&s->stop) && migration_status(s->m) == MIG_ACTIVE;
+}
+
 /*
  * Several bulk streams share a round by stripes: run k of PAGE_SENDER_RUN
  * bytes goes to stream k % nbulk, each stream in its own thread, each
@@ -204,6 +212,11 @@ static bool send_stripe_run(struct stripe *st, const struct region *r,
     for (uint64_t p = first; p < first + n; p += step, (*k)++) {
         if (*k % s->nbulk != st->b->idx) {
             continue;
+        }
+        if (st->precopy) {
+            live_params_pace(&s->m->live,
+                             MIN(step, first + n - p) * r->page_size,
+                             pace_go_on, s);
         }
         if ((st->precopy && !still_precopy(s, &st->err)) ||
             !page_sender_send(&st->b->sender, st->b->ch, r, p,
@@ -394,6 +407,7 @@ bool precopy_rounds(struct source_session *s, GError **err)
     }
     for (;;) {
         uint64_t t1, dirty, now, bytes, expected;
+        uint64_t limit_us;
         double bw;
 
         if (!wait_round_window(s, t0, err)) {
@@ -423,6 +437,14 @@ bool precopy_rounds(struct source_session *s, GError **err)
                        ? (uint64_t)(pending_bytes(s) / (bw * (1 << 20)) * 1e6)
                        : UINT64_MAX;
         atomic_store(&st->expected_downtime_us, expected);
+        limit_us = atomic_load(&m->live.downtime_limit_ms) * 1000;
+        if (atomic_load(&m->live.postcopy_requested)) {
+            g_message("migration %s: precopy ends after round %u: postcopy "
+                      "requested; %" G_GUINT64_FORMAT
+                      " dirty pages go in postcopy",
+                      m->id, rs.round, dirty);
+            return true;
+        }
         if (hybrid_not_converging(m, &rs)) {
             g_message("migration %s: precopy ends after round %u: it left "
                       "%" G_GUINT64_FORMAT " of the %" G_GUINT64_FORMAT
@@ -430,16 +452,14 @@ bool precopy_rounds(struct source_session *s, GError **err)
                       m->id, rs.round, dirty, rs.pages);
             return true;
         }
-        if (expected <= m->params.downtime_limit_ms * 1000 ||
-            rs.round >= m->params.max_rounds ||
+        if (expected <= limit_us || rs.round >= m->params.max_rounds ||
             now - start >= m->params.max_precopy_ms * 1000) {
             g_message(
                 "migration %s: precopy ends after round %u: %" G_GUINT64_FORMAT
                 " dirty pages, expected downtime %.1f ms%s",
                 m->id, rs.round, dirty, expected / 1000.0,
-                expected <= m->params.downtime_limit_ms * 1000
-                    ? ""
-                    : " (limit on rounds or time reached)");
+                expected <= limit_us ? ""
+                                     : " (limit on rounds or time reached)");
             return true;
         }
         if (!still_precopy(s, err)) {

@@ -226,6 +226,14 @@ static bool stream_next(struct source_session *s, uint32_t *region,
     return more;
 }
 
+/* The postcopy stream waits for the bandwidth cap until it stops. */
+static bool stream_go_on(void *opaque)
+{
+    struct source_session *s = opaque;
+
+    return !atomic_load(&s->stop);
+}
+
 gpointer source_bulk_thread(gpointer opaque)
 {
     struct bulk_stream *b = opaque;
@@ -238,6 +246,7 @@ gpointer source_bulk_thread(gpointer opaque)
     while (!atomic_load(&s->stop) && stream_next(s, &region, &first, &n)) {
         const struct region *r = &s->regions->regions[region];
 
+        live_params_pace(&s->m->live, n * r->page_size, stream_go_on, s);
         if (!page_sender_send(&b->sender, b->ch, r, first, n, FRAME_F_FINAL, 0,
                               &err)) {
             goto fail;

@@ -73,22 +73,28 @@ static void free_session(struct source_session *s)
 }
 
 /*
- * A VMM that exits once migrated (QEMU, as its own migration leaves the
- * source) is told to now that the destination owns every page; free_session
- * already gave its RAM back to the VMM (write-protection off).
+ * The session is over.  Completed: the destination owns every page and
+ * the VM runs there, so the source VMM is told to quit if it exits once
+ * migrated (QEMU, postcopy-guest; free_session already gave its RAM back,
+ * write-protection off), and the daemon forgets it, whatever its kind:
+ * neither query-vms nor a new migrate may find that stale copy.  Else it
+ * stays attached: resumed after a failure, or paused in postcopy until
+ * the migration recovers.
  */
-static void quit_if_moved(struct migration *m)
+static void finish(struct migration *m)
 {
     g_autoptr(GError) err = NULL;
+    struct vm_entry *vm = m->vm;
 
-    if (migration_status(m) != MIG_COMPLETED ||
-        !m->vm->driver->quit_when_moved) {
+    if (migration_status(m) != MIG_COMPLETED) {
+        daemon_release_vm(m->daemon, vm);
         return;
     }
-    if (!vmm_driver_quit(m->vm->driver, &err)) {
+    if (vm->driver->quit_when_moved && !vmm_driver_quit(vm->driver, &err)) {
         g_warning("migration %s: the source VMM did not quit: %s", m->id,
                   err->message);
     }
+    daemon_forget_vm(m->daemon, vm);
 }
 
 static gpointer restored_thread(gpointer opaque)
@@ -99,8 +105,7 @@ static gpointer restored_thread(gpointer opaque)
         source_postcopy_loop(s);
     }
     free_session(s);
-    quit_if_moved(s->m);
-    daemon_release_vm(s->m->daemon, s->m->vm);
+    finish(s->m);
     return NULL;
 }
 
@@ -159,6 +164,15 @@ static gpointer source_thread(gpointer opaque)
         source_fail_before_switchover(s, err);
         goto out;
     }
+    /*
+     * migrate-start-postcopy on a precopy: the rest goes as hybrid's
+     * does, the dirty set in the downtime and the pages in postcopy.
+     * Only this thread reads params.mode from here on.
+     */
+    if (m->params.mode == MODE_PRECOPY &&
+        atomic_load(&m->live.postcopy_requested)) {
+        m->params.mode = MODE_HYBRID;
+    }
     if (source_drain_bulk(s, &err) && source_switchover(s, &err)) {
         migration_set_status(m, MIG_DEVICE, MIG_POSTCOPY_ACTIVE);
         s->resend_missing = m->params.mode == MODE_HYBRID;
@@ -176,8 +190,7 @@ static gpointer source_thread(gpointer opaque)
     source_postcopy_loop(s);
 out:
     free_session(s);
-    quit_if_moved(m);
-    daemon_release_vm(m->daemon, m->vm);
+    finish(m);
     return NULL;
 }
 
@@ -193,6 +206,8 @@ bool source_start(struct migration *m, const char *uri, GError **err)
     }
     migration_set_id(m, id);
     m->peer_uri = g_strdup(uri);
+    atomic_store(&m->live.max_bandwidth, m->params.max_bandwidth);
+    atomic_store(&m->live.downtime_limit_ms, m->params.downtime_limit_ms);
     s->m = m;
     s->regions = &m->vm->info.regions;
     init_streams(s);

@@ -53,7 +53,10 @@ struct vmm_driver {
      * cache and mappings, before it installs anything.
      */
     bool discard_incoming_ram;
-    /* A source VMM exits once the destination owns every page (QEMU). */
+    /*
+     * A source VMM exits once the destination owns every page (QEMU,
+     * postcopy-guest; not a VMM attached in the Firecracker form).
+     */
     bool quit_when_moved;
     /*
      * Set by pause: when the vCPUs actually stopped (g_get_monotonic_time),

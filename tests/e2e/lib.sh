@@ -517,6 +517,38 @@ pcd_ensure_daemons() {
         pcd_ensure_daemon dst "$PCD_NS_DST" "$PCD_IP_DST"
 }
 
+# pcd_json_get FILE PATH: one scalar of the query-migrate object the CLI
+# printed (json-glib, pretty, indent 2: one member per line), PATH like
+# "rounds" or "ram.postcopy-requests"; strings without their quotes.
+# Prints nothing when the member is absent.  No jq needed.
+pcd_json_get() {
+    awk -v want="$2" '
+        function path(k,   p, i) {
+            p = ""
+            for (i = 1; i <= depth; i++) p = p stack[i] "."
+            return p k
+        }
+        {
+            line = $0
+            sub(/^[ \t]+/, "", line)
+            sub(/[ \t]+$/, "", line)
+            c = substr(line, 1, 1)
+        }
+        c == "}" || c == "]" { depth--; next }
+        # The root object has no name; an object in an array is "#".
+        line == "{" && !started { started = 1; next }
+        line == "{" || line == "[" { stack[++depth] = "#"; next }
+        match(line, /^"[^"]*" : /) {
+            key = substr(line, 2, RLENGTH - 5)
+            val = substr(line, RLENGTH + 1)
+            if (val == "{" || val == "[") { stack[++depth] = key; next }
+            sub(/,$/, "", val)
+            if (val ~ /^".*"$/) val = substr(val, 2, length(val) - 2)
+            if (path(key) == want) { print val; exit }
+        }
+    ' "$1"
+}
+
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() {
     n=$((n + 1))

@@ -89,13 +89,32 @@ for m in "${manuals[@]}"; do
     fi
 done
 
-t="the unit names the manuals; the completion knows every option of migrate --help"
+t="the unit names the manuals; the completion offers every command and each one's options"
 why=()
 grep -qx "Documentation=man:postcopyd(8) man:postcopyd.conf(5) man:postcopy-migrate(1)" \
     "$dest/lib/systemd/system/postcopyd.service" || why+=("no Documentation= line naming the manuals")
 comp=$dest/usr/share/bash-completion/completions/postcopy-migrate
-for opt in $("$build/postcopy-migrate" migrate --help | grep -o '^  --[a-z-]*'); do
-    grep -q -- "$opt\b" "$comp" 2>/dev/null || why+=("the completion lacks $opt")
+# complete WORD...: what the installed completion offers after WORDs.
+complete_words() {
+    (
+        # shellcheck disable=SC1090
+        . "$comp" || exit 1
+        COMP_WORDS=(postcopy-migrate "$@" "")
+        COMP_CWORD=${#COMP_WORDS[@]}
+        COMP_CWORD=$((COMP_CWORD - 1))
+        _postcopy_migrate 2>/dev/null
+        printf '%s\n' "${COMPREPLY[@]}"
+    )
+}
+commands=$("$build/postcopy-migrate" --help |
+    awk '/^Commands:/ { on = 1; next } on && /^$/ { exit } on { print $1 }')
+[ -n "$commands" ] || why+=("postcopy-migrate --help lists no command")
+for cmd in $commands; do
+    complete_words | grep -qx -- "$cmd" || why+=("the completion lacks the command $cmd")
+    offered=$(complete_words "$cmd")
+    for opt in $("$build/postcopy-migrate" "$cmd" --help | grep -o '^  --[a-z-]*'); do
+        grep -qx -- "$opt" <<<"$offered" || why+=("the completion lacks $cmd $opt")
+    done
 done
 for choice in auto async-wp sync-wp soft-dirty precopy hybrid postcopy; do
     grep -qw -- "$choice" "$comp" 2>/dev/null || why+=("the completion lacks '$choice'")

@@ -66,37 +66,7 @@ echo "# hosts: $PCD_NS_SRC ($PCD_IP_SRC) and $PCD_NS_DST ($PCD_IP_DST), logs in 
 
 pcd_ensure_daemons || fail_all "the daemons did not start"
 
-# json_get FILE PATH: one scalar of the query-migrate object the CLI
-# printed (json-glib, pretty, indent 2: one member per line), PATH like
-# "rounds" or "ram.postcopy-requests"; strings without their quotes.
-# Prints nothing when the member is absent.  No jq needed.
-json_get() {
-    awk -v want="$2" '
-        function path(k,   p, i) {
-            p = ""
-            for (i = 1; i <= depth; i++) p = p stack[i] "."
-            return p k
-        }
-        {
-            line = $0
-            sub(/^[ \t]+/, "", line)
-            sub(/[ \t]+$/, "", line)
-            c = substr(line, 1, 1)
-        }
-        c == "}" || c == "]" { depth--; next }
-        # The root object has no name; an object in an array is "#".
-        line == "{" && !started { started = 1; next }
-        line == "{" || line == "[" { stack[++depth] = "#"; next }
-        match(line, /^"[^"]*" : /) {
-            key = substr(line, 2, RLENGTH - 5)
-            val = substr(line, RLENGTH + 1)
-            if (val == "{" || val == "[") { stack[++depth] = key; next }
-            sub(/,$/, "", val)
-            if (val ~ /^".*"$/) val = substr(val, 2, length(val) - 2)
-            if (path(key) == want) { print val; exit }
-        }
-    ' "$1"
-}
+json_get() { pcd_json_get "$@"; }
 
 # ---------------------------------------------------------------- one run
 

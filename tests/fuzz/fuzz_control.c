@@ -2,11 +2,11 @@
  * fuzz_control.c - libFuzzer target: request lines on the control socket
  * (daemon/control/control.h).
  *
- * control.c keeps its request parsing static, so the target drives the
- * real server: one control_server on an abstract Unix socket, run on a
- * private GMainContext in this thread, and one connected client.  Each
- * input is written to the client as it is (any number of lines, NUL
- * bytes, bad UTF-8 ...), a newline after it, then a sync request of our
+ * The target reaches the request parsing (control_request.c) as a client
+ * does, through the real server: one control_server on an abstract Unix
+ * socket, run on a private GMainContext in this thread, and one connected
+ * client.  Each input is written to the client as it is (any number of
+ * lines, NUL bytes, bad UTF-8 ...), a newline after it, then a sync request of our
  * own; the main context runs until the sync reply is back.  The command
  * table is the fuzzer's, not the daemon's (those need a daemon): "echo"
  * returns its arguments, "fail" fails with the CONTROL_ERROR code given in

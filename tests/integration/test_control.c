@@ -507,6 +507,57 @@ static void test_greeting(struct fixture *f, gconstpointer data)
     raw_close(&r);
 }
 
+/*
+ * A QMP client's session: the greeting has QMP's "QMP" member (version,
+ * no capabilities), qmp_capabilities is answered {} with the id and any
+ * capability to enable is refused, query-commands lists the built-ins
+ * and every command of the table.
+ */
+static void test_qmp_negotiation(struct fixture *f, gconstpointer data)
+{
+    g_autoptr(JsonNode) greeting = NULL, reply = NULL, refused = NULL;
+    g_autoptr(JsonNode) cmds = NULL;
+    g_autoptr(GPtrArray) names = g_ptr_array_new();
+    JsonObject *qmp;
+    JsonArray *a;
+    struct raw r;
+
+    raw_open_quiet(&r, f->path);
+    greeting = raw_next(&r);
+    qmp = json_object_get_object_member(json_node_get_object(greeting), "QMP");
+    g_assert_nonnull(qmp);
+    g_assert_cmpuint(json_array_get_length(
+                         json_object_get_array_member(qmp, "capabilities")),
+                     ==, 0);
+    g_assert_true(json_object_has_member(
+        json_object_get_object_member(qmp, "version"), "qemu"));
+    reply = raw_cmd(&r, "{\"execute\": \"qmp_capabilities\", \"id\": 3}\n");
+    assert_json(reply, "return", "{}");
+    assert_json(reply, "id", "3");
+    refused = raw_cmd(&r, "{\"execute\": \"qmp_capabilities\", \"arguments\": "
+                          "{\"enable\": [\"oob\"]}}\n");
+    assert_error(refused, "GenericError", "Capability 'oob' not available");
+    cmds = raw_cmd(&r, "{\"execute\": \"query-commands\"}\n");
+    a = json_object_get_array_member(json_node_get_object(cmds), "return");
+    g_assert_nonnull(a);
+    for (guint i = 0; i < json_array_get_length(a); i++) {
+        g_ptr_array_add(names,
+                        (char *)json_object_get_string_member(
+                            json_array_get_object_element(a, i), "name"));
+    }
+    g_ptr_array_add(names, NULL);
+    for (const struct control_command *c = commands; c->name; c++) {
+        g_assert_true(
+            g_strv_contains((const char *const *)names->pdata, c->name));
+    }
+    g_assert_true(
+        g_strv_contains((const char *const *)names->pdata, "qmp_capabilities"));
+    g_assert_true(
+        g_strv_contains((const char *const *)names->pdata, "query-commands"));
+    assert_alive(&r);
+    raw_close(&r);
+}
+
 static void test_round_trip(struct fixture *f, gconstpointer data)
 {
     static const char *const ids[] = {"\"abc\"", "7", "{\"a\": [1, null]}",
@@ -1297,6 +1348,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     ADD("/control/greeting", test_greeting);
+    ADD("/control/qmp-negotiation", test_qmp_negotiation);
     ADD("/control/round-trip", test_round_trip);
     ADD("/control/error-classes", test_error_classes);
     ADD("/control/garbage", test_garbage);

@@ -48,6 +48,13 @@ static GOptionContext *command_context(struct cli *cli, char **socket,
 bool cli_parse(struct cli *cli, const struct cli_command *cmd,
                const GOptionEntry *entries, int argc, char **argv)
 {
+    return cli_parse_rest(cli, cmd, entries, argc, argv, NULL);
+}
+
+bool cli_parse_rest(struct cli *cli, const struct cli_command *cmd,
+                    const GOptionEntry *entries, int argc, char **argv,
+                    GStrv *rest)
+{
     g_autofree char *socket = NULL;
     g_autoptr(GOptionContext) ctx = command_context(cli, &socket, cmd, entries);
     g_autoptr(GError) err = NULL;
@@ -60,7 +67,9 @@ bool cli_parse(struct cli *cli, const struct cli_command *cmd,
         cli_usage_error(cmd, "%s: %s", cmd->name, err->message);
         return false;
     }
-    if (args[0] && args[1]) {
+    if (rest) {
+        *rest = g_strdupv(args[0] ? args + 1 : args);
+    } else if (args[0] && args[1]) {
         cli_usage_error(cmd, "%s: unexpected argument '%s'", cmd->name,
                         args[1]);
         return false;

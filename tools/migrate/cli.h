@@ -54,6 +54,12 @@ int cmd_migrate(struct cli *cli, const struct cli_command *cmd, int argc,
                 char **argv);
 int cmd_attach(struct cli *cli, const struct cli_command *cmd, int argc,
                char **argv);
+int cmd_list(struct cli *cli, const struct cli_command *cmd, int argc,
+             char **argv);
+int cmd_metrics(struct cli *cli, const struct cli_command *cmd, int argc,
+                char **argv);
+int cmd_set(struct cli *cli, const struct cli_command *cmd, int argc,
+            char **argv);
 int cmd_status(struct cli *cli, const struct cli_command *cmd, int argc,
                char **argv);
 /* One request with --vm; see cmd_simple.c's table. */
@@ -67,6 +73,11 @@ int cmd_simple(struct cli *cli, const struct cli_command *cmd, int argc,
  */
 bool cli_parse(struct cli *cli, const struct cli_command *cmd,
                const GOptionEntry *entries, int argc, char **argv);
+
+/* The same, leaving the words that are no option in @rest (g_strfreev). */
+bool cli_parse_rest(struct cli *cli, const struct cli_command *cmd,
+                    const GOptionEntry *entries, int argc, char **argv,
+                    GStrv *rest);
 
 /* Print the reason and usage line; returns CLI_EXIT_USAGE. */
 int cli_usage_error(const struct cli_command *cmd, const char *fmt, ...)

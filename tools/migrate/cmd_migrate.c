@@ -15,6 +15,7 @@
 #include "domain.h"
 #include "follow.h"
 #include "hostport.h"
+#include "jsonq.h"
 
 enum param_type {
     PARAM_CHOICE, /* a string, one of .choices */
@@ -40,6 +41,8 @@ static const struct migrate_param migrate_params[] = {
      "switch over after MS of precopy at most (default 60000)", "MS"},
     {"postcopy-bulk", PARAM_CHOICE, "on|off",
      "stream pages in postcopy (default on; off: only on request)", "on|off"},
+    {"max-bandwidth", PARAM_INT, NULL,
+     "cap the bulk streams at BYTES per second (default 0: no cap)", "BYTES"},
     {"streams", PARAM_INT, NULL,
      "parallel bulk connections, 1 to 8 (default 1)", "N"},
     {"dirty-tracking", PARAM_CHOICE, "auto|async-wp|sync-wp|soft-dirty",
@@ -177,19 +180,22 @@ static int start(struct cli *cli, struct control_conn *c, JsonObject *args,
 {
     g_autoptr(GError) err = NULL;
     g_autoptr(JsonNode) ret = control_conn_execute(c, "migrate", args, &err);
+    const char *id;
 
     if (!ret) {
         return cli_fail(cli, "migrate", err);
     }
+    /* An older daemon answers {}: follow the VM's newest migration. */
+    id = jsonq_string(ret, "id");
     if (!no_wait) {
         return follow_migration(
-            cli, c, json_object_get_string_member(args, "vm"), true);
+            cli, c, json_object_get_string_member(args, "vm"), id, true);
     }
     if (cli->json) {
         cli_print_json(ret);
     } else {
-        printf("migration of %s to %s started\n",
-               json_object_get_string_member(args, "vm"),
+        printf("migration %s%sof %s to %s started\n", id ? id : "",
+               id ? " " : "", json_object_get_string_member(args, "vm"),
                json_object_get_string_member(args, "uri"));
     }
     return CLI_EXIT_OK;

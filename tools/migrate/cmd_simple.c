@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "follow.h"
+#include "jsonq.h"
 
 struct simple_cmd {
     const char *name;
@@ -21,6 +22,8 @@ static const struct simple_cmd simple_cmds[] = {
     {"incoming", "migrate-incoming", true,
      "waiting for the incoming migration of"},
     {"recover", "migrate-recover", false, "reconnecting the migration of"},
+    {"start-postcopy", "migrate-start-postcopy", false,
+     "postcopy at the next round's end for the migration of"},
 };
 
 static const struct simple_cmd *find_simple(const char *name)
@@ -34,9 +37,9 @@ static const struct simple_cmd *find_simple(const char *name)
 }
 
 static int send_simple(struct cli *cli, const struct simple_cmd *sc,
-                       const char *vm)
+                       const char *vm, const char *id)
 {
-    g_autoptr(JsonObject) args = follow_vm_args(vm);
+    g_autoptr(JsonObject) args = follow_vm_args(vm, id);
     g_autoptr(GError) err = NULL;
     g_autoptr(JsonNode) ret = NULL;
     struct control_conn *c = cli_connect(cli);
@@ -52,7 +55,8 @@ static int send_simple(struct cli *cli, const struct simple_cmd *sc,
     if (cli->json) {
         cli_print_json(ret);
     } else {
-        printf("%s %s\n", sc->done, vm ? vm : "the VM");
+        printf("%s %s\n", sc->done,
+               vm ? vm : (jsonq_string(ret, "vm") ?: "the VM"));
     }
     return CLI_EXIT_OK;
 }
@@ -62,8 +66,11 @@ int cmd_simple(struct cli *cli, const struct cli_command *cmd, int argc,
 {
     const struct simple_cmd *sc = find_simple(cmd->name);
     g_autofree char *vm = NULL;
+    g_autofree char *id = NULL;
     const GOptionEntry entries[] = {
         {"vm", 0, 0, G_OPTION_ARG_STRING, &vm, "The VM", "NAME"},
+        {"id", 0, 0, G_OPTION_ARG_STRING, &id,
+         "The migration with this id (as migrate --no-wait printed it)", "ID"},
         {NULL},
     };
 
@@ -73,5 +80,5 @@ int cmd_simple(struct cli *cli, const struct cli_command *cmd, int argc,
     if (sc->vm_required && !vm) {
         return cli_usage_error(cmd, "%s: --vm is required", cmd->name);
     }
-    return send_simple(cli, sc, vm);
+    return send_simple(cli, sc, vm, id);
 }

@@ -11,15 +11,20 @@
 #include "progress.h"
 #include "summary.h"
 
-JsonObject *follow_vm_args(const char *vm)
+JsonObject *follow_vm_args(const char *vm, const char *id)
 {
     JsonObject *args;
 
-    if (!vm) {
+    if (!vm && !id) {
         return NULL;
     }
     args = json_object_new();
-    json_object_set_string_member(args, "vm", vm);
+    if (vm) {
+        json_object_set_string_member(args, "vm", vm);
+    }
+    if (id) {
+        json_object_set_string_member(args, "id", id);
+    }
     return args;
 }
 
@@ -56,9 +61,9 @@ static void note_pause(JsonNode *stats, bool *paused)
 
 /* Poll until a final status; the last result, or NULL with @err. */
 static JsonNode *poll_until_final(struct cli *cli, struct control_conn *c,
-                                  const char *vm, GError **err)
+                                  const char *vm, const char *id, GError **err)
 {
-    g_autoptr(JsonObject) args = follow_vm_args(vm);
+    g_autoptr(JsonObject) args = follow_vm_args(vm, id);
     struct progress p;
     JsonNode *stats = NULL;
 
@@ -110,10 +115,10 @@ static int outcome(struct cli *cli, JsonNode *stats, bool expect_migration)
 }
 
 int follow_migration(struct cli *cli, struct control_conn *c, const char *vm,
-                     bool expect_migration)
+                     const char *id, bool expect_migration)
 {
     g_autoptr(GError) err = NULL;
-    g_autoptr(JsonNode) stats = poll_until_final(cli, c, vm, &err);
+    g_autoptr(JsonNode) stats = poll_until_final(cli, c, vm, id, &err);
 
     if (!stats) {
         return cli_fail(cli, "lost track of the migration", err);

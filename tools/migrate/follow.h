@@ -18,11 +18,14 @@
 
 #define FOLLOW_POLL_MS 150
 
-/* @vm may be NULL: the daemon's only (or current) migration. */
+/*
+ * The migration with id @id, else the newest of VM @vm, else the
+ * daemon's newest (both NULL).
+ */
 int follow_migration(struct cli *cli, struct control_conn *c, const char *vm,
-                     bool expect_migration);
+                     const char *id, bool expect_migration);
 
-/* {"vm": @vm}, or NULL when @vm is NULL. */
-JsonObject *follow_vm_args(const char *vm);
+/* {"vm": @vm, "id": @id} without the NULL ones; NULL when both are. */
+JsonObject *follow_vm_args(const char *vm, const char *id);
 
 #endif /* POSTCOPY_MIGRATE_FOLLOW_H */

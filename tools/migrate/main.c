@@ -25,13 +25,23 @@ const struct cli_command cli_commands[] = {
      "[--dest-socket PATH]} --to HOST[:PORT] [--mode MODE] [--json] "
      "[--no-wait]",
      "Migrate a VM to the postcopyd at HOST and follow it to the end."},
-    {"status", cmd_status, "[--vm NAME] [--watch] [--json]",
+    {"list", cmd_list, "[--json]",
+     "List the VMs attached: name, pid, VMM, role, RAM, migration."},
+    {"status", cmd_status, "[--vm NAME | --id ID] [--watch] [--json]",
      "Show the state of the migration; --watch follows it live."},
-    {"cancel", cmd_simple, "[--vm NAME] [--json]",
+    {"set", cmd_set,
+     "[--vm NAME | --id ID] [max-bandwidth=BYTES/s] [downtime-limit=MS] "
+     "[--json]",
+     "Change a running migration's bandwidth cap or downtime limit."},
+    {"start-postcopy", cmd_simple, "[--vm NAME | --id ID] [--json]",
+     "Switch a precopy or hybrid migration to postcopy now."},
+    {"metrics", cmd_metrics, "[--json]",
+     "Print the daemon's counters (Prometheus text format)."},
+    {"cancel", cmd_simple, "[--vm NAME | --id ID] [--json]",
      "Cancel the migration (the source VM keeps running)."},
     {"incoming", cmd_simple, "--vm NAME [--json]",
      "Make this host's postcopyd wait for VM to be migrated in."},
-    {"recover", cmd_simple, "[--vm NAME] [--json]",
+    {"recover", cmd_simple, "[--vm NAME | --id ID] [--json]",
      "Reconnect a paused postcopy migration now (on the source)."},
     {NULL},
 };
@@ -58,7 +68,7 @@ static char *commands_help(void)
     GString *s = g_string_new("Commands:\n");
 
     for (const struct cli_command *c = cli_commands; c->name; c++) {
-        g_string_append_printf(s, "  %-10s %s\n", c->name, c->summary);
+        g_string_append_printf(s, "  %-14s %s\n", c->name, c->summary);
     }
     g_string_append(s, "\n" CLI_EXIT_STATUS_HELP);
     return g_string_free(s, FALSE);

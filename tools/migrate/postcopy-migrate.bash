@@ -17,9 +17,9 @@ _postcopy_migrate() {
     --postcopy-bulk) mapfile -t COMPREPLY < <(compgen -W "on off" -- "$cur"); return ;;
     --uffd) mapfile -t COMPREPLY < <(compgen -W "syscall device" -- "$cur"); return ;;
     -s | --socket | --qmp | --dest-socket) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
-    --vm | --name | --to | --pid | --downtime-limit | --max-rounds | \
-        --max-precopy-time | --streams | --domain | --connect | \
-        --dest-connect) return ;;
+    --vm | --id | --name | --to | --pid | --downtime-limit | --max-rounds | \
+        --max-precopy-time | --streams | --max-bandwidth | --domain | \
+        --connect | --dest-connect) return ;;
     esac
 
     for ((i = 1; i < cword; i++)); do
@@ -31,16 +31,21 @@ _postcopy_migrate() {
     done
 
     case ${cmd-} in
-    "") opts="attach migrate status cancel incoming recover --socket --version --help" ;;
+    "") opts="attach migrate list status set start-postcopy metrics cancel
+        incoming recover --socket --version --help" ;;
     attach) opts="--pid --qmp --domain --connect --name --incoming --uffd" ;;
     migrate) opts="--vm --domain --to --connect --dest-connect --dest-socket
         --no-wait --mode --downtime-limit --max-rounds --max-precopy-time
-        --postcopy-bulk --streams --dirty-tracking" ;;
-    status) opts="--vm --watch" ;;
-    cancel | incoming | recover) opts="--vm" ;;
+        --postcopy-bulk --streams --max-bandwidth --dirty-tracking" ;;
+    list | metrics) opts="" ;;
+    status) opts="--vm --id --watch" ;;
+    set) opts="--vm --id max-bandwidth= downtime-limit=" ;;
+    start-postcopy | cancel | incoming | recover) opts="--vm --id" ;;
     *) return ;;
     esac
     [ -n "${cmd-}" ] && opts="$opts --socket --json --help"
     mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur")
+    # set's NAME=VALUE words: no space after the '='.
+    [[ ${COMPREPLY[0]-} == *= ]] && type compopt &>/dev/null && compopt -o nospace
 }
 complete -F _postcopy_migrate postcopy-migrate

@@ -249,7 +249,20 @@ void summary_print(FILE *out, JsonNode *stats)
 {
     const char *status = migstats_status(stats);
     const char *why = jsonq_string(stats, "error-desc");
+    const char *vm = jsonq_string(stats, "vm");
+    const char *id = jsonq_string(stats, "id");
 
+    /* Which migration this is: a daemon runs several, of several VMs. */
+    if (vm) {
+        g_autofree char *what = g_strdup_printf(
+            "%s (%s, %s)", vm, jsonq_string(stats, "role") ?: "?",
+            jsonq_string(stats, "mode") ?: "?");
+
+        row(out, "vm", what);
+    }
+    if (id) {
+        row(out, "migration", id);
+    }
     row(out, "status", status);
     if (jsonq_bool(stats, "insecure")) {
         row(out, "WARNING",
