@@ -46,7 +46,7 @@ DAEMON_DIRS := $(sort $(dir $(wildcard daemon/*/*.c daemon/*/*.h)))
 # The verbs calls and what needs the rdma-core headers: RDMA builds only.
 RDMA_SRCS := transport/rdma.c transport/rdma_error.c
 RDMA_TESTS := tests/unit/test_rdma_error.c tests/unit/test_rdma_link.c
-LIB_SRCS := $(filter-out daemon/control/main.c \
+LIB_SRCS := $(filter-out daemon/main/main.c \
 	$(if $(filter yes,$(CONFIG_RDMA)),,$(RDMA_SRCS)), \
 	$(wildcard common/*.c daemon/*/*.c transport/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(PROTO_O)
@@ -73,7 +73,7 @@ FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZERS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
 PROGS := $(GUEST) $(if $(MIGRATE_SRCS),$(MIGRATE)) \
-	$(if $(wildcard daemon/control/main.c),$(BUILD)/postcopyd)
+	$(if $(wildcard daemon/main/main.c),$(BUILD)/postcopyd)
 
 ALL_CFLAGS = $(CFLAGS) -MMD -MP -I. -Icommon $(DAEMON_DIRS:%/=-I%) -Itransport \
 	-I$(BUILD) \
@@ -116,7 +116,7 @@ $(MIGRATE): $(MIGRATE_SRCS:%.c=$(BUILD)/%.o) $(LIB)
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/postcopyd: $(BUILD)/daemon/control/main.o $(LIB)
+$(BUILD)/postcopyd: $(BUILD)/daemon/main/main.o $(LIB)
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 

@@ -127,7 +127,7 @@ static JsonNode *cmd_migrate(void *opaque, JsonObject *args, GError **err)
     m->params = params;
     m->mode = params.mode;
     daemon_add_migration(d, m);
-    source_start(m, uri, NULL);
+    d->roles.source_start(m, uri, NULL);
     return migration_ref_json(m);
 }
 
@@ -206,7 +206,8 @@ static JsonNode *cmd_query_migrate(void *opaque, JsonObject *args, GError **err)
 static JsonNode *cmd_migrate_cancel(void *opaque, JsonObject *args,
                                     GError **err)
 {
-    struct migration *m = find(opaque, args, err);
+    struct daemon *d = opaque;
+    struct migration *m = find(d, args, err);
 
     if (!m) {
         return NULL;
@@ -216,15 +217,17 @@ static JsonNode *cmd_migrate_cancel(void *opaque, JsonObject *args,
                     "cancel a migration on its source");
         return NULL;
     }
-    return source_cancel(m, err) ? migration_ref_json(m) : NULL;
+    return d->roles.source_cancel(m, err) ? migration_ref_json(m) : NULL;
 }
 
 static JsonNode *cmd_migrate_recover(void *opaque, JsonObject *args,
                                      GError **err)
 {
-    struct migration *m = find(opaque, args, err);
+    struct daemon *d = opaque;
+    struct migration *m = find(d, args, err);
 
-    return m && source_recover(m, err) ? migration_ref_json(m) : NULL;
+    return m && d->roles.source_recover(m, err) ? migration_ref_json(m)
+                                                : NULL;
 }
 
 /* A source migration still in precopy (or setting up), else @err. */

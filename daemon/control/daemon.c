@@ -191,9 +191,9 @@ static void restore_sessions(struct daemon *d, struct vm_entry *vm)
         vm->busy = true;
         g_mutex_unlock(&d->lock);
         if (roles[i] == ROLE_DESTINATION) {
-            dest_restore(d, vm, &f);
+            d->roles.restore_dest(d, vm, &f);
         } else {
-            source_restore(d, vm, &f);
+            d->roles.restore_source(d, vm, &f);
         }
         return;
     }
@@ -493,9 +493,9 @@ static gpointer peer_conn_thread(gpointer opaque)
     d = pc->d;
     peer_conn_free(pc); /* authenticated: the slot is free again */
     if (kind == CHANNEL_CONTROL) {
-        dest_accept_control(d, ch, msg);
+        d->roles.accept_control(d, ch, msg);
     } else {
-        dest_accept_data(d, ch, msg);
+        d->roles.accept_data(d, ch, msg);
     }
     return NULL;
 drop:

@@ -29,8 +29,36 @@
 #include "vm_entry.h"
 #include "vmm_driver.h"
 
+struct session_file;
+
+/*
+ * What the roles do for the daemon, registered by main.c (daemon/main/)
+ * before the listeners start: the daemon routes peer connections, restored
+ * sessions and the control commands through these and never names a role,
+ * so the roles, which use the daemon's registry, are not used by it in turn
+ * (docs/architecture.md, "Include cycles").
+ */
+struct daemon_roles {
+    /* A peer's control channel whose Hello was read (destination). */
+    void (*accept_control)(struct daemon *d, struct channel *ch,
+                           PeerMessage *hello);
+    /* A peer's data channel for an existing destination migration. */
+    void (*accept_data)(struct daemon *d, struct channel *ch,
+                        PeerMessage *hello);
+    /* A re-attached VM's session that a dead daemon left, per role. */
+    void (*restore_dest)(struct daemon *d, struct vm_entry *vm,
+                         const struct session_file *f);
+    void (*restore_source)(struct daemon *d, struct vm_entry *vm,
+                           const struct session_file *f);
+    /* migrate, migrate-recover, migrate-cancel (source_role.h). */
+    bool (*source_start)(struct migration *m, const char *uri, GError **err);
+    bool (*source_recover)(struct migration *m, GError **err);
+    bool (*source_cancel)(struct migration *m, GError **err);
+};
+
 struct daemon {
     struct postcopyd_config *cfg;
+    struct daemon_roles roles; /* set before daemon_start_listeners */
     struct uffd_caps caps;
     const struct transport *transport;
     struct transport_options topts;
@@ -97,19 +125,6 @@ JsonNode *daemon_query_metrics(struct daemon *d);
 /* A MIGRATION event for @m's new status (any thread). */
 void daemon_emit_status(struct daemon *d, struct migration *m);
 
-/* Destination role (dest/admission.c): a control channel whose Hello was
- * read. */
-void dest_accept_control(struct daemon *d, struct channel *ch,
-                         PeerMessage *hello);
-/* A data channel for an existing destination migration. */
-void dest_accept_data(struct daemon *d, struct channel *ch, PeerMessage *hello);
-
-struct session_file;
-/* A VM re-attached whose migration a dead daemon left in postcopy. */
-void dest_restore(struct daemon *d, struct vm_entry *vm,
-                  const struct session_file *f);
-void source_restore(struct daemon *d, struct vm_entry *vm,
-                    const struct session_file *f);
 
 /* The control socket's command table (control_cmds.c). */
 extern const struct control_command daemon_commands[];

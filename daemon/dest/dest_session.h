@@ -36,6 +36,7 @@
 #include <glib.h>
 
 #include "backing.h"
+#include "dest_role.h"
 #include "frame.h"
 #include "migration.h"
 #include "page_state.h"

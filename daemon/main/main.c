@@ -13,7 +13,9 @@
 #include <sys/prctl.h>
 
 #include "daemon.h"
+#include "dest_role.h"
 #include "service_notify.h"
+#include "source_role.h"
 
 /* Read by every thread that logs, changed by a SIGHUP reload. */
 static gint log_levels;
@@ -163,6 +165,15 @@ static bool start(struct postcopyd_config *cfg, GError **err)
     if (!daemon_init(&d, cfg, err)) {
         return false;
     }
+    d.roles = (struct daemon_roles){
+        .accept_control = dest_accept_control,
+        .accept_data = dest_accept_data,
+        .restore_dest = dest_restore,
+        .restore_source = source_restore,
+        .source_start = source_start,
+        .source_recover = source_recover,
+        .source_cancel = source_cancel,
+    };
     d.control = control_open(cfg->control_socket, err);
     if (!d.control) {
         return false;

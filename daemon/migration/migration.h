@@ -206,11 +206,4 @@ JsonNode *migration_query(struct migration *m);
 
 uint64_t migration_now_us(void);
 
-/* Source role (source.c): run the migration in its own thread. */
-bool source_start(struct migration *m, const char *uri, GError **err);
-/* A paused postcopy migration: reconnect now instead of after backoff. */
-bool source_recover(struct migration *m, GError **err);
-/* Cancel a source migration before switchover; false once past it. */
-bool source_cancel(struct migration *m, GError **err);
-
 #endif /* POSTCOPYD_MIGRATION_H */

@@ -19,6 +19,7 @@
 #include "migration.h"
 #include "page_sender.h"
 #include "postcopy_stream.h"
+#include "source_role.h"
 #include "peer_msg.h"
 #include "transport.h"
 
