@@ -37,6 +37,20 @@ static bool header_read(int fd, const char *path, struct file_header *h,
     return true;
 }
 
+/*
+ * A migration id is printable ASCII: it goes into log lines and errors,
+ * where a newline from a corrupt file would forge a line.
+ */
+static bool id_printable(const char *id, size_t max)
+{
+    for (size_t i = 0; i < max && id[i]; i++) {
+        if (!g_ascii_isprint(id[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Is the file sound, whatever migration it belongs to? */
 static bool header_check(const struct file_header *h, const char *path,
                          uint64_t st_size, GError **err)
@@ -54,7 +68,8 @@ static bool header_check(const struct file_header *h, const char *path,
         return false;
     }
     if (h->data_offset != DATA_OFFSET ||
-        memchr(h->migration_id, 0, sizeof(h->migration_id)) == NULL) {
+        memchr(h->migration_id, 0, sizeof(h->migration_id)) == NULL ||
+        !id_printable(h->migration_id, sizeof(h->migration_id))) {
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
                     "page state file %s has a corrupt header", path);
         return false;

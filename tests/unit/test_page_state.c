@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include <glib/gstdio.h>
 
 #include "page_state.h"
+#include "page_state_priv.h" /* the header's layout, to corrupt it */
 #include "testlib.h"
 
 #define NTHREADS 8
@@ -1198,6 +1200,11 @@ static void test_file_corrupt(struct fixture *f, gconstpointer data)
     resume_fails(f, G_IO_ERROR_INVALID_DATA, "is truncated");
     g_assert_cmpint(truncate(f->path, 100), ==, 0);
     resume_fails(f, G_IO_ERROR_INVALID_DATA, "shorter than its header");
+    restore(f, orig, len);
+
+    /* A control byte in the id would go into log lines (found by fuzzing). */
+    poke(f, offsetof(struct file_header, migration_id) + 1, "\n", 1);
+    resume_fails(f, G_IO_ERROR_INVALID_DATA, "has a corrupt header");
     restore(f, orig, len);
 
     poke(f, 8, &version, sizeof(version));
