@@ -110,6 +110,35 @@ struct control_conn *cli_connect(struct cli *cli)
     return c;
 }
 
+int cli_query_print(struct cli *cli, const struct cli_command *cmd, int argc,
+                    char **argv, const char *execute,
+                    void (*print)(JsonNode *reply))
+{
+    const GOptionEntry entries[] = {{NULL}};
+    g_autoptr(GError) err = NULL;
+    g_autoptr(JsonNode) reply = NULL;
+    struct control_conn *c;
+
+    if (!cli_parse(cli, cmd, entries, argc, argv)) {
+        return CLI_EXIT_USAGE;
+    }
+    c = cli_connect(cli);
+    if (!c) {
+        return CLI_EXIT_FAIL;
+    }
+    reply = control_conn_execute(c, execute, NULL, &err);
+    control_conn_close(c);
+    if (!reply) {
+        return cli_fail(cli, cmd->name, err);
+    }
+    if (cli->json) {
+        cli_print_json(reply);
+    } else {
+        print(reply);
+    }
+    return CLI_EXIT_OK;
+}
+
 void cli_print_json(JsonNode *node)
 {
     g_autoptr(JsonGenerator) gen = json_generator_new();

@@ -92,4 +92,12 @@ struct control_conn *cli_connect(struct cli *cli);
 /* Print @node as indented JSON on stdout. */
 void cli_print_json(JsonNode *node);
 
+/*
+ * A command with no options of its own that shows one query: @execute's
+ * reply as JSON with --json, else through @print.  Returns the exit status.
+ */
+int cli_query_print(struct cli *cli, const struct cli_command *cmd, int argc,
+                    char **argv, const char *execute,
+                    void (*print)(JsonNode *reply));
+
 #endif /* POSTCOPY_MIGRATE_CLI_H */

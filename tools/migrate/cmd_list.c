@@ -59,27 +59,5 @@ static void print_table(JsonNode *vms)
 int cmd_list(struct cli *cli, const struct cli_command *cmd, int argc,
              char **argv)
 {
-    const GOptionEntry entries[] = {{NULL}};
-    g_autoptr(GError) err = NULL;
-    g_autoptr(JsonNode) vms = NULL;
-    struct control_conn *c;
-
-    if (!cli_parse(cli, cmd, entries, argc, argv)) {
-        return CLI_EXIT_USAGE;
-    }
-    c = cli_connect(cli);
-    if (!c) {
-        return CLI_EXIT_FAIL;
-    }
-    vms = control_conn_execute(c, "query-vms", NULL, &err);
-    control_conn_close(c);
-    if (!vms) {
-        return cli_fail(cli, "list", err);
-    }
-    if (cli->json) {
-        cli_print_json(vms);
-    } else {
-        print_table(vms);
-    }
-    return CLI_EXIT_OK;
+    return cli_query_print(cli, cmd, argc, argv, "query-vms", print_table);
 }

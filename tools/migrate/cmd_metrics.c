@@ -106,27 +106,6 @@ static void print_prometheus(JsonNode *m)
 int cmd_metrics(struct cli *cli, const struct cli_command *cmd, int argc,
                 char **argv)
 {
-    const GOptionEntry entries[] = {{NULL}};
-    g_autoptr(GError) err = NULL;
-    g_autoptr(JsonNode) m = NULL;
-    struct control_conn *c;
-
-    if (!cli_parse(cli, cmd, entries, argc, argv)) {
-        return CLI_EXIT_USAGE;
-    }
-    c = cli_connect(cli);
-    if (!c) {
-        return CLI_EXIT_FAIL;
-    }
-    m = control_conn_execute(c, "query-metrics", NULL, &err);
-    control_conn_close(c);
-    if (!m) {
-        return cli_fail(cli, "metrics", err);
-    }
-    if (cli->json) {
-        cli_print_json(m);
-    } else {
-        print_prometheus(m);
-    }
-    return CLI_EXIT_OK;
+    return cli_query_print(cli, cmd, argc, argv, "query-metrics",
+                           print_prometheus);
 }
