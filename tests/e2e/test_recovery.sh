@@ -134,33 +134,8 @@ sleep_ms() {
 }
 
 # json_get FILE|- PATH: one scalar of a query-migrate object printed by the
-# CLI (json-glib, pretty, one member per line); strings without quotes.
-json_get() {
-    awk -v want="$2" '
-        function path(k,   p, i) {
-            p = ""
-            for (i = 1; i <= depth; i++) p = p stack[i] "."
-            return p k
-        }
-        {
-            line = $0
-            sub(/^[ \t]+/, "", line)
-            sub(/[ \t]+$/, "", line)
-            c = substr(line, 1, 1)
-        }
-        c == "}" || c == "]" { depth--; next }
-        line == "{" && !started { started = 1; next }
-        line == "{" || line == "[" { stack[++depth] = "#"; next }
-        match(line, /^"[^"]*" : /) {
-            key = substr(line, 2, RLENGTH - 5)
-            val = substr(line, RLENGTH + 1)
-            if (val == "{" || val == "[") { stack[++depth] = key; next }
-            sub(/,$/, "", val)
-            if (val ~ /^".*"$/) val = substr(val, 2, length(val) - 2)
-            if (path(key) == want) { print val; exit }
-        }
-    ' "$1"
-}
+# CLI (lib.sh's pcd_json_get).
+json_get() { pcd_json_get "$@"; }
 
 # mig_field DAEMON VM FIELD: one field of `status --vm VM --json` there.
 mig_field() {
