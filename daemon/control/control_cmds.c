@@ -226,8 +226,7 @@ static JsonNode *cmd_migrate_recover(void *opaque, JsonObject *args,
     struct daemon *d = opaque;
     struct migration *m = find(d, args, err);
 
-    return m && d->roles.source_recover(m, err) ? migration_ref_json(m)
-                                                : NULL;
+    return m && d->roles.source_recover(m, err) ? migration_ref_json(m) : NULL;
 }
 
 /* A source migration still in precopy (or setting up), else @err. */

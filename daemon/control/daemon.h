@@ -125,7 +125,6 @@ JsonNode *daemon_query_metrics(struct daemon *d);
 /* A MIGRATION event for @m's new status (any thread). */
 void daemon_emit_status(struct daemon *d, struct migration *m);
 
-
 /* The control socket's command table (control_cmds.c). */
 extern const struct control_command daemon_commands[];
 

@@ -143,8 +143,8 @@ static bool write_pages(struct dest_session *s, const struct region *r,
         }
         if (ret < 0) {
             g_autofree char *msg = g_strdup_printf(
-                "keeping %" G_GUINT64_FORMAT " page(s) of region %u: %s",
-                j - i, r->id, g_strerror(-ret));
+                "keeping %" G_GUINT64_FORMAT " page(s) of region %u: %s", j - i,
+                r->id, g_strerror(-ret));
 
             dest_abort(s, msg);
             return false;

@@ -234,8 +234,8 @@ static int install_minor(struct uffd *u, const struct region *r, uint64_t dst,
      * guest (page state table), so writing the page cache cannot change
      * memory the guest already sees.
      */
-    ret = backing_ops_get(r->kind)->copy_write(r, NULL, dst - r->base, data,
-                                               len);
+    ret =
+        backing_ops_get(r->kind)->copy_write(r, NULL, dst - r->base, data, len);
     if (ret < 0) {
         return ret;
     }
@@ -485,8 +485,8 @@ static int staging_install(struct uffd *u, const struct region *r,
         int ret = fd_read(ca->fd, off + done, step, buf);
 
         if (ret == 0) {
-            ret = uffd_copy(u, r->base + off + done, buf, step, r->page_size,
-                            0, NULL);
+            ret = uffd_copy(u, r->base + off + done, buf, step, r->page_size, 0,
+                            NULL);
         }
         if (ret < 0) {
             return ret;
