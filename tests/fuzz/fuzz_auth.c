@@ -16,8 +16,10 @@
 #include "auth.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <gio/gio.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,11 +88,43 @@ static int raw_connect(const char *address)
                              .sin_port =
                                  htons(atoi(strrchr(address, ':') + 1))};
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int e = 0;
 
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-        fail("cannot connect on loopback");
+    if (fd < 0) {
+        fail("cannot make a socket");
+    }
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+        e = errno;
+    }
+    /*
+     * libFuzzer's timeout timer (SIGALRM, no SA_RESTART) interrupts a
+     * blocking connect(), which then goes on in the background.
+     */
+    if (e == EINTR) {
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        socklen_t elen = sizeof(e);
+
+        while (poll(&p, 1, -1) < 0 && errno == EINTR) {
+        }
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &elen);
+    }
+    if (e) {
+        fail(g_strdup_printf("cannot connect on loopback: %s", g_strerror(e)));
     }
     return fd;
+}
+
+/*
+ * Abort the other end's connection (RST, SO_LINGER 0) before closing the
+ * channel: no side is left in TIME_WAIT, where hundreds of thousands of
+ * runs of orderly closes would pile up sockets on the loopback.
+ */
+static void hang_up(int fd)
+{
+    struct linger l = {.l_onoff = 1, .l_linger = 0};
+
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    close(fd);
 }
 
 /* The other end says @data and nothing more. */
@@ -101,6 +135,9 @@ static void say(int fd, const uint8_t *data, size_t size)
     while (off < size) {
         ssize_t n = send(fd, data + off, size - off, MSG_NOSIGNAL);
 
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
         if (n <= 0) {
             fail("cannot write the input");
         }
@@ -147,7 +184,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         ch = transport_connect(transport_tcp(), raw_address, CHANNEL_CONTROL, 0,
                                NULL, &err);
-        fd = accept4(raw_listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        do {
+            fd = accept4(raw_listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        } while (fd < 0 && errno == EINTR);
         if (fd < 0) {
             fail("cannot accept on loopback");
         }
@@ -157,7 +196,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fail(err->message);
     }
     check(ch, server);
+    hang_up(fd);
     channel_close(ch);
-    close(fd);
     return 0;
 }
