@@ -274,6 +274,39 @@ bool channel_send_frame(struct channel *ch, const struct frame_hdr *hdr,
     return ok;
 }
 
+bool channel_can_send_file(const struct channel *ch)
+{
+    return ch->ops->send_frame_file != NULL;
+}
+
+bool channel_send_frame_file(struct channel *ch, const struct frame_hdr *hdr,
+                             int fd, uint64_t off, GError **err)
+{
+    uint8_t buf[FRAME_HDR_LEN];
+    GError *local = NULL;
+    bool ok = false;
+
+    g_return_val_if_fail(channel_can_send_file(ch), false);
+    if (!frame_validate(hdr, err)) {
+        g_prefix_error(err, "%s: refusing to send: ", ch->name);
+        return false;
+    }
+    frame_encode(hdr, buf);
+    channel_send_lock(ch);
+    if (ch->send_broken) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED,
+                    "%s: cannot send after an earlier send error", ch->name);
+    } else if (!ch->ops->send_frame_file(ch, buf, fd, off, hdr->len, &local)) {
+        /* Part of a frame may be out: the stream is no longer framed. */
+        ch->send_broken = true;
+        g_propagate_prefixed_error(err, local, "%s: ", ch->name);
+    } else {
+        ok = true;
+    }
+    channel_send_unlock(ch);
+    return ok;
+}
+
 static bool recv_usable(struct channel *ch, GError **err)
 {
     if (ch->recv_broken) {

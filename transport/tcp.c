@@ -16,6 +16,7 @@
 #include <poll.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <gio/gio.h>
 
@@ -121,6 +122,52 @@ static bool tcp_send_frame(struct channel *ch, const uint8_t hdr[FRAME_HDR_LEN],
         memcpy(iov + 1, payload, niov * sizeof(*iov));
     }
     return send_all(tcp_channel(ch), iov, niov + 1, FRAME_HDR_LEN + len, err);
+}
+
+/*
+ * The header with MSG_MORE (it leaves in the same segment as the data),
+ * then the file's bytes by sendfile: the page cache's pages go to the
+ * socket without passing through this process.
+ */
+static bool tcp_send_frame_file(struct channel *ch,
+                                const uint8_t hdr[FRAME_HDR_LEN], int fd,
+                                uint64_t off, size_t len, GError **err)
+{
+    struct tcp_channel *t = tcp_channel(ch);
+    size_t total = FRAME_HDR_LEN + len, sent = 0;
+    off_t pos = (off_t)off;
+
+    while (sent < FRAME_HDR_LEN) {
+        ssize_t n = send(t->fd, hdr + sent, FRAME_HDR_LEN - sent,
+                         MSG_NOSIGNAL | MSG_MORE);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return send_error(t, errno, sent, total, err);
+        }
+        sent += n;
+    }
+    while (sent < total) {
+        ssize_t n = sendfile(t->fd, fd, &pos, total - sent);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return send_error(t, errno, sent, total, err);
+        }
+        if (n == 0) {
+            g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
+                        "send: the file ends at %" G_GINT64_FORMAT
+                        " (%zu of %zu bytes sent)",
+                        (gint64)pos, sent, total);
+            return false;
+        }
+        sent += n;
+    }
+    return true;
 }
 
 enum recv_end {
@@ -318,6 +365,7 @@ static void tcp_destroy(struct channel *ch)
 
 static const struct channel_ops tcp_channel_ops = {
     .send_frame = tcp_send_frame,
+    .send_frame_file = tcp_send_frame_file,
     .recv_hdr = tcp_recv_hdr,
     .recv_payload = tcp_recv_payload,
     .set_kind = tcp_set_kind,

@@ -205,6 +205,18 @@ void channel_set_single_sender(struct channel *ch);
  */
 bool channel_send_frame(struct channel *ch, const struct frame_hdr *hdr,
                         const struct iovec *payload, int niov, GError **err);
+/*
+ * Can @ch send a payload straight from a file (channel_send_frame_file)?
+ * Plain TCP can; TLS cannot.  Fixed for the channel's life.
+ */
+bool channel_can_send_file(const struct channel *ch);
+/*
+ * Send @hdr and hdr->len bytes of file @fd from @off, moved by the kernel
+ * (sendfile: no copy through the caller, no read into its memory).  Only
+ * where channel_can_send_file(); the process must ignore SIGPIPE.
+ */
+bool channel_send_frame_file(struct channel *ch, const struct frame_hdr *hdr,
+                             int fd, uint64_t off, GError **err);
 /* The next header; its payload must be consumed before the next one. */
 bool channel_recv_hdr(struct channel *ch, struct frame_hdr *hdr, GError **err);
 /* The next @len bytes of the current payload, straight into @dst. */

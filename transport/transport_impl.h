@@ -20,6 +20,15 @@ struct channel_ops {
                        const struct iovec *payload, int niov, size_t len,
                        GError **err);
     /*
+     * Send the encoded header then @len bytes of file @fd from @off, the
+     * kernel moving them (sendfile) without a copy in the caller; a
+     * SIGPIPE must be ignored.  NULL: the transport cannot (TLS records
+     * are encrypted in user space), the caller reads and sends.
+     */
+    bool (*send_frame_file)(struct channel *ch,
+                            const uint8_t hdr[FRAME_HDR_LEN], int fd,
+                            uint64_t off, size_t len, GError **err);
+    /*
      * Receive one header.  G_IO_ERROR_TIMED_OUT only when no byte of it
      * came, and the channel can try again; a frame begun must be in whole
      * within the timeout (header and payload), however its bytes are

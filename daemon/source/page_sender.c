@@ -149,16 +149,28 @@ static int run_iov(const uint8_t *data, const bool *hole, uint64_t n,
     return niov;
 }
 
+/*
+ * One PAGE frame of @n pages at h->offset: from @data (NULL: straight
+ * from the region's file by sendfile, holes read there as the zero page).
+ */
 static bool send_run(struct page_sender *ps, struct channel *ch,
-                     struct frame_hdr *h, const uint8_t *data, const bool *hole,
-                     uint64_t n, uint64_t psz, GError **err)
+                     const struct region *r, struct frame_hdr *h,
+                     const uint8_t *data, const bool *hole, uint64_t n,
+                     GError **err)
 {
+    uint64_t psz = r->page_size;
     struct iovec iov[RUN_PAGES_MAX];
-    int niov = run_iov(data, hole, n, psz, iov);
+    bool ok;
 
     h->type = FRAME_PAGE;
     h->len = n * psz;
-    if (!channel_send_frame(ch, h, iov, niov, err)) {
+    if (data) {
+        ok = channel_send_frame(ch, h, iov, run_iov(data, hole, n, psz, iov),
+                                err);
+    } else {
+        ok = channel_send_frame_file(ch, h, r->fd, r->offset + h->offset, err);
+    }
+    if (!ok) {
         return false;
     }
     count(ps->counters.pages, n);
@@ -167,20 +179,18 @@ static bool send_run(struct page_sender *ps, struct channel *ch,
     return true;
 }
 
-/* Long runs of zero pages as PAGE_ZERO, the rest as PAGE frames from @data. */
+/*
+ * Long runs of @zero pages as PAGE_ZERO, the rest as PAGE frames from
+ * @data (NULL: from the file).
+ */
 static bool send_data(struct page_sender *ps, struct channel *ch,
                       const struct region *r, uint64_t off, const uint8_t *data,
-                      const bool *hole, uint64_t npages, uint32_t flags,
-                      uint32_t seq, GError **err)
+                      const bool *hole, const bool *zero, uint64_t npages,
+                      uint32_t flags, uint32_t seq, GError **err)
 {
     uint64_t psz = r->page_size, i = 0;
     uint64_t max_run = MAX(1, FRAME_MAX_PAYLOAD / psz);
-    bool zero[RUN_PAGES_MAX];
 
-    g_assert(npages <= RUN_PAGES_MAX);
-    for (uint64_t k = 0; k < npages; k++) {
-        zero[k] = hole[k] || page_is_zero(data + k * psz, psz);
-    }
     while (i < npages) {
         struct frame_hdr h = {.region = r->id,
                               .offset = off + i * psz,
@@ -212,7 +222,8 @@ static bool send_data(struct page_sender *ps, struct channel *ch,
             j = MIN(k + 1, i + max_run);
             j = MIN(j, npages);
         }
-        if (!send_run(ps, ch, &h, data + i * psz, hole + i, j - i, psz, err)) {
+        if (!send_run(ps, ch, r, &h, data ? data + i * psz : NULL, hole + i,
+                      j - i, err)) {
             return false;
         }
         i = j;
@@ -268,22 +279,47 @@ static bool find_holes(const struct region *r, uint64_t off, uint64_t n,
     return holes == n;
 }
 
+/*
+ * Data stretches of shmem go by sendfile where the channel can: no copy
+ * into this process and none out of it, the cold pages read once, by the
+ * kernel, into the socket.  The price is the zero check, which needs the
+ * bytes in hand: an allocated page of zeroes travels as data (a hole, the
+ * common zero page of shmem, is still found by find_holes()).  Measured
+ * on the bench's machine: see README, Performance.
+ */
+static bool sends_file(const struct channel *ch, const struct region *r)
+{
+    return r->fd >= 0 && backing_ops_get(r->kind)->sends_file &&
+           channel_can_send_file(ch);
+}
+
 static bool send_read(struct page_sender *ps, struct channel *ch,
                       const struct region *r, uint64_t p, uint64_t k,
                       uint32_t flags, uint32_t seq, GError **err)
 {
-    bool hole[RUN_PAGES_MAX];
+    bool hole[RUN_PAGES_MAX], zero[RUN_PAGES_MAX];
     uint64_t off = p * r->page_size;
     const uint8_t *data;
 
+    g_assert(k <= RUN_PAGES_MAX);
     if (find_holes(r, off, k, hole)) {
         struct frame_hdr h = {
             .region = r->id, .offset = off, .flags = flags, .seq = seq};
 
         return send_zero(ps, ch, &h, k, err);
     }
+    if (sends_file(ch, r)) {
+        return send_data(ps, ch, r, off, NULL, hole, hole, k, flags, seq, err);
+    }
     data = read_pages(ps, r, off, k * r->page_size, err);
-    return data && send_data(ps, ch, r, off, data, hole, k, flags, seq, err);
+    if (!data) {
+        return false;
+    }
+    for (uint64_t i = 0; i < k; i++) {
+        zero[i] =
+            hole[i] || page_is_zero(data + i * r->page_size, r->page_size);
+    }
+    return send_data(ps, ch, r, off, data, hole, zero, k, flags, seq, err);
 }
 
 bool page_sender_send(struct page_sender *ps, struct channel *ch,

@@ -1,8 +1,10 @@
 /*
  * page_sender.h - reading the source VMM's pages and putting them on a
- * channel: data runs as PAGE frames sent from a buffer filled by pread on
- * the region's file (shmem, hugetlbfs) or by process_vm_readv (anon),
- * runs of zero pages as one PAGE_ZERO frame with no payload.
+ * channel: data runs as PAGE frames, sent straight from the region's file
+ * by sendfile (shmem, on a channel that can) or from a buffer filled by
+ * pread on the file (hugetlbfs, shmem under TLS) or by process_vm_readv
+ * (anon); runs of zero pages (holes; zero data where it was read) as one
+ * PAGE_ZERO frame with no payload.
  *
  * Contract: one struct page_sender per sending thread (it owns the read
  * buffer); the counters it adds to are atomics shared with query-migrate.

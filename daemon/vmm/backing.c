@@ -95,6 +95,7 @@ static const struct backing_ops backing_table[] = {
         .minor = true,
         .has_zeropage = true,
         .has_holes = true,
+        .sends_file = true,
         .read = file_read,
         .install = install_minor,
         .copy_open = cache_open,

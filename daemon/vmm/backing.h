@@ -61,6 +61,11 @@ struct backing_ops {
     /* Source: holes (never written) show as such and are not read. */
     bool has_holes;
     /*
+     * Source: the file can be sent with sendfile (shmem can, holes as the
+     * zero page and nothing allocated; hugetlbfs has no splice).
+     */
+    bool sends_file;
+    /*
      * Source: read [off, off + len) of @r into @buf through the file
      * (pread), never through a mapping; NULL for anonymous memory, which
      * only the VMM maps (process_vm_readv).

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <gio/gio.h>
 
@@ -196,6 +197,60 @@ static void exchange_pages(struct pair *p)
     g_assert_cmpuint(r.type, ==, FRAME_PAGE_ZERO);
     g_assert_cmpuint(r.count, ==, 5);
     g_assert_cmpuint(r.len, ==, 0);
+}
+
+/*
+ * A frame whose payload the kernel takes from a file (sendfile): pages 1-3
+ * of a memfd, the middle one a hole, arrive as they are there (the hole
+ * as zeros); a frame longer than the rest of the file fails, and the
+ * channel, no longer framed, refuses to send more.
+ */
+static void test_send_file(void)
+{
+    int fd = memfd_create("test_tcp", MFD_CLOEXEC);
+    uint8_t page[PAGE_SIZE], want[3 * PAGE_SIZE] = {0}, got[3 * PAGE_SIZE];
+    struct frame_hdr h = {
+        .type = FRAME_PAGE, .region = 2, .offset = 0x4000, .len = sizeof(got)};
+    struct frame_hdr zero = {.type = FRAME_PAGE_ZERO, .count = 1};
+    struct frame_hdr r;
+    struct pair p;
+    GError *err = NULL;
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, 4 * PAGE_SIZE), ==, 0);
+    for (int i = 0; i < 4; i++) {
+        if (i == 2) {
+            continue; /* a hole */
+        }
+        fill(page, PAGE_SIZE, 10 + i);
+        g_assert_cmpint(pwrite(fd, page, PAGE_SIZE, i * PAGE_SIZE), ==,
+                        PAGE_SIZE);
+        if (i > 0) {
+            memcpy(want + (i - 1) * PAGE_SIZE, page, PAGE_SIZE);
+        }
+    }
+    pair_open_or_die(&p, CHANNEL_BULK);
+    g_assert_true(channel_can_send_file(p.out));
+    g_assert_true(channel_send_frame_file(p.out, &h, fd, PAGE_SIZE, &err));
+    g_assert_no_error(err);
+    g_assert_true(channel_recv_hdr(p.in, &r, &err));
+    g_assert_cmpuint(r.type, ==, FRAME_PAGE);
+    g_assert_cmpuint(r.region, ==, 2);
+    g_assert_cmphex(r.offset, ==, 0x4000);
+    g_assert_cmpuint(r.len, ==, sizeof(got));
+    g_assert_true(channel_recv_payload(p.in, got, sizeof(got), &err));
+    g_assert_no_error(err);
+    g_assert_cmpmem(got, sizeof(got), want, sizeof(want));
+
+    /* Two pages of the file are left, the frame says three. */
+    g_assert_false(channel_send_frame_file(p.out, &h, fd, 2 * PAGE_SIZE, &err));
+    assert_err_has(err, G_IO_ERROR_FAILED, "the file ends at");
+    g_clear_error(&err);
+    g_assert_false(channel_send_frame(p.out, &zero, NULL, 0, &err));
+    assert_err_has(err, G_IO_ERROR_NOT_CONNECTED, "earlier send error");
+    g_clear_error(&err);
+    pair_close(&p);
+    close(fd);
 }
 
 static void test_pages_v4(void)
@@ -1101,6 +1156,7 @@ int main(int argc, char **argv)
     g_test_add_func("/tcp/parse", test_parse);
     g_test_add_func("/tcp/format", test_format);
     g_test_add_func("/tcp/pages-ipv4", test_pages_v4);
+    g_test_add_func("/tcp/send-file", test_send_file);
     g_test_add_func("/tcp/pages-ipv6", test_pages_v6);
     g_test_add_func("/tcp/listen-any", test_listen_any);
     g_test_add_func("/tcp/discard", test_discard);
