@@ -19,7 +19,8 @@
  * polls their completions.  A link failure is reported as TCP link loss
  * is (rdma_error.h).  See docs/rdma.md for what is wired into the engine.
  *
- * Threads: a link is used by one thread at a time.
+ * Threads: a link is used by one thread at a time, but for
+ * rdma_link_wake().
  */
 #ifndef POSTCOPYD_RDMA_H
 #define POSTCOPYD_RDMA_H
@@ -33,6 +34,8 @@
 #include "transport.h"
 
 const struct transport *transport_rdma(void);
+/* Its one-sided reads (remote_read.h), in rdma_remote.c. */
+extern const struct remote_read_ops rdma_remote_ops;
 /* Some RDMA device is present; else why not ("... found no RDMA device"). */
 bool rdma_device_probe(GError **err);
 
@@ -90,5 +93,8 @@ bool rdma_link_post(struct rdma_link *l, struct rdma_read_queue *q,
 int rdma_link_poll(struct rdma_link *l, struct rdma_read_queue *q,
                    struct rdma_read_done *done, int max, int timeout_ms,
                    GError **err);
+
+/* From any thread: a rdma_link_poll() waiting returns (0 if nothing came). */
+void rdma_link_wake(struct rdma_link *l);
 
 #endif /* POSTCOPYD_RDMA_H */
