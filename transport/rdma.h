@@ -11,13 +11,14 @@
  * naming why (transport_probe()).
  *
  * The READ link: one reliable-connected queue pair between the two
- * daemons, set up with rdma_cm on the same host:port as the listener
- * (rdma_cm keeps a port space of its own for IB and RoCE).  The source registers
+ * daemons per migration, set up with rdma_cm on a port the destination
+ * picks and names in its LayoutReply.  The source registers
  * its alias mapping of each shmem / hugetlbfs region for remote READ
  * (rdma_link_register()) and sends the table; the destination registers
  * its own alias for local write, posts READs from a rdma_read_queue and
  * polls their completions.  A link failure is reported as TCP link loss
- * is (rdma_error.h).  See docs/rdma.md for what is wired into the engine.
+ * is (rdma_error.h).  The engine reaches all this through remote_read.h
+ * only (rdma_remote.c); docs/rdma.md has the data path.
  *
  * Threads: a link is used by one thread at a time, but for
  * rdma_link_wake().

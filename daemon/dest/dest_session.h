@@ -169,7 +169,13 @@ void dest_remote_start(struct dest_session *s);
 /* Fault thread: true if the reader takes this REQUESTED page. */
 bool dest_remote_fault(struct dest_session *s, const struct region *r,
                        uint64_t page);
-/* Join the reader, close the link for good. */
+/*
+ * A pause: the reader is done for good (the rest moves in frames); the
+ * link stays open until dest_remote_stop(), since the fault thread may
+ * still be waking it.
+ */
+void dest_remote_join(struct dest_session *s);
+/* The session ends, every other thread joined: close the link. */
 void dest_remote_stop(struct dest_session *s);
 
 /* receiver.c */

@@ -435,13 +435,19 @@ void dest_remote_start(struct dest_session *s)
     s->reader_thread = g_thread_new("dst-reader", reader_thread, s);
 }
 
-void dest_remote_stop(struct dest_session *s)
+void dest_remote_join(struct dest_session *s)
 {
     atomic_store(&s->reads_on, false);
     if (s->reader_thread) {
         g_thread_join(s->reader_thread);
         s->reader_thread = NULL;
     }
+}
+
+void dest_remote_stop(struct dest_session *s)
+{
+    dest_remote_join(s);
     g_clear_pointer(&s->read_listener, remote_listener_close);
+    /* The fault thread is joined: nothing may wake the link any more. */
     g_clear_pointer(&s->rlink, remote_link_close);
 }

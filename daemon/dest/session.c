@@ -346,8 +346,8 @@ static bool wait_resume(struct dest_session *s)
 {
     dest_shutdown_channels(s);
     dest_join_receivers(s);
-    /* A pause ends the READ link: the rest moves in frames. */
-    dest_remote_stop(s);
+    /* A pause ends the READ link's use: the rest moves in frames. */
+    dest_remote_join(s);
     g_mutex_lock(&s->m->lock);
     while (!resume_channels_ready(s) && !atomic_load(&s->stop)) {
         g_cond_wait(&s->m->cond, &s->m->lock);
