@@ -16,6 +16,8 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
 #include <string.h>
 #include <netinet/in.h>
 #include <gio/gio.h>
@@ -40,6 +42,7 @@ struct rdma_link {
     unsigned credits;
     bool odp_read;  /* the device offers on-demand paging for RC READ */
     bool connected; /* rdma_disconnect() on close */
+    int wake_fd;    /* an eventfd: rdma_link_wake() ends a wait */
     GError *error;  /* a failed completion not reported yet */
 };
 
@@ -133,6 +136,23 @@ static bool wait_event(struct rdma_event_channel *ec,
 }
 
 /* ---- queue pair ---- */
+
+static struct rdma_link *link_new(void)
+{
+    struct rdma_link *l = g_new0(struct rdma_link, 1);
+
+    l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    return l;
+}
+
+void rdma_link_wake(struct rdma_link *l)
+{
+    uint64_t one = 1;
+
+    if (write(l->wake_fd, &one, sizeof(one)) < 0) {
+        /* EAGAIN: a wake is pending already; nothing else can fail. */
+    }
+}
 
 static bool query_device(struct rdma_link *l, struct ibv_device_attr_ex *a,
                          GError **err)
@@ -228,6 +248,9 @@ void rdma_link_close(struct rdma_link *l)
     if (l->ec) {
         rdma_destroy_event_channel(l->ec);
     }
+    if (l->wake_fd >= 0) {
+        close(l->wake_fd);
+    }
     g_clear_error(&l->error);
     g_free(l);
 }
@@ -297,10 +320,14 @@ static bool connect_steps(struct rdma_link *l, const struct addrinfo *ai,
 struct rdma_link *rdma_link_connect(const char *address, unsigned timeout_ms,
                                     GError **err)
 {
-    struct rdma_link *l = g_new0(struct rdma_link, 1);
+    struct rdma_link *l = link_new();
     struct addrinfo *res = NULL;
     bool ok;
 
+    if (l->wake_fd < 0) {
+        errno_error(err, errno, "eventfd");
+        goto fail;
+    }
     l->ec = event_channel_new(err);
     if (!l->ec || !resolve_one(address, false, &res, err)) {
         goto fail;
@@ -371,13 +398,16 @@ const char *rdma_link_listener_address(const struct rdma_link_listener *ll)
 struct rdma_link *rdma_link_accept(struct rdma_link_listener *ll,
                                    unsigned timeout_ms, GError **err)
 {
-    struct rdma_link *l = g_new0(struct rdma_link, 1);
+    struct rdma_link *l = link_new();
     struct ibv_device_attr_ex a;
     struct rdma_conn_param p;
 
-    if (!wait_event(ll->ec, RDMA_CM_EVENT_CONNECT_REQUEST, timeout_ms, &l->id,
-                    err)) {
-        g_free(l);
+    if (l->wake_fd < 0 || !wait_event(ll->ec, RDMA_CM_EVENT_CONNECT_REQUEST,
+                                      timeout_ms, &l->id, err)) {
+        if (l->wake_fd < 0) {
+            errno_error(err, errno, "eventfd");
+        }
+        rdma_link_close(l);
         return NULL;
     }
     if (!create_qp(l, &a, err)) {
@@ -516,20 +546,28 @@ static bool check_events(struct rdma_link *l, GError **err)
     return rdma_cm_expect(got, status, RDMA_CM_EVENT_ESTABLISHED, err);
 }
 
-/* Sleep until the CQ or the event channel has something, re-armed. */
+/*
+ * Sleep until the CQ or the event channel has something, re-armed, or
+ * rdma_link_wake() was called.
+ */
 static bool wait_cq(struct rdma_link *l, int timeout_ms, GError **err)
 {
-    struct pollfd p[2] = {{.fd = l->cc->fd, .events = POLLIN},
-                          {.fd = l->ec->fd, .events = POLLIN}};
+    struct pollfd p[3] = {{.fd = l->cc->fd, .events = POLLIN},
+                          {.fd = l->ec->fd, .events = POLLIN},
+                          {.fd = l->wake_fd, .events = POLLIN}};
     struct ibv_cq *cq;
+    uint64_t woken;
     void *ctx;
     int r;
 
     do {
-        r = poll(p, 2, timeout_ms);
+        r = poll(p, 3, timeout_ms);
     } while (r < 0 && errno == EINTR);
     if (r < 0) {
         return errno_error(err, errno, "poll");
+    }
+    if (p[2].revents && read(l->wake_fd, &woken, sizeof(woken)) < 0) {
+        /* EAGAIN: another wait consumed it first. */
     }
     if (p[1].revents && !check_events(l, err)) {
         return false;
@@ -621,6 +659,7 @@ static struct channel *rdma_connect_channel(const char *address,
 static const struct transport rdma_transport = {
     .name = "rdma",
     .probe = rdma_device_probe,
+    .remote = &rdma_remote_ops,
     .listen = transport_rdma_listen,
     .connect = rdma_connect_channel,
 };

@@ -11,15 +11,17 @@
  * naming why (transport_probe()).
  *
  * The READ link: one reliable-connected queue pair between the two
- * daemons, set up with rdma_cm on the same host:port as the listener
- * (rdma_cm keeps a port space of its own for IB and RoCE).  The source registers
+ * daemons per migration, set up with rdma_cm on a port the destination
+ * picks and names in its LayoutReply.  The source registers
  * its alias mapping of each shmem / hugetlbfs region for remote READ
  * (rdma_link_register()) and sends the table; the destination registers
  * its own alias for local write, posts READs from a rdma_read_queue and
  * polls their completions.  A link failure is reported as TCP link loss
- * is (rdma_error.h).  See docs/rdma.md for what is wired into the engine.
+ * is (rdma_error.h).  The engine reaches all this through remote_read.h
+ * only (rdma_remote.c); docs/rdma.md has the data path.
  *
- * Threads: a link is used by one thread at a time.
+ * Threads: a link is used by one thread at a time, but for
+ * rdma_link_wake().
  */
 #ifndef POSTCOPYD_RDMA_H
 #define POSTCOPYD_RDMA_H
@@ -33,6 +35,8 @@
 #include "transport.h"
 
 const struct transport *transport_rdma(void);
+/* Its one-sided reads (remote_read.h), in rdma_remote.c. */
+extern const struct remote_read_ops rdma_remote_ops;
 /* Some RDMA device is present; else why not ("... found no RDMA device"). */
 bool rdma_device_probe(GError **err);
 
@@ -90,5 +94,8 @@ bool rdma_link_post(struct rdma_link *l, struct rdma_read_queue *q,
 int rdma_link_poll(struct rdma_link *l, struct rdma_read_queue *q,
                    struct rdma_read_done *done, int max, int timeout_ms,
                    GError **err);
+
+/* From any thread: a rdma_link_poll() waiting returns (0 if nothing came). */
+void rdma_link_wake(struct rdma_link *l);
 
 #endif /* POSTCOPYD_RDMA_H */

@@ -190,3 +190,39 @@ bool rdma_mr_decode(const uint8_t *buf, size_t len, struct rdma_mr_table *t,
     }
     return true;
 }
+
+static const struct remote_region *
+layout_find(const struct remote_region *layout, unsigned n, uint32_t index)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (layout[i].index == index) {
+            return &layout[i];
+        }
+    }
+    return NULL;
+}
+
+bool rdma_mr_check_layout(const struct rdma_mr_table *t,
+                          const struct remote_region *layout, unsigned n,
+                          GError **err)
+{
+    for (unsigned i = 0; i < t->n; i++) {
+        const struct rdma_mr_entry *e = &t->e[i];
+        const struct remote_region *r = layout_find(layout, n, e->region);
+        const char *why = NULL;
+
+        if (!r) {
+            why = "is not in the layout";
+        } else if (!r->readable) {
+            why = "is anonymous memory, which is never read remotely";
+        } else if (e->length != r->size || e->page_size != r->page_size) {
+            why = "has another size or page size than in the layout";
+        }
+        if (why) {
+            g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                        "RDMA region table: region %u %s", e->region, why);
+            return false;
+        }
+    }
+    return true;
+}

@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <glib.h>
 
+#include "remote_read.h"
+
 /* Regions a table may hold (the Layout's own bound is lower). */
 #define RDMA_MR_MAX       256
 #define RDMA_MR_MAGIC     0x524d4450u /* "PDMR" little endian */
@@ -60,6 +62,16 @@ const struct rdma_mr_entry *rdma_mr_table_find(const struct rdma_mr_table *t,
 bool rdma_mr_resolve(const struct rdma_mr_table *t, uint32_t region,
                      uint64_t offset, uint64_t len, uint64_t *raddr,
                      uint32_t *rkey, GError **err);
+
+/*
+ * Check a decoded table against the Layout's @n regions (the destination,
+ * before it registers a byte): each region listed must be in the Layout,
+ * readable there (never anonymous), with exactly its size and page size.
+ * INVALID_DATA naming the first entry that is not.
+ */
+bool rdma_mr_check_layout(const struct rdma_mr_table *t,
+                          const struct remote_region *layout, unsigned n,
+                          GError **err);
 
 /* The message: @buf holds RDMA_MR_MSG_MAX bytes; returns the bytes used. */
 size_t rdma_mr_encode(const struct rdma_mr_table *t, uint8_t *buf);

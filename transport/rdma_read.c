@@ -56,8 +56,8 @@ void rdma_read_queue_free(struct rdma_read_queue *q)
     g_free(q);
 }
 
-bool rdma_read_queue_add(struct rdma_read_queue *q,
-                         const struct rdma_read_req *r, GError **err)
+static struct pending *resolve(struct rdma_read_queue *q,
+                               const struct rdma_read_req *r, GError **err)
 {
     struct pending *p = g_new0(struct pending, 1);
 
@@ -65,10 +65,32 @@ bool rdma_read_queue_add(struct rdma_read_queue *q,
     if (!rdma_mr_resolve(q->table, r->region, r->offset, r->len, &p->raddr,
                          &p->rkey, err)) {
         g_free(p);
-        return false;
+        return NULL;
     }
-    g_queue_push_tail(&q->waiting, p);
-    return true;
+    return p;
+}
+
+bool rdma_read_queue_add(struct rdma_read_queue *q,
+                         const struct rdma_read_req *r, GError **err)
+{
+    struct pending *p = resolve(q, r, err);
+
+    if (p) {
+        g_queue_push_tail(&q->waiting, p);
+    }
+    return p != NULL;
+}
+
+bool rdma_read_queue_add_urgent(struct rdma_read_queue *q,
+                                const struct rdma_read_req *r, GError **err)
+{
+    struct pending *p = resolve(q, r, err);
+
+    if (p) {
+        /* A request cut half way stays where it is: it goes on after. */
+        g_queue_push_head(&q->waiting, p);
+    }
+    return p != NULL;
 }
 
 static unsigned free_slot(const struct rdma_read_queue *q)

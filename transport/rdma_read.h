@@ -59,6 +59,12 @@ void rdma_read_queue_free(struct rdma_read_queue *q);
 /* Queue a request; refused (nothing queued) if rdma_mr_resolve() refuses. */
 bool rdma_read_queue_add(struct rdma_read_queue *q,
                          const struct rdma_read_req *r, GError **err);
+/*
+ * The same, ahead of every request not yet begun (a vCPU waits for it):
+ * it is the next one posted, whatever the bulk queued before it.
+ */
+bool rdma_read_queue_add_urgent(struct rdma_read_queue *q,
+                                const struct rdma_read_req *r, GError **err);
 /* The next READ to post, taking a credit; false: none, or no credit. */
 bool rdma_read_queue_next(struct rdma_read_queue *q, struct rdma_read_wr *wr);
 /*

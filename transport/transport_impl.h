@@ -13,6 +13,7 @@
 #define POSTCOPYD_TRANSPORT_IMPL_H
 
 #include "transport.h"
+#include "remote_read.h"
 
 struct channel_ops {
     /* Send the encoded header then @len bytes of @payload, all of it. */
@@ -95,8 +96,53 @@ struct listener {
     struct transport_security security; /* for listener_handshake() */
 };
 
+/*
+ * One-sided reads of the peer's memory (remote_read.h), for a transport
+ * that has them.  Its listeners and links begin with these headers.
+ */
+struct remote_read_ops;
+
+struct remote_listener {
+    const struct remote_read_ops *ops;
+};
+
+struct remote_link {
+    const struct remote_read_ops *ops;
+};
+
+struct remote_read_ops {
+    struct remote_listener *(*listen)(const char *host, GError **err);
+    uint16_t (*listener_port)(const struct remote_listener *l);
+    struct remote_link *(*accept)(struct remote_listener *l,
+                                  unsigned timeout_ms, GError **err);
+    void (*listener_close)(struct remote_listener *l);
+    struct remote_link *(*connect)(const char *address, unsigned timeout_ms,
+                                   GError **err);
+    bool (*offer)(struct remote_link *l, uint32_t region, void *addr,
+                  uint64_t len, uint64_t page_size, GError **err);
+    GBytes *(*table)(struct remote_link *l);
+    bool (*take_table)(struct remote_link *l, const uint8_t *buf, size_t len,
+                       const struct remote_region *layout, unsigned n,
+                       GError **err);
+    bool (*readable)(const struct remote_link *l, uint32_t region);
+    bool (*target)(struct remote_link *l, uint32_t region, void *local,
+                   uint64_t len, GError **err);
+    bool (*add)(struct remote_link *l, uint32_t region, uint64_t offset,
+                uint64_t len, uint64_t cookie, bool urgent, GError **err);
+    bool (*post)(struct remote_link *l, GError **err);
+    int (*poll)(struct remote_link *l, struct remote_done *done, int max,
+                int timeout_ms, GError **err);
+    void (*wake)(struct remote_link *l);
+    unsigned (*credits)(const struct remote_link *l);
+    unsigned (*pending)(const struct remote_link *l);
+    bool (*reset)(struct remote_link *l, struct remote_done *done);
+    void (*close)(struct remote_link *l);
+};
+
 struct transport {
     const char *name;
+    /* NULL: no one-sided reads; every page travels in frames. */
+    const struct remote_read_ops *remote;
     /* Can it run on this host?  NULL: always (transport_probe()). */
     bool (*probe)(GError **err);
     struct listener *(*listen)(const char *address,

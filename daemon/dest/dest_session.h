@@ -42,10 +42,17 @@
 #include "page_state.h"
 #include "region.h"
 #include "peer_msg.h"
+#include "remote_read.h"
 #include "transport.h"
 #include "uffd.h"
 
 #define DEST_MAX_STREAMS 8
+
+/* A fault the reader thread reads (remote_reader.c). */
+struct fault_page {
+    uint32_t region;
+    uint64_t page;
+};
 
 struct dest_session {
     struct migration *m;
@@ -85,6 +92,20 @@ struct dest_session {
     /* A resuming source's new channels, gathered here by m->lock. */
     struct channel *next_control, *next_urgent;
     struct channel *next_bulk[DEST_MAX_STREAMS];
+    /*
+     * Reading the source's memory (remote_reader.c), when the transport
+     * can: the link, set up before the data channels and closed at the
+     * first pause; which regions it reads; and the faults the fault
+     * thread hands the reader thread (under read_lock).
+     */
+    struct remote_listener *read_listener;
+    struct remote_link *rlink;
+    bool readable[REGION_MAX];
+    atomic_bool reads_on; /* the reader thread takes faults */
+    GThread *reader_thread;
+    GMutex read_lock;
+    GCond read_cond;
+    GArray *read_faults; /* struct fault_page */
 };
 
 /* session.c */
@@ -123,6 +144,9 @@ bool dest_install_payload(struct dest_session *s, struct channel *ch,
 /* A fault on a page held INSTALLING whose current copy is here. */
 bool dest_install_faulted(struct dest_session *s, const struct region *r,
                           uint64_t page);
+/* Install the CURRENT pages among [first, first + n), running. */
+void dest_install_current(struct dest_session *s, const struct region *r,
+                          uint64_t first, uint64_t n);
 /* Faults on pages [first, first + n) are over (blocktime). */
 void dest_end_faults(struct dest_session *s, const struct region *r,
                      uint64_t first, uint64_t n);
@@ -130,6 +154,29 @@ gpointer dest_sweep_thread(gpointer opaque);
 
 /* fault_thread.c */
 gpointer dest_fault_thread(gpointer opaque);
+
+/* remote_reader.c: reading the source's memory (remote_read.h) */
+/* Before the LayoutReply: the READ link's port, 0 if the transport has
+ * none. */
+bool dest_remote_listen(struct dest_session *s, uint32_t *port, GError **err);
+/* After the uffd set-up: accept the link, check and answer its table. */
+bool dest_remote_setup(struct dest_session *s, GError **err);
+/* Precopy: read a ReadRound's pages, then answer it. */
+bool dest_remote_round(struct dest_session *s, const PeerMessage *msg,
+                       GError **err);
+/* At the resume: the reader thread, if there is a link. */
+void dest_remote_start(struct dest_session *s);
+/* Fault thread: true if the reader takes this REQUESTED page. */
+bool dest_remote_fault(struct dest_session *s, const struct region *r,
+                       uint64_t page);
+/*
+ * A pause: the reader is done for good (the rest moves in frames); the
+ * link stays open until dest_remote_stop(), since the fault thread may
+ * still be waking it.
+ */
+void dest_remote_join(struct dest_session *s);
+/* The session ends, every other thread joined: close the link. */
+void dest_remote_stop(struct dest_session *s);
 
 /* receiver.c */
 void dest_start_receivers(struct dest_session *s);

@@ -1,7 +1,8 @@
 /*
  * fault_thread.c - the destination's fault thread: reads the VMM's uffd
  * and resolves each fault, with no network when the page's current copy
- * is here, else by one request on the urgent channel.
+ * is here, else by one request on the urgent channel, or, where the
+ * source's memory is read directly (remote_reader.c), by one READ.
  *
  * Contract: the page state table dedupes requests (one per page until it
  * is installed); this thread is the only sender on the urgent channel, so
@@ -83,7 +84,10 @@ static void handle_fault(struct dest_session *s, const struct uffd_msg *msg)
     atomic_fetch_add(&s->outstanding, 1);
     switch (page_state_fault(s->pst, r->id, page)) {
     case PAGE_DO_REQUEST:
-        request_page(s, r, page);
+        /* One READ of the source's memory where there is a link. */
+        if (!dest_remote_fault(s, r, page)) {
+            request_page(s, r, page);
+        }
         break;
     case PAGE_DO_INSTALL: /* a current copy is here: no network */
         dest_install_faulted(s, r, page);

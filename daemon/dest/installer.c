@@ -285,6 +285,35 @@ static bool receive_into_cache(struct dest_session *s, struct channel *ch,
     return ok;
 }
 
+/* Install the CURRENT pages of [first, end) in runs; false if one failed. */
+static bool install_current_range(struct dest_session *s,
+                                  const struct region *r, uint64_t first,
+                                  uint64_t end)
+{
+    uint64_t pos = first;
+    struct page_run run;
+
+    while (!atomic_load(&s->stop) &&
+           page_state_claim_run(s->pst, r->id, &pos, end,
+                                PAGE_MASK(PAGE_CURRENT), &run)) {
+        int ret = install_current(s, r, run.first, run.npages);
+
+        if (ret < 0) {
+            return install_failed(s, r, run.first, run.npages, ret);
+        }
+        install_done(s, r, &run);
+    }
+    return true;
+}
+
+void dest_install_current(struct dest_session *s, const struct region *r,
+                          uint64_t first, uint64_t n)
+{
+    if (install_current_range(s, r, first, first + n)) {
+        signal_if_done(s);
+    }
+}
+
 /*
  * After the resume: install every page whose current copy is already here,
  * in contiguous runs, with no network; faults on them need not wait.
@@ -295,19 +324,9 @@ gpointer dest_sweep_thread(gpointer opaque)
 
     for (size_t i = 0; i < s->regions->n && !atomic_load(&s->stop); i++) {
         const struct region *r = &s->regions->regions[i];
-        uint64_t pos = 0;
-        struct page_run run;
 
-        while (!atomic_load(&s->stop) &&
-               page_state_claim_run(s->pst, r->id, &pos, region_pages(r),
-                                    PAGE_MASK(PAGE_CURRENT), &run)) {
-            int ret = install_current(s, r, run.first, run.npages);
-
-            if (ret < 0) {
-                install_failed(s, r, run.first, run.npages, ret);
-                return NULL;
-            }
-            install_done(s, r, &run);
+        if (!install_current_range(s, r, 0, region_pages(r))) {
+            return NULL;
         }
     }
     signal_if_done(s);

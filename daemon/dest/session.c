@@ -162,6 +162,10 @@ static bool check_layout(struct dest_session *s, GError **err)
         return false;
     }
     why = layout_mismatch(s, msg->layout, buf, sizeof(buf));
+    /* The READ link is waited for right after the reply (rdma). */
+    if (!why && !dest_remote_listen(s, &lr.read_link_port, err)) {
+        return false;
+    }
     /* Before the reply: the source opens its data channels right after. */
     g_mutex_lock(&s->m->lock);
     s->layout_ok = why == NULL;
@@ -342,6 +346,8 @@ static bool wait_resume(struct dest_session *s)
 {
     dest_shutdown_channels(s);
     dest_join_receivers(s);
+    /* A pause ends the READ link's use: the rest moves in frames. */
+    dest_remote_join(s);
     g_mutex_lock(&s->m->lock);
     while (!resume_channels_ready(s) && !atomic_load(&s->stop)) {
         g_cond_wait(&s->m->cond, &s->m->lock);
@@ -467,6 +473,7 @@ void dest_stop_threads(struct dest_session *s)
     if (s->fault_thread) {
         g_thread_join(s->fault_thread);
     }
+    dest_remote_stop(s);
     dest_join_receivers(s);
     if (s->sweep_thread) {
         g_thread_join(s->sweep_thread);
@@ -532,6 +539,7 @@ gpointer dest_session_thread(gpointer opaque)
     g_autoptr(GError) err = NULL;
 
     if (!check_layout(s, &err) || !setup_uffd(s, &err) ||
+        !dest_remote_setup(s, &err) ||
         !vmm_driver_expect_incoming(m->vm->driver, &err) ||
         !wait_data_channels(s, &err)) {
         migration_fail(m, MIG_FAILED, "%s", err->message);
@@ -583,6 +591,9 @@ struct dest_session *dest_session_new(struct migration *m)
     struct dest_session *s = g_new0(struct dest_session, 1);
 
     s->graveyard = g_ptr_array_new();
+    g_mutex_init(&s->read_lock);
+    g_cond_init(&s->read_cond);
+    s->read_faults = g_array_new(false, false, sizeof(struct fault_page));
     s->m = m;
     s->regions = &m->vm->info.regions;
     m->role_state = s;

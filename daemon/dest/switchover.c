@@ -187,17 +187,27 @@ static bool answer_barrier(struct dest_session *s, const PeerMessage *msg,
  */
 #define SWITCHOVER_SPIN_US 20000
 
-/* The next control message that is not a Barrier (those are answered). */
+/*
+ * The next control message that is not a Barrier or a ReadRound (those
+ * are answered).
+ */
 static PeerMessage *recv_past_barriers(struct dest_session *s, GError **err)
 {
-    for (bool answered = false;; answered = true) {
+    for (bool spin = false;; spin = true) {
         PeerMessage *msg;
 
-        if (answered) {
+        if (spin) {
             channel_spin_readable(s->control, SWITCHOVER_SPIN_US);
         }
         msg = channel_recv_msg(s->control, err);
+        while (msg &&
+               msg->msg_case == POSTCOPY__PEER__PEER_MESSAGE__MSG_READ_ROUND) {
+            bool ok = dest_remote_round(s, msg, err);
 
+            peer_message_free(msg);
+            /* The next round comes much later: no spin for it. */
+            msg = ok ? channel_recv_msg(s->control, err) : NULL;
+        }
         if (!msg ||
             msg->msg_case != POSTCOPY__PEER__PEER_MESSAGE__MSG_BARRIER) {
             return msg;
@@ -268,6 +278,7 @@ bool dest_switchover(struct dest_session *s, GError **err)
     atomic_store(&s->m->stats.resume_us, migration_now_us());
     remember_session(s);
     s->sweep_thread = g_thread_new("dst-sweep", dest_sweep_thread, s);
+    dest_remote_start(s);
     migration_set_status(s->m, MIG_DEVICE, MIG_POSTCOPY_ACTIVE);
     return sent;
 }

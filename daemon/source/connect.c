@@ -135,7 +135,7 @@ static bool send_layout(struct source_session *s, GError **err)
                     reply->layout_reply->error);
         return false;
     }
-    return true;
+    return source_remote_setup(s, reply->layout_reply->read_link_port, err);
 }
 
 bool source_open_data_channels(struct source_session *s, bool resume,

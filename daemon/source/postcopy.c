@@ -267,6 +267,12 @@ void source_postcopy_loop(struct source_session *s)
         if (s->streaming) {
             postcopy_stream_init(&s->stream, s->regions,
                                  s->resend_missing ? s->pending : NULL);
+            /* The destination reads those itself (source_remote.c). */
+            for (size_t i = 0; i < s->regions->n; i++) {
+                if (source_remote_skips(s, i)) {
+                    postcopy_stream_drop_region(&s->stream, i);
+                }
+            }
         }
         s->request_thread =
             g_thread_new("src-requests", source_request_thread, s);
@@ -285,6 +291,8 @@ void source_postcopy_loop(struct source_session *s)
             session_file_remove(m->engine.state_dir, m->id, ROLE_SOURCE);
             return;
         }
+        /* The destination ended the READ link at the pause: frames. */
+        source_remote_close(s);
         if (!source_reconnect(s)) {
             return;
         }

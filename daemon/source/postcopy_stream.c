@@ -31,6 +31,13 @@ void postcopy_stream_init(struct postcopy_stream *ps,
     }
 }
 
+void postcopy_stream_drop_region(struct postcopy_stream *ps, uint32_t region)
+{
+    memset(ps->todo[region], 0,
+           BITS_TO_LONGS(region_pages(&ps->regions->regions[region])) *
+               sizeof(unsigned long));
+}
+
 void postcopy_stream_destroy(struct postcopy_stream *ps)
 {
     for (size_t i = 0; i < REGION_MAX; i++) {

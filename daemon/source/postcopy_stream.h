@@ -41,6 +41,8 @@ struct postcopy_stream {
 void postcopy_stream_init(struct postcopy_stream *ps,
                           const struct region_table *regions,
                           unsigned long *const *initial);
+/* Before the bulk threads start: @region is not streamed at all. */
+void postcopy_stream_drop_region(struct postcopy_stream *ps, uint32_t region);
 void postcopy_stream_destroy(struct postcopy_stream *ps);
 
 /* Request thread: pages [page, page+n) of @region were just sent. */

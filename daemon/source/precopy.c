@@ -238,6 +238,9 @@ static gpointer stripe_thread(gpointer opaque)
         const struct region *r = &s->regions->regions[i];
         uint64_t pos = 0, first, n;
 
+        if (source_remote_skips(s, i)) {
+            continue; /* declared instead: source_remote_round() */
+        }
         if (st->all) {
             if (!send_stripe_run(st, r, 0, region_pages(r), &k)) {
                 return NULL;
@@ -288,7 +291,8 @@ static bool send_striped(struct source_session *s, bool all, uint32_t flags,
 bool precopy_send_pending(struct source_session *s, uint32_t flags,
                           GError **err)
 {
-    if (!send_striped(s, false, flags, err)) {
+    if (!send_striped(s, false, flags, err) ||
+        !source_remote_round(s, false, flags & FRAME_F_FINAL, err)) {
         return false;
     }
     for (size_t i = 0; i < s->regions->n; i++) {
@@ -301,7 +305,8 @@ bool precopy_send_pending(struct source_session *s, uint32_t flags,
 
 static bool send_all(struct source_session *s, GError **err)
 {
-    return send_striped(s, true, 0, err);
+    return send_striped(s, true, 0, err) &&
+           source_remote_round(s, true, false, err);
 }
 
 /*

@@ -61,6 +61,7 @@ void source_remember_session(struct source_session *s)
 static void free_session(struct source_session *s)
 {
     source_close_channels(s);
+    source_remote_close(s);
     precopy_stop_tracking(s);
     for (unsigned i = 0; i < s->nbulk; i++) {
         page_sender_destroy(&s->bulk[i].sender);

@@ -22,6 +22,7 @@
 #include "source_role.h"
 #include "peer_msg.h"
 #include "transport.h"
+#include "remote_read.h"
 
 #define SOURCE_MAX_STREAMS 8
 
@@ -72,6 +73,15 @@ struct source_session {
     /* Hybrid: the part of pending already marked STALE there (Barrier). */
     unsigned long *prestale[REGION_MAX];
     uint32_t sync_seq;
+
+    /*
+     * The destination reads offered regions itself (source_remote.c):
+     * rounds declare their pages, postcopy streams only the others.
+     */
+    struct remote_link *rlink;
+    bool offered[REGION_MAX];
+    bool reads_on;
+    uint32_t read_round;
 };
 
 void source_senders_set_phase(struct source_session *s,
@@ -113,6 +123,20 @@ bool source_open_data_channels(struct source_session *s, bool resume,
                                GError **err);
 /* Map the RAM, open control, agree on the layout, open the data channels. */
 bool source_setup(struct source_session *s, GError **err);
+
+/* source_remote.c: a destination that reads this VMM's memory itself */
+/* After the LayoutReply: connect its READ link (@port 0: none), offer. */
+bool source_remote_setup(struct source_session *s, uint32_t port, GError **err);
+/* Region @region's pages are read there, never sent in frames. */
+bool source_remote_skips(const struct source_session *s, size_t region);
+/*
+ * Precopy: declare this round's pages of offered regions (@all, or the
+ * pending ones) and wait until the destination read them all.
+ */
+bool source_remote_round(struct source_session *s, bool all, bool final,
+                         GError **err);
+/* For good (the session ends, or a reconnect: frames from then on). */
+void source_remote_close(struct source_session *s);
 
 /* switchover.c */
 /* Before the pause: the bulk data in flight reaches the destination. */

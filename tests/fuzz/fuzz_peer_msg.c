@@ -13,12 +13,16 @@
  *     the count must match, and the accepted dirty set must survive
  *     dirty_set_encode() + dirty_set_decode() as the same set of pages;
  *   - Layout: backing_kind_name() of every region, as the layout check
- *     logs it.
+ *     logs it;
+ *   - ReadRound: read_round_decode() with the anonymous regions not
+ *     readable: refused with one line and no page set, or every page set
+ *     lies in a readable region and their count is the one reported.
  * The Hello check (hello_problem) and the layout comparison
  * (layout_mismatch) are static in daemon/dest/session.c: not reached here.
  */
 #include "bitmap.h"
 #include "dirty_set.h"
+#include "read_plan.h"
 #include "region.h"
 #include "peer_msg.h"
 #include "transport.h"
@@ -259,6 +263,43 @@ static void check_dirty_set(const Postcopy__Peer__Switchover *so)
     page_set_clear(&got);
 }
 
+static void check_read_round(const Postcopy__Peer__ReadRound *rr)
+{
+    unsigned long *maps[REGION_MAX] = {0};
+    bool readable[REGION_MAX] = {false};
+    GError *err = NULL;
+    uint64_t pages = 0, set = 0;
+    bool ok;
+
+    if (!rr->pages) {
+        return; /* remote_reader.c refuses it before decoding */
+    }
+    for (size_t i = 0; i < table.n; i++) {
+        readable[i] = table.regions[i].kind != BACKING_ANON;
+        maps[i] = calloc(BITS_TO_LONGS(region_pages(&table.regions[i])),
+                         sizeof(unsigned long));
+    }
+    ok = read_round_decode(rr->pages, &table, readable, maps, &pages, &err);
+    if (!ok) {
+        check_error(err, "read_round_decode");
+    }
+    for (size_t i = 0; i < table.n; i++) {
+        for (uint64_t p = 0; p < region_pages(&table.regions[i]); p++) {
+            if (!bitmap_test_bit(maps[i], p)) {
+                continue;
+            }
+            if (!ok || !readable[i]) {
+                die("read_round_decode left a page to read it must not");
+            }
+            set++;
+        }
+        free(maps[i]);
+    }
+    if (ok && set > pages) {
+        die("read_round_decode: more pages set than it counted");
+    }
+}
+
 static void touch(const char *s)
 {
     /* What the daemon logs must be a C string (protobuf-c's "" default). */
@@ -311,6 +352,12 @@ static void check_kind(const PeerMessage *msg)
         break;
     case POSTCOPY__PEER__PEER_MESSAGE__MSG_BARRIER_REPLY:
         break; /* a number: nothing to check */
+    case POSTCOPY__PEER__PEER_MESSAGE__MSG_READ_ROUND:
+        check_read_round(msg->read_round);
+        break;
+    case POSTCOPY__PEER__PEER_MESSAGE__MSG_READABLE_MEMORY_REPLY:
+        touch(msg->readable_memory_reply->error);
+        break;
 #ifdef POSTCOPY__PEER__RESUME_REPLY__INIT
     case POSTCOPY__PEER__PEER_MESSAGE__MSG_RESUME_REPLY:
         touch(msg->resume_reply->error);

@@ -8,7 +8,10 @@
  * line; an accepted table holds distinct regions, each whole pages of a
  * power-of-two size of at least 4096 that do not wrap, and encodes back to
  * the same bytes; rdma_mr_resolve() accepts each region's last page and
- * refuses the page after it.
+ * refuses the page after it.  An accepted table is then checked against
+ * a fixed Layout as the destination does (rdma_mr_check_layout()): it is
+ * accepted exactly when every entry names a readable region of the Layout
+ * with its size and page size, and refused with one INVALID_DATA line.
  */
 #include "rdma_mr.h"
 
@@ -50,6 +53,43 @@ static void check_entry(const struct rdma_mr_table *t, unsigned i)
     }
 }
 
+/* The destination's Layout: region 1 is anonymous, 3 is not there. */
+static const struct remote_region layout[] = {
+    {.index = 0, .size = 1u << 20, .page_size = 4096, .readable = true},
+    {.index = 1, .size = 1u << 20, .page_size = 4096, .readable = false},
+    {.index = 2, .size = 8u << 20, .page_size = 2u << 20, .readable = true},
+};
+
+static bool entry_fits(const struct rdma_mr_entry *e)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(layout); i++) {
+        if (layout[i].index == e->region) {
+            return layout[i].readable && layout[i].size == e->length &&
+                   layout[i].page_size == e->page_size;
+        }
+    }
+    return false;
+}
+
+static void check_layout(const struct rdma_mr_table *t)
+{
+    GError *err = NULL;
+    bool fits = true;
+
+    for (unsigned i = 0; i < t->n; i++) {
+        fits &= entry_fits(&t->e[i]);
+    }
+    if (rdma_mr_check_layout(t, layout, G_N_ELEMENTS(layout), &err) != fits) {
+        fail("rdma_mr_check_layout() disagrees with the layout");
+    }
+    if (!fits &&
+        (!err || err->domain != G_IO_ERROR ||
+         err->code != G_IO_ERROR_INVALID_DATA || strchr(err->message, '\n'))) {
+        fail("a layout refusal that is not one INVALID_DATA line");
+    }
+    g_clear_error(&err);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static uint8_t back[RDMA_MR_MSG_MAX];
@@ -68,6 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (unsigned i = 0; i < t.n; i++) {
         check_entry(&t, i);
     }
+    check_layout(&t);
     if (rdma_mr_encode(&t, back) != size || memcmp(back, data, size)) {
         fail("an accepted table does not encode back to its bytes");
     }

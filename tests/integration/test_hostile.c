@@ -791,8 +791,8 @@ static void test_raw_undecodable(void)
 
 static void test_raw_unknown_message(void)
 {
-    /* Field 15, varint 1: a message kind from a future protocol. */
-    static const uint8_t future[] = {0x78, 0x01};
+    /* Field 29 (no kind yet), varint 1: a kind from a future protocol. */
+    static const uint8_t future[] = {0xe8, 0x01, 0x01};
     struct frame_hdr h = {.type = FRAME_MSG, .len = sizeof(future)};
     uint8_t buf[FRAME_HDR_LEN + sizeof(future)];
 

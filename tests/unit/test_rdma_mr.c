@@ -231,6 +231,50 @@ static void test_decode_refuses(void)
     }
 }
 
+/* The destination checks the source's table against its own Layout. */
+static void test_check_layout(void)
+{
+    struct remote_region layout[] = {
+        {.index = 0, .size = 64 * MiB, .page_size = 4096, .readable = true},
+        {.index = 1, .size = 2 * MiB, .page_size = 4096, .readable = false},
+        {.index = 2, .size = 8 * MiB, .page_size = 2 * MiB, .readable = true},
+    };
+    struct rdma_mr_entry e;
+    struct rdma_mr_table t;
+    GError *err = NULL;
+
+    table_two(&t);
+    g_assert_true(rdma_mr_check_layout(&t, layout, 3, &err));
+    g_assert_no_error(err);
+    /* Not every readable region needs to be offered. */
+    rdma_mr_table_init(&t);
+    g_assert_true(rdma_mr_check_layout(&t, layout, 3, &err));
+    /* Region 2 missing from the layout. */
+    table_two(&t);
+    g_assert_false(rdma_mr_check_layout(&t, layout, 2, &err));
+    assert_err(err, G_IO_ERROR_INVALID_DATA, "region 2 is not in the layout");
+    g_clear_error(&err);
+    /* An anonymous region offered. */
+    e = shmem;
+    e.region = 1;
+    e.length = 2 * MiB;
+    g_assert_true(rdma_mr_table_add(&t, &e, &err));
+    g_assert_false(rdma_mr_check_layout(&t, layout, 3, &err));
+    assert_err(err, G_IO_ERROR_INVALID_DATA, "region 1 is anonymous");
+    g_clear_error(&err);
+    /* Another size, another page size. */
+    layout[0].size = 32 * MiB;
+    table_two(&t);
+    g_assert_false(rdma_mr_check_layout(&t, layout, 3, &err));
+    assert_err(err, G_IO_ERROR_INVALID_DATA, "region 0 has another size");
+    g_clear_error(&err);
+    layout[0].size = 64 * MiB;
+    layout[2].page_size = 4096;
+    g_assert_false(rdma_mr_check_layout(&t, layout, 3, &err));
+    assert_err(err, G_IO_ERROR_INVALID_DATA, "region 2 has another size");
+    g_clear_error(&err);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -240,5 +284,6 @@ int main(int argc, char **argv)
     g_test_add_func("/rdma-mr/full", test_full);
     g_test_add_func("/rdma-mr/roundtrip", test_roundtrip);
     g_test_add_func("/rdma-mr/decode-refuses", test_decode_refuses);
+    g_test_add_func("/rdma-mr/check-layout", test_check_layout);
     return g_test_run();
 }

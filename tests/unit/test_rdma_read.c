@@ -112,6 +112,65 @@ static void test_split_and_credits(void)
     fixture_free(&f);
 }
 
+/*
+ * A vCPU's page goes ahead of every bulk request not begun, but a request
+ * cut half way goes on after it; the credits still bound what is out.
+ */
+static void test_urgent(void)
+{
+    struct fixture f;
+    struct rdma_read_queue *q;
+    struct rdma_read_req r = {.region = 0, .lkey = 0x55};
+    struct rdma_read_wr w[8];
+    struct rdma_read_done d;
+    GError *err = NULL;
+    unsigned n = 0;
+
+    fixture_init(&f);
+    q = rdma_read_queue_new(&f.t, 2, 64 * 1024);
+    add(q, &f, 0, 32 * PAGE, 1);                   /* two READs */
+    add(q, &f, 64 * PAGE, 16 * PAGE, 2);           /* one */
+    g_assert_true(rdma_read_queue_next(q, &w[0])); /* request 1, half */
+    r.offset = 900 * PAGE;
+    r.len = PAGE;
+    r.local = f.dst + r.offset;
+    r.cookie = 3;
+    g_assert_true(rdma_read_queue_add_urgent(q, &r, &err));
+    g_assert_no_error(err);
+    g_assert_true(rdma_read_queue_next(q, &w[1]));
+    g_assert_cmphex(w[1].raddr, ==, (uintptr_t)f.src + 900 * PAGE);
+    g_assert_false(rdma_read_queue_next(q, &w[2])); /* out of credits */
+    serve(&w[1]);
+    g_assert_true(rdma_read_queue_complete(q, w[1].wr_id, true, &d, &err));
+    g_assert_cmpuint(d.cookie, ==, 3);
+    /* Then the rest of request 1, then request 2. */
+    g_assert_true(rdma_read_queue_next(q, &w[2]));
+    g_assert_cmphex(w[2].raddr, ==, (uintptr_t)f.src + 16 * PAGE);
+    serve(&w[0]);
+    serve(&w[2]);
+    g_assert_false(rdma_read_queue_complete(q, w[0].wr_id, true, &d, &err));
+    g_assert_true(rdma_read_queue_complete(q, w[2].wr_id, true, &d, &err));
+    g_assert_cmpuint(d.cookie, ==, 1);
+    while (rdma_read_queue_next(q, &w[3 + n])) {
+        serve(&w[3 + n]);
+        n++;
+    }
+    g_assert_cmpuint(n, ==, 1);
+    g_assert_true(rdma_read_queue_complete(q, w[3].wr_id, true, &d, &err));
+    g_assert_cmpuint(d.cookie, ==, 2);
+    g_assert_cmpmem(f.dst, 32 * PAGE, f.src, 32 * PAGE);
+    g_assert_cmpmem(f.dst + 64 * PAGE, 16 * PAGE, f.src + 64 * PAGE, 16 * PAGE);
+    g_assert_cmpmem(f.dst + 900 * PAGE, PAGE, f.src + 900 * PAGE, PAGE);
+    /* Refused like any request: nothing queued. */
+    r.offset = 4 * MiB;
+    g_assert_false(rdma_read_queue_add_urgent(q, &r, &err));
+    g_assert_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+    g_clear_error(&err);
+    g_assert_cmpuint(rdma_read_queue_pending(q), ==, 0);
+    rdma_read_queue_free(q);
+    fixture_free(&f);
+}
+
 /* Many requests, completions in a random order, every byte arrives. */
 static void test_random_order(void)
 {
@@ -282,5 +341,6 @@ int main(int argc, char **argv)
     g_test_add_func("/rdma-read/failure", test_failure);
     g_test_add_func("/rdma-read/refused", test_refused);
     g_test_add_func("/rdma-read/reset", test_reset);
+    g_test_add_func("/rdma-read/urgent", test_urgent);
     return g_test_run();
 }
