@@ -122,6 +122,11 @@ bool qemu_attach(const struct qemu_attach_args *a, struct attach_info *info,
     }
     g_strlcpy(info->vm_name, a->name, sizeof(info->vm_name));
     info->incoming = a->incoming;
+    if (a->domain) {
+        g_strlcpy(info->domain, a->domain, sizeof(info->domain));
+        g_strlcpy(info->connect, a->connect ? a->connect : "",
+                  sizeof(info->connect));
+    }
     if (!find_vm(d, a, info, err)) {
         if (a->domain &&
             g_error_matches(*err, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED)) {

@@ -23,7 +23,11 @@
 #     is not shared;
 #   - migrate --domain of a transient domain to a port no daemon listens
 #     on fails: the source domain runs on, the destination domain is
-#     destroyed; the retry (the source domain still attached) succeeds.
+#     destroyed; the retry (the source domain still attached) succeeds;
+#   - the destination daemon killed in postcopy: restarted, it finds the
+#     session file naming the libvirt domain and attaches it again through
+#     libvirt by itself (no one runs attach), the source reconnects, the
+#     migration completes and libvirt on both hosts agrees.
 #
 # Prints TAP.  Run by tests/run-tests.sh, or by hand:
 #   tests/e2e/test_libvirt.sh --build build [--keep]
@@ -47,6 +51,7 @@ TESTS=(
     "RAM not shared: migrate --domain refuses before anything starts, attach --domain refuses, both naming the XML to add"
     "the libvirt hook refuses to start an incoming domain whose RAM is not shared, with the XML to add"
     "migrate --domain to no daemon fails: the source runs on, the destination domain is gone; a retry succeeds"
+    "destination daemon killed mid-postcopy: restarted, it attaches the domain again through libvirt by itself and carries on, 0 errors"
 )
 
 pcd_init "$build"
@@ -312,3 +317,57 @@ fail_then_retry() {
     lvsh dst destroy "$vm" >/dev/null 2>&1
 }
 fail_then_retry "${TESTS[4]}"
+
+# Postcopy over a throttled link, the destination daemon killed in the
+# middle and restarted: nobody attaches the domain again, the daemon
+# does it from its session file (through libvirt: a --domain VM).
+restart_dst() {
+    local title=$1 vm=lv-restart why=() cli summary if_src=pcs$$
+    if ! ip netns exec "$PCD_NS_SRC" tc qdisc replace dev "$if_src" root \
+        tbf rate 300mbit burst 64k latency 50ms 2>/dev/null; then
+        skip "$title" "cannot throttle the link (tc tbf): postcopy would end before the kill"
+        return
+    fi
+    if ! start_domain src "$vm" || ! start_domain dst "$vm" --incoming; then
+        not_ok "$title" "a domain did not start"
+        return
+    fi
+    if ! serial_wait_passes "$(serial src "$vm")" 3 60 >/dev/null ||
+        ! pcd_migrate src attach --domain "$vm" --connect "${LIBVIRT_URI[src]}" >/dev/null ||
+        ! pcd_migrate dst attach --domain "$vm" --connect "${LIBVIRT_URI[dst]}" \
+            --incoming >/dev/null; then
+        not_ok "$title" "set-up failed"
+        dump "src:$vm" "dst:$vm"
+        return
+    fi
+    pcd_migrate src migrate --vm "$vm" --to "$PCD_IP_DST:$PCD_PORT" --mode postcopy \
+        >"$qdir/$vm.migrate" 2>&1 &
+    cli=$!
+    if ! pcd_wait_line "$(pcd_daemon_log src)" \
+        "migration .* \\($vm, source\\): device -> postcopy-active" 30 >/dev/null; then
+        why+=("postcopy never started")
+    else
+        sleep 0.2
+        kill -KILL "$(pcd_daemon_pid dst)"
+        wait "$(pcd_daemon_pid dst)" 2>/dev/null
+        pcd_ensure_daemons >/dev/null 2>&1 || why+=("the destination daemon did not restart")
+        pcd_wait_line "$(pcd_daemon_log dst)" "vm $vm: libvirt domain $vm attached again" 30 \
+            >/dev/null || why+=("the restarted daemon did not attach the domain again")
+    fi
+    wait "$cli" || why+=("postcopy-migrate migrate failed:" "$(tail -n 3 "$qdir/$vm.migrate")")
+    ip netns exec "$PCD_NS_SRC" tc qdisc del dev "$if_src" root 2>/dev/null
+    grep -qE "reconnected to" "$(pcd_daemon_log src)" ||
+        why+=("the source log has no 'reconnected to' line: the kill missed postcopy")
+    [ ${#why[@]} -eq 0 ] && check_after "$vm"
+    if [ ${#why[@]} -eq 0 ]; then
+        ok "$title"
+        echo "# $summary; $(grep -m1 -E '^total time' "$qdir/$vm.migrate")"
+        echo "# $(grep -m1 "attached again" "$(pcd_daemon_log dst)")"
+    else
+        not_ok "$title" "${why[@]}"
+        dump "src:$vm" "dst:$vm"
+    fi
+    lvsh src destroy "$vm" >/dev/null 2>&1
+    lvsh dst destroy "$vm" >/dev/null 2>&1
+}
+restart_dst "${TESTS[5]}"
