@@ -52,7 +52,9 @@ bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
     d->cfg = cfg;
     d->attach_fd = -1;
     g_mutex_init(&d->lock);
+    g_mutex_init(&d->domain_lock);
     d->vms = g_ptr_array_new();
+    d->expected = g_ptr_array_new();
     g_cond_init(&d->attach_cond);
     conn_limit_init(&d->preauth, PREAUTH_PER_SOURCE_MAX, PREAUTH_MAX);
     d->migrations = g_ptr_array_new();
@@ -338,17 +340,30 @@ static bool session_matches(const struct session_file *f,
     return false;
 }
 
-bool daemon_attach_qemu(struct daemon *d, const struct qemu_attach_args *a,
-                        GError **err)
+/* The same libvirt domain, attached in the same direction already. */
+static bool domain_attached(struct vm_entry *vm,
+                            const struct qemu_attach_args *a)
+{
+    return vm && a->domain && !strcmp(vm->info.domain, a->domain);
+}
+
+static bool attach_qemu(struct daemon *d, const struct qemu_attach_args *a,
+                        bool *already, GError **err)
 {
     struct qemu_attach_args args = *a;
     struct session_file f;
     struct vm_entry *vm;
-    bool taken;
+    bool taken, same;
 
     g_mutex_lock(&d->lock);
-    taken = name_taken(d, a->name, a->incoming) != NULL;
+    vm = name_taken(d, a->name, a->incoming);
+    taken = vm != NULL;
+    same = domain_attached(vm, a);
     g_mutex_unlock(&d->lock);
+    if (same) {
+        *already = true;
+        return true;
+    }
     if (taken) {
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_EXISTS,
                     "a VM named '%s' is already attached%s", a->name,
@@ -376,6 +391,29 @@ bool daemon_attach_qemu(struct daemon *d, const struct qemu_attach_args *a,
         return false;
     }
     return true;
+}
+
+/*
+ * A libvirt domain may be attached by an operator, by the libvirt hook's
+ * expectation (expect.c) and by a restarted daemon (reattach.c) at once:
+ * one at a time, so that QEMU never gets two userfaultfds, and the later
+ * ones find it attached.
+ */
+bool daemon_attach_qemu(struct daemon *d, const struct qemu_attach_args *a,
+                        bool *already, GError **err)
+{
+    bool dummy = false;
+    bool ok;
+
+    already = already ? already : &dummy;
+    *already = false;
+    if (!a->domain) {
+        return attach_qemu(d, a, already, err);
+    }
+    g_mutex_lock(&d->domain_lock);
+    ok = attach_qemu(d, a, already, err);
+    g_mutex_unlock(&d->domain_lock);
+    return ok;
 }
 
 static gpointer attach_thread(gpointer opaque)

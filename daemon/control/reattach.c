@@ -26,8 +26,12 @@ static void reattach_one(struct daemon *d, const struct session_file *f)
 
     for (unsigned i = 1; i <= REATTACH_TRIES && !d->stopping; i++) {
         g_autoptr(GError) err = NULL;
+        bool already = false;
 
-        if (daemon_attach_qemu(d, &a, &err)) {
+        if (daemon_attach_qemu(d, &a, &already, &err) && already) {
+            return; /* an operator was first */
+        }
+        if (!err) {
             g_message("vm %s: libvirt domain %s attached again (%s) to carry "
                       "migration %s on",
                       f->vm_name, f->domain,
@@ -35,7 +39,9 @@ static void reattach_one(struct daemon *d, const struct session_file *f)
             return;
         }
         if (g_error_matches(err, G_IO_ERROR, G_IO_ERROR_EXISTS)) {
-            return; /* an operator was first */
+            g_warning("vm %s: migration %s: not attached again: %s", f->vm_name,
+                      f->id, err->message);
+            return;
         }
         if (i == REATTACH_TRIES) {
             g_warning("vm %s: migration %s: libvirt domain %s not attached "

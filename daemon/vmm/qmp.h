@@ -29,6 +29,7 @@ typedef enum {
     QMP_ERROR_COMMAND, /* QEMU answered with an error */
     QMP_ERROR_CLOSED,  /* QEMU closed its QMP socket */
     QMP_ERROR_TIMEOUT,
+    QMP_ERROR_NOT_RUNNING, /* a libvirt domain that does not run (yet) */
 } QmpError;
 
 GQuark qmp_error_quark(void);

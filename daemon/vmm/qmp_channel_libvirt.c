@@ -367,7 +367,7 @@ static bool open_domain(struct libvirt_channel *l, const char *uri,
         return false;
     }
     if (virDomainIsActive(l->dom) != 1) {
-        g_set_error(err, QMP_ERROR, QMP_ERROR_FAILED, "not running");
+        g_set_error(err, QMP_ERROR, QMP_ERROR_NOT_RUNNING, "not running");
         return false;
     }
     return true;
