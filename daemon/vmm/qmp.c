@@ -338,8 +338,8 @@ static bool reply_matches(JsonObject *reply, const char *id)
     return got && strcmp(got, id) == 0;
 }
 
-static bool take_reply(const char *cmd, JsonObject *reply, JsonNode **ret,
-                       GError **err)
+bool qmp_take_reply(const char *cmd, JsonObject *reply, JsonNode **ret,
+                    GError **err)
 {
     JsonNode *r = json_object_get_member(reply, "return");
 
@@ -384,7 +384,7 @@ bool qmp_execute_with_fd(struct qmp *q, const char *cmd, JsonObject *args,
         }
         /* A reply to a command that timed out earlier: not ours. */
         if (reply_matches(reply, id)) {
-            return take_reply(cmd, reply, ret, err);
+            return qmp_take_reply(cmd, reply, ret, err);
         }
     }
 }

@@ -62,6 +62,12 @@ bool qmp_execute(struct qmp *q, const char *cmd, JsonObject *args,
 /* The same, passing @fd along with the command (SCM_RIGHTS), for getfd. */
 bool qmp_execute_with_fd(struct qmp *q, const char *cmd, JsonObject *args,
                          int fd, JsonNode **ret, GError **err);
+/*
+ * QEMU's reply @reply to @cmd, however it came: its "return" in *@ret
+ * (may be NULL), or QEMU's "error" as a one-line QMP_ERROR_COMMAND.
+ */
+bool qmp_take_reply(const char *cmd, JsonObject *reply, JsonNode **ret,
+                    GError **err);
 
 /*
  * The first event named @name that @match (NULL: any) takes, queued or

@@ -166,7 +166,7 @@ static char *command_text(const char *cmd, JsonObject *args)
     return json_to_string(n, FALSE);
 }
 
-/* QEMU's reply as libvirt passed it on: "return", or "error" with desc. */
+/* QEMU's reply as libvirt passed it on. */
 static bool parse_reply(const char *cmd, const char *text, JsonNode **ret,
                         GError **err)
 {
@@ -174,28 +174,13 @@ static bool parse_reply(const char *cmd, const char *text, JsonNode **ret,
     JsonNode *root = json_load_bounded(parser, text, -1, NULL)
                          ? json_parser_get_root(parser)
                          : NULL;
-    JsonObject *o = root && JSON_NODE_HOLDS_OBJECT(root)
-                        ? json_node_get_object(root)
-                        : NULL;
-    JsonObject *e = qmp_member_object(o, "error");
-    JsonNode *r = o ? json_object_get_member(o, "return") : NULL;
 
-    if (e) {
-        const char *desc = qmp_member_string(e, "desc");
-        g_autofree char *line = qmp_printable(desc ? desc : "no description");
-
-        g_set_error(err, QMP_ERROR, QMP_ERROR_COMMAND, "%s: %s", cmd, line);
-        return false;
-    }
-    if (!r) {
+    if (!root || !JSON_NODE_HOLDS_OBJECT(root)) {
         g_set_error(err, QMP_ERROR, QMP_ERROR_FAILED,
-                    "%s: no return in QEMU's reply", cmd);
+                    "%s: QEMU's reply through libvirt is no JSON object", cmd);
         return false;
     }
-    if (ret) {
-        *ret = json_node_copy(r);
-    }
-    return true;
+    return qmp_take_reply(cmd, json_node_get_object(root), ret, err);
 }
 
 static bool lv_execute(struct qmp_channel *c, const char *cmd, JsonObject *args,

@@ -77,6 +77,36 @@ static void print_attached(JsonNode *vm)
            json_object_get_string_member_with_default(o, "uffd", "?"));
 }
 
+static void print_expected(JsonNode *ret)
+{
+    printf("expecting libvirt domain %s: attached as soon as it runs\n",
+           jsonq_string(ret, "domain") ?: "?");
+}
+
+/* Send @execute with @args; print its answer (--json: as it came). */
+static int run(struct cli *cli, const char *what, const char *execute,
+               JsonObject *args, void (*print)(JsonNode *ret))
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(JsonNode) ret = NULL;
+    struct control_conn *c = cli_connect(cli);
+
+    if (!c) {
+        return CLI_EXIT_FAIL;
+    }
+    ret = control_conn_execute(c, execute, args, &err);
+    control_conn_close(c);
+    if (!ret) {
+        return cli_fail(cli, what, err);
+    }
+    if (cli->json) {
+        cli_print_json(ret);
+    } else {
+        print(ret);
+    }
+    return CLI_EXIT_OK;
+}
+
 int cmd_attach(struct cli *cli, const struct cli_command *cmd, int argc,
                char **argv)
 {
@@ -100,9 +130,6 @@ int cmd_attach(struct cli *cli, const struct cli_command *cmd, int argc,
         {NULL},
     };
     g_autoptr(JsonObject) args = NULL;
-    g_autoptr(GError) err = NULL;
-    g_autoptr(JsonNode) ret = NULL;
-    struct control_conn *c;
 
     if (!cli_parse(cli, cmd, entries, argc, argv)) {
         attach_opts_clear(&o);
@@ -115,21 +142,7 @@ int cmd_attach(struct cli *cli, const struct cli_command *cmd, int argc,
     }
     args = attach_args(&o);
     attach_opts_clear(&o);
-    c = cli_connect(cli);
-    if (!c) {
-        return CLI_EXIT_FAIL;
-    }
-    ret = control_conn_execute(c, "attach", args, &err);
-    control_conn_close(c);
-    if (!ret) {
-        return cli_fail(cli, "attach", err);
-    }
-    if (cli->json) {
-        cli_print_json(ret);
-    } else {
-        print_attached(ret);
-    }
-    return CLI_EXIT_OK;
+    return run(cli, "attach", "attach", args, print_attached);
 }
 
 /*
@@ -151,9 +164,6 @@ int cmd_expect(struct cli *cli, const struct cli_command *cmd, int argc,
         {NULL},
     };
     g_autoptr(JsonObject) args = json_object_new();
-    g_autoptr(GError) err = NULL;
-    g_autoptr(JsonNode) ret = NULL;
-    struct control_conn *c;
 
     if (!cli_parse(cli, cmd, entries, argc, argv)) {
         attach_opts_clear(&o);
@@ -167,20 +177,5 @@ int cmd_expect(struct cli *cli, const struct cli_command *cmd, int argc,
     set_opt_string(args, "connect", o.connect);
     set_opt_string(args, "name", o.name);
     attach_opts_clear(&o);
-    c = cli_connect(cli);
-    if (!c) {
-        return CLI_EXIT_FAIL;
-    }
-    ret = control_conn_execute(c, "expect-vm", args, &err);
-    control_conn_close(c);
-    if (!ret) {
-        return cli_fail(cli, "expect", err);
-    }
-    if (cli->json) {
-        cli_print_json(ret);
-    } else {
-        printf("expecting libvirt domain %s: attached as soon as it runs\n",
-               jsonq_string(ret, "domain") ?: "?");
-    }
-    return CLI_EXIT_OK;
+    return run(cli, "expect", "expect-vm", args, print_expected);
 }
