@@ -2,13 +2,14 @@
  * control_cmds.c - the control socket's commands: migrate,
  * migrate-incoming, query-migrate, migrate-cancel, migrate-recover,
  * migrate-set-parameters, migrate-start-postcopy, query-vms,
- * query-metrics, attach (qmp_capabilities and query-commands are the
+ * query-metrics, attach, expect-vm (qmp_capabilities and query-commands are the
  * protocol's own: control_request.c).
  * Handlers run on the main loop and never block (attach: bounded, see
  * cmd_attach): a migration runs in its own threads.
  */
 #include "daemon.h"
 #include "dirty_tracker.h"
+#include "expect.h"
 #include "prealloc.h"
 
 #include <string.h>
@@ -408,6 +409,10 @@ static void add_vm_json(JsonBuilder *b, struct daemon *d, struct vm_entry *vm)
     json_builder_add_int_value(b, region_table_bytes(&vm->info.regions));
     json_builder_set_member_name(b, "vmm");
     json_builder_add_string_value(b, vm->driver->ops->name);
+    if (vm->info.domain[0]) {
+        json_builder_set_member_name(b, "domain");
+        json_builder_add_string_value(b, vm->info.domain);
+    }
     if (vm->info.uffd_origin) {
         json_builder_set_member_name(b, "uffd");
         json_builder_add_string_value(b, vm->info.uffd_origin);
@@ -428,6 +433,7 @@ static JsonNode *cmd_query_vms(void *opaque, JsonObject *args, GError **err)
     for (guint i = 0; i < d->vms->len; i++) {
         add_vm_json(b, d, d->vms->pdata[i]);
     }
+    daemon_expected_json(d, b);
     g_mutex_unlock(&d->lock);
     json_builder_end_array(b);
     return json_builder_get_root(b);
@@ -512,10 +518,38 @@ static JsonNode *cmd_attach(void *opaque, JsonObject *args, GError **err)
         return NULL;
     }
     a.uffd_via_device = uffd && !strcmp(uffd, "device");
-    if (!daemon_attach_qemu(d, &a, err)) {
+    if (!daemon_attach_qemu(d, &a, NULL, err)) {
         return NULL;
     }
     return query_vm(d, a.name, a.incoming);
+}
+
+/*
+ * expect-vm {"domain", "connect"?, "name"?}: the libvirt hook says libvirt
+ * prepares this incoming domain; it is attached once it runs (expect.h).
+ */
+static JsonNode *cmd_expect_vm(void *opaque, JsonObject *args, GError **err)
+{
+    const char *domain = arg_string(args, "domain");
+    const char *name = arg_string(args, "name");
+    g_autoptr(JsonBuilder) b = json_builder_new();
+
+    if (!domain) {
+        g_set_error(err, CONTROL_ERROR, CONTROL_ERROR_GENERIC,
+                    "expect-vm needs 'domain' (a libvirt domain)");
+        return NULL;
+    }
+    if (!daemon_expect_domain(opaque, domain, arg_string(args, "connect"), name,
+                              err)) {
+        return NULL;
+    }
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "name");
+    json_builder_add_string_value(b, name ? name : domain);
+    json_builder_set_member_name(b, "domain");
+    json_builder_add_string_value(b, domain);
+    json_builder_end_object(b);
+    return json_builder_get_root(b);
 }
 
 static JsonNode *cmd_query_metrics(void *opaque, JsonObject *args, GError **err)
@@ -534,5 +568,6 @@ const struct control_command daemon_commands[] = {
     {"query-vms", cmd_query_vms},
     {"query-metrics", cmd_query_metrics},
     {"attach", cmd_attach},
+    {"expect-vm", cmd_expect_vm},
     {NULL, NULL},
 };

@@ -10,12 +10,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "peer_accept.h"
 #include "prealloc.h"
 #include "session_file.h"
 #include "peer_policy.h"
 #include "unix_listen.h"
 
-#define HELLO_TIMEOUT_MS       10000 /* each frame, and the whole handshake */
 #define ATTACH_HELLO_TIMEOUT_S 10
 /*
  * Peer connections waiting for their handshake, each on a thread: a
@@ -52,7 +52,9 @@ bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
     d->cfg = cfg;
     d->attach_fd = -1;
     g_mutex_init(&d->lock);
+    g_mutex_init(&d->domain_lock);
     d->vms = g_ptr_array_new();
+    d->expected = g_ptr_array_new();
     g_cond_init(&d->attach_cond);
     conn_limit_init(&d->preauth, PREAUTH_PER_SOURCE_MAX, PREAUTH_MAX);
     d->migrations = g_ptr_array_new();
@@ -319,17 +321,49 @@ static bool add_vm(struct daemon *d, struct vm_entry *vm)
     return true;
 }
 
-bool daemon_attach_qemu(struct daemon *d, const struct qemu_attach_args *a,
-                        GError **err)
+/*
+ * A migration a dead daemon left carries on through the same way to QEMU:
+ * a libvirt domain's through libvirt (its QMP socket is libvirt's, and
+ * only libvirt's destroy leaves it knowing the domain is shut off).
+ */
+static bool session_matches(const struct session_file *f,
+                            const struct qemu_attach_args *a, GError **err)
+{
+    if (!f->domain[0] || (a->domain && !strcmp(a->domain, f->domain))) {
+        return true;
+    }
+    g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                "VM %s: migration %s is carried on through libvirt: attach "
+                "libvirt domain %s (attach --domain), not %s",
+                a->name, f->id, f->domain,
+                a->domain ? "another domain" : "its QMP socket");
+    return false;
+}
+
+/* The same libvirt domain, attached in the same direction already. */
+static bool domain_attached(struct vm_entry *vm,
+                            const struct qemu_attach_args *a)
+{
+    return vm && a->domain && !strcmp(vm->info.domain, a->domain);
+}
+
+static bool attach_qemu(struct daemon *d, const struct qemu_attach_args *a,
+                        bool *already, GError **err)
 {
     struct qemu_attach_args args = *a;
     struct session_file f;
     struct vm_entry *vm;
-    bool taken;
+    bool taken, same;
 
     g_mutex_lock(&d->lock);
-    taken = name_taken(d, a->name, a->incoming) != NULL;
+    vm = name_taken(d, a->name, a->incoming);
+    taken = vm != NULL;
+    same = domain_attached(vm, a);
     g_mutex_unlock(&d->lock);
+    if (same) {
+        *already = true;
+        return true;
+    }
     if (taken) {
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_EXISTS,
                     "a VM named '%s' is already attached%s", a->name,
@@ -343,6 +377,10 @@ bool daemon_attach_qemu(struct daemon *d, const struct qemu_attach_args *a,
     args.carry_on =
         session_file_find(d->cfg->state_dir, a->name,
                           a->incoming ? ROLE_DESTINATION : ROLE_SOURCE, &f);
+    if (args.carry_on && !session_matches(&f, a, err)) {
+        vm_entry_free(vm);
+        return false;
+    }
     if (!qemu_attach(&args, &vm->info, &vm->driver, err)) {
         vm_entry_free(vm);
         return false;
@@ -353,6 +391,29 @@ bool daemon_attach_qemu(struct daemon *d, const struct qemu_attach_args *a,
         return false;
     }
     return true;
+}
+
+/*
+ * A libvirt domain may be attached by an operator, by the libvirt hook's
+ * expectation (expect.c) and by a restarted daemon (reattach.c) at once:
+ * one at a time, so that QEMU never gets two userfaultfds, and the later
+ * ones find it attached.
+ */
+bool daemon_attach_qemu(struct daemon *d, const struct qemu_attach_args *a,
+                        bool *already, GError **err)
+{
+    bool dummy = false;
+    bool ok;
+
+    already = already ? already : &dummy;
+    *already = false;
+    if (!a->domain) {
+        return attach_qemu(d, a, already, err);
+    }
+    g_mutex_lock(&d->domain_lock);
+    ok = attach_qemu(d, a, already, err);
+    g_mutex_unlock(&d->domain_lock);
+    return ok;
 }
 
 static gpointer attach_thread(gpointer opaque)
@@ -413,150 +474,6 @@ static gpointer attach_thread(gpointer opaque)
             continue;
         }
         g_thread_unref(th);
-    }
-    return NULL;
-}
-
-static bool hello_channel_kind(const Postcopy__Peer__Hello *h,
-                               enum channel_kind *kind)
-{
-    switch (h->channel) {
-    case POSTCOPY__PEER__CHANNEL_KIND__CHANNEL_KIND_CONTROL:
-        *kind = CHANNEL_CONTROL;
-        return true;
-    case POSTCOPY__PEER__CHANNEL_KIND__CHANNEL_KIND_URGENT:
-        *kind = CHANNEL_URGENT;
-        return true;
-    case POSTCOPY__PEER__CHANNEL_KIND__CHANNEL_KIND_BULK:
-        *kind = CHANNEL_BULK;
-        return true;
-    default:
-        return false;
-    }
-}
-
-struct peer_conn {
-    struct daemon *d;
-    struct channel *ch;
-    char *source;     /* its slot in d->preauth */
-    int64_t deadline; /* for its whole handshake, from accept */
-};
-
-static void peer_conn_free(struct peer_conn *pc)
-{
-    conn_limit_leave(&pc->d->preauth, pc->source);
-    g_free(pc->source);
-    g_free(pc);
-}
-
-/* Read a new connection's Hello off the accept thread, then route it. */
-static gpointer peer_conn_thread(gpointer opaque)
-{
-    struct peer_conn *pc = opaque;
-    g_autoptr(GError) err = NULL;
-    PeerMessage *msg = NULL;
-    enum channel_kind kind;
-    struct channel *ch;
-    struct daemon *d;
-
-    /* Here, not in the accept thread: a slow handshake blocks no one. */
-    pc->ch = listener_handshake(pc->ch, pc->deadline, &err);
-    if (!pc->ch) {
-        g_warning("%s", err->message);
-        goto drop;
-    }
-    channel_set_timeout(pc->ch, HELLO_TIMEOUT_MS, NULL);
-    msg = channel_recv_msg(pc->ch, &err);
-    if (!msg) {
-        g_warning("peer %s: %s", channel_peer(pc->ch), err->message);
-        goto drop;
-    }
-    if (msg->msg_case == POSTCOPY__PEER__PEER_MESSAGE__MSG_AUTH_CHALLENGE) {
-        g_warning("peer %s wants to authenticate, but this daemon has no "
-                  "psk-file",
-                  channel_peer(pc->ch));
-        goto drop;
-    }
-    if (msg->msg_case != POSTCOPY__PEER__PEER_MESSAGE__MSG_HELLO ||
-        !hello_channel_kind(msg->hello, &kind)) {
-        g_warning("peer %s: expected a Hello naming its channel, got %s",
-                  channel_peer(pc->ch), peer_message_name(msg));
-        goto drop;
-    }
-    if (!channel_set_kind(pc->ch, kind, msg->hello->stream, &err)) {
-        g_warning("peer %s: %s", channel_peer(pc->ch), err->message);
-        goto drop;
-    }
-    channel_set_deadline(pc->ch, 0);
-    channel_set_timeout(pc->ch, 0, NULL);
-    ch = pc->ch;
-    d = pc->d;
-    peer_conn_free(pc); /* authenticated: the slot is free again */
-    if (kind == CHANNEL_CONTROL) {
-        d->roles.accept_control(d, ch, msg);
-    } else {
-        d->roles.accept_data(d, ch, msg);
-    }
-    return NULL;
-drop:
-    if (msg) {
-        peer_message_free(msg);
-    }
-    channel_close(pc->ch);
-    peer_conn_free(pc);
-    return NULL;
-}
-
-/*
- * A thread for @ch's handshake, if its source and the daemon have room
- * for one more; else it is refused at once.
- */
-static void peer_conn_start(struct daemon *d, struct channel *ch)
-{
-    g_autofree char *source = conn_limit_source(channel_peer(ch));
-    g_autoptr(GError) err = NULL;
-    struct peer_conn *pc;
-    GThread *th;
-
-    if (!conn_limit_enter(&d->preauth, source, &err)) {
-        g_warning("peer %s: refused: %s", channel_peer(ch), err->message);
-        channel_close(ch);
-        return;
-    }
-    pc = g_new0(struct peer_conn, 1);
-    pc->d = d;
-    pc->ch = ch;
-    pc->source = g_steal_pointer(&source);
-    pc->deadline =
-        g_get_monotonic_time() + HELLO_TIMEOUT_MS * G_TIME_SPAN_MILLISECOND;
-    th = g_thread_try_new("peer-conn", peer_conn_thread, pc, &err);
-    if (!th) {
-        g_warning("peer %s: refused: no thread for its handshake: %s",
-                  channel_peer(ch), err->message);
-        channel_close(ch);
-        peer_conn_free(pc);
-        return;
-    }
-    g_thread_unref(th);
-}
-
-static gpointer peer_accept_thread(gpointer opaque)
-{
-    struct daemon *d = opaque;
-
-    for (;;) {
-        g_autoptr(GError) err = NULL;
-        struct channel *ch = listener_accept(d->peer, &err);
-
-        if (!ch) {
-            if (d->stopping) {
-                break;
-            }
-            g_warning("peer accept: %s", err->message);
-            g_usleep(100000);
-            continue;
-        }
-        peer_conn_start(d, ch);
     }
     return NULL;
 }

@@ -78,6 +78,10 @@ struct daemon {
     unsigned attaching;    /* attach hellos accepted, not through; by lock */
     GCond attach_cond;     /* signalled when one is through */
     GPtrArray *migrations; /* struct migration *, newest last, by lock */
+    /* Libvirt domain attaches, one at a time (daemon_attach_qemu). */
+    GMutex domain_lock;
+    /* struct expected_vm * (expect.h), by lock */
+    GPtrArray *expected;
     bool stopping;
 };
 
@@ -98,11 +102,13 @@ struct vm_entry *daemon_take_incoming_vm(struct daemon *d, const char *name,
                                          GError **err);
 void daemon_release_vm(struct daemon *d, struct vm_entry *vm);
 /*
- * Attach a running QEMU by its pid and QMP socket (qemu_attach.h); refused
- * when a VM of that name and direction is attached already.
+ * Attach a running QEMU by its pid and QMP socket, or a libvirt domain
+ * (qemu_attach.h); refused when another VM of that name and direction is
+ * attached already.  The same libvirt domain attached already is no
+ * error: true, *@already (may be NULL) set.
  */
 bool daemon_attach_qemu(struct daemon *d, const struct qemu_attach_args *a,
-                        GError **err);
+                        bool *already, GError **err);
 /*
  * A source VM whose migration completed (it runs at the destination):
  * out of the registry (query-vms, migrate) and freed, its fds closed;

@@ -14,6 +14,7 @@
 
 #include "daemon.h"
 #include "dest_role.h"
+#include "reattach.h"
 #include "service_notify.h"
 #include "source_role.h"
 
@@ -183,8 +184,12 @@ static bool start(struct postcopyd_config *cfg, GError **err)
         g_message("attach socket %s: from systemd", cfg->attach_socket);
     }
     control_server_set_policy(d.control, &d.control_policy);
-    return peercred_socket_apply(cfg->control_socket, &d.control_policy, err) &&
-           daemon_start_listeners(&d, err);
+    if (!peercred_socket_apply(cfg->control_socket, &d.control_policy, err) ||
+        !daemon_start_listeners(&d, err)) {
+        return false;
+    }
+    daemon_reattach_domains(&d);
+    return true;
 }
 
 /* Every exit path: the sockets this daemon made go away. */

@@ -32,6 +32,10 @@ bool session_file_write(const char *state_dir, const struct session_file *f,
     g_key_file_set_string(kf, GROUP, "vm", f->vm_name);
     g_key_file_set_string(kf, GROUP, "mode", migration_mode_name(f->mode));
     g_key_file_set_string(kf, GROUP, "peer", f->peer_uri);
+    if (f->domain[0]) {
+        g_key_file_set_string(kf, GROUP, "domain", f->domain);
+        g_key_file_set_string(kf, GROUP, "connect", f->connect);
+    }
     data = g_key_file_to_data(kf, &len, NULL);
     return g_file_set_contents_full(path, data, len,
                                     G_FILE_SET_CONTENTS_CONSISTENT, 0600, err);
@@ -66,6 +70,26 @@ static bool parse_id(const char *hex, struct session_file *f)
     return true;
 }
 
+/* Optional: absent for a VMM that is no libvirt domain. */
+static bool load_domain(GKeyFile *kf, const char *path, struct session_file *f)
+{
+    g_autofree char *domain = g_key_file_get_string(kf, GROUP, "domain", NULL);
+    g_autofree char *connect =
+        g_key_file_get_string(kf, GROUP, "connect", NULL);
+
+    if (!domain) {
+        return true;
+    }
+    if (!domain[0] || !connect || strlen(domain) >= sizeof(f->domain) ||
+        strlen(connect) >= sizeof(f->connect)) {
+        g_warning("ignoring session file %s: bad domain or connect", path);
+        return false;
+    }
+    g_strlcpy(f->domain, domain, sizeof(f->domain));
+    g_strlcpy(f->connect, connect, sizeof(f->connect));
+    return true;
+}
+
 static bool load(const char *path, enum migration_role role,
                  struct session_file *f)
 {
@@ -89,7 +113,7 @@ static bool load(const char *path, enum migration_role role,
     }
     g_strlcpy(f->vm_name, vm, sizeof(f->vm_name));
     g_strlcpy(f->peer_uri, peer, sizeof(f->peer_uri));
-    return true;
+    return load_domain(kf, path, f);
 }
 
 /* "<32 hex digits>.pages": a page-state file, of migration <id>. */
@@ -156,4 +180,28 @@ bool session_file_find(const char *state_dir, const char *vm_name,
         }
     }
     return false;
+}
+
+GArray *session_file_list(const char *state_dir)
+{
+    static const enum migration_role roles[] = {ROLE_SOURCE, ROLE_DESTINATION};
+    g_autoptr(GDir) dir = g_dir_open(state_dir, 0, NULL);
+    GArray *list = g_array_new(FALSE, FALSE, sizeof(struct session_file));
+    const char *name;
+
+    while (dir && (name = g_dir_read_name(dir))) {
+        for (size_t i = 0; i < G_N_ELEMENTS(roles); i++) {
+            g_autofree char *path = NULL;
+            struct session_file f;
+
+            if (!g_str_has_suffix(name, suffix(roles[i]))) {
+                continue;
+            }
+            path = g_build_filename(state_dir, name, NULL);
+            if (load(path, roles[i], &f)) {
+                g_array_append_val(list, f);
+            }
+        }
+    }
+    return list;
 }

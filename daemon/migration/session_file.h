@@ -23,6 +23,13 @@ struct session_file {
     enum migration_mode mode;
     char vm_name[64];
     char peer_uri[256]; /* source: where the destination listens */
+    /*
+     * A libvirt domain's VM: its name and connection URI ("": libvirt's
+     * default), so that a restarted daemon attaches it again through
+     * libvirt (reattach.c).  domain is "" for any other VMM.
+     */
+    char domain[256];
+    char connect[512];
 };
 
 bool session_file_write(const char *state_dir, const struct session_file *f,
@@ -36,6 +43,9 @@ void session_file_remove(const char *state_dir, const char *id,
  * can claim.  Returns how many went; each is logged.
  */
 unsigned session_file_clean_orphans(const char *state_dir);
+
+/* Every session file left in @state_dir that parses, in no order. */
+GArray *session_file_list(const char *state_dir);
 
 /* The session of @role for VM @vm_name, if one was left; false if none. */
 bool session_file_find(const char *state_dir, const char *vm_name,

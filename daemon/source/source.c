@@ -52,6 +52,8 @@ void source_remember_session(struct source_session *s)
     g_strlcpy(f.id, s->m->id, sizeof(f.id));
     g_strlcpy(f.vm_name, s->m->vm_name, sizeof(f.vm_name));
     g_strlcpy(f.peer_uri, s->m->peer_uri, sizeof(f.peer_uri));
+    g_strlcpy(f.domain, s->m->vm->info.domain, sizeof(f.domain));
+    g_strlcpy(f.connect, s->m->vm->info.connect, sizeof(f.connect));
     if (!session_file_write(s->m->engine.state_dir, &f, &err)) {
         g_warning("migration %s: a restart could not carry it on: %s", s->m->id,
                   err->message);

@@ -43,6 +43,13 @@ struct attach_info {
     int uffd;                    /* owned, -1 when cleared */
     const char *uffd_origin;     /* how we got it: "attach socket", ... */
     struct region_table regions; /* owns the memory fds */
+    /*
+     * A libvirt domain (qemu_attach.c): its name and connection URI (""
+     * for libvirt's default), kept in a session file so that a restarted
+     * daemon attaches it through libvirt again.  "" for any other VMM.
+     */
+    char domain[256];
+    char connect[512];
 };
 
 void attach_info_init(struct attach_info *info);

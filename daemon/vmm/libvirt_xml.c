@@ -4,8 +4,6 @@
 #include <string.h>
 #include <gio/gio.h>
 
-#include "libvirt_driver.h"
-
 #define QEMU_NS "http://libvirt.org/schemas/domain/qemu/1.0"
 #define INCOMING_CL                                                            \
     "  <qemu:commandline>\n"                                                   \

@@ -12,6 +12,11 @@
 #include <stdbool.h>
 #include <glib.h>
 
+/* What a domain's XML needs for postcopyd to move its RAM. */
+#define LIBVIRT_SHARED_RAM_XML                                                 \
+    "<memoryBacking><source type='memfd'/><access mode='shared'/>"             \
+    "</memoryBacking>"
+
 /*
  * The domain's RAM is in shared memory; else false with an error that
  * shows the XML to add (LIBVIRT_SHARED_RAM_XML).

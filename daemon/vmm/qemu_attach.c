@@ -7,9 +7,9 @@
 #include <unistd.h>
 #include <gio/gio.h>
 
-#include "libvirt_driver.h"
 #include "proc_ram.h"
 #include "qmp.h"
+#include "qmp_channel.h"
 #include "qmp_driver.h"
 #include "uffd_inject.h"
 
@@ -49,15 +49,6 @@ static bool find_memdevs(pid_t pid, GPtrArray *memdevs,
     return proc_ram_find(pid, sizes, memdevs->len, &info->regions, err);
 }
 
-static bool find_ram(struct vmm_driver *drv, const struct qemu_attach_args *a,
-                     struct attach_info *info, GError **err)
-{
-    g_autoptr(GPtrArray) memdevs = NULL;
-
-    return qmp_driver_prepare(drv, &memdevs, err) &&
-           find_memdevs(a->pid, memdevs, info, err);
-}
-
 /* The uffd is created last: nothing is left inside QEMU if a step fails. */
 static bool take_uffd(const struct qemu_attach_args *a, pid_t pid,
                       struct attach_info *info, GError **err)
@@ -78,69 +69,72 @@ static bool take_uffd(const struct qemu_attach_args *a, pid_t pid,
     return true;
 }
 
-/* A libvirt domain: its pid and RAM through libvirt's QMP passthrough. */
-static bool libvirt_attach(const struct qemu_attach_args *a,
-                           struct attach_info *info, struct vmm_driver **drv,
-                           GError **err)
+/*
+ * QEMU's QMP: its own socket, which must belong to the pid, or a libvirt
+ * domain's monitor through libvirt.
+ */
+static struct qmp_channel *open_channel(const struct qemu_attach_args *a,
+                                        GError **err)
 {
-    struct vmm_driver *d =
-        libvirt_driver_new(a->connect, a->domain, a->incoming, err);
-    g_autoptr(GPtrArray) memdevs = NULL;
-    pid_t pid = 0;
+    struct qmp *q;
 
-    if (!d) {
+    if (a->domain) {
+        return qmp_channel_libvirt_new(a->connect, a->domain, err);
+    }
+    q = qmp_connect(a->qmp_path, QEMU_ATTACH_TIMEOUT_MS, err);
+    if (!q || !check_owner(q, a, err)) {
+        qmp_free(q);
+        g_prefix_error(err, "QEMU pid %d: ", a->pid);
+        return NULL;
+    }
+    return qmp_channel_socket_new(q, a->pid);
+}
+
+/* The pid, the RAM, the uffd, in that order (take_uffd() says why). */
+static bool find_vm(struct vmm_driver *d, const struct qemu_attach_args *a,
+                    struct attach_info *info, GError **err)
+{
+    g_autoptr(GPtrArray) memdevs = NULL;
+
+    if (!qmp_driver_prepare(d, &memdevs, err)) {
         return false;
     }
-    g_strlcpy(info->vm_name, a->name, sizeof(info->vm_name));
-    info->incoming = a->incoming;
-    if (!libvirt_driver_prepare(d, &memdevs, &pid, err) ||
-        !find_memdevs(pid, memdevs, info, err) ||
-        !take_uffd(a, pid, info, err)) {
-        if (g_error_matches(*err, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED)) {
-            g_prefix_error(err, "set seccomp_sandbox = 0 in libvirt's "
-                                "qemu.conf: ");
-        }
-        if (!g_str_has_prefix((*err)->message, "libvirt domain")) {
-            g_prefix_error(err, "libvirt domain %s: ", a->domain);
-        }
-        vmm_driver_free(d);
-        attach_info_clear(info);
-        attach_info_init(info);
-        return false;
-    }
-    info->pid = pid;
-    *drv = d;
-    return true;
+    info->pid = qmp_driver_pid(d);
+    return find_memdevs(info->pid, memdevs, info, err) &&
+           take_uffd(a, info->pid, info, err);
 }
 
 bool qemu_attach(const struct qemu_attach_args *a, struct attach_info *info,
                  struct vmm_driver **drv, GError **err)
 {
-    struct qmp *q;
+    g_autofree char *label =
+        a->domain ? g_strdup_printf("libvirt domain %s", a->domain)
+                  : g_strdup_printf("QEMU pid %d", a->pid);
+    struct qmp_channel *ch = open_channel(a, err);
     struct vmm_driver *d;
 
-    if (a->domain) {
-        return libvirt_attach(a, info, drv, err);
-    }
-    q = qmp_connect(a->qmp_path, QEMU_ATTACH_TIMEOUT_MS, err);
-    if (!q) {
-        g_prefix_error(err, "QEMU pid %d: ", a->pid);
+    if (!ch) {
         return false;
     }
-    if (!check_owner(q, a, err)) {
-        qmp_free(q);
-        return false;
-    }
-    d = qmp_driver_new(q, a->pid, a->incoming);
+    d = qmp_driver_new(ch, a->domain ? 0 : a->pid, a->incoming);
     if (a->carry_on) {
         qmp_driver_carry_on(d);
     }
     g_strlcpy(info->vm_name, a->name, sizeof(info->vm_name));
-    info->pid = a->pid;
     info->incoming = a->incoming;
-    if (!find_ram(d, a, info, err) || !take_uffd(a, a->pid, info, err)) {
-        if (!g_str_has_prefix((*err)->message, "QEMU pid")) {
-            g_prefix_error(err, "QEMU pid %d: ", a->pid);
+    if (a->domain) {
+        g_strlcpy(info->domain, a->domain, sizeof(info->domain));
+        g_strlcpy(info->connect, a->connect ? a->connect : "",
+                  sizeof(info->connect));
+    }
+    if (!find_vm(d, a, info, err)) {
+        if (a->domain &&
+            g_error_matches(*err, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED)) {
+            g_prefix_error(err, "set seccomp_sandbox = 0 in libvirt's "
+                                "qemu.conf: ");
+        }
+        if (!g_str_has_prefix((*err)->message, label)) {
+            g_prefix_error(err, "%s: ", label);
         }
         vmm_driver_free(d);
         attach_info_clear(info);

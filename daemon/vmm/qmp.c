@@ -1,8 +1,6 @@
 /* qmp.c - see qmp.h. */
 #include "qmp.h"
 
-#include <glib-unix.h>
-
 #include "json_depth.h"
 
 #include <errno.h>
@@ -24,21 +22,10 @@ struct qmp {
     uint64_t next_id;
     GString *in;
     size_t scanned; /* bytes of @in known to hold no newline */
-    GQueue events;
-    GHashTable *last_us; /* event name -> int64_t *, QEMU's timestamp */
+    struct qmp_events *events;
 };
 
 G_DEFINE_QUARK(qmp - error - quark, qmp_error)
-
-void qmp_event_free(struct qmp_event *ev)
-{
-    if (!ev) {
-        return;
-    }
-    g_free(ev->name);
-    g_clear_pointer(&ev->data, json_object_unref);
-    g_free(ev);
-}
 
 static void set_closed(struct qmp *q, GError **err)
 {
@@ -187,23 +174,13 @@ static void queue_event(struct qmp *q, JsonObject *msg)
 {
     struct qmp_event *ev = g_new0(struct qmp_event, 1);
     JsonNode *data = json_object_get_member(msg, "data");
-    int64_t *last;
 
     ev->name = g_strdup(qmp_member_string(msg, "event"));
     ev->timestamp_us = event_timestamp(msg);
     if (data && JSON_NODE_HOLDS_OBJECT(data)) {
         ev->data = json_object_ref(json_node_get_object(data));
     }
-    last = g_hash_table_lookup(q->last_us, ev->name);
-    if (!last) {
-        last = g_new0(int64_t, 1);
-        g_hash_table_insert(q->last_us, g_strdup(ev->name), last);
-    }
-    *last = ev->timestamp_us;
-    g_queue_push_tail(&q->events, ev);
-    if (g_queue_get_length(&q->events) > QMP_EVENTS_MAX) {
-        qmp_event_free(g_queue_pop_head(&q->events));
-    }
+    qmp_events_push(q->events, ev);
 }
 
 static bool is_event(JsonObject *msg)
@@ -361,8 +338,8 @@ static bool reply_matches(JsonObject *reply, const char *id)
     return got && strcmp(got, id) == 0;
 }
 
-static bool take_reply(const char *cmd, JsonObject *reply, JsonNode **ret,
-                       GError **err)
+bool qmp_take_reply(const char *cmd, JsonObject *reply, JsonNode **ret,
+                    GError **err)
 {
     JsonNode *r = json_object_get_member(reply, "return");
 
@@ -407,7 +384,7 @@ bool qmp_execute_with_fd(struct qmp *q, const char *cmd, JsonObject *args,
         }
         /* A reply to a command that timed out earlier: not ours. */
         if (reply_matches(reply, id)) {
-            return take_reply(cmd, reply, ret, err);
+            return qmp_take_reply(cmd, reply, ret, err);
         }
     }
 }
@@ -416,20 +393,6 @@ bool qmp_execute(struct qmp *q, const char *cmd, JsonObject *args,
                  JsonNode **ret, GError **err)
 {
     return qmp_execute_with_fd(q, cmd, args, -1, ret, err);
-}
-
-static struct qmp_event *find_event(struct qmp *q, const char *name,
-                                    qmp_event_match match, void *opaque)
-{
-    for (GList *l = q->events.head; l; l = l->next) {
-        struct qmp_event *ev = l->data;
-
-        if (strcmp(ev->name, name) == 0 && (!match || match(ev, opaque))) {
-            g_queue_delete_link(&q->events, l);
-            return ev;
-        }
-    }
-    return NULL;
 }
 
 bool qmp_pump(struct qmp *q, GError **err)
@@ -454,12 +417,12 @@ struct qmp_event *qmp_take_event(struct qmp *q, const char *name,
                                  qmp_event_match match, void *opaque,
                                  GError **err)
 {
-    struct qmp_event *ev = find_event(q, name, match, opaque);
+    struct qmp_event *ev = qmp_events_take(q->events, name, match, opaque);
 
     if (ev || !qmp_pump(q, err)) {
         return ev;
     }
-    return find_event(q, name, match, opaque);
+    return qmp_events_take(q->events, name, match, opaque);
 }
 
 struct qmp_event *qmp_wait_event(struct qmp *q, const char *name,
@@ -492,14 +455,6 @@ struct qmp_event *qmp_wait_event(struct qmp *q, const char *name,
     }
 }
 
-bool qmp_match_status(const struct qmp_event *ev, void *opaque)
-{
-    const char *const *want = opaque;
-    const char *status = qmp_member_string(ev->data, "status");
-
-    return status && g_strv_contains(want, status);
-}
-
 bool qmp_closed(struct qmp *q)
 {
     if (!q->closed) {
@@ -510,9 +465,7 @@ bool qmp_closed(struct qmp *q)
 
 int64_t qmp_last_event_us(struct qmp *q, const char *name)
 {
-    int64_t *us = g_hash_table_lookup(q->last_us, name);
-
-    return us ? *us : 0;
+    return qmp_events_last_us(q->events, name);
 }
 
 void qmp_set_timeout(struct qmp *q, unsigned timeout_ms)
@@ -582,8 +535,7 @@ static struct qmp *qmp_new(int fd, unsigned timeout_ms)
     q->fd = fd;
     q->timeout_ms = timeout_ms;
     q->in = g_string_new(NULL);
-    q->last_us = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-    g_queue_init(&q->events);
+    q->events = qmp_events_new();
     return q;
 }
 
@@ -623,7 +575,6 @@ void qmp_free(struct qmp *q)
         close(q->fd);
     }
     g_string_free(q->in, TRUE);
-    g_queue_clear_full(&q->events, (GDestroyNotify)qmp_event_free);
-    g_hash_table_unref(q->last_us);
+    qmp_events_free(q->events);
     g_free(q);
 }

@@ -18,9 +18,9 @@
 #include <glib.h>
 #include <json-glib/json-glib.h>
 
+#include "qmp_events.h"
+
 #define QMP_LINE_MAX (4u << 20)
-/* Events kept for a later qmp_wait_event(); beyond it the oldest go. */
-#define QMP_EVENTS_MAX 256
 
 #define QMP_ERROR qmp_error_quark()
 
@@ -29,27 +29,15 @@ typedef enum {
     QMP_ERROR_COMMAND, /* QEMU answered with an error */
     QMP_ERROR_CLOSED,  /* QEMU closed its QMP socket */
     QMP_ERROR_TIMEOUT,
+    QMP_ERROR_NOT_RUNNING, /* a libvirt domain that does not run (yet) */
 } QmpError;
 
 GQuark qmp_error_quark(void);
 
 struct qmp;
 
-struct qmp_event {
-    char *name;
-    JsonObject *data;     /* NULL when the event has none */
-    int64_t timestamp_us; /* QEMU's wall clock (CLOCK_REALTIME) */
-};
-
-/* Type names for g_autoptr() only. */
+/* Type name for g_autoptr() only. */
 typedef struct qmp Qmp;
-typedef struct qmp_event QmpEvent;
-
-void qmp_event_free(struct qmp_event *ev);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(QmpEvent, qmp_event_free)
-
-/* An event filter: true to take @ev. */
-typedef bool (*qmp_event_match)(const struct qmp_event *ev, void *opaque);
 
 /*
  * Connect to @path (retrying while QEMU creates it, up to @timeout_ms),
@@ -74,6 +62,12 @@ bool qmp_execute(struct qmp *q, const char *cmd, JsonObject *args,
 /* The same, passing @fd along with the command (SCM_RIGHTS), for getfd. */
 bool qmp_execute_with_fd(struct qmp *q, const char *cmd, JsonObject *args,
                          int fd, JsonNode **ret, GError **err);
+/*
+ * QEMU's reply @reply to @cmd, however it came: its "return" in *@ret
+ * (may be NULL), or QEMU's "error" as a one-line QMP_ERROR_COMMAND.
+ */
+bool qmp_take_reply(const char *cmd, JsonObject *reply, JsonNode **ret,
+                    GError **err);
 
 /*
  * The first event named @name that @match (NULL: any) takes, queued or
@@ -86,9 +80,6 @@ struct qmp_event *qmp_wait_event(struct qmp *q, const char *name,
 struct qmp_event *qmp_take_event(struct qmp *q, const char *name,
                                  qmp_event_match match, void *opaque,
                                  GError **err);
-/* A qmp_event_match: data.status is one of @opaque, a NULL-ended char *[]. */
-bool qmp_match_status(const struct qmp_event *ev, void *opaque);
-
 /* Read what QEMU has sent, without waiting, queueing its events. */
 bool qmp_pump(struct qmp *q, GError **err);
 

@@ -8,11 +8,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* One QMP command; QEMU answers within milliseconds when healthy. */
-#define CMD_TIMEOUT_MS 5000
 /* The device state in or out: ~300 KB, but a loaded host is slow. */
 #define MIGRATE_TIMEOUT_MS 30000
-#define QUIT_TIMEOUT_MS    5000
 /* The device state is a few hundred KB; refuse a stream this big. */
 #define STATE_MAX         (256u << 20)
 #define STATE_CHUNK       (64u << 10)
@@ -20,14 +17,11 @@
 #define MIG_URI           "fd:" MIG_FDNAME
 #define MIG_MAX_BANDWIDTH (1ll << 40)
 
-#define MEMDEV_HINT                                                            \
-    "start QEMU with -object "                                                 \
-    "memory-backend-memfd,id=ram0,size=...,share=on "                          \
-    "-machine memory-backend=ram0"
-
 struct qmp_driver {
     struct vmm_driver base;
-    struct qmp *q;
+    /* qmp_ops, named after the channel (query-vms shows the name). */
+    struct vmm_driver_ops ops;
+    struct qmp_channel *ch;
     pid_t pid;
     bool incoming;
     bool carry_on; /* qmp_driver_carry_on() */
@@ -47,16 +41,8 @@ static struct qmp_driver *qd(struct vmm_driver *drv)
 
 static bool fail(struct qmp_driver *d, GError **err)
 {
-    g_prefix_error(err, "QEMU pid %d: ", (int)d->pid);
+    g_prefix_error(err, "%s: ", d->ch->label);
     return false;
-}
-
-void qmp_memdev_free(struct qmp_memdev *m)
-{
-    if (m) {
-        g_free(m->id);
-        g_free(m);
-    }
 }
 
 static JsonObject *args_str(const char *key, const char *val)
@@ -73,7 +59,7 @@ static char *query_status(struct qmp_driver *d, GError **err)
     g_autoptr(JsonNode) ret = NULL;
     const char *status;
 
-    if (!qmp_execute(d->q, "query-status", NULL, &ret, err)) {
+    if (!qmp_channel_execute(d->ch, "query-status", NULL, &ret, err)) {
         return NULL;
     }
     status = JSON_NODE_HOLDS_OBJECT(ret)
@@ -91,7 +77,7 @@ static bool cont_and_check(struct qmp_driver *d, GError **err)
 {
     g_autofree char *status = NULL;
 
-    if (!qmp_execute(d->q, "cont", NULL, NULL, err)) {
+    if (!qmp_channel_execute(d->ch, "cont", NULL, NULL, err)) {
         return false;
     }
     status = query_status(d, err);
@@ -124,7 +110,8 @@ static bool set_capabilities(struct qmp_driver *d, GError **err)
         json_array_add_object_element(list, c);
     }
     json_object_set_array_member(args, "capabilities", list);
-    return qmp_execute(d->q, "migrate-set-capabilities", args, NULL, err);
+    return qmp_channel_execute(d->ch, "migrate-set-capabilities", args, NULL,
+                               err);
 }
 
 /*
@@ -137,82 +124,18 @@ static bool set_parameters(struct qmp_driver *d, GError **err)
     g_autoptr(JsonObject) args = json_object_new();
 
     json_object_set_int_member(args, "max-bandwidth", MIG_MAX_BANDWIDTH);
-    return qmp_execute(d->q, "migrate-set-parameters", args, NULL, err);
-}
-
-static struct qmp_memdev *memdev_from(JsonNode *n, GError **err)
-{
-    JsonObject *o = JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
-    JsonNode *size = o ? json_object_get_member(o, "size") : NULL;
-    JsonNode *share = o ? json_object_get_member(o, "share") : NULL;
-    const char *id = qmp_member_string(o, "id");
-    struct qmp_memdev *m;
-
-    if (!id || !size || !share || !JSON_NODE_HOLDS_VALUE(size) ||
-        json_node_get_value_type(size) != G_TYPE_INT64 ||
-        !JSON_NODE_HOLDS_VALUE(share) ||
-        json_node_get_value_type(share) != G_TYPE_BOOLEAN) {
-        g_set_error(err, QMP_ERROR, QMP_ERROR_FAILED,
-                    "query-memdev: a backend without id, size or share");
-        return NULL;
-    }
-    m = g_new0(struct qmp_memdev, 1);
-    m->id = g_strdup(id);
-    m->size = (uint64_t)json_node_get_int(size);
-    m->share = json_node_get_boolean(share);
-    return m;
-}
-
-/*
- * QEMU 7.2 turns a plain -m into a private backend named "pc.ram", so
- * it is refused here like any backend without share=on.
- */
-static bool memdev_usable(const struct qmp_memdev *m, const char *hint,
-                          GError **err)
-{
-    if (m->share) {
-        return true;
-    }
-    g_set_error(err, QMP_ERROR, QMP_ERROR_FAILED,
-                "memory backend %s is not shared (%s): %s", m->id,
-                strcmp(m->id, "pc.ram") == 0 ? "plain -m" : "share=off", hint);
-    return false;
-}
-
-GPtrArray *qmp_memdevs_from_reply(JsonNode *ret, const char *hint, GError **err)
-{
-    g_autoptr(GPtrArray) list =
-        g_ptr_array_new_with_free_func((GDestroyNotify)qmp_memdev_free);
-    JsonArray *a =
-        ret && JSON_NODE_HOLDS_ARRAY(ret) ? json_node_get_array(ret) : NULL;
-
-    if (!a || json_array_get_length(a) == 0) {
-        g_set_error(err, QMP_ERROR, QMP_ERROR_FAILED,
-                    "QEMU has no memory backend: %s", hint);
-        return NULL;
-    }
-    for (guint i = 0; i < json_array_get_length(a); i++) {
-        struct qmp_memdev *m = memdev_from(json_array_get_element(a, i), err);
-
-        if (!m) {
-            return NULL;
-        }
-        g_ptr_array_add(list, m);
-        if (!memdev_usable(m, hint, err)) {
-            return NULL;
-        }
-    }
-    return g_steal_pointer(&list);
+    return qmp_channel_execute(d->ch, "migrate-set-parameters", args, NULL,
+                               err);
 }
 
 static GPtrArray *query_memdevs(struct qmp_driver *d, GError **err)
 {
     g_autoptr(JsonNode) ret = NULL;
 
-    if (!qmp_execute(d->q, "query-memdev", NULL, &ret, err)) {
+    if (!qmp_channel_execute(d->ch, "query-memdev", NULL, &ret, err)) {
         return NULL;
     }
-    return qmp_memdevs_from_reply(ret, MEMDEV_HINT, err);
+    return qmp_memdevs_from_reply(ret, d->ch->ram_hint, err);
 }
 
 /* A destination must still wait for its migration (-incoming defer). */
@@ -233,6 +156,53 @@ static bool check_incoming(struct qmp_driver *d, GError **err)
     return true;
 }
 
+/* The process that owns @tid (Tgid in /proc/TID/status). */
+static pid_t tgid_of(int64_t tid)
+{
+    g_autofree char *path =
+        g_strdup_printf("/proc/%" G_GINT64_FORMAT "/status", tid);
+    g_autofree char *text = NULL;
+    const char *t;
+
+    if (tid <= 0 || !g_file_get_contents(path, &text, NULL, NULL)) {
+        return 0;
+    }
+    t = strstr(text, "\nTgid:");
+    return t ? (pid_t)g_ascii_strtoll(t + 6, NULL, 10) : 0;
+}
+
+/*
+ * QEMU's pid, when the channel did not come with it (libvirt), from its
+ * first vCPU thread: through QMP like every other question, and right
+ * whatever libvirt's run directory is.
+ */
+static bool find_pid(struct qmp_driver *d, GError **err)
+{
+    g_autoptr(JsonNode) ret = NULL;
+    JsonArray *a;
+    JsonObject *cpu;
+
+    if (d->pid > 0) {
+        return true;
+    }
+    if (!qmp_channel_execute(d->ch, "query-cpus-fast", NULL, &ret, err)) {
+        return false;
+    }
+    a = JSON_NODE_HOLDS_ARRAY(ret) ? json_node_get_array(ret) : NULL;
+    cpu = a && json_array_get_length(a) ? json_array_get_object_element(a, 0)
+                                        : NULL;
+    d->pid = cpu ? tgid_of(json_object_get_int_member_with_default(
+                       cpu, "thread-id", 0))
+                 : 0;
+    if (d->pid <= 0) {
+        g_set_error(err, QMP_ERROR, QMP_ERROR_FAILED,
+                    "no QEMU process found from query-cpus-fast (is it on "
+                    "this host?)");
+        return false;
+    }
+    return true;
+}
+
 void qmp_driver_carry_on(struct vmm_driver *drv)
 {
     qd(drv)->carry_on = true;
@@ -246,7 +216,8 @@ bool qmp_driver_prepare(struct vmm_driver *drv, GPtrArray **memdevs,
     g_autoptr(GPtrArray) list = query_memdevs(d, err);
 
     if (!list || (d->incoming && !d->carry_on && !check_incoming(d, err)) ||
-        !set_capabilities(d, err) || !set_parameters(d, err)) {
+        !set_capabilities(d, err) || !set_parameters(d, err) ||
+        !find_pid(d, err)) {
         return fail(d, err);
     }
     if (memdevs) {
@@ -267,7 +238,7 @@ static int hand_fd(struct qmp_driver *d, GError **err)
                     g_strerror(errno));
         return -1;
     }
-    ok = qmp_execute_with_fd(d->q, "getfd", args, sv[1], NULL, err);
+    ok = qmp_channel_execute_fd(d->ch, "getfd", args, sv[1], NULL, err);
     close(sv[1]);
     if (!ok) {
         close(sv[0]);
@@ -285,7 +256,7 @@ static char *migrate_error(struct qmp_driver *d)
     g_autoptr(JsonNode) ret = NULL;
     const char *desc = NULL;
 
-    if (qmp_execute(d->q, "query-migrate", NULL, &ret, NULL) &&
+    if (qmp_channel_execute(d->ch, "query-migrate", NULL, &ret, NULL) &&
         JSON_NODE_HOLDS_OBJECT(ret)) {
         desc = qmp_member_string(json_node_get_object(ret), "error-desc");
     }
@@ -314,8 +285,8 @@ static bool migration_result(struct qmp_driver *d, struct qmp_event *ev,
 static bool wait_migration(struct qmp_driver *d, GError **err)
 {
     g_autoptr(QmpEvent) ev =
-        qmp_wait_event(d->q, "MIGRATION", qmp_match_status, (void *)mig_end,
-                       MIGRATE_TIMEOUT_MS, err);
+        qmp_channel_wait_event(d->ch, "MIGRATION", qmp_match_status,
+                               (void *)mig_end, MIGRATE_TIMEOUT_MS, err);
 
     return ev && migration_result(d, ev, err);
 }
@@ -324,8 +295,9 @@ static bool wait_migration(struct qmp_driver *d, GError **err)
 static bool poll_both(struct qmp_driver *d, int fd, short events,
                       int64_t deadline, GError **err)
 {
-    struct pollfd p[2] = {{.fd = fd, .events = events},
-                          {.fd = qmp_get_fd(d->q), .events = POLLIN}};
+    struct pollfd p[2] = {
+        {.fd = fd, .events = events},
+        {.fd = qmp_channel_event_fd(d->ch), .events = POLLIN}};
     int64_t left = (deadline - g_get_monotonic_time()) / 1000;
 
     if (left <= 0 || poll(p, 2, (int)left) == 0) {
@@ -334,15 +306,15 @@ static bool poll_both(struct qmp_driver *d, int fd, short events,
                     MIGRATE_TIMEOUT_MS);
         return false;
     }
-    return !(p[1].revents & (POLLIN | POLLHUP)) || qmp_pump(d->q, err);
+    return !(p[1].revents & (POLLIN | POLLHUP)) || qmp_channel_pump(d->ch, err);
 }
 
 /* A migration that ended before the stream did is a failure. */
 static bool check_not_ended(struct qmp_driver *d, GError **err)
 {
     GError *local = NULL;
-    g_autoptr(QmpEvent) ev = qmp_take_event(
-        d->q, "MIGRATION", qmp_match_status,
+    g_autoptr(QmpEvent) ev = qmp_channel_take_event(
+        d->ch, "MIGRATION", qmp_match_status,
         (void *)(const char *const[]){"failed", "cancelled", NULL}, &local);
 
     if (local) {
@@ -425,7 +397,7 @@ static bool send_state(struct qmp_driver *d, int fd, const uint8_t *state,
  */
 static int64_t stopped_at(struct qmp_driver *d, int64_t since_real)
 {
-    int64_t stop_real = qmp_last_event_us(d->q, "STOP");
+    int64_t stop_real = qmp_channel_last_event_us(d->ch, "STOP");
 
     if (stop_real < since_real) {
         return 0;
@@ -452,7 +424,7 @@ static bool do_pause(struct qmp_driver *d, uint8_t **state, size_t *len,
     if (fd < 0) {
         return false;
     }
-    if (!qmp_execute(d->q, "migrate", args, NULL, err)) {
+    if (!qmp_channel_execute(d->ch, "migrate", args, NULL, err)) {
         close(fd);
         return false;
     }
@@ -483,10 +455,13 @@ static bool qmp_pause(struct vmm_driver *drv, uint8_t **state, size_t *len,
 }
 
 /*
- * QEMU 7.2 exits when an incoming migration fails, so its QMP socket
- * closing here means the state did not load (its stderr says why).
+ * migrate-incoming on one end of a socketpair; ours is d->incoming_fd.
+ * Then `cont`, which QEMU takes while it waits (inmigrate) as "start the
+ * guest once the state is loaded": a QEMU started with -S, as libvirt
+ * starts every domain, then needs no `cont` in the downtime either (a
+ * libvirt round trip of 10-30 ms here).  A state saying the source was
+ * paused still leaves the guest paused.
  */
-/* migrate-incoming on one end of a socketpair; ours is d->incoming_fd. */
 static bool arm_incoming(struct qmp_driver *d, GError **err)
 {
     g_autoptr(JsonObject) args = args_str("uri", MIG_URI);
@@ -499,7 +474,8 @@ static bool arm_incoming(struct qmp_driver *d, GError **err)
     if (fd < 0) {
         return false;
     }
-    if (!qmp_execute(d->q, "migrate-incoming", args, NULL, err)) {
+    if (!qmp_channel_execute(d->ch, "migrate-incoming", args, NULL, err) ||
+        !qmp_channel_execute(d->ch, "cont", NULL, NULL, err)) {
         close(fd);
         return false;
     }
@@ -525,8 +501,9 @@ static bool qmp_expect_incoming(struct vmm_driver *drv, GError **err)
  * QEMU 7.2 exits when an incoming migration fails, so its QMP socket
  * closing here means the state did not load (its stderr says why).
  * The source QEMU stopped itself while running (do_pause), so the state
- * says "running" and QEMU starts the guest as soon as it is loaded: a
- * RESUME event then, and no `cont` to send.
+ * says "running" and QEMU starts the guest as soon as it is loaded
+ * (arm_incoming): a RESUME event, before the MIGRATION event that says
+ * completed, and no `cont` to send.
  */
 static bool load_state(struct qmp_driver *d, const uint8_t *state, size_t len,
                        GError **err)
@@ -546,7 +523,7 @@ static bool load_state(struct qmp_driver *d, const uint8_t *state, size_t len,
         g_prefix_error(err, "loading the device state: ");
         return false;
     }
-    resumed = qmp_take_event(d->q, "RESUME", NULL, NULL, NULL);
+    resumed = qmp_channel_take_event(d->ch, "RESUME", NULL, NULL, NULL);
     return resumed || cont_and_check(d, err);
 }
 
@@ -558,11 +535,11 @@ static bool stop_outgoing(struct qmp_driver *d, GError **err)
     if (!d->migrating) {
         return true;
     }
-    if (!qmp_execute(d->q, "migrate_cancel", NULL, NULL, err)) {
+    if (!qmp_channel_execute(d->ch, "migrate_cancel", NULL, NULL, err)) {
         return false;
     }
-    ev = qmp_wait_event(d->q, "MIGRATION", qmp_match_status, (void *)mig_end,
-                        MIGRATE_TIMEOUT_MS, err);
+    ev = qmp_channel_wait_event(d->ch, "MIGRATION", qmp_match_status,
+                                (void *)mig_end, MIGRATE_TIMEOUT_MS, err);
     d->migrating = false;
     return ev != NULL;
 }
@@ -590,36 +567,11 @@ static bool qmp_resume(struct vmm_driver *drv, const uint8_t *state, size_t len,
     return true;
 }
 
-/* Until QEMU closes the socket, which it does as it exits. */
-static bool wait_closed(struct qmp_driver *d, GError **err)
-{
-    int64_t deadline = g_get_monotonic_time() + QUIT_TIMEOUT_MS * 1000ll;
-
-    while (!qmp_closed(d->q)) {
-        struct pollfd p = {.fd = qmp_get_fd(d->q), .events = POLLIN};
-        int64_t left = (deadline - g_get_monotonic_time()) / 1000;
-
-        if (left <= 0 || poll(&p, 1, (int)left) == 0) {
-            g_set_error(err, QMP_ERROR, QMP_ERROR_TIMEOUT,
-                        "still there %d ms after quit", QUIT_TIMEOUT_MS);
-            return false;
-        }
-    }
-    return true;
-}
-
 static bool qmp_quit(struct vmm_driver *drv, GError **err)
 {
     struct qmp_driver *d = qd(drv);
-    g_autoptr(GError) local = NULL;
 
-    /* QEMU may close the socket before its reply reaches us. */
-    if (!qmp_execute(d->q, "quit", NULL, NULL, &local) &&
-        !g_error_matches(local, QMP_ERROR, QMP_ERROR_CLOSED)) {
-        g_propagate_error(err, g_steal_pointer(&local));
-        return fail(d, err);
-    }
-    return wait_closed(d, err) || fail(d, err);
+    return qmp_channel_quit(d->ch, err) || fail(d, err);
 }
 
 /* A zombie still answers kill(pid, 0): its state says it is gone. */
@@ -643,7 +595,8 @@ static bool qmp_gone(struct vmm_driver *drv)
 {
     struct qmp_driver *d = qd(drv);
 
-    return qmp_closed(d->q) || (d->pid > 0 && qmp_driver_pid_gone(d->pid));
+    return qmp_channel_closed(d->ch) ||
+           (d->pid > 0 && qmp_driver_pid_gone(d->pid));
 }
 
 static void qmp_driver_free(struct vmm_driver *drv)
@@ -651,12 +604,11 @@ static void qmp_driver_free(struct vmm_driver *drv)
     if (qd(drv)->incoming_fd >= 0) {
         close(qd(drv)->incoming_fd);
     }
-    qmp_free(qd(drv)->q);
+    qmp_channel_free(qd(drv)->ch);
     g_free(drv);
 }
 
 static const struct vmm_driver_ops qmp_ops = {
-    .name = "QEMU (QMP)",
     .pause = qmp_pause,
     .resume = qmp_resume,
     .expect_incoming = qmp_expect_incoming,
@@ -665,18 +617,20 @@ static const struct vmm_driver_ops qmp_ops = {
     .free = qmp_driver_free,
 };
 
-struct vmm_driver *qmp_driver_new(struct qmp *q, pid_t pid, bool incoming)
+struct vmm_driver *qmp_driver_new(struct qmp_channel *ch, pid_t pid,
+                                  bool incoming)
 {
     struct qmp_driver *d = g_new0(struct qmp_driver, 1);
 
-    d->base.ops = &qmp_ops;
+    d->ops = qmp_ops;
+    d->ops.name = ch->ops->vmm_name;
+    d->base.ops = &d->ops;
     d->base.discard_incoming_ram = incoming;
     d->base.quit_when_moved = true;
-    d->q = q;
+    d->ch = ch;
     d->pid = pid;
     d->incoming = incoming;
     d->incoming_fd = -1;
-    qmp_set_timeout(q, CMD_TIMEOUT_MS);
     return &d->base;
 }
 
@@ -685,11 +639,17 @@ void qmp_driver_get_times(struct vmm_driver *drv, struct qmp_driver_times *t)
     struct qmp_driver *d = qd(drv);
 
     *t = d->times;
-    t->stop_event_us = qmp_last_event_us(d->q, "STOP");
-    t->resume_event_us = qmp_last_event_us(d->q, "RESUME");
+    t->stop_event_us = qmp_channel_last_event_us(d->ch, "STOP");
+    t->resume_event_us = qmp_channel_last_event_us(d->ch, "RESUME");
 }
 
-struct qmp *qmp_driver_qmp(struct vmm_driver *drv)
+bool qmp_driver_execute(struct vmm_driver *drv, const char *cmd,
+                        JsonObject *args, JsonNode **ret, GError **err)
 {
-    return qd(drv)->q;
+    return qmp_channel_execute(qd(drv)->ch, cmd, args, ret, err);
+}
+
+pid_t qmp_driver_pid(struct vmm_driver *drv)
+{
+    return qd(drv)->pid;
 }

@@ -1,13 +1,16 @@
 /*
- * qmp_driver.h - QEMU as a vmm_driver, through its QMP socket.
+ * qmp_driver.h - QEMU as a vmm_driver, over a QMP channel (qmp_channel.h):
+ * QEMU's own QMP socket, or libvirt's monitor passthrough for a domain
+ * libvirt manages.  The steps are the same either way.
  *
  * postcopyd moves guest RAM itself; QEMU's own migration stream, with
  * x-ignore-shared on both sides, carries only the device state, through a
  * socketpair handed over with getfd.  Contract: the RAM must be in shared
- * memory backends (qmp_driver_prepare() refuses anything else); pause
- * stops the vCPUs and returns the device state; resume loads one (or, on
- * a source, just runs again) and leaves QEMU running; free closes only
- * the QMP socket.
+ * memory backends (qmp_driver_prepare() refuses anything else, with the
+ * channel's hint); pause stops the vCPUs and returns the device state;
+ * resume loads one (or, on a source, just runs again) and leaves QEMU
+ * running; quit is the channel's (QMP quit; libvirt's destroy); free
+ * closes only the channel.
  */
 #ifndef POSTCOPYD_QMP_DRIVER_H
 #define POSTCOPYD_QMP_DRIVER_H
@@ -17,25 +20,9 @@
 #include <sys/types.h>
 #include <glib.h>
 
-#include "qmp.h"
+#include "qmp_channel.h"
+#include "qmp_memdev.h"
 #include "vmm_driver.h"
-
-/* One of QEMU's memory backends (query-memdev). */
-struct qmp_memdev {
-    char *id;
-    uint64_t size;
-    bool share;
-};
-
-void qmp_memdev_free(struct qmp_memdev *m);
-
-/*
- * query-memdev's reply @ret as a GPtrArray of struct qmp_memdev; refuses
- * no backend or one that is not shared, the error ending with @hint (how
- * to make the RAM shared).
- */
-GPtrArray *qmp_memdevs_from_reply(JsonNode *ret, const char *hint,
-                                  GError **err);
 
 /* @pid exited (a zombie counts as gone).  Never blocks. */
 bool qmp_driver_pid_gone(pid_t pid);
@@ -51,18 +38,24 @@ struct qmp_driver_times {
 };
 
 /*
- * A driver for the QEMU with pid @pid (0: unknown) behind @q, which it
- * owns; @incoming for a destination (-incoming defer).
+ * A driver for the QEMU with pid @pid (0: found by qmp_driver_prepare())
+ * behind @ch, which it owns; @incoming for a destination (-incoming
+ * defer).
  */
-struct vmm_driver *qmp_driver_new(struct qmp *q, pid_t pid, bool incoming);
+struct vmm_driver *qmp_driver_new(struct qmp_channel *ch, pid_t pid,
+                                  bool incoming);
 
 /*
  * At attach: check that every memory backend is shared (*@memdevs, a
  * GPtrArray of struct qmp_memdev, lists them), that a destination waits
- * for an incoming migration, and set the migration capabilities.
+ * for an incoming migration, set the migration capabilities, and find
+ * QEMU's pid if it is not known yet (its first vCPU thread's process).
  */
 bool qmp_driver_prepare(struct vmm_driver *drv, GPtrArray **memdevs,
                         GError **err);
+
+/* QEMU's pid: given, or found by qmp_driver_prepare(). */
+pid_t qmp_driver_pid(struct vmm_driver *drv);
 
 /*
  * The daemon carries on a migration a dead daemon left in postcopy: the
@@ -71,8 +64,9 @@ bool qmp_driver_prepare(struct vmm_driver *drv, GPtrArray **memdevs,
  */
 void qmp_driver_carry_on(struct vmm_driver *drv);
 
-/* The driver's QMP client, for queries of its own (still the driver's). */
-struct qmp *qmp_driver_qmp(struct vmm_driver *drv);
+/* One QMP command of the caller's own, through the driver's channel. */
+bool qmp_driver_execute(struct vmm_driver *drv, const char *cmd,
+                        JsonObject *args, JsonNode **ret, GError **err);
 
 void qmp_driver_get_times(struct vmm_driver *drv, struct qmp_driver_times *t);
 

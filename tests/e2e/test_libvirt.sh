@@ -23,7 +23,17 @@
 #     is not shared;
 #   - migrate --domain of a transient domain to a port no daemon listens
 #     on fails: the source domain runs on, the destination domain is
-#     destroyed; the retry (the source domain still attached) succeeds.
+#     destroyed; the retry (the source domain still attached) succeeds;
+#   - the hook, at the destination, tells the daemon of each incoming
+#     domain (postcopy-migrate expect, with the settings the test writes
+#     in the libvirtd's hooks/postcopyd.conf): query-vms lists it as
+#     expected, the daemon attaches it through libvirt once it runs, and
+#     the attaches the tests above make there find it attached already;
+#     with no daemon, or a silent one, the domain starts anyway, at once;
+#   - the destination daemon killed in postcopy: restarted, it finds the
+#     session file naming the libvirt domain and attaches it again through
+#     libvirt by itself (no one runs attach), the source reconnects, the
+#     migration completes and libvirt on both hosts agrees.
 #
 # Prints TAP.  Run by tests/run-tests.sh, or by hand:
 #   tests/e2e/test_libvirt.sh --build build [--keep]
@@ -47,6 +57,9 @@ TESTS=(
     "RAM not shared: migrate --domain refuses before anything starts, attach --domain refuses, both naming the XML to add"
     "the libvirt hook refuses to start an incoming domain whose RAM is not shared, with the XML to add"
     "migrate --domain to no daemon fails: the source runs on, the destination domain is gone; a retry succeeds"
+    "destination daemon killed mid-postcopy: restarted, it attaches the domain again through libvirt by itself and carries on, 0 errors"
+    "the libvirt hook tells the destination daemon of an incoming domain: listed as expected, attached by the daemon once it runs; migrate --vm needs no attach there"
+    "the libvirt hook with no daemon, or one that does not answer: the domain starts within the hook's timeout, the hook says why"
 )
 
 pcd_init "$build"
@@ -70,6 +83,15 @@ libvirt_start src "$PCD_TMP/libvirt-src" "$PCD_NS_SRC" &&
 
 qdir=$PCD_TMP/qemu
 mkdir -p "$qdir"
+# The destination libvirtd's hook tells the destination daemon.
+hook_conf() {
+    cat >"${LIBVIRT_DIR[dst]}/etc/hooks/postcopyd.conf" <<EOF
+POSTCOPYD_SOCKET='${1:-$(pcd_control dst)}'
+POSTCOPYD_CONNECT='${LIBVIRT_URI[dst]}'
+POSTCOPY_MIGRATE='$(realpath "$PCD_BUILD")/postcopy-migrate'
+EOF
+}
+hook_conf
 # serial HOST DOMAIN: the guest's serial output on HOST.  The domain XML
 # names /var/lib/libvirt/DOMAIN.serial, one file per host since each
 # libvirtd has its own /var/lib/libvirt: the same XML runs on both.
@@ -312,3 +334,154 @@ fail_then_retry() {
     lvsh dst destroy "$vm" >/dev/null 2>&1
 }
 fail_then_retry "${TESTS[4]}"
+
+# Postcopy over a throttled link, the destination daemon killed in the
+# middle and restarted: nobody attaches the domain again, the daemon
+# does it from its session file (through libvirt: a --domain VM).
+restart_dst() {
+    local title=$1 vm=lv-restart why=() cli summary if_src=pcs$$
+    if ! ip netns exec "$PCD_NS_SRC" tc qdisc replace dev "$if_src" root \
+        tbf rate 300mbit burst 64k latency 50ms 2>/dev/null; then
+        skip "$title" "cannot throttle the link (tc tbf): postcopy would end before the kill"
+        return
+    fi
+    if ! start_domain src "$vm" || ! start_domain dst "$vm" --incoming; then
+        not_ok "$title" "a domain did not start"
+        return
+    fi
+    if ! serial_wait_passes "$(serial src "$vm")" 3 60 >/dev/null ||
+        ! pcd_migrate src attach --domain "$vm" --connect "${LIBVIRT_URI[src]}" >/dev/null ||
+        ! pcd_migrate dst attach --domain "$vm" --connect "${LIBVIRT_URI[dst]}" \
+            --incoming >/dev/null; then
+        not_ok "$title" "set-up failed"
+        dump "src:$vm" "dst:$vm"
+        return
+    fi
+    pcd_migrate src migrate --vm "$vm" --to "$PCD_IP_DST:$PCD_PORT" --mode postcopy \
+        >"$qdir/$vm.migrate" 2>&1 &
+    cli=$!
+    if ! pcd_wait_line "$(pcd_daemon_log src)" \
+        "migration .* \\($vm, source\\): device -> postcopy-active" 30 >/dev/null; then
+        why+=("postcopy never started")
+    else
+        sleep 0.2
+        kill -KILL "$(pcd_daemon_pid dst)"
+        wait "$(pcd_daemon_pid dst)" 2>/dev/null
+        pcd_ensure_daemons >/dev/null 2>&1 || why+=("the destination daemon did not restart")
+        pcd_wait_line "$(pcd_daemon_log dst)" "vm $vm: libvirt domain $vm attached again" 30 \
+            >/dev/null || why+=("the restarted daemon did not attach the domain again")
+    fi
+    wait "$cli" || why+=("postcopy-migrate migrate failed:" "$(tail -n 3 "$qdir/$vm.migrate")")
+    ip netns exec "$PCD_NS_SRC" tc qdisc del dev "$if_src" root 2>/dev/null
+    grep -qE "reconnected to" "$(pcd_daemon_log src)" ||
+        why+=("the source log has no 'reconnected to' line: the kill missed postcopy")
+    [ ${#why[@]} -eq 0 ] && check_after "$vm"
+    if [ ${#why[@]} -eq 0 ]; then
+        ok "$title"
+        echo "# $summary; $(grep -m1 -E '^total time' "$qdir/$vm.migrate")"
+        echo "# $(grep -m1 "attached again" "$(pcd_daemon_log dst)")"
+    else
+        not_ok "$title" "${why[@]}"
+        dump "src:$vm" "dst:$vm"
+    fi
+    lvsh src destroy "$vm" >/dev/null 2>&1
+    lvsh dst destroy "$vm" >/dev/null 2>&1
+}
+restart_dst "${TESTS[5]}"
+
+# query-vms at the destination: "expected", "attached" or "none".
+dst_vm_state() {
+    pcd_migrate dst list --json 2>/dev/null | jq -r --arg n "$1" \
+        '[.[] | select(.name == $n and .incoming)][0] |
+         if . == null then "none" elif .expected then "expected"
+         else "attached" end'
+}
+
+# A persistent incoming domain, defined (not running) at the destination:
+# expected, it is listed as such until libvirt starts it (the hook tells
+# the daemon again), then the daemon attaches it; the source is attached
+# and migrated with no attach at the destination.
+hook_expect() {
+    local title=$1 vm=lv-expect why=() summary xml=$qdir/lv-expect-dst.xml st i
+    libvirt_domain_xml "$vm" "$MEM" "$(serial_xml_path "$vm")" |
+        sed -e "s|<domain type='qemu'>|<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>|" \
+            -e "s|</domain>|<qemu:commandline><qemu:arg value='-incoming'/><qemu:arg value='defer'/></qemu:commandline></domain>|" >"$xml"
+    if ! lvsh dst define "$xml" >/dev/null || ! start_domain src "$vm"; then
+        not_ok "$title" "a domain was not defined or started"
+        return
+    fi
+    pcd_migrate dst expect --domain "$vm" --connect "${LIBVIRT_URI[dst]}" \
+        >"$qdir/$vm.expect" 2>&1 || why+=("expect failed: $(cat "$qdir/$vm.expect")")
+    st=$(dst_vm_state "$vm")
+    [ "$st" = expected ] || why+=("before the start the daemon lists it '$st', not expected")
+    lvsh dst start "$vm" --paused >/dev/null || why+=("the destination domain did not start")
+    for i in $(seq 100); do
+        st=$(dst_vm_state "$vm")
+        [ "$st" = attached ] && break
+        sleep 0.1
+    done
+    [ "$st" = attached ] || why+=("10 s after the start the daemon lists it '$st', not attached")
+    grep -q "vm $vm: libvirt domain $vm attached (it was expected)" \
+        "$(pcd_daemon_log dst)" || why+=("no 'attached (it was expected)' line in the daemon's log")
+    if [ ${#why[@]} -eq 0 ]; then
+        if ! serial_wait_passes "$(serial src "$vm")" 3 60 >/dev/null; then
+            why+=("the source guest did not reach pass 3")
+        elif ! pcd_migrate src attach --domain "$vm" --connect "${LIBVIRT_URI[src]}" >/dev/null ||
+            ! pcd_migrate src migrate --vm "$vm" --to "$PCD_IP_DST:$PCD_PORT" \
+                >"$qdir/$vm.migrate" 2>&1; then
+            why+=("attach or migrate at the source failed:" "$(tail -n 5 "$qdir/$vm.migrate")")
+        fi
+    fi
+    [ ${#why[@]} -eq 0 ] && check_after "$vm"
+    if [ ${#why[@]} -eq 0 ]; then
+        ok "$title"
+        echo "# $summary; $(grep -m1 -E '^downtime ' "$qdir/$vm.migrate")"
+        echo "# $(grep -m1 "vm $vm: libvirt domain $vm attached" "$(pcd_daemon_log dst)")"
+    else
+        not_ok "$title" "${why[@]}"
+        dump "src:$vm" "dst:$vm"
+    fi
+    lvsh src destroy "$vm" >/dev/null 2>&1
+    lvsh dst destroy "$vm" >/dev/null 2>&1
+    lvsh dst undefine "$vm" >/dev/null 2>&1
+}
+hook_expect "${TESTS[6]}"
+
+# The hook run as libvirt runs it, with a daemon that is not there and
+# one that accepts and never answers: exit 0 within its timeout (2 s
+# here), saying why; then a real start through libvirt with no daemon.
+hook_no_daemon() {
+    local title=$1 why=() conf=$qdir/hook.conf silent=$qdir/silent.sock lpid
+    local xml t0 took out sock vm=lv-nodaemon
+    xml=$(libvirt_domain_xml x 64 /dev/null |
+        sed "s|</domain>|<qemu:commandline><qemu:arg value='-incoming'/><qemu:arg value='defer'/></qemu:commandline></domain>|")
+    socat UNIX-LISTEN:"$silent",fork SYSTEM:'sleep 30' 2>/dev/null &
+    lpid=$!
+    for sock in "$qdir/none.sock" "$silent"; do
+        printf 'POSTCOPYD_SOCKET=%s\nPOSTCOPY_MIGRATE=%s\nPOSTCOPYD_HOOK_TIMEOUT=2\n' \
+            "$sock" "$(realpath "$PCD_BUILD")/postcopy-migrate" >"$conf"
+        [ "$sock" = "$silent" ] && pcd_wait_socket "$silent" "$lpid" 5
+        t0=$(date +%s%N)
+        out=$(printf '%s\n' "$xml" | env -i PATH=/usr/bin:/bin POSTCOPYD_HOOK_CONF="$conf" \
+            "$LIBVIRT_HOOK" x prepare begin - 2>&1) || why+=("$sock: the hook refused: $out")
+        took=$((($(date +%s%N) - t0) / 1000000))
+        [ "$took" -lt 3500 ] || why+=("$sock: the hook took $took ms")
+        [[ $out == *"postcopyd: domain x: the local postcopyd was not told"* ]] ||
+            why+=("$sock: the hook did not say why: $out")
+        echo "# $(basename "$sock"): $took ms: $out"
+    done
+    kill "$lpid" 2>/dev/null
+    wait "$lpid" 2>/dev/null
+    hook_conf "$qdir/none.sock"
+    start_domain dst "$vm" --incoming || why+=("libvirt did not start the incoming domain")
+    [ "$(libvirt_domain_state dst "$vm")" = paused ] ||
+        why+=("the incoming domain is '$(libvirt_domain_state dst "$vm")', not paused")
+    hook_conf
+    lvsh dst destroy "$vm" >/dev/null 2>&1
+    if [ ${#why[@]} -eq 0 ]; then
+        ok "$title"
+    else
+        not_ok "$title" "${why[@]}"
+    fi
+}
+hook_no_daemon "${TESTS[7]}"

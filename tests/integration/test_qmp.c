@@ -291,7 +291,8 @@ static void qemu_start(struct qemu *vm, bool backend, bool incoming)
                                 NULL, NULL, &vm->pid, &err));
     q = qmp_connect(vm->sock, CONNECT_MS, &err);
     g_assert_no_error(err);
-    vm->drv = qmp_driver_new(q, vm->pid, incoming);
+    vm->drv =
+        qmp_driver_new(qmp_channel_socket_new(q, vm->pid), vm->pid, incoming);
 }
 
 /* Whether the process exited within @ms (and reap it). */
@@ -460,8 +461,8 @@ static void test_qemu_refusals(void)
     g_clear_error(&err);
 
     /* QEMU serves one QMP client per socket: ask through the driver's. */
-    g_assert_false(qmp_execute(qmp_driver_qmp(vm.drv), "no-such-command", NULL,
-                               NULL, &err));
+    g_assert_false(
+        qmp_driver_execute(vm.drv, "no-such-command", NULL, NULL, &err));
     g_assert_error(err, QMP_ERROR, QMP_ERROR_COMMAND);
     g_assert_nonnull(strstr(err->message, "has not been found"));
     g_assert_null(strchr(err->message, '\n'));

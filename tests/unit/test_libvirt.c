@@ -1,14 +1,15 @@
 /*
  * test_libvirt.c - the libvirt pieces that need no QEMU: the domain XML
- * checks and the destination's XML (libvirt_xml.h), and the driver's
- * domain lookup and one-line errors against libvirt's test:///default
- * driver (which has no QEMU monitor: attach must fail cleanly there).
+ * checks and the destination's XML (libvirt_xml.h), and the libvirt QMP
+ * channel's domain lookup and one-line errors against libvirt's
+ * test:///default driver (which has no QEMU monitor: attach must fail
+ * cleanly there).
  */
 #include <string.h>
 #include <gio/gio.h>
 #include <libvirt/libvirt.h>
 
-#include "libvirt_driver.h"
+#include "qmp_driver.h"
 #include "libvirt_xml.h"
 
 #define TEST_URI "test:///default"
@@ -121,25 +122,20 @@ static void test_default_domain_xml(void)
 static void test_driver_lookup(void)
 {
     g_autoptr(GError) err = NULL;
-    struct vmm_driver *drv;
-    GPtrArray *memdevs = NULL;
-    pid_t pid = 0;
+    struct qmp_channel *ch;
 
-    drv = libvirt_driver_new(TEST_URI, "nosuch", false, &err);
-    g_assert_null(drv);
+    ch = qmp_channel_libvirt_new(TEST_URI, "nosuch", &err);
+    g_assert_null(ch);
     g_assert_true(g_str_has_prefix(err->message, "libvirt domain nosuch: "));
     g_assert_null(strchr(err->message, '\n'));
     g_clear_error(&err);
 
-    drv = libvirt_driver_new(TEST_URI, "test", false, &err);
-    g_assert_no_error(err);
-    g_assert_false(vmm_driver_gone(drv));
     /* The test driver has no QEMU monitor: refused, one line, named. */
-    g_assert_false(libvirt_driver_prepare(drv, &memdevs, &pid, &err));
-    g_assert_null(memdevs);
+    ch = qmp_channel_libvirt_new(TEST_URI, "test", &err);
+    g_assert_null(ch);
     g_assert_true(g_str_has_prefix(err->message, "libvirt domain test: "));
+    g_assert_nonnull(strstr(err->message, "QEMU monitor events"));
     g_assert_null(strchr(err->message, '\n'));
-    vmm_driver_free(drv);
 }
 
 static void test_driver_inactive(void)
@@ -150,7 +146,7 @@ static void test_driver_inactive(void)
     g_autoptr(GError) err = NULL;
 
     g_assert_nonnull(d);
-    g_assert_null(libvirt_driver_new(TEST_URI, "off", true, &err));
+    g_assert_null(qmp_channel_libvirt_new(TEST_URI, "off", &err));
     g_assert_cmpstr(err->message, ==, "libvirt domain off: not running");
     virDomainUndefine(d);
     virDomainFree(d);

@@ -1,7 +1,8 @@
 /*
  * test_session_file.c - what a restarted daemon finds in its state dir:
  * page-state files of migrations that died in precopy are removed, those
- * a session file still names are kept, and nothing else is touched.
+ * a session file still names are kept, and nothing else is touched; a
+ * libvirt domain's session names its domain and connection.
  */
 #include <glib/gstdio.h>
 #include <gio/gio.h>
@@ -90,10 +91,53 @@ static void test_find_id(void)
     g_rmdir(dir);
 }
 
+/*
+ * A libvirt domain's session keeps its domain and connection, and
+ * session_file_list() finds it with the others; a file whose domain is
+ * empty is ignored, not carried on through the wrong way to QEMU.
+ */
+static void test_domain(void)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *dir = g_dir_make_tmp("session-file-XXXXXX", &err);
+    g_autofree char *bad = g_build_filename(dir, ORPHAN ".dest", NULL);
+    g_autofree char *src = g_build_filename(dir, KEPT ".source", NULL);
+    struct session_file f = {.role = ROLE_SOURCE, .mode = MODE_POSTCOPY};
+    struct session_file got;
+    g_autoptr(GArray) all = NULL;
+    GLogLevelFlags fatal;
+
+    g_assert_no_error(err);
+    g_strlcpy(f.id, KEPT, sizeof(f.id));
+    g_strlcpy(f.vm_name, "vm1", sizeof(f.vm_name));
+    g_strlcpy(f.peer_uri, "10.0.0.2:4444", sizeof(f.peer_uri));
+    g_strlcpy(f.domain, "dom1", sizeof(f.domain));
+    g_strlcpy(f.connect, "qemu:///system", sizeof(f.connect));
+    g_assert_true(session_file_write(dir, &f, &err));
+    g_assert_true(session_file_find(dir, "vm1", ROLE_SOURCE, &got));
+    g_assert_cmpstr(got.domain, ==, "dom1");
+    g_assert_cmpstr(got.connect, ==, "qemu:///system");
+    g_assert_true(g_file_set_contents(bad,
+                                      "[migration]\nid=" ORPHAN
+                                      "\nvm=vm2\nmode=hybrid\npeer=\n"
+                                      "domain=\nconnect=\n",
+                                      -1, NULL));
+    fatal = g_log_set_always_fatal(G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
+    all = session_file_list(dir);
+    g_log_set_always_fatal(fatal);
+    g_assert_cmpuint(all->len, ==, 1);
+    g_assert_cmpstr(g_array_index(all, struct session_file, 0).domain, ==,
+                    "dom1");
+    g_unlink(bad);
+    g_unlink(src);
+    g_rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/session-file/clean-orphans", test_clean_orphans);
     g_test_add_func("/session-file/find-id", test_find_id);
+    g_test_add_func("/session-file/domain", test_domain);
     return g_test_run();
 }

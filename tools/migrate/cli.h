@@ -54,6 +54,8 @@ int cmd_migrate(struct cli *cli, const struct cli_command *cmd, int argc,
                 char **argv);
 int cmd_attach(struct cli *cli, const struct cli_command *cmd, int argc,
                char **argv);
+int cmd_expect(struct cli *cli, const struct cli_command *cmd, int argc,
+               char **argv);
 int cmd_list(struct cli *cli, const struct cli_command *cmd, int argc,
              char **argv);
 int cmd_metrics(struct cli *cli, const struct cli_command *cmd, int argc,

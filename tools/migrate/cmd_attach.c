@@ -1,10 +1,13 @@
 /*
  * cmd_attach.c - postcopy-migrate attach: hand a running QEMU to the
- * local postcopyd by its pid and QMP socket, or a libvirt domain by name.
+ * local postcopyd by its pid and QMP socket, or a libvirt domain by name;
+ * postcopy-migrate expect: tell it of an incoming libvirt domain before
+ * it runs (the libvirt hook does).
  */
 #include <stdio.h>
 
 #include "cli.h"
+#include "jsonq.h"
 
 struct attach_opts {
     gint pid;
@@ -74,6 +77,36 @@ static void print_attached(JsonNode *vm)
            json_object_get_string_member_with_default(o, "uffd", "?"));
 }
 
+static void print_expected(JsonNode *ret)
+{
+    printf("expecting libvirt domain %s: attached as soon as it runs\n",
+           jsonq_string(ret, "domain") ?: "?");
+}
+
+/* Send @execute with @args; print its answer (--json: as it came). */
+static int run(struct cli *cli, const char *what, const char *execute,
+               JsonObject *args, void (*print)(JsonNode *ret))
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(JsonNode) ret = NULL;
+    struct control_conn *c = cli_connect(cli);
+
+    if (!c) {
+        return CLI_EXIT_FAIL;
+    }
+    ret = control_conn_execute(c, execute, args, &err);
+    control_conn_close(c);
+    if (!ret) {
+        return cli_fail(cli, what, err);
+    }
+    if (cli->json) {
+        cli_print_json(ret);
+    } else {
+        print(ret);
+    }
+    return CLI_EXIT_OK;
+}
+
 int cmd_attach(struct cli *cli, const struct cli_command *cmd, int argc,
                char **argv)
 {
@@ -97,9 +130,6 @@ int cmd_attach(struct cli *cli, const struct cli_command *cmd, int argc,
         {NULL},
     };
     g_autoptr(JsonObject) args = NULL;
-    g_autoptr(GError) err = NULL;
-    g_autoptr(JsonNode) ret = NULL;
-    struct control_conn *c;
 
     if (!cli_parse(cli, cmd, entries, argc, argv)) {
         attach_opts_clear(&o);
@@ -112,19 +142,40 @@ int cmd_attach(struct cli *cli, const struct cli_command *cmd, int argc,
     }
     args = attach_args(&o);
     attach_opts_clear(&o);
-    c = cli_connect(cli);
-    if (!c) {
-        return CLI_EXIT_FAIL;
+    return run(cli, "attach", "attach", args, print_attached);
+}
+
+/*
+ * postcopy-migrate expect --domain NAME: what the libvirt hook runs as
+ * libvirt prepares an incoming domain; the daemon attaches it once it
+ * runs.  Quick: the daemon only takes note.
+ */
+int cmd_expect(struct cli *cli, const struct cli_command *cmd, int argc,
+               char **argv)
+{
+    struct attach_opts o = {0};
+    const GOptionEntry entries[] = {
+        {"domain", 0, 0, G_OPTION_ARG_STRING, &o.domain,
+         "The incoming libvirt domain", "NAME"},
+        {"connect", 0, 0, G_OPTION_ARG_STRING, &o.connect,
+         "How the daemon reaches its libvirt (default: libvirt's URI)", "URI"},
+        {"name", 0, 0, G_OPTION_ARG_STRING, &o.name,
+         "Name the VM (default: the domain's name)", "NAME"},
+        {NULL},
+    };
+    g_autoptr(JsonObject) args = json_object_new();
+
+    if (!cli_parse(cli, cmd, entries, argc, argv)) {
+        attach_opts_clear(&o);
+        return CLI_EXIT_USAGE;
     }
-    ret = control_conn_execute(c, "attach", args, &err);
-    control_conn_close(c);
-    if (!ret) {
-        return cli_fail(cli, "attach", err);
+    if (!o.domain) {
+        attach_opts_clear(&o);
+        return cli_usage_error(cmd, "expect: --domain is required");
     }
-    if (cli->json) {
-        cli_print_json(ret);
-    } else {
-        print_attached(ret);
-    }
-    return CLI_EXIT_OK;
+    json_object_set_string_member(args, "domain", o.domain);
+    set_opt_string(args, "connect", o.connect);
+    set_opt_string(args, "name", o.name);
+    attach_opts_clear(&o);
+    return run(cli, "expect", "expect-vm", args, print_expected);
 }

@@ -1,7 +1,9 @@
 /*
  * cmd_list.c - `postcopy-migrate list`: the VMs attached to the daemon
  * (query-vms), one line each: name, pid, VMM, role, RAM, and the state of
- * its newest migration; --json prints query-vms' array as it came.
+ * its newest migration, or the incoming libvirt domains the daemon
+ * expects (the libvirt hook told it); --json prints query-vms' array as
+ * it came.
  */
 #include <stdio.h>
 
@@ -27,11 +29,17 @@ static void print_vm(JsonObject *o)
     gint64 n;
 
     pid = jsonq_int(vm, "pid", &n) ? g_strdup_printf("%" G_GINT64_FORMAT, n)
-                                   : g_strdup("?");
-    ram = jsonq_int(vm, "ram", &n) ? size_text(n) : g_strdup("?");
-    mig = status ? g_strdup_printf("%s %s", status,
-                                   jsonq_string(vm, "migration.id") ?: "")
-                 : g_strdup("-");
+                                   : g_strdup("-");
+    ram = jsonq_int(vm, "ram", &n) ? size_text(n) : g_strdup("-");
+    if (json_object_get_boolean_member_with_default(o, "expected", FALSE)) {
+        /* Told by the libvirt hook; attached once libvirt runs it. */
+        mig = g_strdup("- (expected: attached once it runs)");
+    } else if (status) {
+        mig = g_strdup_printf("%s %s", status,
+                              jsonq_string(vm, "migration.id") ?: "");
+    } else {
+        mig = g_strdup("-");
+    }
     printf(LIST_FORMAT, jsonq_string(vm, "name") ?: "?", pid,
            jsonq_string(vm, "vmm") ?: "?", jsonq_string(vm, "role") ?: "?", ram,
            mig);

@@ -20,6 +20,10 @@ const struct cli_command cli_commands[] = {
      "[--incoming] [--uffd syscall|device]",
      "Hand a running QEMU or libvirt domain (guest RAM in shared memory) "
      "to postcopyd."},
+    {"expect", cmd_expect,
+     "--domain NAME [--connect URI] [--name NAME] [--json]",
+     "Tell postcopyd of an incoming libvirt domain: it attaches it as "
+     "soon as libvirt runs it (the libvirt hook does this)."},
     {"migrate", cmd_migrate,
      "{--vm NAME | --domain NAME [--connect URI] [--dest-connect URI] "
      "[--dest-socket PATH]} --to HOST[:PORT] [--mode MODE] [--json] "

@@ -31,9 +31,10 @@ _postcopy_migrate() {
     done
 
     case ${cmd-} in
-    "") opts="attach migrate list status set start-postcopy metrics cancel
-        incoming recover --socket --version --help" ;;
+    "") opts="attach expect migrate list status set start-postcopy metrics
+        cancel incoming recover --socket --version --help" ;;
     attach) opts="--pid --qmp --domain --connect --name --incoming --uffd" ;;
+    expect) opts="--domain --connect --name" ;;
     migrate) opts="--vm --domain --to --connect --dest-connect --dest-socket
         --no-wait --mode --downtime-limit --max-rounds --max-precopy-time
         --postcopy-bulk --streams --max-bandwidth --dirty-tracking" ;;
