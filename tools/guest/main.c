@@ -25,7 +25,8 @@ static bool setup_ram(struct guest *g, GError **err)
 {
     const struct guest_config *c = &g->cfg;
 
-    if (!guest_ram_alloc(&g->ram, c->regions, c->nregions, c->name, err)) {
+    if (!guest_ram_alloc(&g->ram, c->regions, c->nregions, c->name, err) ||
+        !drop_check(&c->drop, &g->ram, err)) {
         return false;
     }
     /* The daemon does UFFDIO_API and registers; we only create and keep it. */
