@@ -2,6 +2,7 @@
 #include "drop.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -124,7 +125,7 @@ bool drop_apply(const struct drop_spec *d, const struct guest_ram *ram,
     }
     zero = g_malloc0(r->page_size);
     zero_digest = digest_bytes(zero, r->page_size);
-    for (uint64_t p = d->first; p < d->first + d->count; p++) {
+    for (uint64_t p = d->first; expected && p < d->first + d->count; p++) {
         expected[p] = zero_digest;
     }
     printf("postcopy-guest: dropped pages %" G_GUINT64_FORMAT
@@ -133,4 +134,35 @@ bool drop_apply(const struct drop_spec *d, const struct guest_ram *ram,
            d->first, d->first + d->count - 1, mode_names[d->mode],
            d->count / 2);
     return true;
+}
+
+struct drop_waiter {
+    const struct drop_spec *d;
+    const struct guest_ram *ram;
+    sigset_t set;
+};
+
+static gpointer drop_waiter_main(gpointer opaque)
+{
+    struct drop_waiter *w = opaque;
+    g_autoptr(GError) err = NULL;
+    int sig;
+
+    if (sigwait(&w->set, &sig) == 0 && !drop_apply(w->d, w->ram, NULL, &err)) {
+        fprintf(stderr, "postcopy-guest: %s\n", err->message);
+    }
+    g_free(w);
+    return NULL;
+}
+
+void drop_on_signal(const struct drop_spec *d, const struct guest_ram *ram)
+{
+    struct drop_waiter *w = g_new0(struct drop_waiter, 1);
+
+    w->d = d;
+    w->ram = ram;
+    sigemptyset(&w->set);
+    sigaddset(&w->set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &w->set, NULL);
+    g_thread_unref(g_thread_new("drop", drop_waiter_main, w));
 }

@@ -276,8 +276,8 @@ static bool validate(struct raw_options *o, struct guest_config *cfg,
         (o->drop && !drop_parse(o->drop, &cfg->drop, err))) {
         return false;
     }
-    if (o->drop && (!o->incoming || !o->verify)) {
-        return fail(err, "--drop is for an --incoming --verify guest");
+    if (o->drop && o->incoming && !o->verify) {
+        return fail(err, "--drop on an --incoming guest needs --verify");
     }
     cfg->vcpus = o->vcpus;
     cfg->verify_threads = o->verify_threads == VERIFY_THREADS_UNSET
@@ -368,9 +368,9 @@ bool guest_config_parse(int *argc, char ***argv, struct guest_config *cfg,
         {"last-writes", 0, 0, G_OPTION_ARG_INT, &o.last_writes,
          "At a pause each vCPU writes N more pages first (adversarial)", "N"},
         {"drop", 0, 0, G_OPTION_ARG_STRING, &o.drop,
-         "Incoming: right after the resume, drop COUNT pages from global "
-         "page FIRST (madvise DONTNEED / REMOVE, or munmap); they must "
-         "read 0",
+         "Drop COUNT pages from global page FIRST (madvise DONTNEED / "
+         "REMOVE, or munmap): incoming, right after the resume (they must "
+         "read 0); a source, on SIGUSR1",
          "dontneed|remove|unmap:FIRST:COUNT"},
         {"version", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK,
          (gpointer)version_cb, "Print the version and exit", NULL},

@@ -45,7 +45,7 @@ struct guest_config {
     /* At a pause, each vCPU writes this many more pages before parking:
      * the adversarial "write just before the pause" workload. */
     unsigned last_writes;
-    /* Incoming: drop part of RAM right after the resume (drop.h). */
+    /* Drop part of RAM: incoming, after the resume; source, on SIGUSR1. */
     struct drop_spec drop;
 };
 

@@ -137,6 +137,9 @@ int main(int argc, char **argv)
     if (!setup_ram(&g, &err)) {
         goto fail;
     }
+    if (!g.cfg.incoming && g.cfg.drop.mode != DROP_NONE) {
+        drop_on_signal(&g.cfg.drop, &g.ram); /* before any other thread */
+    }
     if (!g.cfg.incoming) {
         start_source(&g);
     }
