@@ -13,6 +13,8 @@
  *    and hand their pages to the installer;
  *  - the sweep (installer.c): after the resume, installs every page whose
  *    current copy is already here.
+ * The VMM's non-cooperative uffd events (a range removed or unmapped) are
+ * read by the fault thread and ordered with installs by uffd_events.c.
  * installer.c is the one place that writes a page's copy or installs it.
  *
  * Contract: the page state table decides who may touch a page; everything
@@ -30,6 +32,7 @@
 #ifndef POSTCOPYD_DEST_SESSION_H
 #define POSTCOPYD_DEST_SESSION_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -61,6 +64,12 @@ struct dest_session {
     struct channel *control, *urgent; /* by m->lock until running */
     struct channel *bulk[DEST_MAX_STREAMS];
     struct uffd u;
+    /*
+     * uffd_events.c: the fault thread reads the uffd holding it exclusive;
+     * other threads fill guest pages holding it shared.
+     */
+    pthread_rwlock_t events;
+    GArray *deferred; /* faults read while draining events (fault thread) */
     struct page_state_table *pst;
     char *pst_path;
     GThread *fault_thread, *urgent_thread, *sweep_thread;
@@ -154,6 +163,42 @@ gpointer dest_sweep_thread(gpointer opaque);
 
 /* fault_thread.c */
 gpointer dest_fault_thread(gpointer opaque);
+/* Resolve one fault message (also those uffd_events.c deferred). */
+void dest_handle_fault(struct dest_session *s, const struct uffd_msg *msg);
+
+/* uffd_events.c */
+/* The events the destination asks UFFDIO_API for. */
+uint64_t dest_event_features(void);
+/* Once s->u is set up: the lock, the deferred faults, the drain hook. */
+void dest_events_init(struct dest_session *s);
+/* Once every thread of the session is joined. */
+void dest_events_destroy(struct dest_session *s);
+/* The calling thread is the one that reads the uffd (the fault thread). */
+void dest_events_reader(void);
+/*
+ * Read up to @n messages, handling the events among them before any other
+ * thread may fill a page again; returns how many faults are left in @msgs,
+ * or a negative errno.
+ */
+int dest_read_uffd(struct dest_session *s, struct uffd_msg *msgs, int n);
+/*
+ * Fill pages [first, first + n) of @r, held INSTALLING by the caller, with
+ * @fill, skipping pages the VMM removed meanwhile: each run under the
+ * event lock, looked at again after an EAGAIN.  0 or a negative errno.
+ */
+typedef int (*dest_fill_fn)(struct dest_session *s, const struct region *r,
+                            uint64_t first, uint64_t n, const void *ctx,
+                            uint64_t *done);
+int dest_fill(struct dest_session *s, const struct region *r, uint64_t first,
+              uint64_t n, dest_fill_fn fill, const void *ctx);
+/* An install or fill failed with EAGAIN: let the pending events be read. */
+void dest_events_pending(struct dest_session *s);
+/*
+ * Pages of [first, first + n) of @r that ended REMOVED in a holder's hands:
+ * their copy dropped, their waiters woken (they fault again on a zero).
+ */
+void dest_removed_held(struct dest_session *s, const struct region *r,
+                       uint64_t first, uint64_t n);
 
 /* remote_reader.c: reading the source's memory (remote_read.h) */
 /* Before the LayoutReply: the READ link's port, 0 if the transport has

@@ -10,7 +10,10 @@
  * cache, or a staging area: backing.h), which this file opens and closes;
  * after, it is installed.  A
  * failed install has one path: its pages go back, and the migration
- * aborts (the VMM's memory cannot be worked on).
+ * aborts (the VMM's memory cannot be worked on).  Every fill of guest
+ * pages goes through dest_fill() (uffd_events.c), so a page the VMM
+ * removed meanwhile is never filled; a held page that ends REMOVED has its
+ * copy dropped and its waiters woken (dest_removed_held()).
  */
 #include "dest_session.h"
 
@@ -70,6 +73,15 @@ void dest_installer_close(struct dest_session *s)
     }
 }
 
+/* A hold ended: a page the VMM removed meanwhile drops its copy. */
+static void held_ended(struct dest_session *s, const struct region *r,
+                       uint64_t page, enum page_result res)
+{
+    if (res == PAGE_DROP) {
+        dest_removed_held(s, r, page, 1);
+    }
+}
+
 /*
  * The one failure path of an install: the held pages of the run go back
  * (a CURRENT copy stays current, the others are fetched again), and the
@@ -84,7 +96,7 @@ static bool install_failed(struct dest_session *s, const struct region *r,
                         n, r->base + first * r->page_size, g_strerror(-ret));
 
     for (uint64_t p = first; p < first + n; p++) {
-        page_state_abort_install(s->pst, r->id, p);
+        held_ended(s, r, p, page_state_abort_install(s->pst, r->id, p));
     }
     dest_abort(s, msg);
     return false;
@@ -102,8 +114,14 @@ static void installed(struct dest_session *s, const struct region *r,
 static void install_done(struct dest_session *s, const struct region *r,
                          const struct page_run *run)
 {
-    page_state_finish_run(s->pst, r->id, run);
-    installed(s, r, run->first, run->npages);
+    uint64_t n = page_state_finish_run(s->pst, r->id, run);
+
+    if (n < run->npages) {
+        dest_removed_held(s, r, run->first, run->npages);
+    }
+    backing_copy_release(r, &s->copies[r->id], run->first, run->npages);
+    dest_end_faults(s, r, run->first, run->npages);
+    atomic_fetch_add(&s->m->stats.pages_installed, n);
 }
 
 /*
@@ -135,11 +153,10 @@ static bool write_pages(struct dest_session *s, const struct region *r,
                                      data ? data + i * ps : NULL);
         }
         for (uint64_t p = first + i; p < first + j; p++) {
-            if (ret < 0) {
-                page_state_abort_write(s->pst, r->id, p);
-            } else {
-                page_state_finish_write(s->pst, r->id, p, !data);
-            }
+            held_ended(s, r, p,
+                       ret < 0
+                           ? page_state_abort_write(s->pst, r->id, p)
+                           : page_state_finish_write(s->pst, r->id, p, !data));
         }
         if (ret < 0) {
             g_autofree char *msg = g_strdup_printf(
@@ -158,6 +175,34 @@ static bool write_pages(struct dest_session *s, const struct region *r,
     return true;
 }
 
+/* dest_fill() callbacks: from the copy area, or from the data in hand. */
+static int fill_copy(struct dest_session *s, const struct region *r,
+                     uint64_t first, uint64_t n, const void *ctx,
+                     uint64_t *done)
+{
+    const bool *zero = ctx;
+
+    return backing_install_copy(&s->u, r, &s->copies[r->id], first, n,
+                                zero && *zero, done);
+}
+
+struct data_in_hand {
+    const uint8_t *data; /* NULL: zeroes */
+    uint64_t first;      /* the page data[0] belongs to */
+};
+
+static int fill_data(struct dest_session *s, const struct region *r,
+                     uint64_t first, uint64_t n, const void *ctx,
+                     uint64_t *done)
+{
+    const struct data_in_hand *d = ctx;
+    const uint8_t *src =
+        d->data ? d->data + (first - d->first) * r->page_size : NULL;
+
+    return backing_install(&s->u, r, r->base + first * r->page_size, src,
+                           n * r->page_size, 0, done);
+}
+
 /*
  * Map pages whose current copy is already here (held INSTALLING by the
  * caller), from the copy area.  No network.
@@ -166,7 +211,7 @@ static int install_current(struct dest_session *s, const struct region *r,
                            uint64_t first, uint64_t n)
 {
     bool zero = n == 1 && page_state_is_zero(s->pst, r->id, first);
-    int ret = backing_install_copy(&s->u, r, &s->copies[r->id], first, n, zero);
+    int ret = dest_fill(s, r, first, n, fill_copy, &zero);
 
     if (ret == 0) {
         atomic_fetch_add(&s->m->stats.installed_local, n);
@@ -183,13 +228,11 @@ static bool install_pages(struct dest_session *s, const struct region *r,
                           uint64_t first, uint64_t n, const uint8_t *data)
 {
     uint64_t pos = first, end = first + n, claimed = 0;
+    const struct data_in_hand d = {.data = data, .first = first};
     struct page_run run;
 
     while (page_state_claim_run(s->pst, r->id, &pos, end, INSTALL_FROM, &run)) {
-        const uint8_t *src =
-            data ? data + (run.first - first) * r->page_size : NULL;
-        int ret = backing_install(&s->u, r, r->base + run.first * r->page_size,
-                                  src, run.npages * r->page_size, 0, NULL);
+        int ret = dest_fill(s, r, run.first, run.npages, fill_data, &d);
 
         if (ret < 0) {
             return install_failed(s, r, run.first, run.npages, ret);
@@ -223,7 +266,7 @@ static bool install_from_socket(struct dest_session *s, struct channel *ch,
                               &run) ||
         run.first != first || run.npages != n) {
         for (uint64_t p = run.first; p < run.first + run.npages; p++) {
-            page_state_abort_install(s->pst, r->id, p);
+            held_ended(s, r, p, page_state_abort_install(s->pst, r->id, p));
         }
         return channel_recv_payload(ch, buf, h->len, err) &&
                install_pages(s, r, first, n, buf);
@@ -231,11 +274,13 @@ static bool install_from_socket(struct dest_session *s, struct channel *ch,
     if (!channel_recv_payload(ch, s->copies[r->id].base + h->offset, h->len,
                               err)) {
         for (uint64_t p = first; p < first + n; p++) {
-            page_state_abort_install(s->pst, r->id, p); /* torn, unmapped */
+            held_ended(s, r, p,
+                       page_state_abort_install(s->pst, r->id,
+                                                p)); /* torn, unmapped */
         }
         return false;
     }
-    ret = backing_install_copy(&s->u, r, &s->copies[r->id], first, n, false);
+    ret = dest_fill(s, r, first, n, fill_copy, NULL);
     if (ret < 0) {
         return install_failed(s, r, first, n, ret);
     }
@@ -265,7 +310,7 @@ static bool receive_into_cache(struct dest_session *s, struct channel *ch,
     }
     if (held < n) {
         for (uint64_t p = first; p < first + held; p++) {
-            page_state_abort_write(s->pst, r->id, p);
+            held_ended(s, r, p, page_state_abort_write(s->pst, r->id, p));
         }
         return channel_recv_payload(ch, buf, h->len, err) &&
                write_pages(s, r, first, n, buf);
@@ -275,11 +320,9 @@ static bool receive_into_cache(struct dest_session *s, struct channel *ch,
     ok = channel_recv_payload(ch, s->copies[r->id].base + h->offset, h->len,
                               err);
     for (uint64_t p = first; p < first + n; p++) {
-        if (ok) {
-            page_state_finish_write(s->pst, r->id, p, false);
-        } else {
-            page_state_abort_write(s->pst, r->id, p); /* torn */
-        }
+        held_ended(s, r, p,
+                   ok ? page_state_finish_write(s->pst, r->id, p, false)
+                      : page_state_abort_write(s->pst, r->id, p)); /* torn */
     }
     atomic_fetch_add(&s->m->stats.pages_received, n);
     return ok;
@@ -341,7 +384,11 @@ bool dest_install_faulted(struct dest_session *s, const struct region *r,
     if (ret < 0) {
         return install_failed(s, r, page, 1, ret);
     }
-    page_state_finish_install(s->pst, r->id, page);
+    if (page_state_finish_install(s->pst, r->id, page) == PAGE_DROP) {
+        dest_removed_held(s, r, page, 1);
+        signal_if_done(s);
+        return true;
+    }
     installed(s, r, page, 1);
     signal_if_done(s);
     return true;

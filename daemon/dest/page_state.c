@@ -14,7 +14,7 @@ static const char *const state_names[PAGE_NSTATES] = {
     [PAGE_ABSENT] = "absent",       [PAGE_CURRENT] = "current",
     [PAGE_STALE] = "stale",         [PAGE_REQUESTED] = "requested",
     [PAGE_WRITING] = "writing",     [PAGE_INSTALLING] = "installing",
-    [PAGE_INSTALLED] = "installed",
+    [PAGE_INSTALLED] = "installed", [PAGE_REMOVED] = "removed",
 };
 
 static const char *const result_names[] = {
@@ -24,6 +24,7 @@ static const char *const result_names[] = {
     [PAGE_WENT_STALE] = "went-stale",
     [PAGE_WAIT] = "wait",
     [PAGE_WAKE] = "wake",
+    [PAGE_DO_ZERO] = "zero",
     [PAGE_BUSY] = "busy",
     [PAGE_DROP] = "drop",
     [PAGE_SKIP] = "skip",
@@ -131,6 +132,8 @@ static enum page_result decide_fault(uint8_t old, uint8_t *new, unsigned arg)
         return PAGE_WAIT;
     case PAGE_INSTALLED:
         return PAGE_WAKE;
+    case PAGE_REMOVED:
+        return PAGE_DO_ZERO;
     default:
         return PAGE_WAIT;
     }
@@ -143,10 +146,21 @@ static enum page_result refuse_held(uint8_t old)
         return PAGE_BUSY;
     case PAGE_INSTALLING:
     case PAGE_INSTALLED:
+    case PAGE_REMOVED:
         return PAGE_DROP;
     default:
         return PAGE_OK;
     }
+}
+
+/* A held page the VMM removed meanwhile: REMOVED, whatever was held. */
+static bool end_gone(uint8_t old, uint8_t *new)
+{
+    if (!gone(old)) {
+        return false;
+    }
+    *new = make(PAGE_REMOVED, 0, 0);
+    return true;
 }
 
 static enum page_result decide_begin_write(uint8_t old, uint8_t *new,
@@ -184,6 +198,9 @@ static enum page_result decide_finish_write(uint8_t old, uint8_t *new,
     if (st(old) != PAGE_WRITING) {
         return PAGE_ILLEGAL;
     }
+    if (end_gone(old, new)) {
+        return PAGE_DROP;
+    }
     if (old & F_REDIRTIED) {
         res = settle(old, PAGE_STALE, new);
         return res == PAGE_OK ? PAGE_WENT_STALE : res;
@@ -197,6 +214,9 @@ static enum page_result decide_abort_write(uint8_t old, uint8_t *new,
     *new = old;
     if (st(old) != PAGE_WRITING) {
         return PAGE_ILLEGAL;
+    }
+    if (end_gone(old, new)) {
+        return PAGE_DROP;
     }
     /* A CURRENT copy half overwritten is no copy at all. */
     return settle(old, base_of(prior(old)), new);
@@ -256,6 +276,9 @@ static enum page_result decide_finish_install(uint8_t old, uint8_t *new,
     if (st(old) != PAGE_INSTALLING) {
         return PAGE_ILLEGAL;
     }
+    if (end_gone(old, new)) {
+        return PAGE_DROP;
+    }
     *new = make(PAGE_INSTALLED, 0, 0);
     return PAGE_OK;
 }
@@ -267,12 +290,43 @@ static enum page_result decide_abort_install(uint8_t old, uint8_t *new,
     if (st(old) != PAGE_INSTALLING) {
         return PAGE_ILLEGAL;
     }
+    if (end_gone(old, new)) {
+        return PAGE_DROP;
+    }
     /* Installing a CURRENT copy does not write it: it is still good. */
     if (prior(old) == PAGE_CURRENT) {
         *new = make(PAGE_CURRENT, 0, old & (F_ZERO | F_WANTED));
         return PAGE_OK;
     }
     return settle(old, base_of(prior(old)), new);
+}
+
+static enum page_result decide_remove(uint8_t old, uint8_t *new, unsigned arg)
+{
+    *new = old;
+    switch (st(old)) {
+    case PAGE_INSTALLED:
+    case PAGE_REMOVED:
+        return PAGE_SKIP;
+    case PAGE_WRITING:
+    case PAGE_INSTALLING:
+        *new = old | gone_flag(st(old));
+        return PAGE_BUSY;
+    default:
+        /* A waiting vCPU is woken by the caller and faults on a zero. */
+        *new = make(PAGE_REMOVED, 0, 0);
+        return PAGE_OK;
+    }
+}
+
+static enum page_result decide_zeroed(uint8_t old, uint8_t *new, unsigned arg)
+{
+    *new = old;
+    if (st(old) != PAGE_REMOVED) {
+        return PAGE_ILLEGAL;
+    }
+    *new = make(PAGE_INSTALLED, 0, 0);
+    return PAGE_OK;
 }
 
 static enum page_result decide_forget(uint8_t old, uint8_t *new, unsigned arg)
@@ -429,6 +483,24 @@ enum page_result page_state_abort_install(struct page_state_table *t,
     return update(t, region, page, decide_abort_install, 0);
 }
 
+enum page_result page_state_remove(struct page_state_table *t, uint32_t region,
+                                   uint64_t page)
+{
+    return update(t, region, page, decide_remove, 0);
+}
+
+bool page_state_is_gone(const struct page_state_table *t, uint32_t region,
+                        uint64_t page)
+{
+    return gone(load(&region_at(t, region, page)->map[page]));
+}
+
+enum page_result page_state_zeroed(struct page_state_table *t, uint32_t region,
+                                   uint64_t page)
+{
+    return update(t, region, page, decide_zeroed, 0);
+}
+
 bool page_state_claim_run(struct page_state_table *t, uint32_t region,
                           uint64_t *pos, uint64_t end, unsigned from,
                           struct page_run *run)
@@ -452,14 +524,18 @@ bool page_state_claim_run(struct page_state_table *t, uint32_t region,
     return true;
 }
 
-void page_state_finish_run(struct page_state_table *t, uint32_t region,
-                           const struct page_run *run)
+uint64_t page_state_finish_run(struct page_state_table *t, uint32_t region,
+                               const struct page_run *run)
 {
+    uint64_t installed = 0;
+
     for (uint64_t p = run->first; p < run->first + run->npages; p++) {
         enum page_result res = page_state_finish_install(t, region, p);
 
-        g_assert(res == PAGE_OK);
+        g_assert(res == PAGE_OK || res == PAGE_DROP);
+        installed += res == PAGE_OK;
     }
+    return installed;
 }
 
 uint64_t page_state_forget_copies(struct page_state_table *t, uint32_t region)
@@ -562,7 +638,9 @@ uint64_t page_state_total(const struct page_state_table *t, enum page_state s)
 bool page_state_all_installed(const struct page_state_table *t)
 {
     for (uint32_t r = 0; r < t->nregions; r++) {
-        if (page_state_count(t, r, PAGE_INSTALLED) != t->regions[r].npages) {
+        if (page_state_count(t, r, PAGE_INSTALLED) +
+                page_state_count(t, r, PAGE_REMOVED) !=
+            t->regions[r].npages) {
             return false;
         }
     }

@@ -7,7 +7,9 @@
  * with no lock and no allocation.  A page that reached INSTALLED never
  * leaves it, and no call hands out a claim to write or install it again:
  * data for it is refused with PAGE_DROP.  Whoever writes or installs a page
- * holds it first (WRITING or INSTALLING), so two writers never meet.  Per
+ * holds it first (WRITING or INSTALLING), so two writers never meet.  A
+ * page the VMM removed (REMOVED) is no longer migrated: nothing writes or
+ * installs it but the fault thread, which gives it a zero page.  Per
  * region counters make "how many pages are in state S" O(regions).
  *
  * The table lives in a file under the state directory, mapped MAP_SHARED,
@@ -31,13 +33,16 @@ enum page_state {
     PAGE_WRITING,    /* held by a receiver copying data in */
     PAGE_INSTALLING, /* held by an installer mapping it into the guest */
     PAGE_INSTALLED,  /* mapped in the running guest: final */
+    PAGE_REMOVED,    /* the VMM dropped it (madvise, munmap): reads as zero */
     PAGE_NSTATES,
 };
 
 /* Sets of states for page_state_next() and page_state_begin_install(). */
-#define PAGE_MASK(s)          (1u << (s))
-#define PAGE_MASK_ALL         ((1u << PAGE_NSTATES) - 1)
-#define PAGE_MASK_UNINSTALLED (PAGE_MASK_ALL & ~PAGE_MASK(PAGE_INSTALLED))
+#define PAGE_MASK(s)  (1u << (s))
+#define PAGE_MASK_ALL ((1u << PAGE_NSTATES) - 1)
+/* Pages still to migrate: neither installed nor removed by the VMM. */
+#define PAGE_MASK_UNINSTALLED                                                  \
+    (PAGE_MASK_ALL & ~(PAGE_MASK(PAGE_INSTALLED) | PAGE_MASK(PAGE_REMOVED)))
 /* Of the states asked for, only pages a vCPU may be blocked on. */
 #define PAGE_MASK_WANTED (1u << 16)
 
@@ -48,6 +53,7 @@ enum page_result {
     PAGE_WENT_STALE, /* finish_write: re-dirtied meanwhile, the page is STALE */
     PAGE_WAIT,       /* fault: someone else is already resolving the page */
     PAGE_WAKE,       /* fault: already INSTALLED, only wake the thread */
+    PAGE_DO_ZERO,    /* fault: REMOVED, the fault thread maps a zero page */
     PAGE_BUSY,       /* refused: another thread is writing the page */
     PAGE_DROP,       /* refused: INSTALLED or being installed, drop the data */
     PAGE_SKIP,       /* refused: not in one of the states asked for */
@@ -130,7 +136,8 @@ bool page_state_try_request(struct page_state_table *t, uint32_t region,
  * The fault thread's one call for a faulting page: PAGE_DO_REQUEST (now
  * REQUESTED: send it), PAGE_DO_INSTALL (was CURRENT, now held INSTALLING),
  * PAGE_WAIT (requested, or held by another thread, which will install it:
- * a writer is told through the wanted hint) or PAGE_WAKE (INSTALLED).
+ * a writer is told through the wanted hint), PAGE_WAKE (INSTALLED) or
+ * PAGE_DO_ZERO (REMOVED: map a zero page, then page_state_zeroed()).
  */
 enum page_result page_state_fault(struct page_state_table *t, uint32_t region,
                                   uint64_t page);
@@ -144,15 +151,17 @@ enum page_result page_state_begin_write(struct page_state_table *t,
 /*
  * The data is in place: PAGE_OK (CURRENT), PAGE_DO_INSTALL (a vCPU waits;
  * the caller still holds it, now INSTALLING), PAGE_WENT_STALE (the source
- * re-dirtied it meanwhile) or PAGE_DO_REQUEST (re-dirtied and a vCPU waits:
- * now REQUESTED, send the request).  @zero: the data was all zeroes.
+ * re-dirtied it meanwhile), PAGE_DO_REQUEST (re-dirtied and a vCPU waits:
+ * now REQUESTED, send the request) or PAGE_DROP (the VMM removed it
+ * meanwhile: now REMOVED, the copy is worthless).  @zero: all zeroes.
  */
 enum page_result page_state_finish_write(struct page_state_table *t,
                                          uint32_t region, uint64_t page,
                                          bool zero);
 /*
  * The copy failed half way: back to ABSENT or STALE, PAGE_OK, or, if a
- * vCPU waits, to REQUESTED with PAGE_DO_REQUEST.
+ * vCPU waits, to REQUESTED with PAGE_DO_REQUEST (REMOVED meanwhile: as
+ * finish_write).
  */
 enum page_result page_state_abort_write(struct page_state_table *t,
                                         uint32_t region, uint64_t page);
@@ -185,7 +194,11 @@ void page_state_mark_stale_run(struct page_state_table *t, uint32_t region,
 enum page_result page_state_begin_install(struct page_state_table *t,
                                           uint32_t region, uint64_t page,
                                           unsigned from);
-/* INSTALLING -> INSTALLED, for good. */
+/*
+ * INSTALLING -> INSTALLED, for good: PAGE_OK; or, if the VMM removed the
+ * page while it was held, REMOVED: PAGE_DROP (what was installed, if
+ * anything, went before the kernel zapped the range: see is_gone).
+ */
 enum page_result page_state_finish_install(struct page_state_table *t,
                                            uint32_t region, uint64_t page);
 /*
@@ -194,6 +207,21 @@ enum page_result page_state_finish_install(struct page_state_table *t,
  */
 enum page_result page_state_abort_install(struct page_state_table *t,
                                           uint32_t region, uint64_t page);
+
+/*
+ * The VMM removed the page (UFFD_EVENT_REMOVE / UNMAP): PAGE_OK (it was
+ * neither installed nor held: now REMOVED, its copy may go), PAGE_BUSY
+ * (held: marked, so that its holder's finish or abort ends it REMOVED;
+ * see is_gone) or PAGE_SKIP (INSTALLED or REMOVED: unchanged).
+ */
+enum page_result page_state_remove(struct page_state_table *t, uint32_t region,
+                                   uint64_t page);
+/* A held page was removed since it was taken: do not install it. */
+bool page_state_is_gone(const struct page_state_table *t, uint32_t region,
+                        uint64_t page);
+/* REMOVED -> INSTALLED: the fault thread mapped a zero page there. */
+enum page_result page_state_zeroed(struct page_state_table *t, uint32_t region,
+                                   uint64_t page);
 
 struct page_run {
     uint64_t first;
@@ -209,9 +237,12 @@ struct page_run {
 bool page_state_claim_run(struct page_state_table *t, uint32_t region,
                           uint64_t *pos, uint64_t end, unsigned from,
                           struct page_run *run);
-/* finish_install every page of a held run. */
-void page_state_finish_run(struct page_state_table *t, uint32_t region,
-                           const struct page_run *run);
+/*
+ * finish_install every page of a held run; how many ended INSTALLED (the
+ * others were removed meanwhile and are REMOVED).
+ */
+uint64_t page_state_finish_run(struct page_state_table *t, uint32_t region,
+                               const struct page_run *run);
 
 /*
  * The first page at or after @from whose state is in @mask (and that is
@@ -232,6 +263,7 @@ uint64_t page_state_forget_copies(struct page_state_table *t, uint32_t region);
 uint64_t page_state_count(const struct page_state_table *t, uint32_t region,
                           enum page_state s);
 uint64_t page_state_total(const struct page_state_table *t, enum page_state s);
+/* Every page is INSTALLED or REMOVED: nothing is left to migrate. */
 bool page_state_all_installed(const struct page_state_table *t);
 
 #endif /* POSTCOPYD_PAGE_STATE_H */

@@ -31,6 +31,13 @@
 #define F_ZERO      0x20u /* the current copy is all zeroes */
 #define F_WANTED    0x40u /* a vCPU may be blocked on the page */
 #define F_REDIRTIED 0x80u /* re-dirtied while being written */
+/*
+ * The VMM removed a held page (page_state_remove()): the holder ends it
+ * REMOVED.  Bits free in the held state: WRITING never carries F_ZERO,
+ * INSTALLING never F_REDIRTIED.
+ */
+#define F_GONE_WRITING    0x20u
+#define F_GONE_INSTALLING 0x80u
 
 #define FILE_MAGIC   "PCDPGST1"
 #define FILE_VERSION 1u
@@ -93,6 +100,18 @@ static inline bool wanted(uint8_t b)
 {
     return (b & F_WANTED) || st(b) == PAGE_REQUESTED ||
            (has_prior(st(b)) && prior(b) == PAGE_REQUESTED);
+}
+
+static inline uint8_t gone_flag(enum page_state s)
+{
+    return s == PAGE_WRITING      ? F_GONE_WRITING
+           : s == PAGE_INSTALLING ? F_GONE_INSTALLING
+                                  : 0;
+}
+
+static inline bool gone(uint8_t b)
+{
+    return gone_flag(st(b)) && (b & gone_flag(st(b)));
 }
 
 /* Where a page held or requested from @from goes back to. */

@@ -131,7 +131,8 @@ static bool byte_valid(uint8_t b)
     if (!has_prior(st(b)) && prior(b) != 0) {
         return false;
     }
-    return st(b) == PAGE_WRITING || !(b & F_REDIRTIED);
+    return st(b) == PAGE_WRITING || st(b) == PAGE_INSTALLING ||
+           !(b & F_REDIRTIED);
 }
 
 /* Undo what died with the old daemon; see page_state_resume(). */
@@ -145,7 +146,9 @@ static uint8_t recover(uint8_t b, struct page_state_reload *rl)
         return make(base_of(prior(b)), 0, w);
     case PAGE_WRITING:
         rl->writes_torn++;
-        return make(base_of(prior(b)), 0, w);
+        /* Removed by the VMM while held: the event was read, it stays so. */
+        return gone(b) ? make(PAGE_REMOVED, 0, 0)
+                       : make(base_of(prior(b)), 0, w);
     case PAGE_INSTALLING:
         rl->installs_uncertain++;
         return b;

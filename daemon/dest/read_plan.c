@@ -93,6 +93,9 @@ static void count_finish(enum page_result res, struct read_outcome *o)
     case PAGE_DO_REQUEST:
         o->requested++;
         break;
+    case PAGE_DROP: /* its copy is worthless: the caller drops it */
+        o->removed++;
+        break;
     default:
         g_assert_not_reached(); /* the caller held every page WRITING */
     }

@@ -58,6 +58,7 @@ struct read_outcome {
     uint64_t stale;     /* re-dirtied meanwhile: STALE */
     uint64_t requested; /* not usable and a vCPU waits: REQUESTED again */
     uint64_t back;      /* failed: ABSENT or STALE again */
+    uint64_t removed;   /* the VMM removed it meanwhile: REMOVED */
 };
 
 /* Called for each page read_plan_finish() leaves held INSTALLING. */

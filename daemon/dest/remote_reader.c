@@ -161,6 +161,10 @@ static void finished(struct dest_session *s, const struct remote_done *d)
 
     read_cookie_parse(d->cookie, &rq);
     read_plan_finish(s->pst, &rq, d->ok, install_one, s, &o);
+    if (o.removed) {
+        dest_removed_held(s, &s->regions->regions[rq.region], rq.first,
+                          rq.npages);
+    }
     if (!d->ok) {
         return;
     }

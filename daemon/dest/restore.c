@@ -100,6 +100,7 @@ static bool restore_uffd(struct dest_session *s, GError **err)
     }
     vm->api_done = true;
     vm->info.uffd_features = s->u.features;
+    dest_events_init(s);
     /* The registrations live in the VMM's mm: they survived us. */
     for (size_t i = 0; i < s->regions->n; i++) {
         struct region *r = &s->regions->regions[i];

@@ -191,7 +191,8 @@ static bool setup_uffd(struct dest_session *s, GError **err)
 {
     struct vm_entry *vm = s->m->vm;
     struct page_state_layout layout;
-    uint64_t features = UFFD_FEATURE_THREAD_ID;
+    uint64_t features = UFFD_FEATURE_THREAD_ID | dest_event_features();
+    uint64_t dropped = 0;
 
     for (size_t i = 0; i < s->regions->n; i++) {
         features |= backing_ops_get(s->regions->regions[i].kind)->dest_features;
@@ -201,12 +202,19 @@ static bool setup_uffd(struct dest_session *s, GError **err)
         s->u.fd = vm->info.uffd;
         s->u.features = vm->info.uffd_features;
     } else if (!uffd_api(vm->info.uffd, features, &s->m->daemon->caps, &s->u,
-                         NULL, err)) {
+                         &dropped, err)) {
         return false;
     } else {
         vm->api_done = true;
         vm->info.uffd_features = s->u.features;
     }
+    if (dropped & dest_event_features()) {
+        g_warning("migration %s: the kernel does not offer uffd events "
+                  "0x%" G_GINT64_MODIFIER "x: guest RAM the VMM drops "
+                  "during postcopy would be served stale",
+                  s->m->id, dropped & dest_event_features());
+    }
+    dest_events_init(s);
     for (size_t i = 0; i < s->regions->n; i++) {
         struct region *r = &s->regions->regions[i];
 
@@ -478,6 +486,7 @@ void dest_stop_threads(struct dest_session *s)
     if (s->sweep_thread) {
         g_thread_join(s->sweep_thread);
     }
+    dest_events_destroy(s);
     if (s->control) {
         channel_close(s->control);
     }

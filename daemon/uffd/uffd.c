@@ -260,9 +260,9 @@ bool uffd_unregister(struct uffd *u, uint64_t start, uint64_t len, GError **err)
 
 /*
  * EAGAIN with no progress means a non-cooperative event is queued unread
- * (mmap_changing): nothing succeeds until somebody reads it.  Let the owner
- * of the event loop drain it, then retry; give up after a bound so a
- * caller that cannot drain does not spin forever.
+ * (mmap_changing): nothing succeeds until somebody reads it.  The owner of
+ * the event loop decides (its drain hook); without one, yield and retry,
+ * and give up after a bound so nobody spins forever.
  */
 static bool backoff(struct uffd *u, int *tries)
 {
@@ -270,10 +270,9 @@ static bool backoff(struct uffd *u, int *tries)
         return false;
     }
     if (u->drain) {
-        u->drain(u->drain_opaque);
-    } else {
-        sched_yield();
+        return u->drain(u->drain_opaque);
     }
+    sched_yield();
     return true;
 }
 

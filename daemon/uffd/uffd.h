@@ -8,8 +8,9 @@
  *    return 0 or a negative errno.  EAGAIN from a short copy is continued
  *    from where the kernel stopped; EEXIST ("already there") is success for
  *    that page and the page is woken; EAGAIN with no progress (a
- *    non-cooperative event is queued unread) is retried after calling the
- *    caller's drain hook, if any, up to UFFD_EAGAIN_RETRIES times.
+ *    non-cooperative event is queued unread) is retried up to
+ *    UFFD_EAGAIN_RETRIES times, unless the caller's drain hook says to stop:
+ *    then the operation returns -EAGAIN with *done saying how far it got.
  *  - All addresses are in the mm that created the uffd (the VMM's); copy
  *    sources are in the caller's own address space.
  */
@@ -35,14 +36,16 @@ struct uffd_caps {
 };
 
 /*
- * One uffd in use.  `drain` is called when an operation keeps failing with
- * EAGAIN and no progress: it should read and handle the pending
- * non-cooperative events (REMOVE, UNMAP, ...) so the retry can succeed.
+ * One uffd in use.  `drain` is called when an operation fails with EAGAIN
+ * and no progress (a non-cooperative event, REMOVE or UNMAP, is queued
+ * unread): true retries, false returns -EAGAIN to the caller, who must
+ * read the events (or let their reader do it) and decide again whether
+ * the pages may still be filled: a removed range must not be.
  */
 struct uffd {
     int fd;
     uint64_t features; /* features enabled by the API handshake */
-    void (*drain)(void *opaque);
+    bool (*drain)(void *opaque);
     void *drain_opaque;
 };
 

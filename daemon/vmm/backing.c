@@ -51,7 +51,9 @@ static void cache_release(const struct region *r, struct copy_area *ca,
                           uint64_t off, uint64_t len);
 static int cache_install(struct uffd *u, const struct region *r,
                          const struct copy_area *ca, uint64_t off, uint64_t len,
-                         bool zero);
+                         bool zero, uint64_t *done);
+static void cache_drop(const struct region *r, struct copy_area *ca,
+                       uint64_t off, uint64_t len);
 static bool file_discard(const struct region *r, GError **err);
 static bool staging_open(const struct region *r, struct copy_area *ca,
                          GError **err);
@@ -62,7 +64,7 @@ static void staging_release(const struct region *r, struct copy_area *ca,
                             uint64_t off, uint64_t len);
 static int staging_install(struct uffd *u, const struct region *r,
                            const struct copy_area *ca, uint64_t off,
-                           uint64_t len, bool zero);
+                           uint64_t len, bool zero, uint64_t *done);
 static bool anon_discard(const struct region *r, GError **err);
 
 static const struct backing_ops backing_table[] = {
@@ -79,6 +81,7 @@ static const struct backing_ops backing_table[] = {
         .copy_write = staging_write,
         .copy_release = staging_release,
         .install_copy = staging_install,
+        .copy_drop = staging_release,
         .discard = anon_discard,
     },
     {
@@ -103,6 +106,7 @@ static const struct backing_ops backing_table[] = {
         .copy_write = file_write,
         .copy_release = cache_release,
         .install_copy = cache_install,
+        .copy_drop = cache_drop,
         .discard = file_discard,
     },
     {
@@ -123,6 +127,7 @@ static const struct backing_ops backing_table[] = {
         .copy_write = alias_write,
         .copy_release = cache_release,
         .install_copy = cache_install,
+        .copy_drop = cache_drop,
         .discard = file_discard,
     },
 };
@@ -376,10 +381,24 @@ static void cache_release(const struct region *r, struct copy_area *ca,
 
 static int cache_install(struct uffd *u, const struct region *r,
                          const struct copy_area *ca, uint64_t off, uint64_t len,
-                         bool zero)
+                         bool zero, uint64_t *done)
 {
     (void)ca, (void)zero; /* a zero page is zeroes in the page cache */
-    return uffd_continue(u, r->base + off, len, r->page_size, 0, NULL);
+    return uffd_continue(u, r->base + off, len, r->page_size, 0, done);
+}
+
+/*
+ * A removed page's copy is the page cache: punch it, so that nothing of
+ * the source's shows through once the range is no longer registered.
+ */
+static void cache_drop(const struct region *r, struct copy_area *ca,
+                       uint64_t off, uint64_t len)
+{
+    (void)ca;
+    if (r->fd >= 0) {
+        fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                  (off_t)(r->offset + off), (off_t)len);
+    }
 }
 
 static bool file_discard(const struct region *r, GError **err)
@@ -469,12 +488,12 @@ static GPrivate staging_buf = G_PRIVATE_INIT(g_free);
 
 static int staging_install(struct uffd *u, const struct region *r,
                            const struct copy_area *ca, uint64_t off,
-                           uint64_t len, bool zero)
+                           uint64_t len, bool zero, uint64_t *progress)
 {
     uint8_t *buf;
 
     if (zero || ca->fd < 0) {
-        return uffd_zeropage(u, r->base + off, len, r->page_size, 0, NULL);
+        return uffd_zeropage(u, r->base + off, len, r->page_size, 0, progress);
     }
     buf = g_private_get(&staging_buf);
     if (!buf) {
@@ -482,17 +501,23 @@ static int staging_install(struct uffd *u, const struct region *r,
         g_private_set(&staging_buf, buf);
     }
     for (uint64_t done = 0; done < len;) {
-        uint64_t step = MIN(len - done, STAGING_CHUNK);
+        uint64_t step = MIN(len - done, STAGING_CHUNK), part = 0;
         int ret = fd_read(ca->fd, off + done, step, buf);
 
         if (ret == 0) {
             ret = uffd_copy(u, r->base + off + done, buf, step, r->page_size, 0,
-                            NULL);
+                            &part);
         }
         if (ret < 0) {
+            if (progress) {
+                *progress = done + part;
+            }
             return ret;
         }
         done += step;
+    }
+    if (progress) {
+        *progress = len;
     }
     return 0;
 }
@@ -543,10 +568,37 @@ void backing_copy_release(const struct region *r, struct copy_area *ca,
 
 int backing_install_copy(struct uffd *u, const struct region *r,
                          const struct copy_area *ca, uint64_t first, uint64_t n,
-                         bool zero)
+                         bool zero, uint64_t *done)
 {
     return backing_ops_get(r->kind)->install_copy(
-        u, r, ca, first * r->page_size, n * r->page_size, zero);
+        u, r, ca, first * r->page_size, n * r->page_size, zero, done);
+}
+
+void backing_copy_drop(const struct region *r, struct copy_area *ca,
+                       uint64_t first, uint64_t n)
+{
+    backing_ops_get(r->kind)->copy_drop(r, ca, first * r->page_size,
+                                        n * r->page_size);
+}
+
+int backing_fault_zero(struct uffd *u, const struct region *r, uint64_t dst)
+{
+    uint64_t ps = r->page_size;
+    void *blank;
+    int ret;
+
+    if (backing_ops_get(r->kind)->has_zeropage) {
+        return uffd_zeropage(u, dst, ps, ps, 0, NULL);
+    }
+    /* No ZEROPAGE (hugetlb): COPY from untouched memory, which reads 0. */
+    blank = mmap(NULL, ps, PROT_READ,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (blank == MAP_FAILED) {
+        return -errno;
+    }
+    ret = uffd_copy(u, dst, blank, ps, ps, 0, NULL);
+    munmap(blank, ps);
+    return ret;
 }
 
 uint8_t *backing_view(const struct region *r, uint64_t off)

@@ -86,7 +86,10 @@ struct backing_ops {
                          uint64_t off, uint64_t len);
     int (*install_copy)(struct uffd *u, const struct region *r,
                         const struct copy_area *ca, uint64_t off, uint64_t len,
-                        bool zero);
+                        bool zero, uint64_t *done);
+    /* Forget the copy of a page the VMM removed (page cache: punch it). */
+    void (*copy_drop)(const struct region *r, struct copy_area *ca,
+                      uint64_t off, uint64_t len);
     bool (*discard)(const struct region *r, GError **err);
 };
 
@@ -133,11 +136,24 @@ void backing_copy_release(const struct region *r, struct copy_area *ca,
 /*
  * Install pages [first, first + n) of @r from their copy in @ca, with no
  * network: CONTINUE over the page cache, or COPY from staging (ZEROPAGE if
- * @zero or the area keeps no copies).  0 or a negative errno.
+ * @zero or the area keeps no copies).  0 or a negative errno; *@done (may
+ * be NULL) the bytes installed, as uffd_copy().
  */
 int backing_install_copy(struct uffd *u, const struct region *r,
                          const struct copy_area *ca, uint64_t first, uint64_t n,
-                         bool zero);
+                         bool zero, uint64_t *done);
+/*
+ * Pages [first, first + n) were removed by the VMM and are not installed:
+ * their copy must never show (the page cache is punched, staging freed).
+ */
+void backing_copy_drop(const struct region *r, struct copy_area *ca,
+                       uint64_t first, uint64_t n);
+/*
+ * A zero page at VMM address @dst (one page of @r) where none is, never
+ * over a present one (EEXIST: woken): what a MISSING fault gets where the
+ * migration has nothing to give.  ZEROPAGE, or COPY of zeroes (hugetlb).
+ */
+int backing_fault_zero(struct uffd *u, const struct region *r, uint64_t dst);
 /*
  * The daemon's view of [off, off + len) of @r, NULL if it has none.  For
  * mincore() only: touching guest RAM through a mapping of the daemon's

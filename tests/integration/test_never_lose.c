@@ -4,6 +4,7 @@
  * 2", items 8-11) found to hang or lose a migration:
  *
  *  - the link cut as the Switchover's answer comes back (the answer lost),
+ *    reset as soon as the Switchover is in (the answer cannot be sent),
  *    and as the Switchover goes out (the destination never heard of it),
  *    by a relay that reads the peer protocol (link_proxy.h): the first
  *    completes intact, the second leaves the VM running at the source;
@@ -297,6 +298,53 @@ out:
 }
 
 /*
+ * The Switchover reaches the destination and the relay then resets every
+ * connection: the destination resumes the VM and cannot send its answer
+ * at all (its send fails, not a reply lost on the way).  It pauses with
+ * the VM running, serving faults from what it has; the source, which
+ * cannot know, reconnects, learns that the VM runs there, and the
+ * migration completes with every page intact.
+ */
+static void test_switchover_reply_unsendable(void)
+{
+    struct pair p = {0};
+    g_autofree char *why = NULL;
+    g_autofree char *st = NULL;
+    g_autofree char *dst_st = NULL;
+
+    if (!can_run() ||
+        !pair_up(&p, peer_flags, "shmem", SO_SIZE, "random", false)) {
+        goto out;
+    }
+    if (!link_proxy_start(&p.proxy, p.dst.address, LINK_RESET_AFTER_SWITCHOVER,
+                          &why)) {
+        g_test_fail_printf("%s", why);
+        goto out;
+    }
+    if (!migrate(&p, p.proxy.address, "hybrid", NULL)) {
+        goto out;
+    }
+    st = wait_status(&p.src, "completed|failed|cancelled", END_MS);
+    g_assert_true(link_proxy_fired(&p.proxy));
+    g_assert_cmpstr(st, ==, "completed");
+    dst_st = wait_status(&p.dst, "completed|failed", 10000);
+    g_assert_cmpstr(dst_st, ==, "completed");
+    assert_verified(&p, SO_PAGES);
+    /*
+     * The destination's branch: the VM resumed (a failure pauses, not
+     * fails, only once it runs) straight from the switchover, its answer
+     * never out; whichever of its threads saw the link go first says why.
+     */
+    g_assert_true(log_has(&p.dst, "device -> postcopy-paused") ||
+                  log_has(&p.dst, "answer may not have reached the source"));
+    g_assert_true(log_has(&p.src, "answer was lost"));
+    g_assert_true(log_has(&p.src, "reconnected to"));
+    g_assert_true(daemon_guest_alive(&p.in));
+out:
+    pair_down(&p);
+}
+
+/*
  * The relay drops the Switchover and cuts: the destination never resumed
  * the VM, and says so when the source reconnects; the source then resumes
  * its own, and the migration fails with the VM running at the source.
@@ -557,6 +605,8 @@ int main(int argc, char **argv)
     g_test_set_nonfatal_assertions();
     g_test_add_func("/never-lose/switchover/reply-lost",
                     test_switchover_reply_lost);
+    g_test_add_func("/never-lose/switchover/reply-unsendable",
+                    test_switchover_reply_unsendable);
     g_test_add_func("/never-lose/switchover/never-arrived",
                     test_switchover_never_arrived);
     g_test_add_func("/never-lose/source-memory-gone", test_source_memory_gone);

@@ -6,6 +6,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -72,6 +74,29 @@ static void cut_all(struct link_proxy *p)
     }
 }
 
+/*
+ * One connection reset, both ends, once the peer behind @sent has taken
+ * in all we sent it (a reset drops what is still queued here): connect()
+ * to AF_UNSPEC disconnects a TCP socket with an RST and keeps the fd (the
+ * relay threads still use it), so the peers' next sends fail at once.
+ */
+static void reset_conn(struct relay_conn *c, int sent)
+{
+    struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+    int64_t end = g_get_monotonic_time() + 2 * G_USEC_PER_SEC;
+    int queued;
+
+    while (ioctl(sent, SIOCOUTQ, &queued) == 0 && queued > 0 &&
+           g_get_monotonic_time() < end) {
+        g_usleep(1000);
+    }
+
+    for (int e = 0; e < 2; e++) {
+        connect(c->fd[e], &unspec, sizeof(unspec));
+        shutdown(c->fd[e], SHUT_RDWR);
+    }
+}
+
 /* The PeerMessage kind a frame carries, or 0 for any other frame. */
 static int msg_case(const uint8_t *hdr, const uint8_t *payload)
 {
@@ -99,6 +124,7 @@ static bool targeted(struct relay_dir *d, const uint8_t *hdr,
 {
     switch (d->c->p->cut) {
     case LINK_CUT_SWITCHOVER:
+    case LINK_RESET_AFTER_SWITCHOVER:
         return d->to_dest && msg_case(hdr, payload) ==
                                  POSTCOPY__PEER__PEER_MESSAGE__MSG_SWITCHOVER;
     case LINK_CUT_SWITCHOVER_REPLY:
@@ -115,22 +141,30 @@ static bool relay_frame(struct relay_dir *d, const uint8_t *hdr,
                         const uint8_t *payload, size_t len)
 {
     struct link_proxy *p = d->c->p;
+    bool after = p->cut == LINK_RESET_AFTER_SWITCHOVER;
     bool fire = false;
 
     if (targeted(d, hdr, payload)) {
         g_mutex_lock(&p->lock);
         fire = !p->fired;
-        if (fire) {
-            p->fired = true;
-            cut_all(p);
-        }
+        p->fired = true;
         g_mutex_unlock(&p->lock);
     }
-    if (fire) {
+    if (fire && !after) {
+        g_mutex_lock(&p->lock);
+        cut_all(p);
+        g_mutex_unlock(&p->lock);
         return false;
     }
-    return write_full(d->to, hdr, FRAME_HDR_LEN) &&
-           write_full(d->to, payload, len);
+    if (!write_full(d->to, hdr, FRAME_HDR_LEN) ||
+        !write_full(d->to, payload, len)) {
+        return false;
+    }
+    if (fire) {
+        reset_conn(d->c, d->to);
+        return false;
+    }
+    return true;
 }
 
 static gpointer relay_thread(gpointer opaque)

@@ -9,7 +9,8 @@
  * direction).  When the armed rule fires, its message is dropped and
  * every connection open at that moment is shut down at once; the rule is then spent and later connections (a
  * reconnecting source) are relayed untouched.  No TLS: the proxy must read
- * the frames.
+ * the frames.  A rule cuts with shutdown(), or resets one connection with
+ * an RST so that the peer's next send there fails at once.
  */
 #ifndef POSTCOPYD_LINK_PROXY_H
 #define POSTCOPYD_LINK_PROXY_H
@@ -23,6 +24,12 @@ enum link_cut {
     LINK_CUT_SWITCHOVER,
     /* The SwitchoverReply is dropped: the VM runs there, unknown here. */
     LINK_CUT_SWITCHOVER_REPLY,
+    /*
+     * The Switchover reaches the destination, then its connection (the
+     * control channel) is reset (RST), the others left alone: the
+     * destination resumes the VM and cannot send its answer at all.
+     */
+    LINK_RESET_AFTER_SWITCHOVER,
 };
 
 struct link_proxy {

@@ -110,6 +110,9 @@ static void drive(struct page_state_table *t, uint32_t r, uint64_t p,
         drive(t, r, p, PAGE_INSTALLING);
         assert_result(page_state_finish_install(t, r, p), PAGE_OK);
         break;
+    case PAGE_REMOVED:
+        assert_result(page_state_remove(t, r, p), PAGE_OK);
+        break;
     default:
         g_assert_not_reached();
     }
@@ -140,6 +143,8 @@ enum op {
     OP_BEGIN_INSTALL_CURRENT,
     OP_FINISH_INSTALL,
     OP_ABORT_INSTALL,
+    OP_REMOVE,
+    OP_ZEROED,
     OP_COUNT,
 };
 
@@ -147,7 +152,8 @@ static const char *const op_names[OP_COUNT] = {
     "try_request",    "fault",         "begin_write",
     "finish_write",   "abort_write",   "set_current",
     "mark_stale",     "begin_install", "begin_install(current)",
-    "finish_install", "abort_install",
+    "finish_install", "abort_install", "remove",
+    "zeroed",
 };
 
 static enum page_result apply(struct page_state_table *t, enum op op,
@@ -176,6 +182,10 @@ static enum page_result apply(struct page_state_table *t, enum op op,
         return page_state_finish_install(t, 0, p);
     case OP_ABORT_INSTALL:
         return page_state_abort_install(t, 0, p);
+    case OP_REMOVE:
+        return page_state_remove(t, 0, p);
+    case OP_ZEROED:
+        return page_state_zeroed(t, 0, p);
     default:
         g_assert_not_reached();
     }
@@ -199,42 +209,52 @@ static const struct outcome transitions[OP_COUNT][PAGE_NSTATES] = {
     [OP_TRY_REQUEST] = {O(DO_REQUEST, REQUESTED), O(SKIP, CURRENT),
                         O(DO_REQUEST, REQUESTED), O(SKIP, REQUESTED),
                         O(SKIP, WRITING), O(SKIP, INSTALLING),
-                        O(SKIP, INSTALLED)},
+                        O(SKIP, INSTALLED), O(SKIP, REMOVED)},
     [OP_FAULT] = {O(DO_REQUEST, REQUESTED), O(DO_INSTALL, INSTALLING),
                   O(DO_REQUEST, REQUESTED), O(WAIT, REQUESTED),
-                  O(WAIT, WRITING), O(WAIT, INSTALLING), O(WAKE, INSTALLED)},
+                  O(WAIT, WRITING), O(WAIT, INSTALLING), O(WAKE, INSTALLED),
+                  O(DO_ZERO, REMOVED)},
     [OP_BEGIN_WRITE] = {O(OK, WRITING), O(OK, WRITING), O(OK, WRITING),
                         O(OK, WRITING), O(BUSY, WRITING), O(DROP, INSTALLING),
-                        O(DROP, INSTALLED)},
+                        O(DROP, INSTALLED), O(DROP, REMOVED)},
     [OP_FINISH_WRITE] = {O(ILLEGAL, ABSENT), O(ILLEGAL, CURRENT),
                          O(ILLEGAL, STALE), O(ILLEGAL, REQUESTED),
                          O(OK, CURRENT), O(ILLEGAL, INSTALLING),
-                         O(ILLEGAL, INSTALLED)},
+                         O(ILLEGAL, INSTALLED), O(ILLEGAL, REMOVED)},
     [OP_ABORT_WRITE] = {O(ILLEGAL, ABSENT), O(ILLEGAL, CURRENT),
                         O(ILLEGAL, STALE), O(ILLEGAL, REQUESTED), O(OK, ABSENT),
-                        O(ILLEGAL, INSTALLING), O(ILLEGAL, INSTALLED)},
+                        O(ILLEGAL, INSTALLING), O(ILLEGAL, INSTALLED),
+                        O(ILLEGAL, REMOVED)},
     [OP_SET_CURRENT] = {O(OK, CURRENT), O(OK, CURRENT), O(OK, CURRENT),
                         O(DO_INSTALL, INSTALLING), O(BUSY, WRITING),
-                        O(DROP, INSTALLING), O(DROP, INSTALLED)},
+                        O(DROP, INSTALLING), O(DROP, INSTALLED),
+                        O(DROP, REMOVED)},
     [OP_MARK_STALE] = {O(OK, ABSENT), O(OK, STALE), O(OK, STALE),
                        O(OK, REQUESTED), O(OK, WRITING), O(ILLEGAL, INSTALLING),
-                       O(ILLEGAL, INSTALLED)},
+                       O(ILLEGAL, INSTALLED), O(OK, REMOVED)},
     [OP_BEGIN_INSTALL_ANY] = {O(OK, INSTALLING), O(OK, INSTALLING),
                               O(OK, INSTALLING), O(OK, INSTALLING),
                               O(BUSY, WRITING), O(DROP, INSTALLING),
-                              O(DROP, INSTALLED)},
+                              O(DROP, INSTALLED), O(DROP, REMOVED)},
     [OP_BEGIN_INSTALL_CURRENT] = {O(SKIP, ABSENT), O(OK, INSTALLING),
                                   O(SKIP, STALE), O(SKIP, REQUESTED),
                                   O(BUSY, WRITING), O(DROP, INSTALLING),
-                                  O(DROP, INSTALLED)},
+                                  O(DROP, INSTALLED), O(DROP, REMOVED)},
     [OP_FINISH_INSTALL] = {O(ILLEGAL, ABSENT), O(ILLEGAL, CURRENT),
                            O(ILLEGAL, STALE), O(ILLEGAL, REQUESTED),
                            O(ILLEGAL, WRITING), O(OK, INSTALLED),
-                           O(ILLEGAL, INSTALLED)},
+                           O(ILLEGAL, INSTALLED), O(ILLEGAL, REMOVED)},
     [OP_ABORT_INSTALL] = {O(ILLEGAL, ABSENT), O(ILLEGAL, CURRENT),
                           O(ILLEGAL, STALE), O(ILLEGAL, REQUESTED),
                           O(ILLEGAL, WRITING), O(OK, ABSENT),
-                          O(ILLEGAL, INSTALLED)},
+                          O(ILLEGAL, INSTALLED), O(ILLEGAL, REMOVED)},
+    [OP_REMOVE] = {O(OK, REMOVED), O(OK, REMOVED), O(OK, REMOVED),
+                   O(OK, REMOVED), O(BUSY, WRITING), O(BUSY, INSTALLING),
+                   O(SKIP, INSTALLED), O(SKIP, REMOVED)},
+    [OP_ZEROED] = {O(ILLEGAL, ABSENT), O(ILLEGAL, CURRENT), O(ILLEGAL, STALE),
+                   O(ILLEGAL, REQUESTED), O(ILLEGAL, WRITING),
+                   O(ILLEGAL, INSTALLING), O(ILLEGAL, INSTALLED),
+                   O(OK, INSTALLED)},
 };
 
 static void test_transitions(void)
@@ -276,6 +296,56 @@ static void test_installed_is_final(void)
         }
     }
     g_assert_true(page_state_all_installed(t));
+    page_state_close(t);
+}
+
+/*
+ * The VMM removes pages while they are held: the holder still owns them
+ * (nobody else may take them) and its finish or abort ends them REMOVED,
+ * whatever it would have done; a removed page is never handed out again.
+ */
+static void test_removed_while_held(void)
+{
+    struct page_state_table *t = table_one(6);
+    struct page_run run = {.first = 3, .npages = 3};
+    uint64_t pos = 3;
+
+    drive(t, 0, 0, PAGE_WRITING);
+    assert_result(page_state_remove(t, 0, 0), PAGE_BUSY);
+    assert_result(page_state_mark_stale(t, 0, 0), PAGE_OK);
+    assert_result(page_state_finish_write(t, 0, 0, true), PAGE_DROP);
+    assert_state(t, 0, 0, PAGE_REMOVED);
+
+    drive(t, 0, 1, PAGE_WRITING);
+    assert_result(page_state_remove(t, 0, 1), PAGE_BUSY);
+    assert_result(page_state_abort_write(t, 0, 1), PAGE_DROP);
+    assert_state(t, 0, 1, PAGE_REMOVED);
+
+    /* A zero CURRENT copy held for a fault: F_ZERO and gone apart. */
+    assert_result(page_state_set_current(t, 0, 2, true), PAGE_OK);
+    assert_result(page_state_fault(t, 0, 2), PAGE_DO_INSTALL);
+    g_assert_false(page_state_is_gone(t, 0, 2));
+    assert_result(page_state_remove(t, 0, 2), PAGE_BUSY);
+    g_assert_true(page_state_is_gone(t, 0, 2));
+    assert_result(page_state_fault(t, 0, 2), PAGE_WAIT);
+    assert_result(page_state_abort_install(t, 0, 2), PAGE_DROP);
+    assert_state(t, 0, 2, PAGE_REMOVED);
+    assert_result(page_state_fault(t, 0, 2), PAGE_DO_ZERO);
+    assert_result(page_state_zeroed(t, 0, 2), PAGE_OK);
+    assert_state(t, 0, 2, PAGE_INSTALLED);
+
+    /* A run of three, the middle one removed: two installed. */
+    g_assert_true(page_state_claim_run(t, 0, &pos, 6, PAGE_MASK_ALL, &run));
+    g_assert_cmpuint(run.npages, ==, 3);
+    assert_result(page_state_remove(t, 0, 4), PAGE_BUSY);
+    g_assert_cmpuint(page_state_finish_run(t, 0, &run), ==, 2);
+    assert_state(t, 0, 4, PAGE_REMOVED);
+    assert_result(page_state_begin_install(t, 0, 4, PAGE_MASK_ALL), PAGE_DROP);
+    g_assert_false(page_state_try_request(t, 0, 4));
+    /* Removed pages count as done: nothing is left to migrate. */
+    g_assert_true(page_state_all_installed(t));
+    g_assert_cmpuint(page_state_next(t, 0, 0, PAGE_MASK_UNINSTALLED), ==, 6);
+    assert_counts(t);
     page_state_close(t);
 }
 
@@ -586,6 +656,11 @@ static void test_counters_random(void)
         if (op == OP_FINISH_INSTALL && g_rand_int_range(rand, 0, 20)) {
             op = OP_ABORT_INSTALL;
         }
+        /* Removed pages only leave by a zero install: remove seldom. */
+        if ((op == OP_REMOVE || op == OP_ZEROED) &&
+            g_rand_int_range(rand, 0, 1000)) {
+            op = g_rand_int_range(rand, 0, OP_REMOVE);
+        }
         switch (op) {
         case OP_FINISH_WRITE:
             page_state_finish_write(t, r, p, g_rand_boolean(rand));
@@ -609,6 +684,10 @@ static void test_counters_random(void)
                 page_state_finish_install(t, r, p);
             } else if (op == OP_ABORT_INSTALL) {
                 page_state_abort_install(t, r, p);
+            } else if (op == OP_REMOVE) {
+                page_state_remove(t, r, p);
+            } else if (op == OP_ZEROED) {
+                page_state_zeroed(t, r, p);
             } else {
                 page_state_mark_stale(t, r, p);
             }
@@ -617,7 +696,9 @@ static void test_counters_random(void)
     }
     assert_counts(t);
     for (int s = 0; s < PAGE_NSTATES; s++) {
-        g_assert_cmpuint(page_state_total(t, s), >, 0);
+        if (page_state_total(t, s) == 0) {
+            g_error("no page ended %s", page_state_name(s));
+        }
     }
     g_assert_false(page_state_all_installed(t));
     g_rand_free(rand);
@@ -1181,7 +1262,7 @@ static void test_file_corrupt(struct fixture *f, gconstpointer data)
 {
     g_autofree char *orig = NULL;
     uint32_t version = 99;
-    uint8_t bad = 0x07;
+    uint8_t bad = 0x0f; /* REMOVED with a prior */
     gsize len;
 
     page_state_close(create_ok(f));
@@ -1190,7 +1271,7 @@ static void test_file_corrupt(struct fixture *f, gconstpointer data)
     /* A state byte no table can hold. */
     poke(f, len - 1, &bad, 1);
     resume_fails(f, G_IO_ERROR_INVALID_DATA,
-                 "region 1 page 36 has invalid state 0x07");
+                 "region 1 page 36 has invalid state 0x0f");
     bad = 0x80 | PAGE_CURRENT; /* re-dirtied, yet not being written */
     poke(f, len - 1, &bad, 1);
     resume_fails(f, G_IO_ERROR_INVALID_DATA, "invalid state 0x81");
@@ -1280,6 +1361,7 @@ int main(int argc, char **argv)
     g_test_add_func("/page-state/names", test_names);
     g_test_add_func("/page-state/transitions", test_transitions);
     g_test_add_func("/page-state/installed-is-final", test_installed_is_final);
+    g_test_add_func("/page-state/removed-while-held", test_removed_while_held);
     g_test_add_func("/page-state/write/requested-installs",
                     test_write_for_requested_installs);
     g_test_add_func("/page-state/write/fault-during-write",

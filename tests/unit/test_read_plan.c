@@ -189,6 +189,29 @@ static void test_finish_failed(void)
     page_state_close(t);
 }
 
+/* The VMM removed pages while they were read: REMOVED, never installed. */
+static void test_finish_removed(void)
+{
+    struct page_state_table *t = table_new(1, 8);
+    struct read_req rq = {.region = 0, .first = 0, .npages = 3};
+    struct read_outcome o = {0};
+    struct installs in = {0};
+
+    page_state_try_request(t, 0, 1); /* a vCPU waits for page 1 */
+    for (uint64_t p = 0; p < 3; p++) {
+        g_assert_cmpint(page_state_begin_write(t, 0, p), ==, PAGE_OK);
+    }
+    g_assert_cmpint(page_state_remove(t, 0, 1), ==, PAGE_BUSY);
+    g_assert_cmpint(page_state_remove(t, 0, 2), ==, PAGE_BUSY);
+    read_plan_finish(t, &rq, true, note_install, &in, &o);
+    g_assert_cmpuint(o.current, ==, 1);
+    g_assert_cmpuint(o.removed, ==, 2);
+    g_assert_cmpuint(in.n, ==, 0);
+    g_assert_cmpint(page_state_get(t, 0, 1), ==, PAGE_REMOVED);
+    g_assert_cmpint(page_state_get(t, 0, 2), ==, PAGE_REMOVED);
+    page_state_close(t);
+}
+
 static const struct region_table *two_regions(void)
 {
     static struct region_table rt;
@@ -287,6 +310,7 @@ int main(int argc, char **argv)
     g_test_add_func("/read-plan/claim-declared", test_claim_declared);
     g_test_add_func("/read-plan/finish-ok", test_finish_ok);
     g_test_add_func("/read-plan/finish-failed", test_finish_failed);
+    g_test_add_func("/read-plan/finish-removed", test_finish_removed);
     g_test_add_func("/read-plan/round-decode", test_round_decode);
     g_test_add_func("/read-plan/round-decode-range", test_round_decode_range);
     return g_test_run();

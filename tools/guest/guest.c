@@ -205,6 +205,10 @@ static gpointer verifier_main(gpointer opaque)
     g_autoptr(GError) err = NULL;
     struct verify_result res;
 
+    if (!drop_apply(&g->cfg.drop, &g->ram, g->expected, &err)) {
+        fprintf(stderr, "postcopy-guest: %s\n", err->message);
+        g_clear_error(&err);
+    }
     run_verify(g, &res);
     vr.pages_checked = res.pages_checked;
     vr.mismatches = res.mismatches;

@@ -30,6 +30,7 @@ struct raw_options {
     char *workload;
     char *attach;
     char *name;
+    char *drop;
     gint vcpus;
     gint verify_threads;
     gint verify_settle_ms;
@@ -54,6 +55,7 @@ static void raw_options_clear(struct raw_options *o)
     g_free(o->workload);
     g_free(o->attach);
     g_free(o->name);
+    g_free(o->drop);
 }
 
 bool guest_parse_size(const char *s, uint64_t *out)
@@ -270,8 +272,12 @@ static bool validate(struct raw_options *o, struct guest_config *cfg,
                      GError **err)
 {
     if (!check_names(o, cfg, err) || !check_numbers(o, err) ||
-        !check_regions(o, cfg, err)) {
+        !check_regions(o, cfg, err) ||
+        (o->drop && !drop_parse(o->drop, &cfg->drop, err))) {
         return false;
+    }
+    if (o->drop && o->incoming && !o->verify) {
+        return fail(err, "--drop on an --incoming guest needs --verify");
     }
     cfg->vcpus = o->vcpus;
     cfg->verify_threads = o->verify_threads == VERIFY_THREADS_UNSET
@@ -361,6 +367,11 @@ bool guest_config_parse(int *argc, char ***argv, struct guest_config *cfg,
          "SECONDS"},
         {"last-writes", 0, 0, G_OPTION_ARG_INT, &o.last_writes,
          "At a pause each vCPU writes N more pages first (adversarial)", "N"},
+        {"drop", 0, 0, G_OPTION_ARG_STRING, &o.drop,
+         "Drop COUNT pages from global page FIRST (madvise DONTNEED / "
+         "REMOVE, or munmap): incoming, right after the resume (they must "
+         "read 0); a source, on SIGUSR1",
+         "dontneed|remove|unmap:FIRST:COUNT"},
         {"version", 0, G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK,
          (gpointer)version_cb, "Print the version and exit", NULL},
         {NULL},

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <glib.h>
 
+#include "drop.h"
 #include "guest_ram.h"
 #include "region.h"
 #include "workload.h"
@@ -44,6 +45,8 @@ struct guest_config {
     /* At a pause, each vCPU writes this many more pages before parking:
      * the adversarial "write just before the pause" workload. */
     unsigned last_writes;
+    /* Drop part of RAM: incoming, after the resume; source, on SIGUSR1. */
+    struct drop_spec drop;
 };
 
 bool guest_config_parse(int *argc, char ***argv, struct guest_config *cfg,

@@ -25,7 +25,8 @@ static bool setup_ram(struct guest *g, GError **err)
 {
     const struct guest_config *c = &g->cfg;
 
-    if (!guest_ram_alloc(&g->ram, c->regions, c->nregions, c->name, err)) {
+    if (!guest_ram_alloc(&g->ram, c->regions, c->nregions, c->name, err) ||
+        !drop_check(&c->drop, &g->ram, err)) {
         return false;
     }
     /* The daemon does UFFDIO_API and registers; we only create and keep it. */
@@ -135,6 +136,9 @@ int main(int argc, char **argv)
     g_mutex_init(&g.send_lock);
     if (!setup_ram(&g, &err)) {
         goto fail;
+    }
+    if (!g.cfg.incoming && g.cfg.drop.mode != DROP_NONE) {
+        drop_on_signal(&g.cfg.drop, &g.ram); /* before any other thread */
     }
     if (!g.cfg.incoming) {
         start_source(&g);
