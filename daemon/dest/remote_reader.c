@@ -85,6 +85,7 @@ static bool take_table(struct dest_session *s, GError **err)
         return false;
     }
     tb = &msg->readable_memory->table;
+    s->read_bulk = !msg->readable_memory->no_bulk;
     layout_of(s, layout);
     if (!remote_take_table(s->rlink, tb->data, tb->len, layout, s->regions->n,
                            err)) {
@@ -165,6 +166,10 @@ static void finished(struct dest_session *s, const struct remote_done *d)
         return;
     }
     atomic_fetch_add(&s->m->stats.pages_received, rq.npages);
+    atomic_fetch_add(&s->m->stats.pages_read, rq.npages);
+    if (rq.fault) {
+        atomic_fetch_add(&s->m->stats.fault_reads, 1);
+    }
     if (atomic_load(&s->running) && o.current) {
         dest_install_current(s, &s->regions->regions[rq.region], rq.first,
                              rq.npages);
@@ -363,7 +368,7 @@ static bool fill_bulk(struct dest_session *s, struct bulk_cursor *c,
 {
     unsigned credits = remote_read_credits(s->rlink);
 
-    while (c->region < s->regions->n &&
+    while (s->read_bulk && c->region < s->regions->n &&
            remote_read_pending(s->rlink) < credits) {
         const struct region *r = &s->regions->regions[c->region];
         struct page_run run;
