@@ -194,22 +194,37 @@ static bool queue_run(struct dest_session *s, const struct region *r,
     return false;
 }
 
+/* Finish @n completions; false if one of them failed. */
+static bool finish_all(struct dest_session *s, const struct remote_done *done,
+                       int n)
+{
+    bool ok = true;
+
+    for (int i = 0; i < n; i++) {
+        finished(s, &done[i]);
+        ok &= done[i].ok;
+    }
+    return ok;
+}
+
 /* Wait for and finish what completed; false with @err: the link failed. */
 static bool reap(struct dest_session *s, int timeout_ms, GError **err)
 {
     struct remote_done done[DONE_BATCH];
     int n = remote_read_poll(s->rlink, done, DONE_BATCH, timeout_ms, err);
-    bool ok = n >= 0;
 
-    for (int i = 0; i < n; i++) {
-        finished(s, &done[i]);
-        if (!done[i].ok && ok) {
-            ok = false;
-            g_set_error(err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
-                        "a READ failed");
-        }
+    if (n < 0 || finish_all(s, done, n)) {
+        return n >= 0;
     }
-    return ok;
+    /* The link says why once the completions before it are handed back. */
+    while ((n = remote_read_poll(s->rlink, done, DONE_BATCH, 0, err)) > 0) {
+        finish_all(s, done, n);
+    }
+    if (n == 0) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
+                    "a READ failed");
+    }
+    return false;
 }
 
 /* The link is gone: every read out gives its pages back (read_plan.h). */
