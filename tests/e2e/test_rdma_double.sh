@@ -101,6 +101,7 @@ run() {
     pcd_wait_prealloc "$dst" "$vm" 30 >/dev/null ||
         R_WHY+=("the destination did not preallocate the guest's RAM")
     sleep 0.3 & wait $!
+    R_CLOSED0=$(closed_links "$dst")
     pcd_migrate src migrate --vm "$vm" --to "$PCD_IP_DST:$PCD_PORT" \
         --mode "$mode" "$@" --json >"$R_SRC" 2>"$PCD_TMP/$vm.err" &
     wait $!
@@ -135,8 +136,17 @@ frames() {
         $(num "$R_SRC" ram.pages-read)))
 }
 
-# The double's own count of the READs it served, from the link's last line.
+closed_links() { grep -c 'RDMA test double: link .* closed: ' "$(pcd_daemon_log "$1")"; }
+
+# The double's own count of the READs it served in this run's link, from
+# its last line (written at the session's teardown, maybe after the CLI
+# returned: waited for).
 double_reads() {
+    local end=$((SECONDS + 5))
+    while (($(closed_links "$1") <= R_CLOSED0)) && ((SECONDS < end)); do
+        sleep 0.1
+    done
+    (($(closed_links "$1") > R_CLOSED0)) || return 0
     grep -o 'closed: [0-9]* READs' "$(pcd_daemon_log "$1")" | tail -n 1 |
         grep -o '[0-9]*'
 }
