@@ -44,7 +44,8 @@ PROTO_O := $(PROTO_C:.c=.o)
 
 DAEMON_DIRS := $(sort $(dir $(wildcard daemon/*/*.c daemon/*/*.h)))
 # The verbs calls and what needs the rdma-core headers: RDMA builds only.
-RDMA_SRCS := transport/rdma.c transport/rdma_error.c transport/rdma_remote.c
+RDMA_SRCS := transport/rdma.c transport/rdma_error.c transport/rdma_remote.c \
+	transport/rdma_double.c
 RDMA_TESTS := tests/unit/test_rdma_error.c tests/unit/test_rdma_link.c
 LIB_SRCS := $(filter-out daemon/main/main.c \
 	$(if $(filter yes,$(CONFIG_RDMA)),,$(RDMA_SRCS)), \

@@ -632,6 +632,23 @@ int rdma_link_poll(struct rdma_link *l, struct rdma_read_queue *q,
     return reap(l, q, done, max, err);
 }
 
+const struct rdma_link_ops rdma_verbs_link_ops = {
+    .listen = rdma_link_listen,
+    .accept = rdma_link_accept,
+    .listener_address = rdma_link_listener_address,
+    .listener_close = rdma_link_listener_close,
+    .connect = rdma_link_connect,
+    .close = rdma_link_close,
+    .credits = rdma_link_credits,
+    .reg = rdma_link_register,
+    .mr_lkey = rdma_link_mr_lkey,
+    .mr_rkey = rdma_link_mr_rkey,
+    .dereg = rdma_link_deregister,
+    .post = rdma_link_post,
+    .poll = rdma_link_poll,
+    .wake = rdma_link_wake,
+};
+
 /* ---- the transport: frames on TCP, on a host with an RDMA device ---- */
 
 static struct listener *transport_rdma_listen(const char *address,
@@ -660,6 +677,7 @@ static const struct transport rdma_transport = {
     .name = "rdma",
     .probe = rdma_device_probe,
     .remote = &rdma_remote_ops,
+    .remote_priv = &rdma_verbs_link_ops,
     .listen = transport_rdma_listen,
     .connect = rdma_connect_channel,
 };

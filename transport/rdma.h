@@ -35,11 +35,22 @@
 #include "transport.h"
 
 const struct transport *transport_rdma(void);
-/* Its one-sided reads (remote_read.h), in rdma_remote.c. */
+/*
+ * The same engine path on a test double of the NIC (rdma_double.c), by
+ * name "rdma-test-double", only with POSTCOPYD_TEST_DOUBLES=1 in the
+ * environment; NULL otherwise.
+ */
+const struct transport *transport_rdma_double(void);
+/* Their one-sided reads (remote_read.h) on a link's ops, in rdma_remote.c. */
 extern const struct remote_read_ops rdma_remote_ops;
 /* Some RDMA device is present; else why not ("... found no RDMA device"). */
 bool rdma_device_probe(GError **err);
 
+/*
+ * A link, a listener, a registration: each implementation of the link
+ * ops defines its own (the verbs' in rdma.c, the test double's in
+ * rdma_double.c); a caller only passes them back to the same ops.
+ */
 struct rdma_link;
 struct rdma_link_listener;
 struct rdma_link_mr;
@@ -97,5 +108,35 @@ int rdma_link_poll(struct rdma_link *l, struct rdma_read_queue *q,
 
 /* From any thread: a rdma_link_poll() waiting returns (0 if nothing came). */
 void rdma_link_wake(struct rdma_link *l);
+
+/*
+ * The READ link as rdma_remote.c uses it: the functions above (the verbs,
+ * rdma_verbs_link_ops), or the test double's (rdma_double.c), which
+ * stands in for the NIC on hosts without one.  A transport names its ops
+ * in transport.remote_priv.
+ */
+struct rdma_link_ops {
+    struct rdma_link_listener *(*listen)(const char *address, GError **err);
+    struct rdma_link *(*accept)(struct rdma_link_listener *ll,
+                                unsigned timeout_ms, GError **err);
+    const char *(*listener_address)(const struct rdma_link_listener *ll);
+    void (*listener_close)(struct rdma_link_listener *ll);
+    struct rdma_link *(*connect)(const char *address, unsigned timeout_ms,
+                                 GError **err);
+    void (*close)(struct rdma_link *l);
+    unsigned (*credits)(const struct rdma_link *l);
+    struct rdma_link_mr *(*reg)(struct rdma_link *l, void *addr, size_t len,
+                                bool remote_read, GError **err);
+    uint32_t (*mr_lkey)(const struct rdma_link_mr *mr);
+    uint32_t (*mr_rkey)(const struct rdma_link_mr *mr);
+    void (*dereg)(struct rdma_link_mr *mr);
+    bool (*post)(struct rdma_link *l, struct rdma_read_queue *q, GError **err);
+    int (*poll)(struct rdma_link *l, struct rdma_read_queue *q,
+                struct rdma_read_done *done, int max, int timeout_ms,
+                GError **err);
+    void (*wake)(struct rdma_link *l);
+};
+
+extern const struct rdma_link_ops rdma_verbs_link_ops;
 
 #endif /* POSTCOPYD_RDMA_H */

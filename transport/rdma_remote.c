@@ -1,12 +1,12 @@
 /*
- * rdma_remote.c - remote_read.h for the rdma transport: the READ link
- * (rdma.h), the region table (rdma_mr.h) and the READ queue (rdma_read.h)
- * behind the transport-neutral interface the engine calls.
+ * rdma_remote.c - remote_read.h for the rdma transports: the READ link
+ * (rdma.h's link ops), the region table (rdma_mr.h) and the READ queue
+ * (rdma_read.h) behind the transport-neutral interface the engine calls.
  *
- * No verbs call here (they are all in rdma.c), but every path ends in
- * one, so nothing here has run either: these machines have no RDMA
- * device (docs/rdma.md).  The decisions it makes are the plain-data
- * files', which are unit-tested.
+ * No verbs call here: every link call goes to the transport's link ops,
+ * the verbs (rdma.c) or the test double of the NIC (rdma_double.c).  On
+ * a real device none of it has run (docs/rdma.md); on the test double
+ * all of it runs in make check.
  */
 #include "rdma.h"
 #include "transport_impl.h"
@@ -17,6 +17,7 @@
 
 struct rdma_remote_listener {
     struct remote_listener base;
+    const struct rdma_link_ops *v;
     struct rdma_link_listener *ll;
     uint16_t port;
 };
@@ -29,6 +30,7 @@ struct target {
 
 struct rdma_remote {
     struct remote_link base;
+    const struct rdma_link_ops *v;
     struct rdma_link *link;
     /* Source: what it offered; destination: what it took. */
     struct rdma_mr_table table;
@@ -42,7 +44,13 @@ static struct rdma_remote *of(const struct remote_link *l)
     return (struct rdma_remote *)l;
 }
 
-static struct remote_link *wrap(struct rdma_link *link)
+static const struct rdma_link_ops *link_ops(const struct transport *t)
+{
+    return t->remote_priv;
+}
+
+static struct remote_link *wrap(const struct rdma_link_ops *v,
+                                struct rdma_link *link)
 {
     struct rdma_remote *r;
 
@@ -51,25 +59,29 @@ static struct remote_link *wrap(struct rdma_link *link)
     }
     r = g_new0(struct rdma_remote, 1);
     r->base.ops = &rdma_remote_ops;
+    r->v = v;
     r->link = link;
     rdma_mr_table_init(&r->table);
     return &r->base;
 }
 
-static struct remote_listener *rr_listen(const char *host, GError **err)
+static struct remote_listener *rr_listen(const struct transport *t,
+                                         const char *host, GError **err)
 {
+    const struct rdma_link_ops *v = link_ops(t);
     g_autofree char *addr = g_strdup_printf(
         strchr(host ? host : "", ':') ? "[%s]:0" : "%s:0", host ? host : "");
-    struct rdma_link_listener *ll = rdma_link_listen(addr, err);
+    struct rdma_link_listener *ll = v->listen(addr, err);
     struct rdma_remote_listener *l;
     const char *bound;
 
     if (!ll) {
         return NULL;
     }
-    bound = strrchr(rdma_link_listener_address(ll), ':');
+    bound = strrchr(v->listener_address(ll), ':');
     l = g_new0(struct rdma_remote_listener, 1);
     l->base.ops = &rdma_remote_ops;
+    l->v = v;
     l->ll = ll;
     l->port = bound ? (uint16_t)strtoul(bound + 1, NULL, 10) : 0;
     return &l->base;
@@ -85,21 +97,24 @@ static struct remote_link *rr_accept(struct remote_listener *l,
 {
     struct rdma_remote_listener *rl = (struct rdma_remote_listener *)l;
 
-    return wrap(rdma_link_accept(rl->ll, timeout_ms, err));
+    return wrap(rl->v, rl->v->accept(rl->ll, timeout_ms, err));
 }
 
 static void rr_listener_close(struct remote_listener *l)
 {
     struct rdma_remote_listener *rl = (struct rdma_remote_listener *)l;
 
-    rdma_link_listener_close(rl->ll);
+    rl->v->listener_close(rl->ll);
     g_free(rl);
 }
 
-static struct remote_link *rr_connect(const char *address, unsigned timeout_ms,
+static struct remote_link *rr_connect(const struct transport *t,
+                                      const char *address, unsigned timeout_ms,
                                       GError **err)
 {
-    return wrap(rdma_link_connect(address, timeout_ms, err));
+    const struct rdma_link_ops *v = link_ops(t);
+
+    return wrap(v, v->connect(address, timeout_ms, err));
 }
 
 static bool rr_offer(struct remote_link *l, uint32_t region, void *addr,
@@ -116,13 +131,13 @@ static bool rr_offer(struct remote_link *l, uint32_t region, void *addr,
     if (!rdma_mr_table_add(&(struct rdma_mr_table){.n = 0}, &e, err)) {
         return false;
     }
-    mr = rdma_link_register(r->link, addr, len, true, err);
+    mr = r->v->reg(r->link, addr, len, true, err);
     if (!mr) {
         return false;
     }
-    e.rkey = rdma_link_mr_rkey(mr);
+    e.rkey = r->v->mr_rkey(mr);
     if (!rdma_mr_table_add(&r->table, &e, err)) {
-        rdma_link_deregister(mr);
+        r->v->dereg(mr);
         return false;
     }
     r->offered[r->table.n - 1] = mr;
@@ -148,7 +163,7 @@ static bool rr_take_table(struct remote_link *l, const uint8_t *buf, size_t len,
         rdma_mr_table_init(&r->table);
         return false;
     }
-    r->q = rdma_read_queue_new(&r->table, rdma_link_credits(r->link),
+    r->q = rdma_read_queue_new(&r->table, r->v->credits(r->link),
                                RDMA_LINK_MAX_READ);
     return true;
 }
@@ -178,7 +193,7 @@ static bool rr_target(struct remote_link *l, uint32_t region, void *local,
                     region, len);
         return false;
     }
-    r->targets[i].mr = rdma_link_register(r->link, local, len, false, err);
+    r->targets[i].mr = r->v->reg(r->link, local, len, false, err);
     r->targets[i].local = local;
     return r->targets[i].mr != NULL;
 }
@@ -200,7 +215,7 @@ static bool rr_add(struct remote_link *l, uint32_t region, uint64_t offset,
         .offset = offset,
         .len = len,
         .local = r->targets[i].local + offset,
-        .lkey = rdma_link_mr_lkey(r->targets[i].mr),
+        .lkey = r->v->mr_lkey(r->targets[i].mr),
         .cookie = cookie,
     };
     return urgent ? rdma_read_queue_add_urgent(r->q, &req, err)
@@ -209,14 +224,14 @@ static bool rr_add(struct remote_link *l, uint32_t region, uint64_t offset,
 
 static bool rr_post(struct remote_link *l, GError **err)
 {
-    return rdma_link_post(of(l)->link, of(l)->q, err);
+    return of(l)->v->post(of(l)->link, of(l)->q, err);
 }
 
 static int rr_poll(struct remote_link *l, struct remote_done *done, int max,
                    int timeout_ms, GError **err)
 {
     struct rdma_read_done d[RDMA_LINK_CREDITS];
-    int n = rdma_link_poll(of(l)->link, of(l)->q, d,
+    int n = of(l)->v->poll(of(l)->link, of(l)->q, d,
                            MIN(max, RDMA_LINK_CREDITS), timeout_ms, err);
 
     for (int i = 0; i < n; i++) {
@@ -227,12 +242,12 @@ static int rr_poll(struct remote_link *l, struct remote_done *done, int max,
 
 static void rr_wake(struct remote_link *l)
 {
-    rdma_link_wake(of(l)->link);
+    of(l)->v->wake(of(l)->link);
 }
 
 static unsigned rr_credits(const struct remote_link *l)
 {
-    return rdma_link_credits(of(l)->link);
+    return of(l)->v->credits(of(l)->link);
 }
 
 static unsigned rr_pending(const struct remote_link *l)
@@ -257,10 +272,14 @@ static void rr_close(struct remote_link *l)
 
     rdma_read_queue_free(r->q);
     for (unsigned i = 0; i < RDMA_MR_MAX; i++) {
-        rdma_link_deregister(r->offered[i]);
-        rdma_link_deregister(r->targets[i].mr);
+        if (r->offered[i]) {
+            r->v->dereg(r->offered[i]);
+        }
+        if (r->targets[i].mr) {
+            r->v->dereg(r->targets[i].mr);
+        }
     }
-    rdma_link_close(r->link);
+    r->v->close(r->link);
     g_free(r);
 }
 

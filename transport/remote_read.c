@@ -19,7 +19,7 @@ struct remote_listener *remote_listen(const struct transport *t,
                     "the %s transport cannot read the peer's memory", t->name);
         return NULL;
     }
-    return t->remote->listen(host, err);
+    return t->remote->listen(t, host, err);
 }
 
 uint16_t remote_listener_port(const struct remote_listener *l)
@@ -49,7 +49,7 @@ struct remote_link *remote_connect(const struct transport *t,
                     "the %s transport cannot read the peer's memory", t->name);
         return NULL;
     }
-    return t->remote->connect(address, timeout_ms, err);
+    return t->remote->connect(t, address, timeout_ms, err);
 }
 
 bool remote_offer(struct remote_link *l, uint32_t region, void *addr,

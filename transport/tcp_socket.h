@@ -1,7 +1,8 @@
 /*
  * tcp_socket.h - the sockets of the TCP transport, before any frame: a
  * connected or listening socket with the options transport.h's
- * tcp_options ask for.  tcp.c moves frames on them; nothing else uses it.
+ * tcp_options ask for.  tcp.c moves frames on them; the RDMA test
+ * double (rdma_double.c) uses them as its stand-in for rdma_cm.
  *
  * Every function returns a descriptor (or true), or -1 (false) with @err
  * one line naming the address and the call that failed.  Sockets come

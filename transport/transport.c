@@ -34,6 +34,7 @@ static const struct transport *(*const transports[])(void) = {
     transport_tcp,
 #ifdef CONFIG_RDMA
     transport_rdma,
+    transport_rdma_double, /* NULL unless POSTCOPYD_TEST_DOUBLES=1 */
 #endif
 };
 
@@ -44,10 +45,20 @@ const struct transport *transport_by_name(const char *name, GError **err)
     for (size_t i = 0; i < G_N_ELEMENTS(transports); i++) {
         const struct transport *t = transports[i]();
 
+        if (!t) {
+            continue;
+        }
         if (g_str_equal(name, t->name)) {
             return t;
         }
         g_string_append_printf(known, "%s%s", i ? ", " : "", t->name);
+    }
+    if (g_str_equal(name, "rdma-test-double")) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                    "transport 'rdma-test-double' is a test double of the "
+                    "RDMA NIC, for tests only: it needs an RDMA build and "
+                    "POSTCOPYD_TEST_DOUBLES=1 in the daemon's environment");
+        return NULL;
     }
     g_set_error(err, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
                 "unknown transport '%s' (this build has: %s)", name,

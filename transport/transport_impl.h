@@ -111,12 +111,14 @@ struct remote_link {
 };
 
 struct remote_read_ops {
-    struct remote_listener *(*listen)(const char *host, GError **err);
+    struct remote_listener *(*listen)(const struct transport *t,
+                                      const char *host, GError **err);
     uint16_t (*listener_port)(const struct remote_listener *l);
     struct remote_link *(*accept)(struct remote_listener *l,
                                   unsigned timeout_ms, GError **err);
     void (*listener_close)(struct remote_listener *l);
-    struct remote_link *(*connect)(const char *address, unsigned timeout_ms,
+    struct remote_link *(*connect)(const struct transport *t,
+                                   const char *address, unsigned timeout_ms,
                                    GError **err);
     bool (*offer)(struct remote_link *l, uint32_t region, void *addr,
                   uint64_t len, uint64_t page_size, GError **err);
@@ -143,6 +145,8 @@ struct transport {
     const char *name;
     /* NULL: no one-sided reads; every page travels in frames. */
     const struct remote_read_ops *remote;
+    /* The transport's own, for its remote ops (rdma: its link ops). */
+    const void *remote_priv;
     /* Can it run on this host?  NULL: always (transport_probe()). */
     bool (*probe)(GError **err);
     struct listener *(*listen)(const char *address,

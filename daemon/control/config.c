@@ -15,9 +15,10 @@ const struct config_key config_keys[] = {
     {"peer", "listen", "listen", CONFIG_HOSTPORT, OFF(listen), "0.0.0.0:4444",
      .help = "Address the peer daemon connects to"},
     {"peer", "transport", "transport", CONFIG_CHOICE, OFF(transport), "tcp",
-     .choices = "tcp|rdma",
+     .choices = "tcp|rdma|rdma-test-double",
      .help = "How peer channels travel: tcp, or rdma (a build with RDMA, "
-             "a host with an RDMA device; both daemons must agree)"},
+             "a host with an RDMA device; both daemons must agree); "
+             "rdma-test-double is for tests only (docs/rdma.md)"},
     {"peer", "keepalive", "keepalive", CONFIG_INT, OFF(keepalive_s), "15",
      .min = 0, .max = 3600,
      .help = "Seconds of peer silence before a keepalive probe (0: off)"},

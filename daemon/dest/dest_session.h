@@ -111,6 +111,7 @@ struct dest_session {
     struct remote_link *rlink;
     bool readable[REGION_MAX];
     atomic_bool reads_on; /* the reader thread takes faults */
+    bool read_bulk;       /* and READs what is missing (postcopy-bulk) */
     GThread *reader_thread;
     GMutex read_lock;
     GCond read_cond;

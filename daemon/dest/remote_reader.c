@@ -85,6 +85,7 @@ static bool take_table(struct dest_session *s, GError **err)
         return false;
     }
     tb = &msg->readable_memory->table;
+    s->read_bulk = !msg->readable_memory->no_bulk;
     layout_of(s, layout);
     if (!remote_take_table(s->rlink, tb->data, tb->len, layout, s->regions->n,
                            err)) {
@@ -169,6 +170,10 @@ static void finished(struct dest_session *s, const struct remote_done *d)
         return;
     }
     atomic_fetch_add(&s->m->stats.pages_received, rq.npages);
+    atomic_fetch_add(&s->m->stats.pages_read, rq.npages);
+    if (rq.fault) {
+        atomic_fetch_add(&s->m->stats.fault_reads, 1);
+    }
     if (atomic_load(&s->running) && o.current) {
         dest_install_current(s, &s->regions->regions[rq.region], rq.first,
                              rq.npages);
@@ -193,22 +198,37 @@ static bool queue_run(struct dest_session *s, const struct region *r,
     return false;
 }
 
+/* Finish @n completions; false if one of them failed. */
+static bool finish_all(struct dest_session *s, const struct remote_done *done,
+                       int n)
+{
+    bool ok = true;
+
+    for (int i = 0; i < n; i++) {
+        finished(s, &done[i]);
+        ok &= done[i].ok;
+    }
+    return ok;
+}
+
 /* Wait for and finish what completed; false with @err: the link failed. */
 static bool reap(struct dest_session *s, int timeout_ms, GError **err)
 {
     struct remote_done done[DONE_BATCH];
     int n = remote_read_poll(s->rlink, done, DONE_BATCH, timeout_ms, err);
-    bool ok = n >= 0;
 
-    for (int i = 0; i < n; i++) {
-        finished(s, &done[i]);
-        if (!done[i].ok && ok) {
-            ok = false;
-            g_set_error(err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
-                        "a READ failed");
-        }
+    if (n < 0 || finish_all(s, done, n)) {
+        return n >= 0;
     }
-    return ok;
+    /* The link says why once the completions before it are handed back. */
+    while ((n = remote_read_poll(s->rlink, done, DONE_BATCH, 0, err)) > 0) {
+        finish_all(s, done, n);
+    }
+    if (n == 0) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
+                    "a READ failed");
+    }
+    return false;
 }
 
 /* The link is gone: every read out gives its pages back (read_plan.h). */
@@ -367,7 +387,7 @@ static bool fill_bulk(struct dest_session *s, struct bulk_cursor *c,
 {
     unsigned credits = remote_read_credits(s->rlink);
 
-    while (c->region < s->regions->n &&
+    while (s->read_bulk && c->region < s->regions->n &&
            remote_read_pending(s->rlink) < credits) {
         const struct region *r = &s->regions->regions[c->region];
         struct page_run run;

@@ -252,8 +252,10 @@ bool dest_switchover(struct dest_session *s, GError **err)
     if (sr.ok) {
         uint64_t t0 = migration_now_us();
 
-        /* Before the resume: the first fault must find the new phase. */
+        /* Before the resume: the first fault must find the new phase,
+         * and the reader thread ready to READ it (else it goes in frames). */
         atomic_store(&s->running, true);
+        dest_remote_start(s);
         sr.ok = vmm_driver_resume(s->m->vm->driver,
                                   msg->switchover->device_state.data,
                                   msg->switchover->device_state.len, &rerr);
@@ -280,7 +282,6 @@ bool dest_switchover(struct dest_session *s, GError **err)
     atomic_store(&s->m->stats.resume_us, migration_now_us());
     remember_session(s);
     s->sweep_thread = g_thread_new("dst-sweep", dest_sweep_thread, s);
-    dest_remote_start(s);
     migration_set_status(s->m, MIG_DEVICE, MIG_POSTCOPY_ACTIVE);
     return sent;
 }

@@ -270,6 +270,8 @@ static void query_ram(struct migration *m, JsonBuilder *b, uint64_t now)
     add_uint(b, "pages-installed", atomic_load(&st->pages_installed));
     add_uint(b, "pages-dropped", atomic_load(&st->pages_dropped));
     add_uint(b, "postcopy-requests", atomic_load(&st->postcopy_requests));
+    add_uint(b, "pages-read", atomic_load(&st->pages_read));
+    add_uint(b, "fault-reads", atomic_load(&st->fault_reads));
     add_uint(b, "faults",
              m->remote.valid ? m->remote.faults : atomic_load(&st->faults));
     json_builder_set_member_name(b, "mbps");

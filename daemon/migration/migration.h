@@ -115,6 +115,10 @@ struct migration_stats {
     _Atomic uint64_t installed_local;  /* destination: with no network */
     _Atomic uint64_t stale_pages;      /* hybrid: dirty at switchover */
     _Atomic uint64_t pages_prefetched; /* source: streamed after a fault */
+    /* Moved by one-sided reads (remote_read.h), not frames: destination,
+     * every page READ; source, the pages of its declared precopy rounds. */
+    _Atomic uint64_t pages_read;
+    _Atomic uint64_t fault_reads; /* destination: faults served by a READ */
     _Atomic bool verify_done;
 };
 

@@ -61,6 +61,7 @@ static bool send_table(struct source_session *s, GError **err)
 
     rm.table.data = (uint8_t *)g_bytes_get_data(table, &len);
     rm.table.len = len;
+    rm.no_bulk = !s->m->params.postcopy_bulk;
     msg.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_READABLE_MEMORY;
     msg.readable_memory = &rm;
     if (!channel_send_msg(s->control, &msg, err)) {
@@ -161,6 +162,7 @@ static void count_read(struct source_session *s, const struct round_set *rs)
     const struct page_counters *c = &s->bulk[0].sender.counters;
 
     atomic_fetch_add(c->pages, rs->pages);
+    atomic_fetch_add(&s->m->stats.pages_read, rs->pages);
     atomic_fetch_add(c->bytes, rs->bytes);
     if (c->phase_bytes) {
         atomic_fetch_add(c->phase_bytes, rs->bytes);

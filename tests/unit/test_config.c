@@ -164,7 +164,8 @@ struct bad_file {
 
 static const struct bad_file bad_files[] = {
     {"[peer]\ntransport = udp\n", CONFIG_ERROR_INVALID,
-     ":2: [peer] transport: invalid value 'udp' (expected tcp|rdma)"},
+     ":2: [peer] transport: invalid value 'udp' (expected "
+     "tcp|rdma|rdma-test-double)"},
     {"[daemon]\n\nlog-level = loud\n", CONFIG_ERROR_INVALID,
      ":3: [daemon] log-level: invalid value 'loud' "
      "(expected error|warning|info|debug)"},
