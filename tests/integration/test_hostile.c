@@ -1820,28 +1820,11 @@ static void fixture_up(void)
     }
 }
 
-static void dump_log(struct daemon_proc *dp, const char *name)
-{
-    g_autofree char *log = NULL;
-    g_auto(GStrv) lines = NULL;
-    guint n;
-
-    if (!dp->dir) {
-        return;
-    }
-    log = daemon_proc_log(dp);
-    lines = g_strsplit(log, "\n", -1);
-    n = g_strv_length(lines);
-    for (guint i = n > 60 ? n - 60 : 0; i < n; i++) {
-        fprintf(stderr, "# %s: %s\n", name, lines[i]);
-    }
-}
-
 static void fixture_down(bool failed)
 {
     if (failed) {
-        dump_log(&fx.dst, "dst");
-        dump_log(&fx.src, "src");
+        daemon_proc_dump_log(&fx.dst, "dst", 60);
+        daemon_proc_dump_log(&fx.src, "src", 60);
     }
     daemon_guest_stop(&fx.outgoing);
     daemon_guest_stop(&fx.incoming);

@@ -101,30 +101,11 @@ static bool pair_up(struct pair *p, const struct drop_case *c)
     return true;
 }
 
-static void dump_log(struct daemon_proc *dp, const char *name)
-{
-    g_autofree char *log = NULL;
-    g_auto(GStrv) lines = NULL;
-    guint n;
-
-    if (!dp->dir) {
-        return;
-    }
-    log = daemon_proc_log(dp);
-    lines = g_strsplit(log, "\n", -1);
-    n = g_strv_length(lines);
-    for (guint i = n > 30 ? n - 30 : 0; i < n; i++) {
-        if (*lines[i]) {
-            fprintf(stderr, "# %s: %s\n", name, lines[i]);
-        }
-    }
-}
-
 static void pair_down(struct pair *p)
 {
     if (g_test_failed()) {
-        dump_log(&p->src, "src");
-        dump_log(&p->dst, "dst");
+        daemon_proc_dump_log(&p->src, "src", 30);
+        daemon_proc_dump_log(&p->dst, "dst", 30);
     }
     daemon_guest_stop(&p->out);
     daemon_guest_stop(&p->in);

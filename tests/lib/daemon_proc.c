@@ -305,6 +305,26 @@ char *daemon_proc_log(struct daemon_proc *dp)
     return text;
 }
 
+void daemon_proc_dump_log(struct daemon_proc *dp, const char *name,
+                          unsigned max)
+{
+    g_autofree char *log = NULL;
+    g_auto(GStrv) lines = NULL;
+    guint n;
+
+    if (!dp->dir) {
+        return;
+    }
+    log = daemon_proc_log(dp);
+    lines = g_strsplit(log, "\n", -1);
+    n = g_strv_length(lines);
+    for (guint i = n > max ? n - max : 0; i < n; i++) {
+        if (*lines[i]) {
+            fprintf(stderr, "# %s: %s\n", name, lines[i]);
+        }
+    }
+}
+
 char *daemon_proc_wait_line(struct daemon_proc *dp, const char *const *needles,
                             int timeout_ms)
 {

@@ -51,6 +51,9 @@ void daemon_proc_stop(struct daemon_proc *dp);
 bool daemon_proc_alive(struct daemon_proc *dp);
 /* Everything the daemon wrote to stderr so far. */
 char *daemon_proc_log(struct daemon_proc *dp);
+/* The last @max lines of its log on stderr, as "# NAME: line" (a failed test). */
+void daemon_proc_dump_log(struct daemon_proc *dp, const char *name,
+                          unsigned max);
 /*
  * The first log line holding every string of the NULL-terminated
  * @needles, waiting up to @timeout_ms for it; NULL if none came.
