@@ -129,37 +129,6 @@ static JsonObject *execute(struct daemon_proc *dp, const char *cmd,
     return r;
 }
 
-/* query-migrate's @field for VM_NAME there, or "" (g_free it). */
-static char *mig_field(struct daemon_proc *dp, const char *field)
-{
-    g_autoptr(JsonObject) r =
-        execute(dp, "query-migrate", "{\"vm\": \"" VM_NAME "\"}");
-    JsonNode *ret = r ? json_object_get_member(r, "return") : NULL;
-
-    if (!ret || !JSON_NODE_HOLDS_OBJECT(ret)) {
-        return g_strdup("");
-    }
-    return g_strdup(json_object_get_string_member_with_default(
-        json_node_get_object(ret), field, ""));
-}
-
-/* Until the status is one of @want ("a|b|c"); the last one seen. */
-static char *wait_status(struct daemon_proc *dp, const char *want, int ms)
-{
-    g_autofree char *pattern = g_strdup_printf("|%s|", want);
-    int64_t end = g_get_monotonic_time() + ms * 1000LL;
-
-    for (;;) {
-        g_autofree char *st = mig_field(dp, "status");
-        g_autofree char *key = g_strdup_printf("|%s|", st);
-
-        if (strstr(pattern, key) || g_get_monotonic_time() >= end) {
-            return g_steal_pointer(&st);
-        }
-        g_usleep(POLL_MS * 1000);
-    }
-}
-
 static bool migrate(struct pair *p, const char *to, const char *mode,
                     const char *extra)
 {
@@ -242,6 +211,42 @@ static void assert_runs(GPid pid, const char *who)
 #define SO_PAGES ((64ULL << 20) / 4096)
 
 /*
+ * A hybrid migration through a relay that breaks the link at the
+ * switchover by @rule: the source must end "completed" (it reconnected
+ * and learned that the VM runs at the destination), the destination too,
+ * every page intact.  False if it could not be set up (already failed).
+ */
+static bool switchover_cut_completes(struct pair *p, enum link_cut rule)
+{
+    g_autofree char *why = NULL;
+    g_autofree char *st = NULL;
+    g_autofree char *dst_st = NULL;
+
+    if (!can_run() ||
+        !pair_up(p, peer_flags, "shmem", SO_SIZE, "random", false)) {
+        return false;
+    }
+    if (!link_proxy_start(&p->proxy, p->dst.address, rule, &why)) {
+        g_test_fail_printf("%s", why);
+        return false;
+    }
+    if (!migrate(p, p->proxy.address, "hybrid", NULL)) {
+        return false;
+    }
+    st = daemon_proc_wait_status(&p->src, VM_NAME, "completed|failed|cancelled",
+                                 END_MS);
+    g_assert_true(link_proxy_fired(&p->proxy));
+    g_assert_cmpstr(st, ==, "completed");
+    dst_st =
+        daemon_proc_wait_status(&p->dst, VM_NAME, "completed|failed", 10000);
+    g_assert_cmpstr(dst_st, ==, "completed");
+    assert_verified(p, SO_PAGES);
+    g_assert_true(log_has(&p->src, "reconnected to"));
+    g_assert_true(daemon_guest_alive(&p->in));
+    return true;
+}
+
+/*
  * The relay drops the destination's SwitchoverReply and cuts every
  * connection: the VM runs there, and the source cannot know it.  Both
  * sides pause, the source reconnects, learns that the VM runs there, and
@@ -250,31 +255,8 @@ static void assert_runs(GPid pid, const char *who)
 static void test_switchover_reply_lost(void)
 {
     struct pair p = {0};
-    g_autofree char *why = NULL;
-    g_autofree char *st = NULL;
-    g_autofree char *dst_st = NULL;
 
-    if (!can_run() ||
-        !pair_up(&p, peer_flags, "shmem", SO_SIZE, "random", false)) {
-        goto out;
-    }
-    if (!link_proxy_start(&p.proxy, p.dst.address, LINK_CUT_SWITCHOVER_REPLY,
-                          &why)) {
-        g_test_fail_printf("%s", why);
-        goto out;
-    }
-    if (!migrate(&p, p.proxy.address, "hybrid", NULL)) {
-        goto out;
-    }
-    st = wait_status(&p.src, "completed|failed|cancelled", END_MS);
-    g_assert_true(link_proxy_fired(&p.proxy));
-    g_assert_cmpstr(st, ==, "completed");
-    dst_st = wait_status(&p.dst, "completed|failed", 10000);
-    g_assert_cmpstr(dst_st, ==, "completed");
-    assert_verified(&p, SO_PAGES);
-    g_assert_true(log_has(&p.src, "reconnected to"));
-    g_assert_true(daemon_guest_alive(&p.in));
-out:
+    switchover_cut_completes(&p, LINK_CUT_SWITCHOVER_REPLY);
     pair_down(&p);
 }
 
@@ -289,28 +271,10 @@ out:
 static void test_switchover_reply_unsendable(void)
 {
     struct pair p = {0};
-    g_autofree char *why = NULL;
-    g_autofree char *st = NULL;
-    g_autofree char *dst_st = NULL;
 
-    if (!can_run() ||
-        !pair_up(&p, peer_flags, "shmem", SO_SIZE, "random", false)) {
+    if (!switchover_cut_completes(&p, LINK_RESET_AFTER_SWITCHOVER)) {
         goto out;
     }
-    if (!link_proxy_start(&p.proxy, p.dst.address, LINK_RESET_AFTER_SWITCHOVER,
-                          &why)) {
-        g_test_fail_printf("%s", why);
-        goto out;
-    }
-    if (!migrate(&p, p.proxy.address, "hybrid", NULL)) {
-        goto out;
-    }
-    st = wait_status(&p.src, "completed|failed|cancelled", END_MS);
-    g_assert_true(link_proxy_fired(&p.proxy));
-    g_assert_cmpstr(st, ==, "completed");
-    dst_st = wait_status(&p.dst, "completed|failed", 10000);
-    g_assert_cmpstr(dst_st, ==, "completed");
-    assert_verified(&p, SO_PAGES);
     /*
      * The destination's branch: the VM resumed (a failure pauses, not
      * fails, only once it runs) straight from the switchover, its answer
@@ -319,8 +283,6 @@ static void test_switchover_reply_unsendable(void)
     g_assert_true(log_has(&p.dst, "device -> postcopy-paused") ||
                   log_has(&p.dst, "answer may not have reached the source"));
     g_assert_true(log_has(&p.src, "answer was lost"));
-    g_assert_true(log_has(&p.src, "reconnected to"));
-    g_assert_true(daemon_guest_alive(&p.in));
 out:
     pair_down(&p);
 }
@@ -349,13 +311,15 @@ static void test_switchover_never_arrived(void)
     if (!migrate(&p, p.proxy.address, "hybrid", NULL)) {
         goto out;
     }
-    st = wait_status(&p.src, "completed|failed|cancelled", FAIL_MS);
-    desc = mig_field(&p.src, "error-desc");
+    st = daemon_proc_wait_status(&p.src, VM_NAME, "completed|failed|cancelled",
+                                 FAIL_MS);
+    desc = daemon_proc_migrate_field(&p.src, VM_NAME, "error-desc");
     g_test_message("source: %s: %s", st, desc);
     g_assert_true(link_proxy_fired(&p.proxy));
     g_assert_cmpstr(st, ==, "failed");
     g_assert_nonnull(strstr(desc, "did not resume"));
-    dst_st = wait_status(&p.dst, "failed|cancelled", 10000);
+    dst_st =
+        daemon_proc_wait_status(&p.dst, VM_NAME, "failed|cancelled", 10000);
     g_assert_cmpstr(dst_st, ==, "failed");
     assert_runs(p.out.pid, "the source guest");
 out:
@@ -386,17 +350,20 @@ static void test_source_memory_gone(void)
                  ", \"postcopy-bulk\": \"off\"")) {
         goto out;
     }
-    st = wait_status(&p.src, "postcopy-active|completed|failed", START_MS);
+    st = daemon_proc_wait_status(&p.src, VM_NAME,
+                                 "postcopy-active|completed|failed", START_MS);
     g_assert_cmpstr(st, ==, "postcopy-active");
     g_clear_pointer(&st, g_free);
     kill(p.out.pid, SIGKILL);
-    st = wait_status(&p.src, "completed|failed|cancelled", FAIL_MS);
-    desc = mig_field(&p.src, "error-desc");
+    st = daemon_proc_wait_status(&p.src, VM_NAME, "completed|failed|cancelled",
+                                 FAIL_MS);
+    desc = daemon_proc_migrate_field(&p.src, VM_NAME, "error-desc");
     g_test_message("source: %s: %s", st, desc);
     g_assert_cmpstr(st, ==, "failed");
     g_assert_nonnull(strstr(desc, "source VM"));
-    dst_st = wait_status(&p.dst, "completed|failed|cancelled", FAIL_MS);
-    dst_desc = mig_field(&p.dst, "error-desc");
+    dst_st = daemon_proc_wait_status(&p.dst, VM_NAME,
+                                     "completed|failed|cancelled", FAIL_MS);
+    dst_desc = daemon_proc_migrate_field(&p.dst, VM_NAME, "error-desc");
     g_test_message("destination: %s: %s", dst_st, dst_desc);
     g_assert_cmpstr(dst_st, ==, "failed");
     g_assert_nonnull(strstr(dst_desc, "source VM"));
@@ -477,7 +444,8 @@ static void test_restart_lost_faults(void)
                  ", \"postcopy-bulk\": \"off\"")) {
         goto out;
     }
-    st = wait_status(&p.src, "postcopy-active|completed|failed", START_MS);
+    st = daemon_proc_wait_status(&p.src, VM_NAME,
+                                 "postcopy-active|completed|failed", START_MS);
     g_assert_cmpstr(st, ==, "postcopy-active");
     /* Read some of the faults before the daemon does, then kill it. */
     fd = take_uffd(p.in.pid);
@@ -495,9 +463,11 @@ static void test_restart_lost_faults(void)
         goto out;
     }
     g_clear_pointer(&st, g_free);
-    st = wait_status(&p.src, "completed|failed|cancelled", END_MS);
+    st = daemon_proc_wait_status(&p.src, VM_NAME, "completed|failed|cancelled",
+                                 END_MS);
     g_assert_cmpstr(st, ==, "completed");
-    dst_st = wait_status(&p.dst, "completed|failed", 10000);
+    dst_st =
+        daemon_proc_wait_status(&p.dst, VM_NAME, "completed|failed", 10000);
     g_assert_cmpstr(dst_st, ==, "completed");
     assert_verified(&p, (256ULL << 20) / 4096);
 out:
@@ -522,14 +492,14 @@ static bool freeze_destination(struct pair *p, enum freeze_at at)
             return false;
         }
         g_usleep(1500 * 1000);
-        st = mig_field(&p->src, "status");
+        st = daemon_proc_migrate_field(&p->src, VM_NAME, "status");
         g_assert_cmpstr(st, ==, "setup");
         return true;
     }
     if (!migrate(p, p->dst.address, "hybrid", params)) {
         return false;
     }
-    st = wait_status(&p->src, "active|failed", START_MS);
+    st = daemon_proc_wait_status(&p->src, VM_NAME, "active|failed", START_MS);
     g_assert_cmpstr(st, ==, "active");
     kill(p->dst.pid, SIGSTOP);
     g_usleep(1500 * 1000); /* the socket buffers fill, sends block */
@@ -559,7 +529,8 @@ static void test_cancel_frozen_destination(gconstpointer data)
     t0 = g_get_monotonic_time();
     r = execute(&p.src, "migrate-cancel", "{\"vm\": \"" VM_NAME "\"}");
     g_assert_true(r && json_object_has_member(r, "return"));
-    st = wait_status(&p.src, "cancelled|failed|completed", 60000);
+    st = daemon_proc_wait_status(&p.src, VM_NAME, "cancelled|failed|completed",
+                                 60000);
     took = (g_get_monotonic_time() - t0) / 1000;
     g_test_message("cancelled after %" G_GINT64_FORMAT " ms: %s", took, st);
     g_assert_cmpstr(st, ==, "cancelled");

@@ -113,38 +113,6 @@ static void pair_down(struct pair *p)
     daemon_proc_stop(&p->dst);
 }
 
-/* query-migrate's @field for VM_NAME there, or "" (g_free it). */
-static char *mig_field(struct daemon_proc *dp, const char *field)
-{
-    g_autofree char *why = NULL;
-    g_autoptr(JsonObject) r = daemon_proc_execute(
-        dp, "query-migrate", "{\"vm\": \"" VM_NAME "\"}", &why);
-    JsonNode *ret = r ? json_object_get_member(r, "return") : NULL;
-
-    if (!ret || !JSON_NODE_HOLDS_OBJECT(ret)) {
-        return g_strdup("");
-    }
-    return g_strdup(json_object_get_string_member_with_default(
-        json_node_get_object(ret), field, ""));
-}
-
-/* Until the status is one of @want ("a|b|c"); the last one seen. */
-static char *wait_status(struct daemon_proc *dp, const char *want, int ms)
-{
-    g_autofree char *pattern = g_strdup_printf("|%s|", want);
-    int64_t end = g_get_monotonic_time() + ms * 1000LL;
-
-    for (;;) {
-        g_autofree char *st = mig_field(dp, "status");
-        g_autofree char *key = g_strdup_printf("|%s|", st);
-
-        if (strstr(pattern, key) || g_get_monotonic_time() >= end) {
-            return g_steal_pointer(&st);
-        }
-        g_usleep(POLL_MS * 1000);
-    }
-}
-
 static bool execute_ok(struct daemon_proc *dp, const char *cmd,
                        const char *args)
 {
@@ -182,7 +150,7 @@ static bool migrate(struct pair *p, const struct drop_case *c)
     if (!c->at_source) {
         return true;
     }
-    st = wait_status(&p->src, "active|failed", START_MS);
+    st = daemon_proc_wait_status(&p->src, VM_NAME, "active|failed", START_MS);
     g_assert_cmpstr(st, ==, "active");
     g_usleep(300 * 1000); /* a round or so before the drop */
     kill(p->out.pid, SIGUSR1);
@@ -230,9 +198,11 @@ static void test_drop(gconstpointer data)
         goto out;
     }
     assert_verified(&p, c, c->npages);
-    st = wait_status(&p.src, "completed|failed|cancelled", START_MS);
+    st = daemon_proc_wait_status(&p.src, VM_NAME, "completed|failed|cancelled",
+                                 START_MS);
     g_assert_cmpstr(st, ==, "completed");
-    dst_st = wait_status(&p.dst, "completed|failed", 10000);
+    dst_st =
+        daemon_proc_wait_status(&p.dst, VM_NAME, "completed|failed", 10000);
     g_assert_cmpstr(dst_st, ==, "completed");
     g_assert_true(daemon_guest_alive(&p.in));
     g_assert_true(daemon_proc_alive(&p.dst));

@@ -305,6 +305,39 @@ char *daemon_proc_log(struct daemon_proc *dp)
     return text;
 }
 
+char *daemon_proc_migrate_field(struct daemon_proc *dp, const char *vm,
+                                const char *field)
+{
+    g_autofree char *why = NULL;
+    g_autofree char *args = g_strdup_printf("{\"vm\": \"%s\"}", vm);
+    g_autoptr(JsonObject) r =
+        daemon_proc_execute(dp, "query-migrate", args, &why);
+    JsonNode *ret = r ? json_object_get_member(r, "return") : NULL;
+
+    if (!ret || !JSON_NODE_HOLDS_OBJECT(ret)) {
+        return g_strdup("");
+    }
+    return g_strdup(json_object_get_string_member_with_default(
+        json_node_get_object(ret), field, ""));
+}
+
+char *daemon_proc_wait_status(struct daemon_proc *dp, const char *vm,
+                              const char *want, int ms)
+{
+    g_autofree char *pattern = g_strdup_printf("|%s|", want);
+    int64_t end = g_get_monotonic_time() + ms * 1000LL;
+
+    for (;;) {
+        g_autofree char *st = daemon_proc_migrate_field(dp, vm, "status");
+        g_autofree char *key = g_strdup_printf("|%s|", st);
+
+        if (strstr(pattern, key) || g_get_monotonic_time() >= end) {
+            return g_steal_pointer(&st);
+        }
+        g_usleep(50 * 1000);
+    }
+}
+
 void daemon_proc_dump_log(struct daemon_proc *dp, const char *name,
                           unsigned max)
 {

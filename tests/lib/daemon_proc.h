@@ -71,6 +71,15 @@ JsonObject *daemon_proc_request(struct daemon_proc *dp, const char *line,
 /* The same for {"execute": @cmd, "arguments": @args_json or none}. */
 JsonObject *daemon_proc_execute(struct daemon_proc *dp, const char *cmd,
                                 const char *args_json, char **why);
+/* query-migrate's string @field for VM @vm, or "" (g_free it). */
+char *daemon_proc_migrate_field(struct daemon_proc *dp, const char *vm,
+                                const char *field);
+/*
+ * Poll @vm's migration status every 50 ms until it is one of @want
+ * ("a|b|c") or @ms pass; the last status seen (g_free it).
+ */
+char *daemon_proc_wait_status(struct daemon_proc *dp, const char *vm,
+                              const char *want, int ms);
 
 /* A postcopy-guest attached to a daemon's attach socket. */
 struct daemon_guest {
