@@ -9,6 +9,7 @@
 #include <gio/gio.h>
 
 #include "digest.h"
+#include "guest_config.h"
 
 static const char *const mode_names[] = {
     [DROP_DONTNEED] = "dontneed",
@@ -16,27 +17,13 @@ static const char *const mode_names[] = {
     [DROP_UNMAP] = "unmap",
 };
 
-static bool bad(GError **err, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-
-static bool bad(GError **err, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    g_propagate_error(
-        err,
-        g_error_new_valist(G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, fmt, ap));
-    va_end(ap);
-    return false;
-}
-
 bool drop_parse(const char *arg, struct drop_spec *d, GError **err)
 {
     g_auto(GStrv) f = g_strsplit(arg, ":", 0);
 
     memset(d, 0, sizeof(*d));
     if (g_strv_length(f) != 3) {
-        return bad(err, "--drop %s: not MODE:FIRST:COUNT", arg);
+        return guest_option_error(err, "--drop %s: not MODE:FIRST:COUNT", arg);
     }
     for (int m = DROP_DONTNEED; m <= DROP_UNMAP; m++) {
         if (!strcmp(f[0], mode_names[m])) {
@@ -44,13 +31,15 @@ bool drop_parse(const char *arg, struct drop_spec *d, GError **err)
         }
     }
     if (d->mode == DROP_NONE) {
-        return bad(err, "--drop: '%s' is not dontneed, remove or unmap", f[0]);
+        return guest_option_error(
+            err, "--drop: '%s' is not dontneed, remove or unmap", f[0]);
     }
     if (!g_ascii_string_to_unsigned(f[1], 10, 0, G_MAXUINT64, &d->first,
                                     NULL) ||
         !g_ascii_string_to_unsigned(f[2], 10, 1, G_MAXUINT64, &d->count,
                                     NULL)) {
-        return bad(err, "--drop %s: FIRST and COUNT are page numbers", arg);
+        return guest_option_error(
+            err, "--drop %s: FIRST and COUNT are page numbers", arg);
     }
     return true;
 }
@@ -64,18 +53,20 @@ bool drop_check(const struct drop_spec *d, const struct guest_ram *ram,
         return true;
     }
     if (d->first >= ram->npages || d->count > ram->npages - d->first) {
-        return bad(err, "--drop: pages beyond the guest's %" G_GUINT64_FORMAT,
-                   ram->npages);
+        return guest_option_error(
+            err, "--drop: pages beyond the guest's %" G_GUINT64_FORMAT,
+            ram->npages);
     }
     r = guest_ram_page_region(ram, d->first);
     if (d->first + d->count > r->first_page + r->size / r->page_size) {
-        return bad(err, "--drop: the pages must lie in one region");
+        return guest_option_error(err,
+                                  "--drop: the pages must lie in one region");
     }
     /* Each mode where the kernel makes the pages read zero. */
     if ((d->mode == DROP_REMOVE) != (r->kind != BACKING_ANON)) {
-        return bad(err, "--drop: %s is for %s memory", mode_names[d->mode],
-                   d->mode == DROP_REMOVE ? "shared (shmem, hugetlbfs)"
-                                          : "anonymous");
+        return guest_option_error(
+            err, "--drop: %s is for %s memory", mode_names[d->mode],
+            d->mode == DROP_REMOVE ? "shared (shmem, hugetlbfs)" : "anonymous");
     }
     return true;
 }

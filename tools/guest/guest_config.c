@@ -92,9 +92,7 @@ bool guest_parse_size(const char *s, uint64_t *out)
     return true;
 }
 
-static bool fail(GError **err, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-
-static bool fail(GError **err, const char *fmt, ...)
+bool guest_option_error(GError **err, const char *fmt, ...)
 {
     va_list ap;
 
@@ -110,10 +108,11 @@ static bool check_range(const char *opt, gint64 v, gint64 lo, gint64 hi,
                         GError **err)
 {
     if (v < lo || v > hi) {
-        return fail(err,
-                    "%s: %" G_GINT64_FORMAT " is out of range %" G_GINT64_FORMAT
-                    "..%" G_GINT64_FORMAT,
-                    opt, v, lo, hi);
+        return guest_option_error(err,
+                                  "%s: %" G_GINT64_FORMAT
+                                  " is out of range %" G_GINT64_FORMAT
+                                  "..%" G_GINT64_FORMAT,
+                                  opt, v, lo, hi);
     }
     return true;
 }
@@ -124,24 +123,25 @@ static bool resolve_page_size(const char *opt, enum backing_kind kind,
 {
     if (kind != BACKING_HUGETLBFS) {
         if (want && want != SMALL_PAGE) {
-            return fail(err,
-                        "%s: %s memory uses %u-byte pages, not "
-                        "%" G_GUINT64_FORMAT,
-                        opt, backing_kind_name(kind), SMALL_PAGE, want);
+            return guest_option_error(err,
+                                      "%s: %s memory uses %u-byte pages, not "
+                                      "%" G_GUINT64_FORMAT,
+                                      opt, backing_kind_name(kind), SMALL_PAGE,
+                                      want);
         }
         *out = SMALL_PAGE;
         return true;
     }
     *out = want ? want : backing_default_hugepage_size();
     if (!*out) {
-        return fail(err, "%s: hugetlbfs: the kernel reports no huge page size",
-                    opt);
+        return guest_option_error(
+            err, "%s: hugetlbfs: the kernel reports no huge page size", opt);
     }
     if ((*out & (*out - 1)) || *out < SMALL_PAGE) {
-        return fail(err,
-                    "%s: page size %" G_GUINT64_FORMAT
-                    " is not a power of two of at least %u",
-                    opt, *out, SMALL_PAGE);
+        return guest_option_error(err,
+                                  "%s: page size %" G_GUINT64_FORMAT
+                                  " is not a power of two of at least %u",
+                                  opt, *out, SMALL_PAGE);
     }
     return true;
 }
@@ -150,11 +150,12 @@ static bool check_region_size(const char *opt, const struct guest_ram_spec *r,
                               GError **err)
 {
     if (!r->size || r->size % r->page_size) {
-        return fail(err,
-                    "%s: %" G_GUINT64_FORMAT
-                    " is not a non-zero multiple of the page size "
-                    "%" G_GUINT64_FORMAT,
-                    opt, r->size, r->page_size);
+        return guest_option_error(
+            err,
+            "%s: %" G_GUINT64_FORMAT
+            " is not a non-zero multiple of the page size "
+            "%" G_GUINT64_FORMAT,
+            opt, r->size, r->page_size);
     }
     return true;
 }
@@ -168,20 +169,21 @@ static bool single_region(const struct raw_options *o, struct guest_config *cfg,
 
     r->kind = BACKING_SHMEM;
     if (o->backing && !backing_kind_parse(o->backing, &r->kind)) {
-        return fail(err, "--backing: '%s' is not anon, shmem or hugetlbfs",
-                    o->backing);
+        return guest_option_error(
+            err, "--backing: '%s' is not anon, shmem or hugetlbfs", o->backing);
     }
     if (o->page_size && !guest_parse_size(o->page_size, &want)) {
-        return fail(err, "--page-size: '%s' is not a size", o->page_size);
+        return guest_option_error(err, "--page-size: '%s' is not a size",
+                                  o->page_size);
     }
     if (!resolve_page_size("--page-size", r->kind, want, &r->page_size, err)) {
         return false;
     }
     r->size = DEFAULT_RAM;
     if (o->size && !guest_parse_size(o->size, &r->size)) {
-        return fail(err,
-                    "--size: '%s' is not a size (e.g. 512M, 1G, 64K, bytes)",
-                    o->size);
+        return guest_option_error(
+            err, "--size: '%s' is not a size (e.g. 512M, 1G, 64K, bytes)",
+            o->size);
     }
     cfg->nregions = 1;
     return check_region_size("--size", r, err);
@@ -197,16 +199,18 @@ static bool parse_region(const char *arg, struct guest_ram_spec *r,
     uint64_t want = 0;
 
     if (n < 2 || n > 3) {
-        return fail(err, "%s: not KIND:SIZE[:PAGESIZE]", opt);
+        return guest_option_error(err, "%s: not KIND:SIZE[:PAGESIZE]", opt);
     }
     if (!backing_kind_parse(f[0], &r->kind)) {
-        return fail(err, "%s: '%s' is not anon, shmem or hugetlbfs", opt, f[0]);
+        return guest_option_error(
+            err, "%s: '%s' is not anon, shmem or hugetlbfs", opt, f[0]);
     }
     if (!guest_parse_size(f[1], &r->size)) {
-        return fail(err, "%s: '%s' is not a size", opt, f[1]);
+        return guest_option_error(err, "%s: '%s' is not a size", opt, f[1]);
     }
     if (n == 3 && !guest_parse_size(f[2], &want)) {
-        return fail(err, "%s: '%s' is not a page size", opt, f[2]);
+        return guest_option_error(err, "%s: '%s' is not a page size", opt,
+                                  f[2]);
     }
     return resolve_page_size(opt, r->kind, want, &r->page_size, err) &&
            check_region_size(opt, r, err);
@@ -221,12 +225,13 @@ static bool check_regions(const struct raw_options *o, struct guest_config *cfg,
         return single_region(o, cfg, err);
     }
     if (o->backing || o->size || o->page_size) {
-        return fail(err, "--region: cannot be combined with --backing, "
-                         "--size or --page-size");
+        return guest_option_error(
+            err, "--region: cannot be combined with --backing, "
+                 "--size or --page-size");
     }
     if (n > GUEST_REGIONS_MAX) {
-        return fail(err, "--region: %u regions, at most %d", n,
-                    GUEST_REGIONS_MAX);
+        return guest_option_error(err, "--region: %u regions, at most %d", n,
+                                  GUEST_REGIONS_MAX);
     }
     for (guint i = 0; i < n; i++) {
         if (!parse_region(o->regions[i], &cfg->regions[i], err)) {
@@ -241,14 +246,16 @@ static bool check_names(const struct raw_options *o, struct guest_config *cfg,
                         GError **err)
 {
     if (o->workload && !workload_kind_parse(o->workload, &cfg->workload)) {
-        return fail(err, "--workload: '%s' is not idle, seq, random or hotset",
-                    o->workload);
+        return guest_option_error(
+            err, "--workload: '%s' is not idle, seq, random or hotset",
+            o->workload);
     }
     if (!o->attach || !*o->attach) {
-        return fail(err, "--attach SOCKET_PATH is required");
+        return guest_option_error(err, "--attach SOCKET_PATH is required");
     }
     if (o->name && strlen(o->name) >= ATTACH_NAME_MAX) {
-        return fail(err, "--name: longer than %d bytes", ATTACH_NAME_MAX - 1);
+        return guest_option_error(err, "--name: longer than %d bytes",
+                                  ATTACH_NAME_MAX - 1);
     }
     return true;
 }
@@ -277,7 +284,8 @@ static bool validate(struct raw_options *o, struct guest_config *cfg,
         return false;
     }
     if (o->drop && o->incoming && !o->verify) {
-        return fail(err, "--drop on an --incoming guest needs --verify");
+        return guest_option_error(
+            err, "--drop on an --incoming guest needs --verify");
     }
     cfg->vcpus = o->vcpus;
     cfg->verify_threads = o->verify_threads == VERIFY_THREADS_UNSET
@@ -390,7 +398,7 @@ bool guest_config_parse(int *argc, char ***argv, struct guest_config *cfg,
     g_option_context_add_main_entries(ctx, entries, NULL);
     ok = g_option_context_parse(ctx, argc, argv, err);
     if (ok && *argc > 1) {
-        ok = fail(err, "unexpected argument '%s'", (*argv)[1]);
+        ok = guest_option_error(err, "unexpected argument '%s'", (*argv)[1]);
     }
     ok = ok && validate(&o, cfg, err);
     raw_options_clear(&o);

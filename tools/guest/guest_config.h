@@ -53,6 +53,9 @@ bool guest_config_parse(int *argc, char ***argv, struct guest_config *cfg,
                         GError **err);
 void guest_config_clear(struct guest_config *cfg);
 
+/* A bad option value as G_OPTION_ERROR_BAD_VALUE; always false. */
+bool guest_option_error(GError **err, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
 /* "512M", "1G", "64K", "4096": binary multiples.  False if malformed. */
 bool guest_parse_size(const char *s, uint64_t *out);
 
