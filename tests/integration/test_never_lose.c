@@ -230,6 +230,9 @@ static bool switchover_cut_completes(struct pair *p, enum link_cut rule)
         g_test_fail_printf("%s", why);
         return false;
     }
+    if (rule == LINK_RESET_AFTER_SWITCHOVER) {
+        p->proxy.hold_pid = p->dst.pid;
+    }
     if (!migrate(p, p->proxy.address, "hybrid", NULL)) {
         return false;
     }
@@ -263,7 +266,9 @@ static void test_switchover_reply_lost(void)
 /*
  * The Switchover reaches the destination and the relay then resets every
  * connection: the destination resumes the VM and cannot send its answer
- * at all (its send fails, not a reply lost on the way).  It pauses with
+ * at all (its send fails, not a reply lost on the way; the relay holds
+ * the destination stopped across the reset so that this order does not
+ * depend on the host's speed: a CI run once lost that race).  It pauses with
  * the VM running, serving faults from what it has; the source, which
  * cannot know, reconnects, learns that the VM runs there, and the
  * migration completes with every page intact.

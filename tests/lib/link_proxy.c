@@ -3,6 +3,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <signal.h>
+#include <stdio.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -97,6 +99,100 @@ static void reset_conn(struct relay_conn *c, int sent)
     }
 }
 
+/* Every thread of @pid is stopped (2 s at most: a test gives up later). */
+static void wait_stopped(GPid pid)
+{
+    g_autofree char *dir = g_strdup_printf("/proc/%d/task", pid);
+    int64_t end = g_get_monotonic_time() + 2 * G_USEC_PER_SEC;
+
+    while (g_get_monotonic_time() < end) {
+        g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+        const char *tid;
+        bool all = d != NULL;
+
+        while (all && (tid = g_dir_read_name(d))) {
+            g_autofree char *path = g_strdup_printf("%s/%s/stat", dir, tid);
+            g_autofree char *text = NULL;
+            const char *r;
+
+            all = g_file_get_contents(path, &text, NULL, NULL) &&
+                  (r = strrchr(text, ')')) && (r[2] == 'T' || r[2] == 't');
+        }
+        if (all) {
+            return;
+        }
+        g_usleep(1000);
+    }
+}
+
+/*
+ * Bytes the destination has not read yet on the connection @fd is our end
+ * of (its receive queue, from /proc/net/tcp: loopback, IPv4), or -1.
+ */
+static long peer_unread(int fd)
+{
+    struct sockaddr_in us, them;
+    socklen_t l1 = sizeof(us), l2 = sizeof(them);
+    g_autofree char *text = NULL;
+    g_autofree char *key = NULL;
+    const char *line;
+    unsigned long tx, rx;
+
+    if (getsockname(fd, (void *)&us, &l1) < 0 ||
+        getpeername(fd, (void *)&them, &l2) < 0 ||
+        !g_file_get_contents("/proc/net/tcp", &text, NULL, NULL)) {
+        return -1;
+    }
+    /* The peer's socket: local = them, remote = us, raw address bytes. */
+    key = g_strdup_printf("%08X:%04X %08X:%04X", them.sin_addr.s_addr,
+                          ntohs(them.sin_port), us.sin_addr.s_addr,
+                          ntohs(us.sin_port));
+    line = strstr(text, key);
+    if (!line || sscanf(line + strlen(key), " %*x %lx:%lx", &tx, &rx) != 2) {
+        return -1;
+    }
+    return (long)rx;
+}
+
+/*
+ * The held reset: all of the frame but its last byte goes through and the
+ * destination reads it (it then waits for that byte); the destination is
+ * stopped, the last byte and the reset follow, and it runs again with the
+ * whole message and the reset in front of it: it acts on the message
+ * and its answer fails, in that order every time.  Stopping it any
+ * earlier would not do: a message longer than its receive window would
+ * never get through.
+ */
+static bool relay_held(struct relay_dir *d, const uint8_t *hdr,
+                       const uint8_t *payload, size_t len)
+{
+    struct link_proxy *p = d->c->p;
+    g_autofree uint8_t *frame = g_malloc(FRAME_HDR_LEN + len);
+    size_t total = FRAME_HDR_LEN + len;
+    int64_t end = g_get_monotonic_time() + 2 * G_USEC_PER_SEC;
+    int queued = 0;
+
+    memcpy(frame, hdr, FRAME_HDR_LEN);
+    memcpy(frame + FRAME_HDR_LEN, payload, len);
+    if (!write_full(d->to, frame, total - 1)) {
+        return false;
+    }
+    while ((ioctl(d->to, SIOCOUTQ, &queued) == 0 && queued > 0) ||
+           peer_unread(d->to) != 0) {
+        if (g_get_monotonic_time() > end) {
+            break; /* the test's own checks say what went wrong */
+        }
+        g_usleep(1000);
+    }
+    kill(p->hold_pid, SIGSTOP);
+    wait_stopped(p->hold_pid);
+    if (write_full(d->to, frame + total - 1, 1)) {
+        reset_conn(d->c, d->to);
+    }
+    kill(p->hold_pid, SIGCONT);
+    return false;
+}
+
 /* The PeerMessage kind a frame carries, or 0 for any other frame. */
 static int msg_case(const uint8_t *hdr, const uint8_t *payload)
 {
@@ -156,15 +252,18 @@ static bool relay_frame(struct relay_dir *d, const uint8_t *hdr,
         g_mutex_unlock(&p->lock);
         return false;
     }
-    if (!write_full(d->to, hdr, FRAME_HDR_LEN) ||
-        !write_full(d->to, payload, len)) {
-        return false;
+    if (!fire) {
+        return write_full(d->to, hdr, FRAME_HDR_LEN) &&
+               write_full(d->to, payload, len);
     }
-    if (fire) {
+    if (p->hold_pid) {
+        return relay_held(d, hdr, payload, len);
+    }
+    if (write_full(d->to, hdr, FRAME_HDR_LEN) &&
+        write_full(d->to, payload, len)) {
         reset_conn(d->c, d->to);
-        return false;
     }
-    return true;
+    return false;
 }
 
 static gpointer relay_thread(gpointer opaque)

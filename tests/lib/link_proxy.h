@@ -42,6 +42,15 @@ struct link_proxy {
     enum link_cut cut;
     bool fired; /* the rule fired: the link was cut */
     bool stopping;
+    /*
+     * LINK_RESET_AFTER_SWITCHOVER only, set after start (before the
+     * migration): the destination
+     * daemon, kept stopped (SIGSTOP) from before the Switchover is passed
+     * on until its connection is reset, so that it finds the message and
+     * the reset together: its answer then fails every time, instead of
+     * winning a race with the relay on a slow host.  0: not held.
+     */
+    GPid hold_pid;
 };
 
 /* Listen on loopback and relay to @target; false with @why (g_free it). */
