@@ -122,6 +122,7 @@ void dirty_tracker_destroy(struct dirty_tracker *dt)
         }
         g_free(r->live);
         g_free(r->collected);
+        g_free(r->absent);
     }
     g_free(dt->ranges);
     if (dt->pagemap_fd >= 0) {
@@ -184,6 +185,8 @@ static struct dirty_range *range_append(struct dirty_tracker *dt, uint64_t base,
         .npages = npages,
         .live = g_new0(unsigned long, bitmap_longs(npages)),
         .collected = g_new0(unsigned long, bitmap_longs(npages)),
+        .absent = dt->watch_absent ? g_new0(unsigned long, bitmap_longs(npages))
+                                   : NULL,
     };
     return r;
 }
@@ -194,6 +197,20 @@ static void range_drop_last(struct dirty_tracker *dt)
 
     g_free(r->live);
     g_free(r->collected);
+    g_free(r->absent);
+}
+
+bool dirty_tracker_watch_absent(struct dirty_tracker *dt)
+{
+    g_assert(dt->nranges == 0);
+    dt->watch_absent = dt->method == DIRTY_ASYNC_WP;
+    return dt->watch_absent;
+}
+
+const unsigned long *dirty_tracker_absent(const struct dirty_tracker *dt,
+                                          size_t range)
+{
+    return range < dt->nranges ? dt->ranges[range].absent : NULL;
 }
 
 bool dirty_tracker_add_range(struct dirty_tracker *dt, uint64_t base,

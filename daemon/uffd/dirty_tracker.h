@@ -68,6 +68,8 @@ struct dirty_range {
     uint64_t npages;
     unsigned long *live;
     unsigned long *collected;
+    /* watch_absent: not in the process's page table at the last collect */
+    unsigned long *absent;
 };
 
 struct dirty_tracker {
@@ -81,7 +83,8 @@ struct dirty_tracker {
     size_t nranges;
     /* PAGEMAP_SCAN vec_len, <= PM_SCAN_MAX_VEC_LEN; tests lower it. */
     unsigned scan_vec_len;
-    bool final; /* collect_final ran: pages no longer re-protected */
+    bool final;        /* collect_final ran: pages no longer re-protected */
+    bool watch_absent; /* collects note absent pages too */
     /*
      * Soft-dirty: SIGSTOP the process between reading pagemap and
      * clear_refs, the only way to not lose a write made in between.
@@ -123,6 +126,18 @@ bool dirty_tracker_init(struct dirty_tracker *dt, pid_t pid, struct uffd *u,
  * stays blocked.  Stop the thread calling handle_wp_fault() first.
  */
 void dirty_tracker_destroy(struct dirty_tracker *dt);
+
+/*
+ * From now on each collect also notes which pages are absent from the
+ * process's page table (dropped by it: punched, zapped; or never touched,
+ * or reclaimed): a drop is not a write, and only this shows it.  async-wp
+ * only, where the same PAGEMAP_SCAN says it; false for the other methods
+ * (nothing watched).  Call before add_range().
+ */
+bool dirty_tracker_watch_absent(struct dirty_tracker *dt);
+/* The absent pages of @range at its last collect, or NULL if not watched. */
+const unsigned long *dirty_tracker_absent(const struct dirty_tracker *dt,
+                                          size_t range);
 
 /*
  * Track [base, base+size) of pages of @page_size (4 KiB, or the hugetlb
