@@ -10,6 +10,7 @@
 
 #include "backing.h"
 #include "frame.h"
+#include "ram_drops.h"
 
 /* Every page an attached region may have fits in one frame (region.h). */
 G_STATIC_ASSERT(REGION_MAX_PAGE_SIZE <= FRAME_MAX_PAYLOAD);
@@ -106,6 +107,7 @@ static void count(_Atomic uint64_t *c, uint64_t v)
  */
 #define ZERO_RUN_MIN  8
 #define RUN_PAGES_MAX (PAGE_SENDER_RUN / 4096)
+G_STATIC_ASSERT(RUN_PAGES_MAX <= BACKING_HOLES_MAX);
 
 static bool send_zero(struct page_sender *ps, struct channel *ch,
                       struct frame_hdr *h, uint64_t n, GError **err)
@@ -121,7 +123,7 @@ static bool send_zero(struct page_sender *ps, struct channel *ch,
 
 /*
  * Zeros for the holes inside a data frame: a hole is never read (see
- * find_holes()), so its bytes come from here.  Runs of ZERO_RUN_MIN holes
+ * backing_find_holes()), so its bytes come from here.  Runs of ZERO_RUN_MIN holes
  * or more go as PAGE_ZERO frames instead, so this covers the longest run
  * that stays in a frame.
  */
@@ -232,59 +234,11 @@ static bool send_data(struct page_sender *ps, struct channel *ch,
 }
 
 /*
- * Which pages of the run [off, off + n pages) of @r are holes: never
- * written, so zero, and never to be read: reading a shmem hole through the
- * alias would allocate a page in the VMM's memory only to find zeros.
- * mincore() says which pages the page cache holds, in one call whatever
- * the run; a page it does not hold is a hole or swapped out, and one
- * SEEK_DATA per such stretch tells them apart (a swap entry is data to
- * SEEK_DATA).  A stretch with any data in it is read whole: reading a
- * swapped page brings it back, and a hole beside it costs a page.  Bounded
- * work per run, unlike SEEK_HOLE, which walks a data stretch to its end.
- * Returns true if every page is a hole.  Only shmem: hugetlbfs reads as
- * data throughout, anonymous memory has no holes.
- */
-static bool find_holes(const struct region *r, uint64_t off, uint64_t n,
-                       bool *hole)
-{
-    unsigned char vec[RUN_PAGES_MAX];
-    uint8_t *view = backing_view(r, off);
-    uint64_t holes = 0;
-
-    memset(hole, 0, n * sizeof(*hole));
-    if (!backing_ops_get(r->kind)->has_holes || !view ||
-        mincore(view, n * r->page_size, vec)) {
-        return false;
-    }
-    for (uint64_t i = 0; i < n;) {
-        uint64_t j = i;
-        off_t d;
-
-        if (vec[i] & 1) {
-            i++;
-            continue;
-        }
-        while (j < n && !(vec[j] & 1)) {
-            j++;
-        }
-        d = lseek(r->fd, (off_t)(r->offset + off + i * r->page_size),
-                  SEEK_DATA);
-        if ((d < 0 && errno == ENXIO) ||
-            (d >= 0 && (uint64_t)d >= r->offset + off + j * r->page_size)) {
-            memset(hole + i, 1, (j - i) * sizeof(*hole));
-            holes += j - i;
-        }
-        i = j;
-    }
-    return holes == n;
-}
-
-/*
  * Data stretches of shmem go by sendfile where the channel can: no copy
  * into this process and none out of it, the cold pages read once, by the
  * kernel, into the socket.  The price is the zero check, which needs the
  * bytes in hand: an allocated page of zeroes travels as data (a hole, the
- * common zero page of shmem, is still found by find_holes()).  Measured
+ * common zero page of shmem, is still found by backing_find_holes()).  Measured
  * on the bench's machine: see README, Performance.
  */
 static bool sends_file(const struct channel *ch, const struct region *r)
@@ -300,26 +254,33 @@ static bool send_read(struct page_sender *ps, struct channel *ch,
     bool hole[RUN_PAGES_MAX], zero[RUN_PAGES_MAX];
     uint64_t off = p * r->page_size;
     const uint8_t *data;
+    bool ok;
 
     g_assert(k <= RUN_PAGES_MAX);
-    if (find_holes(r, off, k, hole)) {
+    if (backing_find_holes(r, off, k, hole)) {
         struct frame_hdr h = {
             .region = r->id, .offset = off, .flags = flags, .seq = seq};
 
-        return send_zero(ps, ch, &h, k, err);
+        ok = send_zero(ps, ch, &h, k, err);
+        memcpy(zero, hole, k * sizeof(*hole));
+    } else if (sends_file(ch, r)) {
+        ok = send_data(ps, ch, r, off, NULL, hole, hole, k, flags, seq, err);
+        memcpy(zero, hole, k * sizeof(*hole));
+    } else {
+        data = read_pages(ps, r, off, k * r->page_size, err);
+        if (!data) {
+            return false;
+        }
+        for (uint64_t i = 0; i < k; i++) {
+            zero[i] =
+                hole[i] || page_is_zero(data + i * r->page_size, r->page_size);
+        }
+        ok = send_data(ps, ch, r, off, data, hole, zero, k, flags, seq, err);
     }
-    if (sends_file(ch, r)) {
-        return send_data(ps, ch, r, off, NULL, hole, hole, k, flags, seq, err);
+    if (ok) {
+        ram_drops_note(ps->drops, r, p, k, zero);
     }
-    data = read_pages(ps, r, off, k * r->page_size, err);
-    if (!data) {
-        return false;
-    }
-    for (uint64_t i = 0; i < k; i++) {
-        zero[i] =
-            hole[i] || page_is_zero(data + i * r->page_size, r->page_size);
-    }
-    return send_data(ps, ch, r, off, data, hole, zero, k, flags, seq, err);
+    return ok;
 }
 
 bool page_sender_send(struct page_sender *ps, struct channel *ch,

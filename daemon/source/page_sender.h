@@ -19,6 +19,8 @@
 #include <glib.h>
 
 #include "region.h"
+
+struct ram_drops;
 #include "transport.h"
 
 #define PAGE_SENDER_RUN (1u << 20) /* bytes read and sent per step */
@@ -35,6 +37,8 @@ struct page_sender {
     struct page_counters counters;
     uint8_t *buf; /* PAGE_SENDER_RUN bytes, or a huge page if larger */
     size_t buf_len;
+    /* Told what went as data and what as zeroes, or NULL (ram_drops.h). */
+    struct ram_drops *drops;
 };
 
 void page_sender_init(struct page_sender *ps, pid_t pid,

@@ -113,6 +113,18 @@ static bool api_for(struct source_session *s, enum dirty_method method,
     return true;
 }
 
+/*
+ * The senders note what goes as data from now on; the bitmaps stay until
+ * the session ends (a sender may still note pages after tracking stops).
+ */
+static void watch_drops(struct source_session *s)
+{
+    ram_drops_init(&s->drops, s->regions);
+    for (unsigned i = 0; i < s->nbulk; i++) {
+        s->bulk[i].sender.drops = &s->drops;
+    }
+}
+
 bool precopy_start_tracking(struct source_session *s, GError **err)
 {
     enum dirty_method method;
@@ -125,6 +137,13 @@ bool precopy_start_tracking(struct source_session *s, GError **err)
     }
     s->tracking = true;
     s->m->dirty_method_name = dirty_method_name(method);
+    if (dirty_tracker_watch_absent(&s->dt)) {
+        watch_drops(s);
+    } else {
+        g_message("migration %s: guest RAM the VMM drops during precopy is "
+                  "not seen with %s (async-wp sees it)",
+                  s->m->id, s->m->dirty_method_name);
+    }
     for (size_t i = 0; i < s->regions->n; i++) {
         const struct region *r = &s->regions->regions[i];
 
@@ -315,7 +334,8 @@ static bool send_all(struct source_session *s, GError **err)
  */
 static uint64_t collect(struct source_session *s, bool final, GError **err)
 {
-    uint64_t n = 0;
+    bool remote[REGION_MAX];
+    uint64_t n = 0, dropped;
 
     if (!(final ? dirty_tracker_collect_final(&s->dt, err)
                 : dirty_tracker_collect(&s->dt, DIRTY_ALL_RANGES, err))) {
@@ -324,8 +344,18 @@ static uint64_t collect(struct source_session *s, bool final, GError **err)
     for (size_t i = 0; i < s->regions->n; i++) {
         n += final ? dirty_tracker_merge(&s->dt, i, s->pending[i])
                    : dirty_tracker_take(&s->dt, i, s->pending[i]);
+        remote[i] = source_remote_skips(s, i);
     }
-    return n;
+    if (!s->drops.regions) {
+        return n;
+    }
+    dropped = ram_drops_mark(&s->drops, &s->dt, remote, s->pending);
+    if (dropped) {
+        g_debug("migration %s: %" G_GUINT64_FORMAT
+                " page(s) the VMM dropped go again%s",
+                s->m->id, dropped, final ? " (final)" : "");
+    }
+    return n + dropped;
 }
 
 bool precopy_final_collect(struct source_session *s, GError **err)

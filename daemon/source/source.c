@@ -68,6 +68,7 @@ static void free_session(struct source_session *s)
     for (unsigned i = 0; i < s->nbulk; i++) {
         page_sender_destroy(&s->bulk[i].sender);
     }
+    ram_drops_destroy(&s->drops);
     for (size_t i = 0; i < REGION_MAX; i++) {
         g_free(s->pending[i]);
         s->pending[i] = NULL;

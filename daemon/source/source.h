@@ -19,6 +19,7 @@
 #include "migration.h"
 #include "page_sender.h"
 #include "postcopy_stream.h"
+#include "ram_drops.h"
 #include "source_role.h"
 #include "peer_msg.h"
 #include "transport.h"
@@ -67,6 +68,8 @@ struct source_session {
 
     struct uffd u;
     struct dirty_tracker dt;
+    /* Pages the VMM dropped after they went (async-wp), else unused. */
+    struct ram_drops drops;
     bool tracking;
     /* Per region: pages written since they were last sent. */
     unsigned long *pending[REGION_MAX];

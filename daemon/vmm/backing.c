@@ -606,6 +606,55 @@ uint8_t *backing_view(const struct region *r, uint64_t off)
     return r->alias ? r->alias + off : NULL;
 }
 
+/*
+ * Which pages of the run [off, off + n pages) of @r are holes: never
+ * written, so zero, and never to be read: reading a shmem hole through the
+ * alias would allocate a page in the VMM's memory only to find zeros.
+ * mincore() says which pages the page cache holds, in one call whatever
+ * the run; a page it does not hold is a hole or swapped out, and one
+ * SEEK_DATA per such stretch tells them apart (a swap entry is data to
+ * SEEK_DATA).  A stretch with any data in it is read whole: reading a
+ * swapped page brings it back, and a hole beside it costs a page.  Bounded
+ * work per run, unlike SEEK_HOLE, which walks a data stretch to its end.
+ * Returns true if every page is a hole.  Only shmem: hugetlbfs reads as
+ * data throughout, anonymous memory has no holes.
+ */
+bool backing_find_holes(const struct region *r, uint64_t off, uint64_t n,
+                        bool *hole)
+{
+    unsigned char vec[BACKING_HOLES_MAX];
+    uint8_t *view = backing_view(r, off);
+    uint64_t holes = 0;
+
+    g_assert(n <= BACKING_HOLES_MAX);
+    memset(hole, 0, n * sizeof(*hole));
+    if (!backing_ops_get(r->kind)->has_holes || !view ||
+        mincore(view, n * r->page_size, vec)) {
+        return false;
+    }
+    for (uint64_t i = 0; i < n;) {
+        uint64_t j = i;
+        off_t d;
+
+        if (vec[i] & 1) {
+            i++;
+            continue;
+        }
+        while (j < n && !(vec[j] & 1)) {
+            j++;
+        }
+        d = lseek(r->fd, (off_t)(r->offset + off + i * r->page_size),
+                  SEEK_DATA);
+        if ((d < 0 && errno == ENXIO) ||
+            (d >= 0 && (uint64_t)d >= r->offset + off + j * r->page_size)) {
+            memset(hole + i, 1, (j - i) * sizeof(*hole));
+            holes += j - i;
+        }
+        i = j;
+    }
+    return holes == n;
+}
+
 bool backing_read(const struct region *r, uint64_t off, uint64_t len,
                   uint8_t *buf, GError **err)
 {

@@ -162,6 +162,16 @@ int backing_fault_zero(struct uffd *u, const struct region *r, uint64_t dst);
 uint8_t *backing_view(const struct region *r, uint64_t off);
 
 /*
+ * Source: which pages of [off, off + n pages) of @r are holes (never
+ * written, or punched: zero, and not to be read), in @hole[0..n); true if
+ * all are.  n <= BACKING_HOLES_MAX.  Only backings with has_holes find
+ * any; the others report none.
+ */
+#define BACKING_HOLES_MAX 256
+bool backing_find_holes(const struct region *r, uint64_t off, uint64_t n,
+                        bool *hole);
+
+/*
  * Source: read [off, off + len) of file-backed @r into @buf.  False with
  * @err when the backing has no file to read (anonymous) or the read fails.
  */

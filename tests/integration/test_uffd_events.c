@@ -16,9 +16,10 @@
  *
  * At the source, the guest drops the range (on SIGUSR1) while precopy
  * runs: its digests are taken at the pause, so the destination must match
- * them, zeroes and all (the dirty tracker must see the drop), and the
- * migration must complete.  (Shared RAM punched at the source in precopy
- * is not seen yet: docs/architecture.md, "The VMM drops guest RAM".)
+ * them, zeroes and all, and the migration must complete.  A zapped
+ * anonymous page shows as written to the dirty tracker; a punched shmem or
+ * hugetlbfs page only as absent from the VMM's page table, which the
+ * source checks against what it sent as data (source/ram_drops.h).
  *
  * Each case starts its own daemons and guests.  Assertions are non-fatal.
  */
@@ -226,6 +227,10 @@ static const struct drop_case cases[] = {
     {"hugetlbfs/remove", "hugetlbfs", "64M", MIB64_2M, "remove:4:8", false,
      false},
     {"source/anon/dontneed", "anon", "64M", MIB64_4K, "dontneed:1000:2000",
+     true, true},
+    {"source/shmem/remove", "shmem", "64M", MIB64_4K, "remove:1000:2000", true,
+     true},
+    {"source/hugetlbfs/remove", "hugetlbfs", "64M", MIB64_2M, "remove:4:8",
      true, true},
 };
 
