@@ -123,9 +123,9 @@ static bool send_zero(struct page_sender *ps, struct channel *ch,
 
 /*
  * Zeros for the holes inside a data frame: a hole is never read (see
- * backing_find_holes()), so its bytes come from here.  Runs of ZERO_RUN_MIN holes
- * or more go as PAGE_ZERO frames instead, so this covers the longest run
- * that stays in a frame.
+ * backing_find_holes()), so its bytes come from here.  Runs of
+ * ZERO_RUN_MIN holes or more go as PAGE_ZERO frames instead, so this
+ * covers the longest run that stays in a frame.
  */
 static const uint8_t zeros[ZERO_RUN_MIN * 4096];
 
@@ -238,8 +238,8 @@ static bool send_data(struct page_sender *ps, struct channel *ch,
  * into this process and none out of it, the cold pages read once, by the
  * kernel, into the socket.  The price is the zero check, which needs the
  * bytes in hand: an allocated page of zeroes travels as data (a hole, the
- * common zero page of shmem, is still found by backing_find_holes()).  Measured
- * on the bench's machine: see README, Performance.
+ * common zero page of shmem, is still found by backing_find_holes()).
+ * Measured on the bench's machine: see README, Performance.
  */
 static bool sends_file(const struct channel *ch, const struct region *r)
 {

@@ -19,9 +19,9 @@
 #include <glib.h>
 
 #include "region.h"
+#include "transport.h"
 
 struct ram_drops;
-#include "transport.h"
 
 #define PAGE_SENDER_RUN (1u << 20) /* bytes read and sent per step */
 

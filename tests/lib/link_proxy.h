@@ -7,10 +7,12 @@
  * The source migrates to link_proxy.address; every connection it opens is
  * relayed to the destination, frame by frame, on two threads (one per
  * direction).  When the armed rule fires, its message is dropped and
- * every connection open at that moment is shut down at once; the rule is then spent and later connections (a
- * reconnecting source) are relayed untouched.  No TLS: the proxy must read
- * the frames.  A rule cuts with shutdown(), or resets one connection with
- * an RST so that the peer's next send there fails at once.
+ * every connection open at that moment is shut down at once; the rule is
+ * then spent and later connections (a reconnecting source) are relayed
+ * untouched.  No TLS: the proxy must read the frames.  A rule cuts with
+ * shutdown(), or resets one connection with an RST so that the peer's
+ * next send there fails at once (hold_pid: with the destination held
+ * stopped across it, so that the order never depends on the host's speed).
  */
 #ifndef POSTCOPYD_LINK_PROXY_H
 #define POSTCOPYD_LINK_PROXY_H
