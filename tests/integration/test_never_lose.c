@@ -267,8 +267,9 @@ static void test_switchover_reply_lost(void)
  * The Switchover reaches the destination and the relay then resets every
  * connection: the destination resumes the VM and cannot send its answer
  * at all (its send fails, not a reply lost on the way; the relay holds
- * the destination stopped across the reset so that this order does not
- * depend on the host's speed: a CI run once lost that race).  It pauses with
+ * the destination stopped across the reset until its socket has taken it,
+ * so that this order does not depend on the host's speed: CI runs lost
+ * that race twice).  It pauses with
  * the VM running, serving faults from what it has; the source, which
  * cannot know, reconnects, learns that the VM runs there, and the
  * migration completes with every page intact.

@@ -126,29 +126,37 @@ static void wait_stopped(GPid pid)
 }
 
 /*
- * Bytes the destination has not read yet on the connection @fd is our end
- * of (its receive queue, from /proc/net/tcp: loopback, IPv4), or -1.
+ * The destination's end of the connection @fd is our end of, as
+ * /proc/net/tcp spells it ("LOCAL REMOTE", raw address bytes; loopback,
+ * IPv4), or NULL.
  */
-static long peer_unread(int fd)
+static char *peer_key(int fd)
 {
     struct sockaddr_in us, them;
     socklen_t l1 = sizeof(us), l2 = sizeof(them);
+
+    if (getsockname(fd, (void *)&us, &l1) < 0 ||
+        getpeername(fd, (void *)&them, &l2) < 0) {
+        return NULL;
+    }
+    return g_strdup_printf("%08X:%04X %08X:%04X", them.sin_addr.s_addr,
+                           ntohs(them.sin_port), us.sin_addr.s_addr,
+                           ntohs(us.sin_port));
+}
+
+/*
+ * Bytes the socket @key names has not read yet, or -1 when it is not
+ * listed: closed (a reset that reached it unhashes it).
+ */
+static long peer_unread(const char *key)
+{
     g_autofree char *text = NULL;
-    g_autofree char *key = NULL;
     const char *line;
     unsigned long tx, rx;
 
-    if (getsockname(fd, (void *)&us, &l1) < 0 ||
-        getpeername(fd, (void *)&them, &l2) < 0 ||
-        !g_file_get_contents("/proc/net/tcp", &text, NULL, NULL)) {
-        return -1;
-    }
-    /* The peer's socket: local = them, remote = us, raw address bytes. */
-    key = g_strdup_printf("%08X:%04X %08X:%04X", them.sin_addr.s_addr,
-                          ntohs(them.sin_port), us.sin_addr.s_addr,
-                          ntohs(us.sin_port));
-    line = strstr(text, key);
-    if (!line || sscanf(line + strlen(key), " %*x %lx:%lx", &tx, &rx) != 2) {
+    if (!key || !g_file_get_contents("/proc/net/tcp", &text, NULL, NULL) ||
+        !(line = strstr(text, key)) ||
+        sscanf(line + strlen(key), " %*x %lx:%lx", &tx, &rx) != 2) {
         return -1;
     }
     return (long)rx;
@@ -157,17 +165,20 @@ static long peer_unread(int fd)
 /*
  * The held reset: all of the frame but its last byte goes through and the
  * destination reads it (it then waits for that byte); the destination is
- * stopped, the last byte and the reset follow, and it runs again with the
- * whole message and the reset in front of it: it acts on the message
- * and its answer fails, in that order every time.  Stopping it any
- * earlier would not do: a message longer than its receive window would
- * never get through.
+ * stopped, the last byte and the reset follow, and it runs again only
+ * once its socket has taken the reset (a loaded host may leave a packet
+ * to ksoftirqd for a while, which the destination's real-time threads can
+ * outrun): it finds the whole message and the reset in front of it, acts
+ * on the message and its answer fails, in that order every time.
+ * Stopping it any earlier would not do: a message longer than its
+ * receive window would never get through.
  */
 static bool relay_held(struct relay_dir *d, const uint8_t *hdr,
                        const uint8_t *payload, size_t len)
 {
     struct link_proxy *p = d->c->p;
     g_autofree uint8_t *frame = g_malloc(FRAME_HDR_LEN + len);
+    g_autofree char *key = peer_key(d->to);
     size_t total = FRAME_HDR_LEN + len;
     int64_t end = g_get_monotonic_time() + 2 * G_USEC_PER_SEC;
     int queued = 0;
@@ -177,17 +188,20 @@ static bool relay_held(struct relay_dir *d, const uint8_t *hdr,
     if (!write_full(d->to, frame, total - 1)) {
         return false;
     }
-    while ((ioctl(d->to, SIOCOUTQ, &queued) == 0 && queued > 0) ||
-           peer_unread(d->to) != 0) {
-        if (g_get_monotonic_time() > end) {
-            break; /* the test's own checks say what went wrong */
-        }
+    /* Past these deadlines the test's own checks say what went wrong. */
+    while (((ioctl(d->to, SIOCOUTQ, &queued) == 0 && queued > 0) ||
+            peer_unread(key) != 0) &&
+           g_get_monotonic_time() < end) {
         g_usleep(1000);
     }
     kill(p->hold_pid, SIGSTOP);
     wait_stopped(p->hold_pid);
     if (write_full(d->to, frame + total - 1, 1)) {
         reset_conn(d->c, d->to);
+    }
+    end = g_get_monotonic_time() + 2 * G_USEC_PER_SEC;
+    while (peer_unread(key) >= 0 && g_get_monotonic_time() < end) {
+        g_usleep(1000);
     }
     kill(p->hold_pid, SIGCONT);
     return false;
