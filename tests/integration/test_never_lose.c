@@ -281,6 +281,10 @@ static void test_switchover_reply_unsendable(void)
     if (!switchover_cut_completes(&p, LINK_RESET_AFTER_SWITCHOVER)) {
         goto out;
     }
+    g_mutex_lock(&p.proxy.lock);
+    g_test_message("%s", p.proxy.held ? p.proxy.held : "relay: no hold");
+    g_assert_nonnull(p.proxy.held);
+    g_mutex_unlock(&p.proxy.lock);
     /*
      * The destination's branch: the VM resumed (a failure pauses, not
      * fails, only once it runs) straight from the switchover, its answer

@@ -180,8 +180,10 @@ static bool relay_held(struct relay_dir *d, const uint8_t *hdr,
     g_autofree uint8_t *frame = g_malloc(FRAME_HDR_LEN + len);
     g_autofree char *key = peer_key(d->to);
     size_t total = FRAME_HDR_LEN + len;
-    int64_t end = g_get_monotonic_time() + 2 * G_USEC_PER_SEC;
+    int64_t t0 = g_get_monotonic_time(), t1, t2;
+    int64_t end = t0 + 2 * G_USEC_PER_SEC;
     int queued = 0;
+    long unread;
 
     memcpy(frame, hdr, FRAME_HDR_LEN);
     memcpy(frame + FRAME_HDR_LEN, payload, len);
@@ -190,20 +192,31 @@ static bool relay_held(struct relay_dir *d, const uint8_t *hdr,
     }
     /* Past these deadlines the test's own checks say what went wrong. */
     while (((ioctl(d->to, SIOCOUTQ, &queued) == 0 && queued > 0) ||
-            peer_unread(key) != 0) &&
+            (unread = peer_unread(key)) != 0) &&
            g_get_monotonic_time() < end) {
         g_usleep(1000);
     }
+    t1 = g_get_monotonic_time();
     kill(p->hold_pid, SIGSTOP);
     wait_stopped(p->hold_pid);
     if (write_full(d->to, frame + total - 1, 1)) {
         reset_conn(d->c, d->to);
     }
     end = g_get_monotonic_time() + 2 * G_USEC_PER_SEC;
-    while (peer_unread(key) >= 0 && g_get_monotonic_time() < end) {
+    while ((unread = peer_unread(key)) >= 0 && g_get_monotonic_time() < end) {
         g_usleep(1000);
     }
+    t2 = g_get_monotonic_time();
     kill(p->hold_pid, SIGCONT);
+    g_mutex_lock(&p->lock);
+    g_free(p->held);
+    p->held = g_strdup_printf(
+        "relay: %zu of %zu bytes read by the destination after "
+        "%" G_GINT64_FORMAT " ms; stopped, last byte and reset; its socket %s "
+        "after %" G_GINT64_FORMAT " ms more",
+        total - 1, total, (t1 - t0) / 1000,
+        unread < 0 ? "closed" : "STILL OPEN", (t2 - t1) / 1000);
+    g_mutex_unlock(&p->lock);
     return false;
 }
 
@@ -437,5 +450,6 @@ void link_proxy_stop(struct link_proxy *p)
     g_mutex_clear(&p->lock);
     g_free(p->address);
     g_free(p->target);
+    g_free(p->held);
     memset(p, 0, sizeof(*p));
 }

@@ -53,6 +53,7 @@ struct link_proxy {
      * winning a race with the relay on a slow host.  0: not held.
      */
     GPid hold_pid;
+    char *held; /* what the hold saw, by lock (for the test's log), or NULL */
 };
 
 /* Listen on loopback and relay to @target; false with @why (g_free it). */
