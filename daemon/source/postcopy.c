@@ -274,6 +274,7 @@ void source_postcopy_loop(struct source_session *s)
                 }
             }
         }
+        atomic_store(&s->bulk_running, s->streaming ? s->nbulk : 0);
         s->request_thread =
             g_thread_new("src-requests", source_request_thread, s);
         for (unsigned i = 0; s->streaming && i < s->nbulk; i++) {

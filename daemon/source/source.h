@@ -50,6 +50,8 @@ struct source_session {
     struct bulk_stream bulk[SOURCE_MAX_STREAMS];
     GThread *request_thread, *wp_thread;
     atomic_bool stop;
+    /* Postcopy bulk threads still streaming (the request thread's poll). */
+    atomic_uint bulk_running;
     atomic_bool wp_stop;
     bool paused; /* we paused the source VMM */
     bool switchover_sent, switchover_refused;
