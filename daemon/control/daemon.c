@@ -22,7 +22,7 @@
  * migration opens its control, urgent and up to 8 bulk channels at once,
  * so a source host gets room for three; the total bounds the threads.
  */
-/* How long a source's Hello waits for an incoming VM still attaching. */
+/* How long a migration waits for its VM, still attaching, to be through. */
 #define ATTACH_SETTLE_MS       2000
 #define PREAUTH_PER_SOURCE_MAX 32
 #define PREAUTH_MAX            128
@@ -435,7 +435,7 @@ static gpointer attach_thread(gpointer opaque)
         }
         /*
          * Counted before the accept: from the backlog to its hello's end,
-         * daemon_take_incoming_vm() always sees an attach in flight.
+         * daemon_take_vm() always sees an attach in flight.
          */
         g_mutex_lock(&d->lock);
         d->attaching++;
@@ -528,8 +528,8 @@ void daemon_shutdown(struct daemon *d)
     }
 }
 
-struct vm_entry *daemon_take_vm(struct daemon *d, const char *name,
-                                bool incoming, GError **err)
+static struct vm_entry *take_attached(struct daemon *d, const char *name,
+                                      bool incoming, GError **err)
 {
     struct vm_entry *found = NULL;
     bool busy = false;
@@ -583,17 +583,17 @@ static bool attach_in_flight(struct daemon *d, gint64 end)
     return pending && g_get_monotonic_time() < end;
 }
 
-struct vm_entry *daemon_take_incoming_vm(struct daemon *d, const char *name,
-                                         GError **err)
+struct vm_entry *daemon_take_vm(struct daemon *d, const char *name,
+                                bool incoming, GError **err)
 {
     gint64 end =
         g_get_monotonic_time() + ATTACH_SETTLE_MS * G_TIME_SPAN_MILLISECOND;
     struct vm_entry *vm;
 
-    while (!(vm = daemon_take_vm(d, name, true, NULL)) &&
+    while (!(vm = take_attached(d, name, incoming, NULL)) &&
            attach_in_flight(d, end)) {
     }
-    return vm ? vm : daemon_take_vm(d, name, true, err);
+    return vm ? vm : take_attached(d, name, incoming, err);
 }
 
 void daemon_release_vm(struct daemon *d, struct vm_entry *vm)

@@ -90,16 +90,14 @@ bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err);
 bool daemon_start_listeners(struct daemon *d, GError **err);
 void daemon_shutdown(struct daemon *d);
 
-/* Hold the VMM named @name for a migration (destination: @incoming). */
+/*
+ * Hold the VMM named @name for a migration (destination: @incoming).  A
+ * VMM whose attach hello the daemon is still reading (its "ready" comes
+ * as it sends it, and a migrate or a source's Hello can follow at once)
+ * is waited for, up to ATTACH_SETTLE_MS.
+ */
 struct vm_entry *daemon_take_vm(struct daemon *d, const char *name,
                                 bool incoming, GError **err);
-/*
- * The same for an incoming VM named by a source's Hello, from a peer
- * thread: a VMM whose hello the daemon is still reading (its "ready"
- * comes as it sends it) is waited for, up to ATTACH_SETTLE_MS.
- */
-struct vm_entry *daemon_take_incoming_vm(struct daemon *d, const char *name,
-                                         GError **err);
 void daemon_release_vm(struct daemon *d, struct vm_entry *vm);
 /*
  * Attach a running QEMU by its pid and QMP socket, or a libvirt domain

@@ -216,7 +216,7 @@ void dest_accept_control(struct daemon *d, struct channel *ch,
         accept_resume(d, ch, hello);
         return;
     }
-    vm = daemon_take_incoming_vm(d, h->vm_name, &err);
+    vm = daemon_take_vm(d, h->vm_name, true, &err);
     if (!vm) {
         g_warning("peer %s: %s", channel_peer(ch), err->message);
         send_refusal(ch,

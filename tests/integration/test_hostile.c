@@ -976,6 +976,57 @@ static void test_hello_vm_still_attaching(void)
     assert_serving();
 }
 
+static gpointer migrate_incoming_thread(gpointer name)
+{
+    g_autofree char *args =
+        g_strdup_printf("{\"vm\": \"%s\"}", (const char *)name);
+    g_autofree char *why = NULL;
+
+    return daemon_proc_execute(&fx.dst, "migrate-incoming", args, &why);
+}
+
+/*
+ * The same for a control command: one that names a VM right after its
+ * VMM said "ready" waits for the attach to be through.
+ */
+static void test_control_vm_still_attaching(void)
+{
+    struct region r = {.kind = BACKING_SHMEM,
+                       .base = 0x7f0000000000ULL,
+                       .size = RAM_BYTES,
+                       .page_size = PAGE_SIZE};
+    g_autoptr(GError) err = NULL;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    g_autoptr(JsonObject) reply = NULL;
+    GThread *th;
+    int uffd, sock;
+
+    if (!ready()) {
+        return;
+    }
+    g_strlcpy(sa.sun_path, fx.dst.attach_path, sizeof(sa.sun_path));
+    sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    g_assert_cmpint(connect(sock, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    th = g_thread_new("control", migrate_incoming_thread, "late-vm-2");
+    g_usleep(300 * 1000);
+    uffd = uffd_open(&err);
+    g_assert_no_error(err);
+    r.fd = memfd_create("late-vm-2", MFD_CLOEXEC);
+    g_assert_cmpint(ftruncate(r.fd, RAM_BYTES), ==, 0);
+    g_assert_true(
+        attach_send_hello(sock, "late-vm-2", true, uffd, 0, &r, 1, &err));
+    close(r.fd);
+    close(uffd);
+    reply = g_thread_join(th);
+    g_assert_nonnull(reply);
+    if (!json_object_has_member(reply, "return")) {
+        g_test_message("refused: %s", daemon_proc_error_desc(reply));
+    }
+    g_assert_true(json_object_has_member(reply, "return"));
+    close(sock);
+    assert_serving();
+}
+
 static void test_hello_short_id(void)
 {
     struct hostile hs;
@@ -1874,6 +1925,8 @@ int main(int argc, char **argv)
     g_test_add_func("/hostile/hello/unknown-vm", test_hello_unknown_vm);
     g_test_add_func("/hostile/hello/vm-still-attaching",
                     test_hello_vm_still_attaching);
+    g_test_add_func("/hostile/control/vm-still-attaching",
+                    test_control_vm_still_attaching);
     g_test_add_func("/hostile/hello/short-id", test_hello_short_id);
     g_test_add_func("/hostile/hello/busy", test_hello_busy);
     g_test_add_func("/hostile/data/unknown-id", test_data_unknown_id);

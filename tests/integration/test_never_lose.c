@@ -138,7 +138,8 @@ static bool migrate(struct pair *p, const char *to, const char *mode,
     g_autoptr(JsonObject) r = execute(&p->src, "migrate", args);
 
     if (!r || !json_object_has_member(r, "return")) {
-        g_test_fail_printf("migrate was refused");
+        g_test_fail_printf("migrate was refused: %s",
+                           daemon_proc_error_desc(r));
         return false;
     }
     return true;

@@ -121,7 +121,8 @@ static bool execute_ok(struct daemon_proc *dp, const char *cmd,
     g_autoptr(JsonObject) r = daemon_proc_execute(dp, cmd, args, &why);
 
     if (!r || !json_object_has_member(r, "return")) {
-        g_test_fail_printf("%s was refused: %s", cmd, why ? why : "");
+        g_test_fail_printf("%s was refused: %s", cmd,
+                           why ? why : daemon_proc_error_desc(r));
         return false;
     }
     return true;

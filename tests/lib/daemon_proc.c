@@ -500,6 +500,17 @@ JsonObject *daemon_proc_execute(struct daemon_proc *dp, const char *cmd,
     return daemon_proc_request(dp, line, why);
 }
 
+const char *daemon_proc_error_desc(JsonObject *reply)
+{
+    JsonNode *e = reply ? json_object_get_member(reply, "error") : NULL;
+
+    if (!e || !JSON_NODE_HOLDS_OBJECT(e)) {
+        return "";
+    }
+    return json_object_get_string_member_with_default(json_node_get_object(e),
+                                                      "desc", "");
+}
+
 /* ---- guests ---- */
 
 /* Pull in what the guest wrote; false at EOF or timeout. */

@@ -71,6 +71,8 @@ JsonObject *daemon_proc_request(struct daemon_proc *dp, const char *line,
 /* The same for {"execute": @cmd, "arguments": @args_json or none}. */
 JsonObject *daemon_proc_execute(struct daemon_proc *dp, const char *cmd,
                                 const char *args_json, char **why);
+/* An error reply's "desc" ("" for none): what a refusal said. */
+const char *daemon_proc_error_desc(JsonObject *reply);
 /* query-migrate's string @field for VM @vm, or "" (g_free it). */
 char *daemon_proc_migrate_field(struct daemon_proc *dp, const char *vm,
                                 const char *field);
