@@ -17,6 +17,7 @@
 
 #include "daemon.h"
 #include "dirty_set.h"
+#include "fault_priority.h"
 #include "prealloc.h"
 #include "session_file.h"
 
@@ -222,17 +223,17 @@ static PeerMessage *recv_past_barriers(struct dest_session *s, GError **err)
     }
 }
 
-bool dest_switchover(struct dest_session *s, GError **err)
+/*
+ * Resume the VM from the Switchover and answer: true if it runs here
+ * (*@sent: the answer went out), false with @err if it does not.
+ */
+static bool resume_and_answer(struct dest_session *s, PeerMessage *msg,
+                              bool *sent, GError **err)
 {
     Postcopy__Peer__SwitchoverReply sr = POSTCOPY__PEER__SWITCHOVER_REPLY__INIT;
     PeerMessage reply = POSTCOPY__PEER__PEER_MESSAGE__INIT;
-    g_autoptr(PeerMessage) msg = recv_past_barriers(s, err);
     g_autoptr(GError) rerr = NULL;
-    bool sent;
 
-    if (!msg) {
-        return false;
-    }
     if (msg->msg_case == POSTCOPY__PEER__PEER_MESSAGE__MSG_CANCEL) {
         s->cancelled = true;
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_CANCELLED,
@@ -270,12 +271,36 @@ bool dest_switchover(struct dest_session *s, GError **err)
     sr.error = sr.ok ? "" : rerr->message;
     reply.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_SWITCHOVER_REPLY;
     reply.switchover_reply = &sr;
-    sent = channel_send_msg(s->control, &reply, err);
+    *sent = channel_send_msg(s->control, &reply, err);
     if (!sr.ok) {
-        if (sent) {
+        if (*sent) {
             g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
                         "the VMM refused to resume: %s", rerr->message);
         }
+        return false;
+    }
+    return true;
+}
+
+/*
+ * From the Switchover to its answer at real-time priority: the downtime
+ * goes on until this thread has resumed the VM and answered (the wait
+ * for the Switchover itself stays at normal priority: it spins).
+ */
+bool dest_switchover(struct dest_session *s, GError **err)
+{
+    g_autoptr(PeerMessage) msg = recv_past_barriers(s, err);
+    bool rt, running, sent = false;
+
+    if (!msg) {
+        return false;
+    }
+    rt = fault_priority_enter(s->m->engine.fault_priority, "dst-downtime");
+    running = resume_and_answer(s, msg, &sent, err);
+    if (rt) {
+        fault_priority_leave();
+    }
+    if (!running) {
         return false;
     }
     /* The VM runs here whether or not the source heard it. */

@@ -1,16 +1,22 @@
 /* fault_priority.c - see fault_priority.h. */
 #include "fault_priority.h"
 
-#include <pthread.h>
+#include <errno.h>
 #include <sched.h>
 
 #include <glib.h>
 
+/*
+ * The calling thread (pid 0 is the caller, not its process); a thread it
+ * starts does not inherit real-time priority (reset on fork).
+ */
 static int set_policy(int policy, int prio)
 {
     struct sched_param sp = {.sched_priority = prio};
 
-    return pthread_setschedparam(pthread_self(), policy, &sp);
+    return sched_setscheduler(0, policy | SCHED_RESET_ON_FORK, &sp) == 0
+               ? 0
+               : errno;
 }
 
 bool fault_priority_enter(int prio, const char *thread)
@@ -33,6 +39,11 @@ bool fault_priority_enter(int prio, const char *thread)
         g_once_init_leave(&warned, 1);
     }
     return false;
+}
+
+void fault_priority_leave(void)
+{
+    set_policy(SCHED_OTHER, 0);
 }
 
 void fault_budget_init(struct fault_budget *b, int prio)

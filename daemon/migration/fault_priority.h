@@ -11,6 +11,10 @@
  * which the kernel would otherwise settle with a stall of tens of
  * milliseconds (its share for fair tasks: 50 ms of each second).
  *
+ * The downtime's path runs there too, for the few milliseconds it lasts:
+ * the source's migration thread from the pause to the destination's
+ * answer, the destination's from the Switchover to its answer.
+ *
  * Contract: prio 0 leaves the thread alone; a refusal (no CAP_SYS_NICE, an
  * RT-less cgroup) is logged once per process and never fatal: the thread
  * runs at normal priority.
@@ -23,6 +27,8 @@
 
 /* Put the calling thread at SCHED_FIFO @prio; true if it is there now. */
 bool fault_priority_enter(int prio, const char *thread);
+/* Back to normal priority, after a fault_priority_enter() that said true. */
+void fault_priority_leave(void);
 
 /*
  * A polling thread's budget: after FAULT_BUDGET_RUN_US without sleeping,

@@ -16,6 +16,7 @@
 
 #include "daemon.h"
 #include "dirty_set.h"
+#include "fault_priority.h"
 #include "frame.h"
 
 /* The barrier that lets the destination know all precopy data is in. */
@@ -199,7 +200,8 @@ static bool prepare_switchover(struct source_session *s,
 #define SWITCHOVER_SPIN_US 20000
 
 static bool send_switchover(struct source_session *s,
-                            Postcopy__Peer__Switchover *so, GError **err)
+                            Postcopy__Peer__Switchover *so, bool *rt,
+                            GError **err)
 {
     PeerMessage msg = POSTCOPY__PEER__PEER_MESSAGE__INIT;
     g_autoptr(PeerMessage) reply = NULL;
@@ -214,6 +216,15 @@ static bool send_switchover(struct source_session *s,
     }
     /* From here only an explicit refusal proves the VM did not start. */
     s->switchover_sent = true;
+    /*
+     * Spin at normal priority: a real-time spinner keeps ksoftirqd off its
+     * CPU, and with it the reply's packet (measured: the answer seen only
+     * when the 20 ms spin ran out).
+     */
+    if (*rt) {
+        fault_priority_leave();
+        *rt = false;
+    }
     /* The reply is due within milliseconds, in the downtime: stay awake. */
     if (!channel_spin_readable(s->control, SWITCHOVER_SPIN_US) &&
         !source_serve_until(s, s->control, err)) {
@@ -236,8 +247,7 @@ static bool send_switchover(struct source_session *s,
     return true;
 }
 
-/* Pause, hand the device state over, and learn whether it resumed there. */
-bool source_switchover(struct source_session *s, GError **err)
+static bool pause_and_switch(struct source_session *s, bool *rt, GError **err)
 {
     struct migration *m = s->m;
     Postcopy__Peer__Switchover so = POSTCOPY__PEER__SWITCHOVER__INIT;
@@ -266,7 +276,7 @@ bool source_switchover(struct source_session *s, GError **err)
     downtime_mark(m, DT_PAUSE);
     so.device_state.data = state;
     so.device_state.len = len;
-    ok = prepare_switchover(s, &so, err) && send_switchover(s, &so, err);
+    ok = prepare_switchover(s, &so, err) && send_switchover(s, &so, rt, err);
     dirty_set_clear(&so);
     if (!ok) {
         return false;
@@ -279,6 +289,26 @@ bool source_switchover(struct source_session *s, GError **err)
     g_mutex_unlock(&m->daemon->lock);
     precopy_stop_tracking(s);
     return true;
+}
+
+/*
+ * Pause, hand the device state over, and learn whether it resumed there;
+ * at real-time priority until the Switchover is out, so that nothing else
+ * on this host's CPUs (other VMs, other migrations' streams) lengthens
+ * the downtime.  Not in precopy
+ * mode: its downtime sends the last dirty pages from this thread, for as
+ * long as the wire takes, and a real-time sender would hold its CPU.
+ */
+bool source_switchover(struct source_session *s, GError **err)
+{
+    bool rt = s->m->params.mode != MODE_PRECOPY &&
+              fault_priority_enter(s->m->engine.fault_priority, "src-downtime");
+    bool ok = pause_and_switch(s, &rt, err);
+
+    if (rt) {
+        fault_priority_leave();
+    }
+    return ok;
 }
 
 /* Tell the destination to drop its partial copy as cancelled, not failed. */
