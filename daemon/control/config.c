@@ -33,7 +33,7 @@ const struct config_key config_keys[] = {
     {"peer", "fault-priority", "fault-priority", CONFIG_INT,
      OFF(fault_priority), "1", .min = 0, .max = 99,
      .help = "SCHED_FIFO priority of the threads a faulting vCPU waits "
-             "for (0: normal priority)"},
+             "for, and of the downtime's path (0: normal priority)"},
     {"peer", "psk-file", "psk-file", CONFIG_OPT_PATH, OFF(psk_file), "",
      .help = "File with the key shared with the peer (empty: none)"},
     {"peer", "tls", "tls", CONFIG_CHOICE, OFF(tls), "off",

@@ -22,6 +22,7 @@
 
 #include "bitmap.h"
 #include "daemon.h"
+#include "fault_priority.h"
 #include "read_plan.h"
 
 /* Bytes per read request at most: a 2 MiB huge page, or runs of pages. */
@@ -436,6 +437,8 @@ static gpointer reader_thread(gpointer opaque)
     struct bulk_cursor c = {0};
     g_autoptr(GError) err = NULL;
 
+    /* Started in the downtime's real-time window; it streams, so not. */
+    fault_priority_leave();
     while (!atomic_load(&s->stop) && !atomic_load(&s->paused)) {
         if (!reader_step(s, &c, &err)) {
             break;

@@ -1,22 +1,16 @@
 /* fault_priority.c - see fault_priority.h. */
 #include "fault_priority.h"
 
-#include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 
 #include <glib.h>
 
-/*
- * The calling thread (pid 0 is the caller, not its process); a thread it
- * starts does not inherit real-time priority (reset on fork).
- */
 static int set_policy(int policy, int prio)
 {
     struct sched_param sp = {.sched_priority = prio};
 
-    return sched_setscheduler(0, policy | SCHED_RESET_ON_FORK, &sp) == 0
-               ? 0
-               : errno;
+    return pthread_setschedparam(pthread_self(), policy, &sp);
 }
 
 bool fault_priority_enter(int prio, const char *thread)

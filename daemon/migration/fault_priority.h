@@ -27,7 +27,12 @@
 
 /* Put the calling thread at SCHED_FIFO @prio; true if it is there now. */
 bool fault_priority_enter(int prio, const char *thread);
-/* Back to normal priority, after a fault_priority_enter() that said true. */
+/*
+ * Back to normal priority, after a fault_priority_enter() that said true.
+ * A thread started meanwhile inherits SCHED_FIFO (glibc applies the
+ * creator's policy again, past SCHED_RESET_ON_FORK): one that must not
+ * keep it calls this first thing.
+ */
 void fault_priority_leave(void);
 
 /*

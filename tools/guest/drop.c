@@ -10,6 +10,7 @@
 
 #include "digest.h"
 #include "guest_config.h"
+#include "guest_thread.h"
 
 static const char *const mode_names[] = {
     [DROP_DONTNEED] = "dontneed",
@@ -155,5 +156,5 @@ void drop_on_signal(const struct drop_spec *d, const struct guest_ram *ram)
     sigemptyset(&w->set);
     sigaddset(&w->set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &w->set, NULL);
-    g_thread_unref(g_thread_new("drop", drop_waiter_main, w));
+    g_thread_unref(guest_thread_new("drop", drop_waiter_main, w));
 }

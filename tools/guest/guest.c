@@ -9,6 +9,7 @@
 #include "attach.pb-c.h"
 #include "digest.h"
 #include "guest_state.h"
+#include "guest_thread.h"
 #include "verify.h"
 #include "vm_channel.h"
 
@@ -248,7 +249,7 @@ static bool serve_command(struct guest *g, const Command *c)
     g_free(r.device_state.data);
     /* Started after the reply so the daemon sees "resumed" first. */
     if (!g->verifier && g->expected) {
-        g->verifier = g_thread_new("verifier", verifier_main, g);
+        g->verifier = guest_thread_new("verifier", verifier_main, g);
     }
     return c->kind != POSTCOPY__ATTACH__COMMAND__KIND__QUIT;
 }
@@ -307,15 +308,15 @@ static bool reattach(struct guest *g)
  * host (measured: the command read 7-28 ms after it arrived, the vCPUs
  * parked 40-200 us after that) — the VMM's latency, not the migration's,
  * and it swamped the downtime figures.  It sleeps between commands, so
- * FIFO 1 starves nobody; the threads it starts (vCPUs, verifier) are
- * back at normal priority (reset on fork).  Without the privilege it
- * stays as it was.
+ * FIFO 1 starves nobody; the threads it starts (vCPUs, verifier) run at
+ * normal priority (guest_thread.h).  Without the privilege it stays as it
+ * was.
  */
 static void monitor_priority(void)
 {
     struct sched_param sp = {.sched_priority = 1};
 
-    sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp);
+    sched_setscheduler(0, SCHED_FIFO, &sp);
 }
 
 int guest_serve(struct guest *g)

@@ -8,6 +8,7 @@
 #include <glib.h>
 
 #include "digest.h"
+#include "guest_thread.h"
 #include "pattern.h"
 
 /* Name this many bad pages on stderr; the counts say the rest. */
@@ -224,7 +225,7 @@ static void run_jobs(struct verify_job *jobs, unsigned n, GThreadFunc fn)
     for (unsigned i = 0; i < n; i++) {
         g_autofree char *name = g_strdup_printf("verify%u", i);
 
-        threads[i] = g_thread_new(name, fn, &jobs[i]);
+        threads[i] = guest_thread_new(name, fn, &jobs[i]);
     }
     for (unsigned i = 0; i < n; i++) {
         g_thread_join(threads[i]);

@@ -6,6 +6,7 @@
 #include <glib.h>
 
 #include "digest.h"
+#include "guest_thread.h"
 #include "pattern.h"
 
 /* Sleep only when this far ahead of the rate; shorter sleeps cost more. */
@@ -227,7 +228,7 @@ void workload_start(struct workload *w)
         vcpu_reset_throttle(v);
         w->nstarted++;
         g_mutex_unlock(&w->lock);
-        v->thread = g_thread_new(name, vcpu_main, v);
+        v->thread = guest_thread_new(name, vcpu_main, v);
     }
 }
 
