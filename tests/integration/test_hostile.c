@@ -928,43 +928,57 @@ static void test_hello_unknown_vm(void)
     assert_serving();
 }
 
+/* An incoming VMM's attach connection, its hello not sent yet. */
+static int attach_connect(void)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    g_strlcpy(sa.sun_path, fx.dst.attach_path, sizeof(sa.sun_path));
+    g_assert_cmpint(connect(sock, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    return sock;
+}
+
+/* Its hello, late: a uffd and one shmem region of RAM_BYTES. */
+static void attach_send_late(int sock, const char *name)
+{
+    struct region r = {.kind = BACKING_SHMEM,
+                       .base = 0x7f0000000000ULL,
+                       .size = RAM_BYTES,
+                       .page_size = PAGE_SIZE};
+    g_autoptr(GError) err = NULL;
+    int uffd = uffd_open(&err);
+
+    g_assert_no_error(err);
+    r.fd = memfd_create(name, MFD_CLOEXEC);
+    g_assert_cmpint(ftruncate(r.fd, RAM_BYTES), ==, 0);
+    g_assert_true(attach_send_hello(sock, name, true, uffd, 0, &r, 1, &err));
+    close(r.fd);
+    close(uffd);
+}
+
 /*
  * A VMM's "ready" comes as it sends its hello, so a source may name it
  * before the daemon has read that hello: the Hello waits for it.
  */
 static void test_hello_vm_still_attaching(void)
 {
-    struct region r = {.kind = BACKING_SHMEM,
-                       .base = 0x7f0000000000ULL,
-                       .size = RAM_BYTES,
-                       .page_size = PAGE_SIZE};
     g_autoptr(PeerMessage) reply = NULL;
-    g_autoptr(GError) err = NULL;
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     struct hostile hs;
-    int uffd, sock;
+    int sock;
     Hello h;
 
     if (!ready()) {
         return;
     }
-    g_strlcpy(sa.sun_path, fx.dst.attach_path, sizeof(sa.sun_path));
-    sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    g_assert_cmpint(connect(sock, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    sock = attach_connect();
     hostile_init(&hs);
     hello_init(&h, &hs, CHANNEL_CONTROL, 0);
     h.vm_name = "late-vm";
     hs.control = hostile_connect(CHANNEL_CONTROL, 0, &hs.control_port);
     g_assert_true(hs.control && send_hello(hs.control, &h));
     g_usleep(300 * 1000);
-    uffd = uffd_open(&err);
-    g_assert_no_error(err);
-    r.fd = memfd_create("late-vm", MFD_CLOEXEC);
-    g_assert_cmpint(ftruncate(r.fd, RAM_BYTES), ==, 0);
-    g_assert_true(
-        attach_send_hello(sock, "late-vm", true, uffd, 0, &r, 1, &err));
-    close(r.fd);
-    close(uffd);
+    attach_send_late(sock, "late-vm");
     reply =
         expect_msg(hs.control, POSTCOPY__PEER__PEER_MESSAGE__MSG_HELLO_REPLY);
     if (reply && !reply->hello_reply->ok) {
@@ -991,32 +1005,17 @@ static gpointer migrate_incoming_thread(gpointer name)
  */
 static void test_control_vm_still_attaching(void)
 {
-    struct region r = {.kind = BACKING_SHMEM,
-                       .base = 0x7f0000000000ULL,
-                       .size = RAM_BYTES,
-                       .page_size = PAGE_SIZE};
-    g_autoptr(GError) err = NULL;
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     g_autoptr(JsonObject) reply = NULL;
     GThread *th;
-    int uffd, sock;
+    int sock;
 
     if (!ready()) {
         return;
     }
-    g_strlcpy(sa.sun_path, fx.dst.attach_path, sizeof(sa.sun_path));
-    sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    g_assert_cmpint(connect(sock, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    sock = attach_connect();
     th = g_thread_new("control", migrate_incoming_thread, "late-vm-2");
     g_usleep(300 * 1000);
-    uffd = uffd_open(&err);
-    g_assert_no_error(err);
-    r.fd = memfd_create("late-vm-2", MFD_CLOEXEC);
-    g_assert_cmpint(ftruncate(r.fd, RAM_BYTES), ==, 0);
-    g_assert_true(
-        attach_send_hello(sock, "late-vm-2", true, uffd, 0, &r, 1, &err));
-    close(r.fd);
-    close(uffd);
+    attach_send_late(sock, "late-vm-2");
     reply = g_thread_join(th);
     g_assert_nonnull(reply);
     if (!json_object_has_member(reply, "return")) {
