@@ -295,9 +295,9 @@ static bool pause_and_switch(struct source_session *s, bool *rt, GError **err)
  * Pause, hand the device state over, and learn whether it resumed there;
  * at real-time priority until the Switchover is out, so that nothing else
  * on this host's CPUs (other VMs, other migrations' streams) lengthens
- * the downtime.  Not in precopy
- * mode: its downtime sends the last dirty pages from this thread, for as
- * long as the wire takes, and a real-time sender would hold its CPU.
+ * the downtime.  Not in precopy mode: its downtime sends the last dirty
+ * pages from this thread, for as long as the wire takes, and a real-time
+ * sender would hold its CPU.
  */
 bool source_switchover(struct source_session *s, GError **err)
 {
