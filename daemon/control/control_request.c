@@ -200,8 +200,25 @@ static bool object_is_utf8(JsonObject *o)
 }
 
 /*
+ * json-glib 1.6 writes a double as g_ascii_dtostr() with ".0" added where
+ * that has no '.': 2e53 would come back as "2e+53.0", which is not JSON
+ * (found by fuzz_control); infinity has no JSON form at all.
+ */
+static bool double_writes_back(double d)
+{
+    char buf[G_ASCII_DTOSTR_BUF_SIZE];
+
+    if (!isfinite(d)) {
+        return false;
+    }
+    g_ascii_dtostr(buf, sizeof(buf), d);
+    return strchr(buf, '.') || !strpbrk(buf, "eE");
+}
+
+/*
  * Every string and member name in @node is valid UTF-8 and every number
- * finite: what the reply may echo must be valid JSON again.
+ * one json-glib writes back as JSON: what the reply may echo must be
+ * valid JSON again.
  */
 static bool node_is_utf8(JsonNode *node)
 {
@@ -219,9 +236,9 @@ static bool node_is_utf8(JsonNode *node)
         }
         return true;
     case JSON_NODE_VALUE:
-        /* 1e400 parses to infinity, which no JSON text can carry back. */
+        /* 1e400 parses to infinity; 2e53 is written back wrong. */
         if (json_node_get_value_type(node) == G_TYPE_DOUBLE) {
-            return isfinite(json_node_get_double(node));
+            return double_writes_back(json_node_get_double(node));
         }
         return json_node_get_value_type(node) != G_TYPE_STRING ||
                g_utf8_validate(json_node_get_string(node), -1, NULL);
