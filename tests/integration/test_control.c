@@ -638,6 +638,11 @@ static const struct garbage garbage[] = {
     {BYTES("{\"execute\": \"ec\0ho\"}\n"), "GenericError", "NUL byte"},
     {BYTES("\0\n"), "GenericError", "NUL byte"},
     {BYTES("{\"execute\": \"\xff\xfe\"}\n"), "GenericError", "UTF-8"},
+    /* json-glib would echo these ids back as "2e+53.0" and "inf". */
+    {BYTES("{\"execute\": \"query-status\", \"id\": 2e53}\n"), "GenericError",
+     "number out of range"},
+    {BYTES("{\"execute\": \"query-status\", \"id\": 1e400}\n"), "GenericError",
+     "number out of range"},
     {BYTES("{\"execute\": \"\"}\n"), "CommandNotFound", "''"},
 };
 
