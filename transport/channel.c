@@ -231,32 +231,46 @@ void channel_send_unlock(struct channel *ch)
     }
 }
 
-bool channel_send_locked(struct channel *ch, const struct frame_hdr *hdr,
-                         const struct iovec *payload, int niov, GError **err)
+/* Under the send lock: a channel whose stream a failed send unframed sends
+ * nothing more. */
+static bool send_usable(struct channel *ch, GError **err)
 {
-    uint8_t buf[FRAME_HDR_LEN];
-    GError *local = NULL;
-
     if (ch->send_broken) {
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED,
                     "%s: cannot send after an earlier send error", ch->name);
         return false;
     }
-    frame_encode(hdr, buf);
-    if (!ch->ops->send_frame(ch, buf, payload, niov, hdr->len, &local)) {
-        /* Part of a frame may be out: the stream is no longer framed. */
-        ch->send_broken = true;
-        g_propagate_prefixed_error(err, local, "%s: ", ch->name);
-        return false;
-    }
     return true;
 }
 
-bool channel_send_frame(struct channel *ch, const struct frame_hdr *hdr,
-                        const struct iovec *payload, int niov, GError **err)
+/* After a transport's send: on failure part of a frame may be out. */
+static bool send_done(struct channel *ch, bool ok, GError *local, GError **err)
 {
+    if (!ok) {
+        ch->send_broken = true;
+        g_propagate_prefixed_error(err, local, "%s: ", ch->name);
+    }
+    return ok;
+}
+
+bool channel_send_locked(struct channel *ch, const struct frame_hdr *hdr,
+                         const struct iovec *payload, int niov, GError **err)
+{
+    uint8_t buf[FRAME_HDR_LEN];
+    GError *local = NULL;
     bool ok;
 
+    if (!send_usable(ch, err)) {
+        return false;
+    }
+    frame_encode(hdr, buf);
+    ok = ch->ops->send_frame(ch, buf, payload, niov, hdr->len, &local);
+    return send_done(ch, ok, local, err);
+}
+
+static bool frame_sendable(struct channel *ch, const struct frame_hdr *hdr,
+                           const struct iovec *payload, int niov, GError **err)
+{
     if (!frame_validate(hdr, err)) {
         g_prefix_error(err, "%s: refusing to send: ", ch->name);
         return false;
@@ -268,8 +282,68 @@ bool channel_send_frame(struct channel *ch, const struct frame_hdr *hdr,
                     ch->name, frame_type_name(hdr->type), hdr->len);
         return false;
     }
+    return true;
+}
+
+bool channel_send_frame(struct channel *ch, const struct frame_hdr *hdr,
+                        const struct iovec *payload, int niov, GError **err)
+{
+    bool ok;
+
+    if (!frame_sendable(ch, hdr, payload, niov, err)) {
+        return false;
+    }
     channel_send_lock(ch);
     ok = channel_send_locked(ch, hdr, payload, niov, err);
+    channel_send_unlock(ch);
+    return ok;
+}
+
+/* Frames one by one, for a transport that cannot take them in one write. */
+static bool send_frames_each(struct channel *ch, const struct frame_hdr *hdrs,
+                             const struct iovec *payloads, int n, GError **err)
+{
+    for (int i = 0; i < n; i++) {
+        if (!channel_send_locked(ch, &hdrs[i], &payloads[i],
+                                 payloads[i].iov_len ? 1 : 0, err)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool channel_send_frames(struct channel *ch, const struct frame_hdr *hdrs,
+                         const struct iovec *payloads, int n, GError **err)
+{
+    uint8_t enc[CHANNEL_SEND_FRAMES_MAX][FRAME_HDR_LEN];
+    struct iovec iov[2 * CHANNEL_SEND_FRAMES_MAX];
+    GError *local = NULL;
+    size_t len = 0;
+    int niov = 0;
+    bool ok;
+
+    g_return_val_if_fail(n >= 0 && n <= CHANNEL_SEND_FRAMES_MAX, false);
+    for (int i = 0; i < n; i++) {
+        if (!frame_sendable(ch, &hdrs[i], &payloads[i], 1, err)) {
+            return false;
+        }
+        frame_encode(&hdrs[i], enc[i]);
+        iov[niov++] =
+            (struct iovec){.iov_base = enc[i], .iov_len = FRAME_HDR_LEN};
+        if (hdrs[i].len) {
+            iov[niov++] = payloads[i];
+        }
+        len += FRAME_HDR_LEN + hdrs[i].len;
+    }
+    channel_send_lock(ch);
+    if (!ch->ops->send_frames) {
+        ok = send_frames_each(ch, hdrs, payloads, n, err);
+    } else if (send_usable(ch, err)) {
+        ok = ch->ops->send_frames(ch, iov, niov, len, &local);
+        ok = send_done(ch, ok, local, err);
+    } else {
+        ok = false;
+    }
     channel_send_unlock(ch);
     return ok;
 }
@@ -293,15 +367,9 @@ bool channel_send_frame_file(struct channel *ch, const struct frame_hdr *hdr,
     }
     frame_encode(hdr, buf);
     channel_send_lock(ch);
-    if (ch->send_broken) {
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED,
-                    "%s: cannot send after an earlier send error", ch->name);
-    } else if (!ch->ops->send_frame_file(ch, buf, fd, off, hdr->len, &local)) {
-        /* Part of a frame may be out: the stream is no longer framed. */
-        ch->send_broken = true;
-        g_propagate_prefixed_error(err, local, "%s: ", ch->name);
-    } else {
-        ok = true;
+    if (send_usable(ch, err)) {
+        ok = ch->ops->send_frame_file(ch, buf, fd, off, hdr->len, &local);
+        ok = send_done(ch, ok, local, err);
     }
     channel_send_unlock(ch);
     return ok;

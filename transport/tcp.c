@@ -124,6 +124,12 @@ static bool tcp_send_frame(struct channel *ch, const uint8_t hdr[FRAME_HDR_LEN],
     return send_all(tcp_channel(ch), iov, niov + 1, FRAME_HDR_LEN + len, err);
 }
 
+static bool tcp_send_frames(struct channel *ch, struct iovec *iov, int niov,
+                            size_t len, GError **err)
+{
+    return send_all(tcp_channel(ch), iov, niov, len, err);
+}
+
 /*
  * The header with MSG_MORE (it leaves in the same segment as the data),
  * then the file's bytes by sendfile: the page cache's pages go to the
@@ -365,6 +371,7 @@ static void tcp_destroy(struct channel *ch)
 
 static const struct channel_ops tcp_channel_ops = {
     .send_frame = tcp_send_frame,
+    .send_frames = tcp_send_frames,
     .send_frame_file = tcp_send_frame_file,
     .recv_hdr = tcp_recv_hdr,
     .recv_payload = tcp_recv_payload,

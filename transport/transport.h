@@ -206,6 +206,14 @@ void channel_set_single_sender(struct channel *ch);
 bool channel_send_frame(struct channel *ch, const struct frame_hdr *hdr,
                         const struct iovec *payload, int niov, GError **err);
 /*
+ * Send @n frames in order: frame i is @hdrs[i] and hdrs[i].len bytes at
+ * @payloads[i].  One write where the transport can (TCP: one sendmsg),
+ * so many small frames cost one syscall, not one or two each.
+ */
+#define CHANNEL_SEND_FRAMES_MAX 64
+bool channel_send_frames(struct channel *ch, const struct frame_hdr *hdrs,
+                         const struct iovec *payloads, int n, GError **err);
+/*
  * Can @ch send a payload straight from a file (channel_send_frame_file)?
  * Plain TCP can; TLS cannot.  Fixed for the channel's life.
  */

@@ -21,6 +21,13 @@ struct channel_ops {
                        const struct iovec *payload, int niov, size_t len,
                        GError **err);
     /*
+     * Send @len bytes of @iov, whole frames (encoded headers and their
+     * payloads), all of it; @iov may be changed.  NULL: channel.c sends
+     * the frames one by one with send_frame.
+     */
+    bool (*send_frames)(struct channel *ch, struct iovec *iov, int niov,
+                        size_t len, GError **err);
+    /*
      * Send the encoded header then @len bytes of file @fd from @off, the
      * kernel moving them (sendfile) without a copy in the caller; a
      * SIGPIPE must be ignored.  NULL: the transport cannot (TLS records

@@ -276,7 +276,7 @@ static void fill_pages(uint8_t *buf)
 static void send_pages(struct channel *ch, const uint8_t *pages)
 {
     struct iovec iov[NPAGES];
-    struct frame_hdr h = {.type = FRAME_PAGE, .len = NPAGES * PAGE};
+    struct frame_hdr h = {.type = FRAME_PAGE, .len = NPAGES * PAGE}, batch[3];
     Postcopy__Peer__Hello hello = POSTCOPY__PEER__HELLO__INIT;
     PeerMessage msg = POSTCOPY__PEER__PEER_MESSAGE__INIT;
     GError *err = NULL;
@@ -285,6 +285,14 @@ static void send_pages(struct channel *ch, const uint8_t *pages)
         iov[i] = (struct iovec){(void *)(pages + i * PAGE), PAGE};
     }
     g_assert_true(channel_send_frame(ch, &h, iov, NPAGES, &err));
+    g_assert_no_error(err);
+    /* Three of the pages again, as single-page frames in one call. */
+    for (unsigned i = 0; i < 3; i++) {
+        batch[i] = (struct frame_hdr){
+            .type = FRAME_PAGE, .offset = i * 5 * PAGE, .len = PAGE};
+        iov[i] = (struct iovec){(void *)(pages + i * 5 * PAGE), PAGE};
+    }
+    g_assert_true(channel_send_frames(ch, batch, iov, 3, &err));
     g_assert_no_error(err);
     hello.vm_name = (char *)"vm-after-pages";
     msg.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_HELLO;
@@ -309,6 +317,14 @@ static void recv_pages(struct channel *ch, const uint8_t *want)
         g_assert_true(channel_recv_payload(ch, dst + i * PAGE, PAGE, &err));
     }
     g_assert_cmpmem(dst, NPAGES * PAGE, want, NPAGES * PAGE);
+    for (unsigned i = 0; i < 3; i++) {
+        g_assert_true(channel_recv_hdr(ch, &h, &err));
+        g_assert_no_error(err);
+        g_assert_cmphex(h.offset, ==, i * 5 * PAGE);
+        g_assert_cmpuint(h.len, ==, PAGE);
+        g_assert_true(channel_recv_payload(ch, dst, PAGE, &err));
+        g_assert_cmpmem(dst, PAGE, want + i * 5 * PAGE, PAGE);
+    }
     msg = channel_recv_msg(ch, &err);
     g_assert_no_error(err);
     g_assert_cmpstr(msg->hello->vm_name, ==, "vm-after-pages");

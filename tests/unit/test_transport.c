@@ -176,6 +176,55 @@ static void case_frames(const struct transport *t)
     pair_close(&p);
 }
 
+/*
+ * Many frames in one call: they arrive whole and in order.  A batch with
+ * one bad header is refused before any of it goes: the channel goes on.
+ */
+static void case_frames_batched(const struct transport *t)
+{
+    enum { N = CHANNEL_SEND_FRAMES_MAX };
+    g_autofree uint8_t *data = g_malloc(N * 2 * PAGE);
+    uint8_t back[2 * PAGE];
+    struct frame_hdr hdrs[N], ka = {.type = FRAME_KEEPALIVE}, h;
+    struct iovec iov[N];
+    GError *err = NULL;
+    struct pair p;
+
+    pair_open(t, &p, CHANNEL_BULK, 0);
+    fill(data, N * 2 * PAGE, 9);
+    for (int i = 0; i < N; i++) {
+        uint32_t len = i % 3 == 2 ? 0 : (1 + i % 2) * PAGE;
+
+        hdrs[i] = (struct frame_hdr){.type = len ? FRAME_PAGE : FRAME_PAGE_ZERO,
+                                     .offset = (uint64_t)i * 2 * PAGE,
+                                     .len = len,
+                                     .count = len ? 0 : 2};
+        iov[i] = (struct iovec){data + i * 2 * PAGE, len};
+    }
+    g_assert_true(channel_send_frames(p.out, hdrs, iov, N, &err));
+    g_assert_no_error(err);
+    hdrs[1].seq = 5; /* frame_validate(): no seq on a page frame */
+    g_assert_false(channel_send_frames(p.out, hdrs, iov, N, &err));
+    assert_err(err, G_IO_ERROR_INVALID_DATA, "refusing to send");
+    g_clear_error(&err);
+    g_assert_true(channel_send_frame(p.out, &ka, NULL, 0, &err));
+
+    for (int i = 0; i < N; i++) {
+        g_assert_true(channel_recv_hdr(p.in, &h, &err));
+        g_assert_no_error(err);
+        g_assert_cmpuint(h.type, ==, hdrs[i].type);
+        g_assert_cmphex(h.offset, ==, hdrs[i].offset);
+        g_assert_cmpuint(h.len, ==, hdrs[i].len);
+        g_assert_cmpuint(h.count, ==, hdrs[i].count);
+        g_assert_true(channel_recv_payload(p.in, back, h.len, &err));
+        g_assert_cmpmem(back, h.len, data + i * 2 * PAGE, h.len);
+    }
+    g_assert_true(channel_recv_hdr(p.in, &h, &err));
+    g_assert_cmpuint(h.type, ==, FRAME_KEEPALIVE);
+    g_assert_no_error(err);
+    pair_close(&p);
+}
+
 /* The urgent channel's exchange: a request, its page, a zero-page reply. */
 static void case_page_requests(const struct transport *t)
 {
@@ -387,6 +436,7 @@ static const struct conformance_case cases[] = {
     {"connect", case_connect},
     {"connect-refused", case_connect_refused},
     {"frames", case_frames},
+    {"frames-batched", case_frames_batched},
     {"page-requests", case_page_requests},
     {"bulk", case_bulk},
     {"peer-lost", case_peer_lost},
