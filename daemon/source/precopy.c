@@ -238,18 +238,17 @@ static bool send_stripe_run(struct stripe *st, const struct region *r,
                              pace_go_on, s);
         }
         if ((st->precopy && !still_precopy(s, &st->err)) ||
-            !page_sender_send(&st->b->sender, st->b->ch, r, p,
-                              MIN(step, first + n - p), st->flags, 0,
-                              &st->err)) {
+            !page_sender_queue(&st->b->sender, st->b->ch, r, p,
+                               MIN(step, first + n - p), st->flags, 0,
+                               &st->err)) {
             return false;
         }
     }
     return true;
 }
 
-static gpointer stripe_thread(gpointer opaque)
+static bool send_stripe(struct stripe *st)
 {
-    struct stripe *st = opaque;
     struct source_session *s = st->b->s;
     uint64_t k = 0;
 
@@ -262,16 +261,29 @@ static gpointer stripe_thread(gpointer opaque)
         }
         if (st->all) {
             if (!send_stripe_run(st, r, 0, region_pages(r), &k)) {
-                return NULL;
+                return false;
             }
             continue;
         }
         while (next_run(s->pending[i], region_pages(r), &pos, &first, &n)) {
             if (!send_stripe_run(st, r, first, n, &k)) {
-                return NULL;
+                return false;
             }
         }
     }
+    return true;
+}
+
+static gpointer stripe_thread(gpointer opaque)
+{
+    struct stripe *st = opaque;
+
+    /* Scattered pages were queued: they go before the round ends. */
+    if (!send_stripe(st)) {
+        page_sender_discard(&st->b->sender);
+        return NULL;
+    }
+    page_sender_flush(&st->b->sender, &st->err);
     return NULL;
 }
 

@@ -277,10 +277,15 @@ gpointer source_bulk_thread(gpointer opaque)
         const struct region *r = &s->regions->regions[region];
 
         live_params_pace(&s->m->live, n * r->page_size, stream_go_on, s);
-        if (!page_sender_send(&b->sender, b->ch, r, first, n, FRAME_F_FINAL, 0,
-                              &err)) {
+        if (!page_sender_queue(&b->sender, b->ch, r, first, n, FRAME_F_FINAL, 0,
+                               &err)) {
             goto fail;
         }
+    }
+    if (atomic_load(&s->stop)) {
+        page_sender_discard(&b->sender);
+    } else if (!page_sender_flush(&b->sender, &err)) {
+        goto fail;
     }
     atomic_fetch_sub(&s->bulk_running, 1);
     return NULL;

@@ -4,7 +4,9 @@
  * what arrives equals what was there, holes arrive as zeros (in a
  * PAGE_ZERO frame when they are many, folded into the data frame when
  * few), and no hole was read on the way (the memfd allocated no page:
- * reading a shmem hole through the alias would have).
+ * reading a shmem hole through the alias would have).  The queue
+ * (page_sender_queue) likewise, from the memfd and from anonymous memory:
+ * nothing leaves before the flush, then every queued page, once.
  */
 #include "page_sender.h"
 #include "frame.h"
@@ -42,10 +44,9 @@ static uint8_t page_byte(uint64_t p)
  * run, still never read), a data segment across run boundaries, then
  * scattered single holes, short hole runs and written zero pages.
  */
-static void fixture_setup(struct fixture *fx)
+static void fixture_kinds(struct fixture *fx)
 {
     uint64_t seed = 0x9e3779b97f4a7c15u;
-    uint8_t buf[PAGE];
 
     memset(fx, 0, sizeof(*fx));
     for (uint64_t p = 0; p < NPAGES; p++) {
@@ -60,6 +61,13 @@ static void fixture_setup(struct fixture *fx)
             fx->kind[p] = seed % 4 == 0 ? HOLE : seed % 16 == 1 ? ZERO : DATA;
         }
     }
+}
+
+static void fixture_setup(struct fixture *fx)
+{
+    uint8_t buf[PAGE];
+
+    fixture_kinds(fx);
     fx->fd = memfd_create("test_page_sender", MFD_CLOEXEC);
     g_assert_cmpint(fx->fd, >=, 0);
     g_assert_cmpint(ftruncate(fx->fd, (LEAD + NPAGES) * PAGE), ==, 0);
@@ -92,10 +100,36 @@ static void fixture_setup(struct fixture *fx)
     };
 }
 
+/* The same pages in anonymous memory of this process (holes untouched). */
+static void fixture_setup_anon(struct fixture *fx)
+{
+    fixture_kinds(fx);
+    fx->fd = -1;
+    fx->alias = mmap(NULL, NPAGES * PAGE, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    g_assert_true(fx->alias != MAP_FAILED);
+    for (uint64_t p = 0; p < NPAGES; p++) {
+        if (fx->kind[p] != HOLE) {
+            memset(fx->alias + p * PAGE, fx->kind[p] == DATA ? page_byte(p) : 0,
+                   PAGE);
+        }
+    }
+    fx->r = (struct region){
+        .id = 0,
+        .kind = BACKING_ANON,
+        .base = (uint64_t)(uintptr_t)fx->alias,
+        .size = NPAGES * PAGE,
+        .page_size = PAGE,
+        .fd = -1,
+    };
+}
+
 static void fixture_teardown(struct fixture *fx)
 {
     munmap(fx->alias, NPAGES * PAGE);
-    close(fx->fd);
+    if (fx->fd >= 0) {
+        close(fx->fd);
+    }
 }
 
 /* The allocated bytes of the file, and its pages of data by SEEK_DATA. */
@@ -191,32 +225,35 @@ static uint64_t long_gaps(const struct fixture *fx, uint64_t lo, uint64_t hi)
     return n;
 }
 
-/* Send pages [first, first+n) and check every one of them on arrival. */
-static void check_send(struct fixture *fx, uint64_t first, uint64_t n)
+/* A bulk channel pair over loopback TCP. */
+static void connect_pair(struct listener **l, struct channel **out,
+                         struct channel **in)
 {
     const struct transport *tcp = transport_tcp();
-    g_autofree uint8_t *got = g_malloc0(NPAGES * PAGE);
-    g_autofree uint8_t *payload = g_malloc(FRAME_MAX_PAYLOAD);
-    uint8_t how[NPAGES] = {0}; /* 0: not received, else FRAME_PAGE[_ZERO] */
-    struct sender s = {.fx = fx, .first = first, .n = n};
-    uint64_t before = allocated(fx->fd), before_pages = data_pages(fx->fd);
-    uint64_t received = 0, page_frames = 0, zero_frames = 0;
-    struct listener *l;
-    struct channel *in;
     GError *err = NULL;
-    GThread *th;
 
-    l = transport_listen(tcp, "127.0.0.1:0", NULL, &err);
+    *l = transport_listen(tcp, "127.0.0.1:0", NULL, &err);
     g_assert_no_error(err);
-    s.ch = transport_connect(tcp, listener_address(l), CHANNEL_BULK, 0, NULL,
+    *out = transport_connect(tcp, listener_address(*l), CHANNEL_BULK, 0, NULL,
                              &err);
     g_assert_no_error(err);
-    in = listener_accept(l, &err);
+    *in = listener_accept(*l, &err);
     g_assert_no_error(err);
-    g_assert_true(channel_set_kind(in, CHANNEL_BULK, 0, &err));
+    g_assert_true(channel_set_kind(*in, CHANNEL_BULK, 0, &err));
+}
 
-    th = g_thread_new("sender", sender_main, &s);
-    while (received < n) {
+/*
+ * Frames from @in until @n pages came, into @got: each page @wanted and
+ * received once, @how[p] its frame type.
+ */
+static void receive_pages(struct channel *in, uint64_t n, const bool *wanted,
+                          uint8_t *got, uint8_t *how, uint64_t *page_frames,
+                          uint64_t *zero_frames)
+{
+    g_autofree uint8_t *payload = g_malloc(FRAME_MAX_PAYLOAD);
+    GError *err = NULL;
+
+    for (uint64_t received = 0; received < n;) {
         struct frame_hdr h;
         uint64_t p, k;
 
@@ -227,7 +264,7 @@ static void check_send(struct fixture *fx, uint64_t first, uint64_t n)
         p = h.offset / PAGE;
         if (h.type == FRAME_PAGE_ZERO) {
             k = h.count;
-            zero_frames++;
+            (*zero_frames)++;
         } else {
             g_assert_cmpuint(h.type, ==, FRAME_PAGE);
             g_assert_cmpuint(h.len % PAGE, ==, 0);
@@ -236,32 +273,60 @@ static void check_send(struct fixture *fx, uint64_t first, uint64_t n)
             g_assert_true(channel_recv_payload(in, payload, h.len, &err));
             g_assert_no_error(err);
             memcpy(got + h.offset, payload, h.len);
-            page_frames++;
+            (*page_frames)++;
         }
         g_assert_cmpuint(k, >, 0);
-        g_assert_cmpuint(p, >=, first);
-        g_assert_cmpuint(p + k, <=, first + n);
+        g_assert_cmpuint(p + k, <=, NPAGES);
         for (uint64_t i = p; i < p + k; i++) {
+            g_assert_true(wanted[i]);
             g_assert_cmpuint(how[i], ==, 0); /* each page exactly once */
             how[i] = h.type;
         }
         received += k;
     }
+}
+
+/* Page @p arrived in @got as it is in @fx. */
+static void check_page(const struct fixture *fx, const uint8_t *got, uint64_t p)
+{
+    uint8_t want = fx->kind[p] == DATA ? page_byte(p) : 0;
+
+    for (uint64_t b = 0; b < PAGE; b++) {
+        if (got[p * PAGE + b] != want) {
+            g_error("page %" G_GUINT64_FORMAT " (%s) byte %" G_GUINT64_FORMAT
+                    ": %#x, not %#x",
+                    p, fx->kind[p] == HOLE ? "hole" : "data", b,
+                    got[p * PAGE + b], want);
+        }
+    }
+}
+
+/* Send pages [first, first+n) and check every one of them on arrival. */
+static void check_send(struct fixture *fx, uint64_t first, uint64_t n)
+{
+    g_autofree uint8_t *got = g_malloc0(NPAGES * PAGE);
+    uint8_t how[NPAGES] = {0}; /* 0: not received, else FRAME_PAGE[_ZERO] */
+    bool wanted[NPAGES] = {0};
+    struct sender s = {.fx = fx, .first = first, .n = n};
+    uint64_t before = allocated(fx->fd), before_pages = data_pages(fx->fd);
+    uint64_t page_frames = 0, zero_frames = 0;
+    struct listener *l;
+    struct channel *in;
+    GThread *th;
+
+    connect_pair(&l, &s.ch, &in);
+
+    th = g_thread_new("sender", sender_main, &s);
+    for (uint64_t p = first; p < first + n; p++) {
+        wanted[p] = true;
+    }
+    receive_pages(in, n, wanted, got, how, &page_frames, &zero_frames);
     g_thread_join(th);
     g_assert_no_error(s.err);
     g_assert_true(s.ok);
 
     for (uint64_t p = first; p < first + n; p++) {
-        uint8_t want = fx->kind[p] == DATA ? page_byte(p) : 0;
-
-        for (uint64_t b = 0; b < PAGE; b++) {
-            if (got[p * PAGE + b] != want) {
-                g_error("page %" G_GUINT64_FORMAT
-                        " (%s) byte %" G_GUINT64_FORMAT ": %#x, not %#x",
-                        p, fx->kind[p] == HOLE ? "hole" : "data", b,
-                        got[p * PAGE + b], want);
-            }
-        }
+        check_page(fx, got, p);
         if (fx->kind[p] == DATA) {
             g_assert_cmpuint(how[p], ==, FRAME_PAGE);
         }
@@ -317,10 +382,222 @@ static void test_ranges(void)
     fixture_teardown(&fx);
 }
 
+/*
+ * The queue: runs of 1-5 pages two to nine pages apart, every tenth run
+ * 16-40 pages long (sent at once, not queued); the first QUEUE_EARLY runs
+ * all short, few enough to stay queued.
+ */
+#define QUEUE_EARLY 40
+#define QUEUE_RUNS  200
+
+struct queuer {
+    const struct region *r;
+    struct channel *ch;
+    uint64_t runs[QUEUE_RUNS][2];
+    size_t nruns;
+    GMutex lock;
+    GCond cond;
+    bool queued, go; /* the early runs are queued; the test saw no frame */
+    _Atomic uint64_t pages, zero, bytes;
+    GError *err;
+    bool ok;
+};
+
+static void queue_runs(struct queuer *q)
+{
+    uint64_t p = 3;
+
+    for (q->nruns = 0; q->nruns < QUEUE_RUNS; q->nruns++) {
+        bool is_long = q->nruns >= QUEUE_EARLY && q->nruns % 10 == 0;
+        uint64_t n = is_long ? 16 + (p * 7) % 25 : 1 + (p * 13) % 5;
+
+        if (p + n > NPAGES) {
+            break;
+        }
+        q->runs[q->nruns][0] = p;
+        q->runs[q->nruns][1] = n;
+        p += n + 2 + (p * 11) % 8;
+    }
+    g_assert_cmpuint(q->nruns, >, QUEUE_EARLY + 20);
+}
+
+static bool queue_range(struct queuer *q, struct page_sender *ps, size_t from,
+                        size_t to)
+{
+    for (size_t i = from; i < to; i++) {
+        if (!page_sender_queue(ps, q->ch, q->r, q->runs[i][0], q->runs[i][1], 0,
+                               0, &q->err)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static gpointer queuer_main(gpointer opaque)
+{
+    struct queuer *q = opaque;
+    struct page_counters c = {
+        .pages = &q->pages, .zero = &q->zero, .bytes = &q->bytes};
+    struct page_sender ps;
+
+    page_sender_init(&ps, getpid(), &c);
+    q->ok = queue_range(q, &ps, 0, QUEUE_EARLY);
+    g_mutex_lock(&q->lock);
+    q->queued = true;
+    g_cond_signal(&q->cond);
+    while (!q->go) {
+        g_cond_wait(&q->cond, &q->lock);
+    }
+    g_mutex_unlock(&q->lock);
+    q->ok = q->ok && queue_range(q, &ps, QUEUE_EARLY, q->nruns) &&
+            page_sender_flush(&ps, &q->err);
+    page_sender_destroy(&ps);
+    if (!q->ok) {
+        channel_shutdown(q->ch); /* fail the receiver rather than hang it */
+    }
+    return NULL;
+}
+
+static void queuer_wait_queued(struct queuer *q)
+{
+    g_mutex_lock(&q->lock);
+    while (!q->queued) {
+        g_cond_wait(&q->cond, &q->lock);
+    }
+    g_mutex_unlock(&q->lock);
+}
+
+static void queuer_go(struct queuer *q)
+{
+    g_mutex_lock(&q->lock);
+    q->go = true;
+    g_cond_signal(&q->cond);
+    g_mutex_unlock(&q->lock);
+}
+
+/* A short run goes as one frame: PAGE_ZERO if no page of it has data. */
+static void check_queued_frame(const struct fixture *fx, const uint8_t *how,
+                               uint64_t first, uint64_t n)
+{
+    bool data = false;
+
+    for (uint64_t p = first; p < first + n; p++) {
+        data |= fx->kind[p] == DATA;
+    }
+    for (uint64_t p = first; p < first + n; p++) {
+        g_assert_cmpuint(how[p], ==, data ? FRAME_PAGE : FRAME_PAGE_ZERO);
+    }
+}
+
+static void check_queue(struct fixture *fx)
+{
+    g_autofree uint8_t *got = g_malloc0(NPAGES * PAGE);
+    g_autofree struct queuer *q = g_new0(struct queuer, 1);
+    uint8_t how[NPAGES] = {0};
+    bool wanted[NPAGES] = {0};
+    uint64_t before = fx->fd >= 0 ? allocated(fx->fd) : 0, total = 0;
+    uint64_t page_frames = 0, zero_frames = 0;
+    struct channel *in, *ready[1];
+    struct listener *l;
+    GThread *th;
+
+    q->r = &fx->r;
+    queue_runs(q);
+    for (size_t i = 0; i < q->nruns; i++) {
+        for (uint64_t p = q->runs[i][0]; p < q->runs[i][0] + q->runs[i][1];
+             p++) {
+            wanted[p] = true;
+        }
+        total += q->runs[i][1];
+    }
+    connect_pair(&l, &q->ch, &in);
+    th = g_thread_new("queuer", queuer_main, q);
+    queuer_wait_queued(q);
+    /* Queued, not sent: nothing to read within 100 ms. */
+    ready[0] = in;
+    g_assert_cmpint(channel_wait_any(ready, 1, 100), ==, 1);
+    queuer_go(q);
+    receive_pages(in, total, wanted, got, how, &page_frames, &zero_frames);
+    g_thread_join(th);
+    g_assert_no_error(q->err);
+    g_assert_true(q->ok);
+
+    for (size_t i = 0; i < q->nruns; i++) {
+        for (uint64_t p = q->runs[i][0]; p < q->runs[i][0] + q->runs[i][1];
+             p++) {
+            check_page(fx, got, p);
+        }
+        if (q->runs[i][1] * PAGE < PAGE_SENDER_SHORT_RUN) {
+            check_queued_frame(fx, how, q->runs[i][0], q->runs[i][1]);
+        }
+    }
+    g_assert_cmpuint(atomic_load(&q->pages) + atomic_load(&q->zero), ==, total);
+    /* pread reads a hole as zeroes without allocating it. */
+    if (fx->fd >= 0) {
+        g_assert_cmpuint(allocated(fx->fd), ==, before);
+    }
+    g_test_message("%zu runs, %" G_GUINT64_FORMAT " pages: %" G_GUINT64_FORMAT
+                   " PAGE frames, %" G_GUINT64_FORMAT " PAGE_ZERO frames",
+                   q->nruns, total, page_frames, zero_frames);
+    channel_close(q->ch);
+    channel_close(in);
+    listener_close(l);
+}
+
+static void test_queue_shmem(void)
+{
+    struct fixture fx;
+
+    fixture_setup(&fx);
+    check_queue(&fx);
+    fixture_teardown(&fx);
+}
+
+static void test_queue_anon(void)
+{
+    struct fixture fx;
+
+    fixture_setup_anon(&fx);
+    check_queue(&fx);
+    fixture_teardown(&fx);
+}
+
+/* Anonymous RAM the VMM unmapped: the flush says it is gone for good. */
+static void test_queue_gone(void)
+{
+    struct page_counters c = {0};
+    struct page_sender ps;
+    struct fixture fx;
+    struct listener *l;
+    struct channel *out, *in;
+    GError *err = NULL;
+
+    fixture_setup_anon(&fx);
+    connect_pair(&l, &out, &in);
+    page_sender_init(&ps, getpid(), &c);
+    g_assert_true(page_sender_queue(&ps, out, &fx.r, 4, 2, 0, 0, &err));
+    g_assert_true(page_sender_queue(&ps, out, &fx.r, 100, 1, 0, 0, &err));
+    g_assert_no_error(err);
+    g_assert_cmpint(munmap(fx.alias + 100 * PAGE, PAGE), ==, 0);
+    g_assert_false(page_sender_flush(&ps, &err));
+    g_assert_error(err, PAGE_SENDER_ERROR, PAGE_SENDER_ERROR_GONE);
+    g_error_free(err);
+    /* Nothing is left queued after a failed flush. */
+    g_assert_true(page_sender_flush(&ps, NULL));
+    page_sender_destroy(&ps);
+    channel_close(out);
+    channel_close(in);
+    listener_close(l);
+    fixture_teardown(&fx);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/page_sender/holes/whole", test_whole);
     g_test_add_func("/page_sender/holes/ranges", test_ranges);
+    g_test_add_func("/page_sender/queue/shmem", test_queue_shmem);
+    g_test_add_func("/page_sender/queue/anon", test_queue_anon);
+    g_test_add_func("/page_sender/queue/gone", test_queue_gone);
     return g_test_run();
 }
