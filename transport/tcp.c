@@ -1,11 +1,17 @@
 /*
  * tcp.c - the TCP transport: one TCP connection per channel, IPv4 or IPv6.
  *
- * No buffering of our own: a frame goes out with sendmsg() of the header
- * and the caller's payload buffers, and a payload is received straight
- * into the caller's memory.  This keeps channel_fd() an exact readiness
- * signal and keeps page data out of intermediate copies.  The sockets
- * themselves (resolving, connecting, listening, options) are tcp_socket.c.
+ * A frame goes out with sendmsg() of the header and the caller's payload
+ * buffers.  A payload is received straight into the caller's memory,
+ * except what a bulk channel read ahead: while its frames are small
+ * (scattered 4 KiB pages, one frame each), a header's recv() takes as
+ * much as has arrived, up to RX_CAP, and the frames after it are served
+ * from there, one syscall for many frames.  After a big frame a header is
+ * received alone again, so a stream of 1 MiB payloads goes straight into
+ * the caller's memory (the first after small frames may have up to RX_CAP
+ * of it copied).  channel_fd() is then a readiness signal only together
+ * with channel_has_buffered(), as for TLS.  The sockets themselves
+ * (resolving, connecting, listening, options) are tcp_socket.c.
  */
 #include "transport_impl.h"
 #include "address.h"
@@ -25,6 +31,14 @@
 /* sendmsg() iovecs that fit on the stack before we allocate. */
 #define IOV_STACK 64
 
+/*
+ * Read-ahead: its size (15 frames of a 4 KiB page), and the largest
+ * payload after which the next header reads ahead.  Past 16 KiB a copy
+ * through the buffer costs more than the recv() it saves (~1 us).
+ */
+#define RX_CAP         (64u << 10)
+#define RX_SMALL_FRAME (16u << 10)
+
 struct tcp_channel {
     struct channel ch; /* first: the generic layer hands us &ch */
     int fd;
@@ -39,6 +53,13 @@ struct tcp_channel {
      * every recv(), so a peer trickling bytes would never time out.
      */
     int64_t frame_deadline;
+    /*
+     * Bytes read ahead, not handed out yet: rx[rx_start, rx_end).
+     * Allocated at the first read-ahead.  The receiving thread's alone,
+     * like the header above.
+     */
+    uint8_t *rx;
+    size_t rx_start, rx_end;
 };
 
 struct tcp_listener {
@@ -206,20 +227,22 @@ static bool wait_readable(int fd, int64_t deadline, int *e)
 }
 
 /*
- * Fill @buf up to @len, by @deadline if not 0 (else each recv() waits as
- * long as SO_RCVTIMEO says); *@got counts what arrived, also on failure.
+ * Receive into @buf until *@got reaches @min, taking up to @cap of what
+ * is there, by @deadline if not 0 (else each recv() waits as long as
+ * SO_RCVTIMEO says); *@got counts what arrived, also on failure.
  */
-static enum recv_end recv_full(int fd, uint8_t *buf, size_t len, size_t *got,
-                               int64_t deadline, int *e)
+static enum recv_end recv_some(int fd, uint8_t *buf, size_t min, size_t cap,
+                               size_t *got, int64_t deadline, int *e)
 {
-    while (*got < len) {
+    int flags = deadline ? MSG_DONTWAIT : min == cap ? MSG_WAITALL : 0;
+
+    while (*got < min) {
         ssize_t n;
 
         if (deadline && !wait_readable(fd, deadline, e)) {
             return RECV_ERROR;
         }
-        n = recv(fd, buf + *got, len - *got,
-                 deadline ? MSG_DONTWAIT : MSG_WAITALL);
+        n = recv(fd, buf + *got, cap - *got, flags);
         if (n > 0) {
             *got += n;
         } else if (n == 0) {
@@ -230,6 +253,74 @@ static enum recv_end recv_full(int fd, uint8_t *buf, size_t len, size_t *got,
         }
     }
     return RECV_OK;
+}
+
+/* Fill @buf up to @len, as recv_some(). */
+static enum recv_end recv_full(int fd, uint8_t *buf, size_t len, size_t *got,
+                               int64_t deadline, int *e)
+{
+    return recv_some(fd, buf, len, len, got, deadline, e);
+}
+
+static size_t rx_held(const struct tcp_channel *t)
+{
+    return t->rx_end - t->rx_start;
+}
+
+/* Move up to @len read-ahead bytes to @dst; how many. */
+static size_t rx_take(struct tcp_channel *t, uint8_t *dst, size_t len)
+{
+    size_t n = MIN(len, rx_held(t));
+
+    if (!n) {
+        return 0;
+    }
+    memcpy(dst, t->rx + t->rx_start, n);
+    t->rx_start += n;
+    if (t->rx_start == t->rx_end) {
+        t->rx_start = t->rx_end = 0;
+    }
+    return n;
+}
+
+/*
+ * Read ahead for this header?  Bulk channels only: there runs of small
+ * frames queue up behind the one being read.  On urgent a vCPU waits for
+ * each reply, which mostly comes alone: reading ahead would save no
+ * syscall there and add a copy of the page; control carries few frames.
+ * And only after a small frame, so that a stream of big ones goes
+ * straight into the caller's memory.  ch.payload_len is the previous
+ * frame's (channel.c), 0 before the first: a new bulk stream reads ahead,
+ * its first big frame stops that at the cost of one buffer's copy.
+ */
+static bool rx_wanted(const struct tcp_channel *t)
+{
+    return t->ch.kind == CHANNEL_BULK && t->ch.payload_len <= RX_SMALL_FRAME;
+}
+
+/*
+ * Receive until hdr_got reaches @want (bytes of the header): read ahead,
+ * or exactly the bytes missing.  Called with nothing read ahead held.
+ */
+static enum recv_end hdr_fill(struct tcp_channel *t, size_t want,
+                              int64_t deadline, int *e)
+{
+    size_t got = 0;
+    enum recv_end end;
+
+    if (!rx_wanted(t)) {
+        return recv_full(t->fd, t->hdr_part, want, &t->hdr_got, deadline, e);
+    }
+    if (!t->rx) {
+        t->rx = g_malloc(RX_CAP);
+    }
+    end = recv_some(t->fd, t->rx, want - t->hdr_got, RX_CAP, &got, deadline, e);
+    t->rx_start = 0;
+    t->rx_end = got;
+    /* On failure this is all of it: what the error counts. */
+    t->hdr_got +=
+        rx_take(t, t->hdr_part + t->hdr_got, FRAME_HDR_LEN - t->hdr_got);
+    return end;
 }
 
 static bool recv_hdr_error(struct tcp_channel *t, enum recv_end end, int e,
@@ -273,21 +364,23 @@ static bool tcp_recv_hdr(struct channel *ch, uint8_t hdr[FRAME_HDR_LEN],
 
     /*
      * With a timeout, the first byte may take that long, and the rest of
-     * the frame as long again.  Without one (data channels) one recv().
+     * the frame as long again; a byte read ahead has come.  Without one
+     * (data channels) one recv().
      */
     if (t->hdr_got == 0) {
         t->frame_deadline = 0;
     }
+    t->hdr_got +=
+        rx_take(t, t->hdr_part + t->hdr_got, FRAME_HDR_LEN - t->hdr_got);
     if (t->hdr_got == 0 && t->timeout_ms) {
-        end = recv_full(t->fd, t->hdr_part, 1, &t->hdr_got, 0, &e);
+        end = hdr_fill(t, 1, 0, &e);
     }
     if (end == RECV_OK && t->timeout_ms && !t->frame_deadline) {
         t->frame_deadline =
             g_get_monotonic_time() + t->timeout_ms * G_TIME_SPAN_MILLISECOND;
     }
-    if (end == RECV_OK) {
-        end = recv_full(t->fd, t->hdr_part, FRAME_HDR_LEN, &t->hdr_got,
-                        t->frame_deadline, &e);
+    if (end == RECV_OK && t->hdr_got < FRAME_HDR_LEN) {
+        end = hdr_fill(t, FRAME_HDR_LEN, t->frame_deadline, &e);
     }
     if (end != RECV_OK) {
         return recv_hdr_error(t, end, e, err);
@@ -297,11 +390,12 @@ static bool tcp_recv_hdr(struct channel *ch, uint8_t hdr[FRAME_HDR_LEN],
     return true;
 }
 
+/* What was read ahead first, then the rest straight into @dst. */
 static bool tcp_recv_payload(struct channel *ch, void *dst, size_t len,
                              GError **err)
 {
     struct tcp_channel *t = tcp_channel(ch);
-    size_t got = 0;
+    size_t got = rx_take(t, dst, len);
     int e = 0;
     enum recv_end end = recv_full(t->fd, dst, len, &got, t->frame_deadline, &e);
     size_t done = ch->payload_len - ch->payload_left + got;
@@ -353,6 +447,11 @@ static int tcp_fd(const struct channel *ch)
     return tcp_channel(ch)->fd;
 }
 
+static bool tcp_buffered(const struct channel *ch)
+{
+    return rx_held(tcp_channel(ch)) > 0;
+}
+
 static void tcp_shutdown(struct channel *ch)
 {
     struct tcp_channel *t = tcp_channel(ch);
@@ -366,6 +465,7 @@ static void tcp_destroy(struct channel *ch)
     struct tcp_channel *t = tcp_channel(ch);
 
     close(t->fd);
+    g_free(t->rx);
     g_free(t);
 }
 
@@ -378,6 +478,7 @@ static const struct channel_ops tcp_channel_ops = {
     .set_kind = tcp_set_kind,
     .set_timeout = tcp_set_timeout,
     .fd = tcp_fd,
+    .buffered = tcp_buffered,
     .shutdown = tcp_shutdown,
     .destroy = tcp_destroy,
 };

@@ -153,7 +153,8 @@ const char *channel_peer(const struct channel *ch);
 /*
  * Readable when a receive would not block; -1 if the transport has none.
  * A receive does not block either while channel_has_buffered(): a layer
- * such as TLS (tls.h) may hold decrypted bytes the fd no longer shows.
+ * such as TLS (tls.h) may hold decrypted bytes the fd no longer shows, and
+ * a bulk TCP channel small frames it read ahead (tcp.c).
  */
 int channel_fd(const struct channel *ch);
 bool channel_has_buffered(const struct channel *ch);
@@ -227,7 +228,10 @@ bool channel_send_frame_file(struct channel *ch, const struct frame_hdr *hdr,
                              int fd, uint64_t off, GError **err);
 /* The next header; its payload must be consumed before the next one. */
 bool channel_recv_hdr(struct channel *ch, struct frame_hdr *hdr, GError **err);
-/* The next @len bytes of the current payload, straight into @dst. */
+/*
+ * The next @len bytes of the current payload, straight into @dst but for
+ * what the transport read ahead already (tcp.c: after small frames only).
+ */
 bool channel_recv_payload(struct channel *ch, void *dst, size_t len,
                           GError **err);
 /* Drop the rest of the current payload (data for an installed page). */

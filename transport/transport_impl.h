@@ -57,7 +57,7 @@ struct channel_ops {
      * POLLRDHUP (a transport with no fd must provide it).
      */
     bool (*peer_closed)(const struct channel *ch);
-    /* Received bytes held above the fd (TLS records); NULL: never. */
+    /* Bytes held above the fd (TLS records, TCP read-ahead); NULL: none. */
     bool (*buffered)(const struct channel *ch);
     void (*shutdown)(struct channel *ch);
     /* Release the transport's resources and the channel's memory. */

@@ -1,7 +1,8 @@
 /*
  * test_tcp.c - the TCP transport over real loopback sockets: address
- * parsing, scatter/gather pages, a 64 MiB transfer, peer messages, and the
- * ways a peer can go wrong (closing mid-frame, garbage, silence, refusing).
+ * parsing, scatter/gather pages, a 64 MiB transfer, peer messages, a bulk
+ * channel's read-ahead, and the ways a peer can go wrong (closing
+ * mid-frame, garbage, silence, refusing).
  */
 #include "peer_msg.h"
 #include "transport.h"
@@ -12,6 +13,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <gio/gio.h>
@@ -1133,6 +1135,272 @@ static void test_wait_and_peer_closed(void)
     pair_close(&b);
 }
 
+/* Until @n bytes wait in @ch's socket, so that one recv() can take them. */
+static void wait_queued(struct channel *ch, int n)
+{
+    int queued = 0;
+
+    for (int i = 0; i < 500; i++) {
+        g_assert_cmpint(ioctl(channel_fd(ch), FIONREAD, &queued), ==, 0);
+        if (queued >= n) {
+            break;
+        }
+        g_usleep(10000);
+    }
+    g_assert_cmpint(queued, ==, n);
+}
+
+/* A frame of @len bytes filled from @seed; zero-page frames when 0. */
+static void send_seeded(struct channel *ch, uint32_t seed, uint8_t *buf,
+                        size_t len)
+{
+    struct frame_hdr h = {.type = FRAME_PAGE, .offset = seed, .len = len};
+    struct iovec iov = {buf, len};
+    GError *err = NULL;
+
+    if (!len) {
+        h = (struct frame_hdr){
+            .type = FRAME_PAGE_ZERO, .offset = seed, .count = 1};
+    }
+    fill(buf, len, seed);
+    g_assert_true(channel_send_frame(ch, &h, &iov, len ? 1 : 0, &err));
+    g_assert_no_error(err);
+}
+
+/* The next frame is @seed's, its payload as send_seeded() made it. */
+static void recv_seeded(struct channel *ch, uint32_t seed, uint8_t *buf,
+                        uint8_t *want, size_t len)
+{
+    struct frame_hdr h;
+    GError *err = NULL;
+
+    g_assert_true(channel_recv_hdr(ch, &h, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(h.type, ==, len ? FRAME_PAGE : FRAME_PAGE_ZERO);
+    g_assert_cmpuint(h.offset, ==, seed);
+    g_assert_cmpuint(h.len, ==, len);
+    g_assert_true(channel_recv_payload(ch, buf, len, &err));
+    g_assert_no_error(err);
+    fill(want, len, seed);
+    g_assert_true(memcmp(buf, want, len) == 0);
+}
+
+#define RX_QUEUED 10
+
+/*
+ * Small frames already queued: a bulk channel takes them with the first
+ * header's recv(), and then neither waiting nor spinning looks at the
+ * now empty socket alone.  Urgent receives each frame by itself.
+ */
+static void check_queued_read_ahead(enum channel_kind kind)
+{
+    const int total = RX_QUEUED * (FRAME_HDR_LEN + PAGE_SIZE) + FRAME_HDR_LEN;
+    uint8_t buf[PAGE_SIZE], want[PAGE_SIZE];
+    bool bulk = kind == CHANNEL_BULK;
+    struct channel *in[1];
+    struct pair p;
+    int queued;
+
+    pair_open_or_die(&p, kind);
+    in[0] = p.in;
+    for (uint32_t i = 0; i <= RX_QUEUED; i++) {
+        send_seeded(p.out, i, buf, i == 4 ? 0 : PAGE_SIZE);
+    }
+    wait_queued(p.in, total);
+    recv_seeded(p.in, 0, buf, want, PAGE_SIZE);
+    g_assert_cmpint(channel_has_buffered(p.in), ==, bulk);
+    g_assert_cmpint(ioctl(channel_fd(p.in), FIONREAD, &queued), ==, 0);
+    g_assert_cmpint(queued, ==, bulk ? 0 : total - FRAME_HDR_LEN - PAGE_SIZE);
+    g_assert_cmpint(channel_wait_any(in, 1, 0), ==, 0);
+    g_assert_true(channel_spin_readable(p.in, 0));
+    for (uint32_t i = 1; i <= RX_QUEUED; i++) {
+        recv_seeded(p.in, i, buf, want, i == 4 ? 0 : PAGE_SIZE);
+    }
+    g_assert_false(channel_has_buffered(p.in));
+    g_assert_cmpint(channel_wait_any(in, 1, 0), ==, 1);
+    pair_close(&p);
+}
+
+#define RX_FRAMES 2000
+
+/* Every 7th frame zero-page, every 50th 1 MiB, the rest a 4 KiB page. */
+static size_t rx_frame_len(uint32_t i)
+{
+    return i % 50 == 49 ? MiB : i % 7 == 3 ? 0 : PAGE_SIZE;
+}
+
+static gpointer rx_sender(gpointer ch)
+{
+    g_autofree uint8_t *buf = g_malloc(MiB);
+
+    for (uint32_t i = 0; i < RX_FRAMES; i++) {
+        send_seeded(ch, i, buf, rx_frame_len(i));
+    }
+    return NULL;
+}
+
+/*
+ * Runs of small frames with big ones among them arrive whole and in
+ * order; a big frame's payload empties the read-ahead, and the header
+ * after it is received alone (no copy of the next big one).
+ */
+static void test_read_ahead(void)
+{
+    g_autofree uint8_t *buf = g_malloc(MiB);
+    g_autofree uint8_t *want = g_malloc(MiB);
+    struct pair p;
+    GThread *t;
+
+    check_queued_read_ahead(CHANNEL_BULK);
+    check_queued_read_ahead(CHANNEL_URGENT);
+
+    pair_open_or_die(&p, CHANNEL_BULK);
+    t = g_thread_new("sender", rx_sender, p.out);
+    for (uint32_t i = 0; i < RX_FRAMES; i++) {
+        recv_seeded(p.in, i, buf, want, rx_frame_len(i));
+        if (i > 0 && rx_frame_len(i - 1) == MiB) {
+            g_assert_false(channel_has_buffered(p.in));
+        }
+    }
+    g_thread_join(t);
+    g_assert_false(channel_has_buffered(p.in));
+    pair_close(&p);
+}
+
+/* A raw peer on a bulk channel with a 200 ms timeout. */
+static void raw_open_bulk(struct raw_pair *p)
+{
+    GError *err = NULL;
+
+    raw_open(p);
+    g_assert_true(channel_set_kind(p->in, CHANNEL_BULK, 0, &err));
+    g_assert_true(channel_set_timeout(p->in, 200, &err));
+    g_assert_no_error(err);
+}
+
+/*
+ * A 100-byte frame, then the first @part bytes of a keepalive's header,
+ * in one write: the first header's recv() reads ahead the lot.
+ */
+static void raw_frame_and_part(struct raw_pair *p, uint8_t *ka, size_t part)
+{
+    struct frame_hdr h = {.type = FRAME_MSG, .len = 100};
+    struct frame_hdr k = {.type = FRAME_KEEPALIVE};
+    uint8_t buf[FRAME_HDR_LEN + 100 + FRAME_HDR_LEN] = {0};
+    uint8_t payload[100];
+    GError *err = NULL;
+
+    frame_encode(&h, buf);
+    frame_encode(&k, ka);
+    memcpy(buf + FRAME_HDR_LEN + 100, ka, part);
+    raw_write(p->fd, buf, FRAME_HDR_LEN + 100 + part);
+    wait_queued(p->in, FRAME_HDR_LEN + 100 + part);
+    g_assert_true(channel_recv_hdr(p->in, &h, &err));
+    g_assert_true(channel_recv_payload(p->in, payload, 100, &err));
+    g_assert_no_error(err);
+    g_assert_true(channel_has_buffered(p->in));
+}
+
+/*
+ * A header begun in the read-ahead is a frame begun: finished in time it
+ * arrives, however split; not finished, PARTIAL_INPUT, not TIMED_OUT.
+ * Only a header not begun at all may time out and be waited for again.
+ */
+static void test_read_ahead_split_header(void)
+{
+    uint8_t ka[FRAME_HDR_LEN];
+    struct trickle t = {.chunk = 11, .len = 22, .every_ms = 30};
+    struct frame_hdr h;
+    GError *err = NULL;
+    struct raw_pair p;
+    GThread *th;
+
+    raw_open_bulk(&p);
+    raw_frame_and_part(&p, ka, 10);
+    g_assert_false(channel_recv_hdr(p.in, &h, &err));
+    assert_err_has(err, G_IO_ERROR_PARTIAL_INPUT,
+                   "timed out after 200 ms inside a frame (10 of 32 header");
+    g_clear_error(&err);
+    raw_close(&p);
+
+    raw_open_bulk(&p);
+    raw_frame_and_part(&p, ka, 10);
+    t.fd = p.fd;
+    t.buf = ka + 10;
+    th = g_thread_new("trickle", trickle_thread, &t);
+    g_assert_true(channel_recv_hdr(p.in, &h, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(h.type, ==, FRAME_KEEPALIVE);
+    g_thread_join(th);
+    g_assert_false(channel_has_buffered(p.in));
+    g_assert_false(channel_recv_hdr(p.in, &h, &err));
+    assert_err_has(err, G_IO_ERROR_TIMED_OUT, "no frame within 200 ms");
+    g_clear_error(&err);
+    /* Waiting again is fine; a header in four pieces, 30 ms apart. */
+    t.buf = ka;
+    t.len = FRAME_HDR_LEN;
+    t.chunk = 8;
+    th = g_thread_new("trickle", trickle_thread, &t);
+    g_assert_true(channel_recv_hdr(p.in, &h, &err));
+    g_thread_join(th);
+    g_assert_no_error(err);
+    g_assert_cmpuint(h.type, ==, FRAME_KEEPALIVE);
+    raw_close(&p);
+}
+
+/* The peer gone inside a frame partly read ahead: the counts are right. */
+static void test_read_ahead_truncated(void)
+{
+    struct frame_hdr h = {.type = FRAME_PAGE, .len = PAGE_SIZE};
+    uint8_t buf[FRAME_HDR_LEN + 100] = {0}, ka[FRAME_HDR_LEN];
+    static uint8_t dst[PAGE_SIZE];
+    GError *err = NULL;
+    struct raw_pair p;
+
+    raw_open_bulk(&p);
+    frame_encode(&h, buf);
+    raw_write(p.fd, buf, sizeof(buf));
+    wait_queued(p.in, sizeof(buf));
+    g_assert_true(channel_recv_hdr(p.in, &h, &err));
+    g_assert_true(channel_has_buffered(p.in));
+    g_assert_true(channel_recv_payload(p.in, dst, 60, &err));
+    g_assert_no_error(err);
+    close(p.fd);
+    p.fd = -1;
+    g_assert_false(channel_recv_payload(p.in, dst, PAGE_SIZE - 60, &err));
+    assert_err_has(err, G_IO_ERROR_CONNECTION_CLOSED,
+                   "truncated frame: peer closed the connection after 100 of "
+                   "4096 payload bytes");
+    g_clear_error(&err);
+    raw_close(&p);
+
+    raw_open_bulk(&p);
+    raw_frame_and_part(&p, ka, 10);
+    close(p.fd);
+    p.fd = -1;
+    g_assert_false(channel_recv_hdr(p.in, &h, &err));
+    assert_err_has(err, G_IO_ERROR_CONNECTION_CLOSED,
+                   "truncated frame: peer closed the connection after 10 of "
+                   "32 header bytes");
+    g_clear_error(&err);
+    raw_close(&p);
+
+    /* A whole frame read ahead, then a clean close: not truncated. */
+    raw_open_bulk(&p);
+    raw_frame_and_part(&p, ka, FRAME_HDR_LEN);
+    close(p.fd);
+    p.fd = -1;
+    g_assert_true(channel_recv_hdr(p.in, &h, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(h.type, ==, FRAME_KEEPALIVE);
+    g_assert_false(channel_recv_hdr(p.in, &h, &err));
+    assert_err_has(err, G_IO_ERROR_CONNECTION_CLOSED,
+                   "bulk channel 0 from 127.0.0.1:");
+    g_assert_null(strstr(err->message, "truncated"));
+    g_clear_error(&err);
+    raw_close(&p);
+}
+
 /* Transports by the name config and Hello use. */
 static void test_by_name(void)
 {
@@ -1177,5 +1445,9 @@ int main(int argc, char **argv)
     g_test_add_func("/tcp/timeout-per-frame", test_timeout_per_frame);
     g_test_add_func("/tcp/deadline", test_deadline);
     g_test_add_func("/tcp/shutdown-wakes", test_shutdown_wakes);
+    g_test_add_func("/tcp/read-ahead", test_read_ahead);
+    g_test_add_func("/tcp/read-ahead-split-header",
+                    test_read_ahead_split_header);
+    g_test_add_func("/tcp/read-ahead-truncated", test_read_ahead_truncated);
     return g_test_run();
 }
