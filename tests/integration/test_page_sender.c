@@ -581,8 +581,18 @@ static void test_queue_gone(void)
     g_assert_cmpint(munmap(fx.alias + 100 * PAGE, PAGE), ==, 0);
     g_assert_false(page_sender_flush(&ps, &err));
     g_assert_error(err, PAGE_SENDER_ERROR, PAGE_SENDER_ERROR_GONE);
-    g_error_free(err);
+    g_clear_error(&err);
     /* Nothing is left queued after a failed flush. */
+    g_assert_true(page_sender_flush(&ps, NULL));
+    /*
+     * Nor after a long run failed to go: a reconnect brings a new channel,
+     * and nothing may be sent on the old one.
+     */
+    g_assert_true(page_sender_queue(&ps, out, &fx.r, 4, 2, 0, 0, &err));
+    channel_shutdown(out);
+    g_assert_false(page_sender_queue(&ps, out, &fx.r, 200, 40, 0, 0, &err));
+    g_assert_nonnull(err);
+    g_clear_error(&err);
     g_assert_true(page_sender_flush(&ps, NULL));
     page_sender_destroy(&ps);
     channel_close(out);
