@@ -713,6 +713,18 @@ static void test_truncated_header(void)
     raw_close(&p);
 }
 
+/* The rest of a 4096-byte payload of which 100 bytes came: truncated. */
+static void expect_truncated_payload(struct channel *in, uint8_t *dst)
+{
+    GError *err = NULL;
+
+    g_assert_false(channel_recv_payload(in, dst, PAGE_SIZE - 60, &err));
+    assert_err_has(err, G_IO_ERROR_CONNECTION_CLOSED,
+                   "truncated frame: peer closed the connection after 100 of "
+                   "4096 payload bytes");
+    g_clear_error(&err);
+}
+
 static void test_truncated_payload(void)
 {
     struct frame_hdr h = {.type = FRAME_PAGE, .len = PAGE_SIZE};
@@ -729,11 +741,7 @@ static void test_truncated_payload(void)
     g_assert_true(channel_recv_hdr(p.in, &h, &err));
     g_assert_no_error(err);
     g_assert_true(channel_recv_payload(p.in, dst, 60, &err));
-    g_assert_false(channel_recv_payload(p.in, dst, PAGE_SIZE - 60, &err));
-    assert_err_has(err, G_IO_ERROR_CONNECTION_CLOSED,
-                   "truncated frame: peer closed the connection after 100 of "
-                   "4096 payload bytes");
-    g_clear_error(&err);
+    expect_truncated_payload(p.in, dst);
     raw_close(&p);
 }
 
@@ -1367,11 +1375,7 @@ static void test_read_ahead_truncated(void)
     g_assert_no_error(err);
     close(p.fd);
     p.fd = -1;
-    g_assert_false(channel_recv_payload(p.in, dst, PAGE_SIZE - 60, &err));
-    assert_err_has(err, G_IO_ERROR_CONNECTION_CLOSED,
-                   "truncated frame: peer closed the connection after 100 of "
-                   "4096 payload bytes");
-    g_clear_error(&err);
+    expect_truncated_payload(p.in, dst);
     raw_close(&p);
 
     raw_open_bulk(&p);
