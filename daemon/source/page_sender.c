@@ -455,12 +455,13 @@ bool page_sender_queue(struct page_sender *ps, struct channel *ch,
     uint64_t len = n * r->page_size;
 
     if (len >= PAGE_SENDER_SHORT_RUN) {
-        if (page_sender_send(ps, ch, r, first, n, flags, seq, err)) {
-            return true;
-        }
-        /* The channel may be gone (a reconnect brings another). */
-        page_sender_discard(ps);
-        return false;
+        /*
+         * What waits goes first: pages leave in the order they were
+         * given, and a short run (a postcopy prefetch window's rest) does
+         * not wait behind long ones until the stream's end.
+         */
+        return page_sender_flush(ps, err) &&
+               page_sender_send(ps, ch, r, first, n, flags, seq, err);
     }
     if (!queue_fits(q, ch, r, len, flags, seq) && !page_sender_flush(ps, err)) {
         return false;

@@ -89,8 +89,9 @@ bool page_sender_send(struct page_sender *ps, struct channel *ch,
  * As page_sender_send(), but a run shorter than PAGE_SENDER_SHORT_RUN may
  * wait in the queue (read when the queue goes out, which is before the
  * next collect: the caller flushes at the end of its round).  Queued runs
- * on another channel, region, flags or seq go out first.  A failed call
- * leaves nothing queued: no later call sends on a channel that failed.
+ * go out first when a long run comes, or one on another channel, region,
+ * flags or seq: pages leave in the order given.  A failed call leaves
+ * nothing queued: no later call sends on a channel that failed.
  */
 bool page_sender_queue(struct page_sender *ps, struct channel *ch,
                        const struct region *r, uint64_t first, uint64_t n,

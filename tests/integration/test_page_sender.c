@@ -244,7 +244,8 @@ static void connect_pair(struct listener **l, struct channel **out,
 
 /*
  * Frames from @in until @n pages came, into @got: each page @wanted and
- * received once, @how[p] its frame type.
+ * received once, in ascending order (the order they were given), @how[p]
+ * its frame type.
  */
 static void receive_pages(struct channel *in, uint64_t n, const bool *wanted,
                           uint8_t *got, uint8_t *how, uint64_t *page_frames,
@@ -253,7 +254,7 @@ static void receive_pages(struct channel *in, uint64_t n, const bool *wanted,
     g_autofree uint8_t *payload = g_malloc(FRAME_MAX_PAYLOAD);
     GError *err = NULL;
 
-    for (uint64_t received = 0; received < n;) {
+    for (uint64_t received = 0, next = 0; received < n;) {
         struct frame_hdr h;
         uint64_t p, k;
 
@@ -276,6 +277,8 @@ static void receive_pages(struct channel *in, uint64_t n, const bool *wanted,
             (*page_frames)++;
         }
         g_assert_cmpuint(k, >, 0);
+        g_assert_cmpuint(p, >=, next);
+        next = p + k;
         g_assert_cmpuint(p + k, <=, NPAGES);
         for (uint64_t i = p; i < p + k; i++) {
             g_assert_true(wanted[i]);
