@@ -27,6 +27,7 @@
 #include <gio/gio.h>
 
 #include "errno_error.h"
+#include "iov.h"
 
 /* sendmsg() iovecs that fit on the stack before we allocate. */
 #define IOV_STACK 64
@@ -71,20 +72,6 @@ struct tcp_listener {
 static struct tcp_channel *tcp_channel(const struct channel *ch)
 {
     return (struct tcp_channel *)ch;
-}
-
-/* Move the front of @iov past @n sent bytes. */
-static void iov_advance(struct iovec **iov, int *niov, size_t n)
-{
-    while (*niov > 0 && n >= (*iov)->iov_len) {
-        n -= (*iov)->iov_len;
-        (*iov)++;
-        (*niov)--;
-    }
-    if (n) {
-        (*iov)->iov_base = (uint8_t *)(*iov)->iov_base + n;
-        (*iov)->iov_len -= n;
-    }
 }
 
 static bool send_error(struct tcp_channel *t, int e, size_t sent, size_t total,

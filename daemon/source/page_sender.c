@@ -10,6 +10,7 @@
 
 #include "backing.h"
 #include "frame.h"
+#include "iov.h"
 #include "ram_drops.h"
 
 /* Every page an attached region may have fits in one frame (region.h). */
@@ -60,28 +61,13 @@ static void buf_reserve(struct page_sender *ps, uint64_t len)
     }
 }
 
-/* Step @iov (of *@n) past @done bytes. */
-static struct iovec *iov_skip(struct iovec *iov, unsigned long *n, size_t done)
-{
-    while (*n && done >= iov->iov_len) {
-        done -= iov->iov_len;
-        iov++;
-        (*n)--;
-    }
-    if (*n) {
-        iov->iov_base = (uint8_t *)iov->iov_base + done;
-        iov->iov_len -= done;
-    }
-    return iov;
-}
-
 /*
  * @len bytes of the VMM's memory at the @nremote ranges of @remote (which
  * this changes) into @buf.  A range that fails after others were read
  * ends the call short: it is tried again first, to say why it failed.
  */
 static bool read_vm(struct page_sender *ps, uint8_t *buf, uint64_t len,
-                    struct iovec *remote, unsigned long nremote, GError **err)
+                    struct iovec *remote, int nremote, GError **err)
 {
     struct iovec local = {.iov_base = buf, .iov_len = len};
     uint64_t addr;
@@ -93,7 +79,7 @@ static bool read_vm(struct page_sender *ps, uint8_t *buf, uint64_t len,
         if (n > 0) {
             local.iov_base = (uint8_t *)local.iov_base + n;
             local.iov_len -= n;
-            remote = iov_skip(remote, &nremote, n);
+            iov_advance(&remote, &nremote, n);
         }
     } while (n > 0 && local.iov_len);
     if (!local.iov_len) {

@@ -9,6 +9,7 @@
 #include <gio/gio.h>
 
 #include "errno_error.h"
+#include "iov.h"
 #include "le.h"
 
 bool vm_channel_parse_header(const uint8_t hdr[VM_CHANNEL_HDR_LEN],
@@ -39,22 +40,6 @@ bool vm_channel_parse_header(const uint8_t hdr[VM_CHANNEL_HDR_LEN],
     *type = t;
     *len = l;
     return true;
-}
-
-/* Drop the first @n bytes from the iovec array, which must hold them. */
-static void iov_advance(struct iovec **iov, int *iovcnt, size_t n)
-{
-    while (n > 0) {
-        size_t step = MIN(n, (*iov)->iov_len);
-
-        (*iov)->iov_base = (uint8_t *)(*iov)->iov_base + step;
-        (*iov)->iov_len -= step;
-        n -= step;
-        if ((*iov)->iov_len == 0) {
-            (*iov)++;
-            (*iovcnt)--;
-        }
-    }
 }
 
 static bool send_all(int sock, struct iovec *iov, int iovcnt, const int *fds,
