@@ -16,6 +16,7 @@
 
 #include "backing.h"
 #include "daemon.h"
+#include "fault_priority.h"
 
 /* The next run of set bits at or after *pos; false when none is left. */
 static bool next_run(const unsigned long *map, uint64_t nbits, uint64_t *pos,
@@ -42,11 +43,18 @@ static bool next_run(const unsigned long *map, uint64_t nbits, uint64_t *pos,
     return true;
 }
 
+/*
+ * sync-wp: a vCPU that writes a protected page waits here.  It is a fault
+ * path thread like the destination's (fault_priority.h): at normal
+ * priority it waits behind the stripe senders, and a VMM pausing its
+ * vCPUs for the switchover waits for the ones blocked here.
+ */
 static gpointer wp_thread(gpointer opaque)
 {
     struct source_session *s = opaque;
     struct uffd_msg msgs[64];
 
+    fault_priority_enter(s->m->engine.fault_priority, "src-wp");
     while (!atomic_load(&s->wp_stop)) {
         int n = uffd_poll(&s->u, 100);
 

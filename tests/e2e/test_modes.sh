@@ -257,11 +257,21 @@ pcd_hugepages_release
 
 # ---------------------------------------------------------------- b. sync-wp
 
+# A vCPU that writes a protected page waits for the source's src-wp
+# thread: it runs at the fault path's priority, or the daemon says why not.
+wp_fifo_lines() {
+    grep -c "src-wp: SCHED_FIFO" "$(pcd_daemon_log src)" 2>/dev/null
+}
+
 for backing in shmem anon; do
     vm=vm-syncwp-$backing
+    fifo0=$(wp_fifo_lines)
     run_migration "$vm" "$backing" "$SIZE" "$RATE" "$VCPUS" --mode hybrid \
         --dirty-tracking sync-wp
     check_mode hybrid sync-wp
+    (($(wp_fifo_lines) > fifo0)) ||
+        grep -q "fault path at normal priority" "$(pcd_daemon_log src)" ||
+        R_WHY+=("the source's src-wp thread did not say it runs at SCHED_FIFO")
     report "${TESTS[i]}" "$vm"
     stop_pair "$vm"
     i=$((i + 1))
