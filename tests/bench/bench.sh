@@ -555,12 +555,18 @@ fi
 # ---- 3c. hybrid downtime against guest size: flat, or growing with it?
 # Several runs each: on this VM a pause now and then waits out a stall of
 # the host (both CPUs at once, 5-55 ms, seen in scheduler traces), and one
-# such run would decide the comparison.
+# such run would decide the comparison.  Each with both trackers, side by
+# side: async-wp's final scan walks every page-table entry of the guest,
+# sync-wp's final collect costs per page written since the last round.
 for gs in $dt_sizes; do
     for i in $(seq 1 "$dt_repeats"); do
         say "downtime by size: hybrid, $gs shmem guest, random writes at $dt_rate MiB/s ($i of $dt_repeats)"
         run_migration "hybrid-size-$gs-$i" hybrid shmem "$gs" random "$dt_rate" 0 \
             --max-precopy-time "$max_precopy_ms" || failures=$((failures + 1))
+        say "downtime by size: the same with --dirty-tracking sync-wp"
+        run_migration "hybrid-syncwp-$gs-$i" hybrid shmem "$gs" random "$dt_rate" 0 \
+            --max-precopy-time "$max_precopy_ms" --dirty-tracking sync-wp ||
+            failures=$((failures + 1))
     done
 done
 

@@ -33,6 +33,9 @@ def ok_runs: $runs | map(select(.ok == true));
 def run($tag): ok_runs | map(select(.tag == $tag)) | first;
 # The runs tagged PREFIX-1, PREFIX-2, ...
 def repeats($prefix): ok_runs | map(select(.tag | startswith("\($prefix)-")));
+# {"1": [f of each run tagged PREFIX-1G-*], "4": [...], ...} over @sizes.
+def by_size($sizes; $prefix; f):
+  reduce $sizes[] as $g ({}; .[$g | sub("G$"; "")] = (repeats("\($prefix)-\($g)") | map(f)));
 # The middle value (the lower of the two middle ones), null for none.
 def median: map(select(. != null)) | sort | if length == 0 then null else .[(length - 1) / 2 | floor] end;
 
@@ -112,9 +115,14 @@ def max_or_null: map(select(. != null)) | if length == 0 then null else max end;
     | if . == null then null else . / ($g * gib) | r3 end) as $total_floor
 | per_mode_rate($modelist; $ratelist; .raw_stream.gibps // null | r3) as $raw_by_run
 | ($dt_sizes | split(" ") | map(select(. != ""))) as $dtlist
-| (reduce $dtlist[] as $g ({}; .[$g | sub("G$"; "")] = (repeats("hybrid-size-\($g)") | map(.migrate.downtime | r3)))) as $dt_runs_by_size
+| by_size($dtlist; "hybrid-size"; .migrate.downtime | r3) as $dt_runs_by_size
 | ($dt_runs_by_size | map_values(median)) as $dt_by_size
-| (reduce $dtlist[] as $g ({}; .[$g | sub("G$"; "")] = (repeats("hybrid-size-\($g)") | map(.migrate["downtime-breakdown"].collect) | median | r3))) as $collect_by_size
+| (by_size($dtlist; "hybrid-size"; .migrate["downtime-breakdown"].collect) | map_values(median | r3)) as $collect_by_size
+| by_size($dtlist; "hybrid-syncwp"; .migrate.downtime | r3) as $sw_dt_runs_by_size
+| ($sw_dt_runs_by_size | map_values(median)) as $sw_dt_by_size
+| (by_size($dtlist; "hybrid-syncwp"; .migrate["downtime-breakdown"].collect) | map_values(median | r3)) as $sw_collect_by_size
+| (by_size($dtlist; "hybrid-size"; .migrate["total-time"] / 1000) | map_values(median | r3)) as $total_by_size
+| (by_size($dtlist; "hybrid-syncwp"; .migrate["total-time"] / 1000) | map_values(median | r3)) as $sw_total_by_size
 | {shmem: (reduce $ratelist[] as $r ({}; .[$r] = (run("postcopy-\($r)").migrate["total-time"] // null | if . then . / 1000 | r3 else null end))),
    anon: (reduce $ratelist[] as $r ({}; .[$r] = (run("postcopy-anon-\($r)").migrate["total-time"] // null | if . then . / 1000 | r3 else null end)))} as $pc_total
 | per_mode_rate($modelist; $ratelist; .raw_stream_paused.gibps // null | r3) as $raw_paused_by_run
@@ -153,6 +161,11 @@ def max_or_null: map(select(. != null)) | if length == 0 then null else max end;
   hybrid_downtime_ms_by_size: $dt_by_size,
   hybrid_downtime_ms_by_size_runs: $dt_runs_by_size,
   hybrid_collect_ms_by_size: $collect_by_size,
+  hybrid_total_s_by_size: $total_by_size,
+  hybrid_sync_wp_downtime_ms_by_size: $sw_dt_by_size,
+  hybrid_sync_wp_downtime_ms_by_size_runs: $sw_dt_runs_by_size,
+  hybrid_sync_wp_collect_ms_by_size: $sw_collect_by_size,
+  hybrid_sync_wp_total_s_by_size: $sw_total_by_size,
   bulk_floor_cold_gibps: ($cold_floor[0].gibps | r3),
   bulk_vs_cold_floor: ratio(if $r1 then $r1["send-rate-mibps"] / 1024 else null end; $cold_floor[0].gibps),
   cpu_floor_cold_s_per_gib: {source: ($cold_floor[0].sender_cpu_s / ($cold_floor[0].bytes / gib) | r3),
@@ -235,6 +248,10 @@ def max_or_null: map(select(. != null)) | if length == 0 then null else max end;
        | {section: "downtime", figure: "hybrid, \($g) guest @ \($dt_rate) MiB/s", value: $dt_by_size[$g | sub("G$"; "")],
           floor: $dt_by_size[$dtlist[0] | sub("G$"; "")], unit: "ms",
           note: "median of \($dt_runs_by_size[$g | sub("G$"; "")] | map(tostring) | join(" / ")); the final scan \($collect_by_size[$g | sub("G$"; "")]) ms; floor: the \($dtlist[0]) guest; target: flat in size (<= 1.25), <= 3 ms at 4G"}),
+      ($dtlist[] as $g
+       | {section: "downtime", figure: "hybrid, sync-wp, \($g) guest @ \($dt_rate) MiB/s", value: $sw_dt_by_size[$g | sub("G$"; "")],
+          floor: $sw_dt_by_size[$dtlist[0] | sub("G$"; "")], unit: "ms",
+          note: "median of \($sw_dt_runs_by_size[$g | sub("G$"; "")] | map(tostring) | join(" / ")); the final collect \($sw_collect_by_size[$g | sub("G$"; "")]) ms (async-wp: \($collect_by_size[$g | sub("G$"; "")])); total \($sw_total_by_size[$g | sub("G$"; "")]) s (async-wp: \($total_by_size[$g | sub("G$"; "")])); floor: the \($dtlist[0]) guest"}),
       (["source", "destination"][] as $side
        | {section: "cpu", figure: "\($side)", value: $res.cpu_s_per_gib[$side]?, floor: $res.cpu_floor_s_per_gib[$side]?, unit: "s/GiB",
           note: "floor: raw TCP, hot buffer"}),
