@@ -269,7 +269,7 @@ for backing in shmem anon; do
     run_migration "$vm" "$backing" "$SIZE" "$RATE" "$VCPUS" --mode hybrid \
         --dirty-tracking sync-wp
     check_mode hybrid sync-wp
-    (($(wp_fifo_lines) > fifo0)) ||
+    (($(wp_fifo_lines) > ${fifo0:-0})) ||
         grep -q "fault path at normal priority" "$(pcd_daemon_log src)" ||
         R_WHY+=("the source's src-wp thread did not say it runs at SCHED_FIFO")
     report "${TESTS[i]}" "$vm"
