@@ -2,7 +2,8 @@
  * test_session_file.c - what a restarted daemon finds in its state dir:
  * page-state files of migrations that died in precopy are removed, those
  * a session file still names are kept, and nothing else is touched; a
- * libvirt domain's session names its domain and connection.
+ * libvirt domain's session names its domain and connection; a rewrite
+ * replaces the file whole.
  */
 #include <glib/gstdio.h>
 #include <gio/gio.h>
@@ -133,11 +134,55 @@ static void test_domain(void)
     g_rmdir(dir);
 }
 
+/*
+ * A write replaces the file whole and leaves nothing beside it; what a
+ * daemon killed mid-write leaves (ID.dest.tmp) is never taken for a
+ * session.
+ */
+static void test_rewrite(void)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *dir = g_dir_make_tmp("session-file-XXXXXX", &err);
+    g_autofree char *path = g_build_filename(dir, KEPT ".dest", NULL);
+    g_autofree char *torn = g_build_filename(dir, ORPHAN ".dest.tmp", NULL);
+    struct session_file f = {.role = ROLE_DESTINATION, .mode = MODE_HYBRID};
+    struct session_file got;
+    g_autoptr(GArray) all = NULL;
+    g_autoptr(GDir) d = NULL;
+    const char *name;
+    unsigned files = 0;
+
+    g_assert_no_error(err);
+    g_strlcpy(f.id, KEPT, sizeof(f.id));
+    g_strlcpy(f.vm_name, "vm1", sizeof(f.vm_name));
+    g_assert_true(session_file_write(dir, &f, &err));
+    g_strlcpy(f.peer_uri, "10.0.0.2:4444", sizeof(f.peer_uri));
+    g_assert_true(session_file_write(dir, &f, &err));
+    g_assert_no_error(err);
+    g_assert_true(session_file_find(dir, "vm1", ROLE_DESTINATION, &got));
+    g_assert_cmpstr(got.peer_uri, ==, "10.0.0.2:4444");
+    d = g_dir_open(dir, 0, NULL);
+    while ((name = g_dir_read_name(d))) {
+        files++;
+        g_assert_cmpstr(name, ==, KEPT ".dest");
+    }
+    g_assert_cmpuint(files, ==, 1);
+    g_assert_true(g_file_set_contents(
+        torn, "[migration]\nid=" ORPHAN "\nvm=vm2\n", -1, NULL));
+    g_assert_false(session_file_find(dir, "vm2", ROLE_DESTINATION, &got));
+    all = session_file_list(dir);
+    g_assert_cmpuint(all->len, ==, 1);
+    g_unlink(torn);
+    g_unlink(path);
+    g_rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/session-file/clean-orphans", test_clean_orphans);
     g_test_add_func("/session-file/find-id", test_find_id);
     g_test_add_func("/session-file/domain", test_domain);
+    g_test_add_func("/session-file/rewrite", test_rewrite);
     return g_test_run();
 }
