@@ -265,6 +265,15 @@ static bool resume_and_answer(struct dest_session *s, PeerMessage *msg,
         }
         sr.resume_us = migration_now_us() - t0;
     }
+    /*
+     * Before the answer: once the source hears it, it counts on this side
+     * to carry on, even through a restart of this daemon (its postcopy
+     * starts from the answer; a daemon killed between the answer and the
+     * file left a VM nobody could carry on).  A new small file: no fsync.
+     */
+    if (sr.ok) {
+        remember_session(s);
+    }
     atomic_store(&s->m->stats.downtime_part_us[DT_DST_BARRIER], sr.barrier_us);
     atomic_store(&s->m->stats.downtime_part_us[DT_DST_STALE], sr.stale_us);
     atomic_store(&s->m->stats.downtime_part_us[DT_DST_RESUME], sr.resume_us);
@@ -305,8 +314,14 @@ bool dest_switchover(struct dest_session *s, GError **err)
     }
     /* The VM runs here whether or not the source heard it. */
     atomic_store(&s->m->stats.resume_us, migration_now_us());
-    remember_session(s);
     s->sweep_thread = g_thread_new("dst-sweep", dest_sweep_thread, s);
-    migration_set_status(s->m, MIG_DEVICE, MIG_POSTCOPY_ACTIVE);
+    /*
+     * Active only once the source was told; unanswered, the caller pauses
+     * it from here (device -> postcopy-paused, whichever thread sees the
+     * link go first), never through an active state the source never saw.
+     */
+    if (sent) {
+        migration_set_status(s->m, MIG_DEVICE, MIG_POSTCOPY_ACTIVE);
+    }
     return sent;
 }

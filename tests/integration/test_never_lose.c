@@ -408,6 +408,20 @@ static int take_uffd(GPid pid)
     return fd;
 }
 
+/* Does @state_dir hold a destination's session file (ID.dest)? */
+static bool has_dest_session(const char *state_dir)
+{
+    g_autoptr(GDir) d = g_dir_open(state_dir, 0, NULL);
+    const char *name;
+
+    while (d && (name = g_dir_read_name(d))) {
+        if (g_str_has_suffix(name, ".dest")) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Read (and so consume) the faults waiting on @fd for up to @ms. */
 static unsigned eat_faults(int fd, int ms)
 {
@@ -458,6 +472,12 @@ static void test_restart_lost_faults(void)
     st = daemon_proc_wait_status(&p.src, VM_NAME,
                                  "postcopy-active|completed|failed", START_MS);
     g_assert_cmpstr(st, ==, "postcopy-active");
+    /*
+     * The source is in postcopy once it has the Switchover's answer; the
+     * destination remembers the session before it answers, or a kill
+     * right after that answer would leave nothing to carry on from.
+     */
+    g_assert_true(has_dest_session(p.dst.state_dir));
     /* Read some of the faults before the daemon does, then kill it. */
     fd = take_uffd(p.in.pid);
     g_assert_cmpint(fd, >=, 0);
