@@ -269,7 +269,8 @@ static bool resume_and_answer(struct dest_session *s, PeerMessage *msg,
      * Before the answer: once the source hears it, it counts on this side
      * to carry on, even through a restart of this daemon (its postcopy
      * starts from the answer; a daemon killed between the answer and the
-     * file left a VM nobody could carry on).  A new small file: no fsync.
+     * file left a VM nobody could carry on).  50-60 us: no fsync
+     * (session_file_write()).
      */
     if (sr.ok) {
         remember_session(s);

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "errno_error.h"
+
 #define GROUP "migration"
 
 static const char *suffix(enum migration_role role)
@@ -43,7 +45,8 @@ bool session_file_write(const char *state_dir, const struct session_file *f,
      * host.  So no fsync (1.2-3 ms on ext4 here, inside the downtime for
      * the destination's, written before it answers); written beside and
      * renamed, so a daemon killed meanwhile leaves the old file or none
-     * (the loaders look only at names ending in the role's suffix).
+     * (the loaders look only at names ending in the role's suffix, and
+     * session_file_clean_orphans() removes the temporary at start-up).
      */
     tmp = g_strconcat(path, ".tmp", NULL);
     if (!g_file_set_contents_full(tmp, data, len, G_FILE_SET_CONTENTS_NONE,
@@ -54,9 +57,7 @@ bool session_file_write(const char *state_dir, const struct session_file *f,
         int e = errno;
 
         unlink(tmp);
-        g_set_error(err, G_IO_ERROR, g_io_error_from_errno(e),
-                    "renaming %s: %s", tmp, g_strerror(e));
-        return false;
+        return errno_error(err, e, "renaming %s", tmp);
     }
     return true;
 }
@@ -136,11 +137,11 @@ static bool load(const char *path, enum migration_role role,
     return load_domain(kf, path, f);
 }
 
-/* "<32 hex digits>.pages": a page-state file, of migration <id>. */
-static bool pages_file_id(const char *name, char id[33])
+/* "<32 hex digits><@suffix>": a file of migration <id>. */
+static bool id_file(const char *name, const char *suffix, char id[33])
 {
-    if (strlen(name) != 32 + strlen(".pages") ||
-        !g_str_has_suffix(name, ".pages")) {
+    if (strlen(name) != 32 + strlen(suffix) ||
+        !g_str_has_suffix(name, suffix)) {
         return false;
     }
     for (int i = 0; i < 32; i++) {
@@ -152,6 +153,25 @@ static bool pages_file_id(const char *name, char id[33])
     return true;
 }
 
+/* Why @name in @state_dir is left over, or NULL when it is not. */
+static const char *leftover(const char *state_dir, const char *name)
+{
+    g_autofree char *session = NULL;
+    char id[33];
+
+    if (id_file(name, ".dest.tmp", id) || id_file(name, ".source.tmp", id)) {
+        return "a session file write that never finished";
+    }
+    if (!id_file(name, ".pages", id)) {
+        return NULL;
+    }
+    session = path_of(state_dir, id, ROLE_DESTINATION);
+    if (g_file_test(session, G_FILE_TEST_EXISTS)) {
+        return NULL;
+    }
+    return "its migration ended before the VM ran at the destination";
+}
+
 unsigned session_file_clean_orphans(const char *state_dir)
 {
     g_autoptr(GDir) dir = g_dir_open(state_dir, 0, NULL);
@@ -159,14 +179,10 @@ unsigned session_file_clean_orphans(const char *state_dir)
     unsigned n = 0;
 
     while (dir && (name = g_dir_read_name(dir))) {
-        g_autofree char *path = NULL, *session = NULL;
-        char id[33];
+        g_autofree char *path = NULL;
+        const char *why = leftover(state_dir, name);
 
-        if (!pages_file_id(name, id)) {
-            continue;
-        }
-        session = path_of(state_dir, id, ROLE_DESTINATION);
-        if (g_file_test(session, G_FILE_TEST_EXISTS)) {
+        if (!why) {
             continue;
         }
         path = g_build_filename(state_dir, name, NULL);
@@ -174,9 +190,7 @@ unsigned session_file_clean_orphans(const char *state_dir)
             g_warning("removing %s: %s", path, g_strerror(errno));
             continue;
         }
-        g_message("removed %s: its migration ended before the VM ran at "
-                  "the destination",
-                  path);
+        g_message("removed %s: %s", path, why);
         n++;
     }
     return n;

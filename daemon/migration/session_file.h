@@ -40,7 +40,9 @@ void session_file_remove(const char *state_dir, const char *id,
  * At start-up: remove the page-state files ("<id>.pages", dest.c) that no
  * destination session file ("<id>.dest") names, those of migrations that
  * died before their VM ran at the destination, which no VMM re-attaching
- * can claim.  Returns how many went; each is logged.
+ * can claim; and "<id>.dest.tmp" / "<id>.source.tmp", writes a daemon
+ * killed midway left (session_file_write()).  Returns how many went; each
+ * is logged.
  */
 unsigned session_file_clean_orphans(const char *state_dir);
 

@@ -1,9 +1,10 @@
 /*
  * test_session_file.c - what a restarted daemon finds in its state dir:
- * page-state files of migrations that died in precopy are removed, those
- * a session file still names are kept, and nothing else is touched; a
- * libvirt domain's session names its domain and connection; a rewrite
- * replaces the file whole.
+ * page-state files of migrations that died in precopy and unfinished
+ * session writes (<id>.dest.tmp) are removed, page-state files a session
+ * file still names are kept, and nothing else is touched; a libvirt
+ * domain's session names its domain and connection; a rewrite replaces
+ * the file whole.
  */
 #include <glib/gstdio.h>
 #include <gio/gio.h>
@@ -30,19 +31,23 @@ static bool exists(const char *dir, const char *name)
 static void test_clean_orphans(void)
 {
     static const char *const kept[] = {
-        KEPT ".pages", KEPT ".dest", ORPHAN ".source",
-        "notes.pages", "0123.pages", "README",
+        KEPT ".pages", KEPT ".dest", ORPHAN ".source", "notes.pages",
+        "0123.pages",  "README",     "notes.dest.tmp",
     };
     g_autoptr(GError) err = NULL;
     g_autofree char *dir = g_dir_make_tmp("session-file-XXXXXX", &err);
 
     g_assert_no_error(err);
     touch(dir, ORPHAN ".pages");
+    touch(dir, KEPT ".dest.tmp");
+    touch(dir, ORPHAN ".source.tmp");
     for (size_t i = 0; i < G_N_ELEMENTS(kept); i++) {
         touch(dir, kept[i]);
     }
-    g_assert_cmpuint(session_file_clean_orphans(dir), ==, 1);
+    g_assert_cmpuint(session_file_clean_orphans(dir), ==, 3);
     g_assert_false(exists(dir, ORPHAN ".pages"));
+    g_assert_false(exists(dir, KEPT ".dest.tmp"));
+    g_assert_false(exists(dir, ORPHAN ".source.tmp"));
     for (size_t i = 0; i < G_N_ELEMENTS(kept); i++) {
         g_assert_true(exists(dir, kept[i]));
     }
