@@ -126,10 +126,35 @@ static void pause_source(struct migration *m)
     m->src_written = query(&m->src, NULL);
 }
 
-/* What the migration does: the source's RAM into the incoming guest. */
+/* Threads of @pid named "vcpu<N>". */
+static unsigned vcpu_threads(GPid pid)
+{
+    g_autofree char *dir = g_strdup_printf("/proc/%d/task", (int)pid);
+    g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+    const char *tid;
+    unsigned n = 0;
+
+    g_assert_nonnull(d);
+    while ((tid = g_dir_read_name(d))) {
+        g_autofree char *path = g_strdup_printf("%s/%s/comm", dir, tid);
+        g_autofree char *comm = NULL;
+
+        if (g_file_get_contents(path, &comm, NULL, NULL) &&
+            g_str_has_prefix(comm, "vcpu")) {
+            n++;
+        }
+    }
+    return n;
+}
+
+/*
+ * What the migration does: the source's RAM into the incoming guest, whose
+ * vCPUs exist already, as a VMM's do, and have written nothing.
+ */
 static void copy_to_incoming(struct migration *m)
 {
     g_assert_true(m->dst.info.incoming);
+    g_assert_cmpuint(vcpu_threads(m->dst.pid), ==, 2);
     assert_ram_untouched(&m->dst);
     g_assert_cmpuint(copy_ram(&m->src, &m->dst), >, 0);
 }

@@ -78,31 +78,13 @@ static bool cmd_pause(struct guest *g, Reply *r, GError **err)
     return true;
 }
 
-static struct workload *incoming_workload(struct guest *g,
-                                          const struct guest_state *s)
-{
-    struct workload_params p = {
-        .kind = g->cfg.workload,
-        .ram = &g->ram,
-        .vcpus = g->cfg.vcpus,
-        .dirty_rate_mib = g->cfg.dirty_rate_mib,
-        .hotset_percent = g->cfg.hotset_percent,
-        .seed = s->seed,
-        .generation = s->generation + 1,
-        .pages_written = s->pages_written,
-        .last_writes = g->cfg.last_writes,
-    };
-
-    return workload_new(&p);
-}
-
 /* The vCPUs start after the check: their writes would fail it. */
 static bool resume_incoming(struct guest *g, const ProtobufCBinaryData *blob,
                             GError **err)
 {
     struct guest_state s, mine = {0};
 
-    if (!g->cfg.incoming || g->wl) {
+    if (!g->cfg.incoming || !g->held_wl) {
         return fail(err, "device state is taken once, by an incoming "
                          "guest");
     }
@@ -114,7 +96,11 @@ static bool resume_incoming(struct guest *g, const ProtobufCBinaryData *blob,
         guest_state_clear(&s);
         return false;
     }
-    g->wl = incoming_workload(g, &s);
+    workload_adopt(g->held_wl,
+                   &(struct workload_params){.seed = s.seed,
+                                             .generation = s.generation + 1,
+                                             .pages_written = s.pages_written});
+    g->wl = g_steal_pointer(&g->held_wl);
     g->seed = s.seed;
     g->expected = g_steal_pointer(&s.digests);
     if (!g->expected) {

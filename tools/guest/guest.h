@@ -26,8 +26,9 @@ struct guest {
     int uffd; /* ours, kept open: if the daemon dies, faults stay blocked */
     int sock;
     GMutex send_lock;
-    struct workload *wl; /* NULL on an incoming guest until its RESUME */
-    uint64_t seed;       /* of the workload: --seed, or the source's */
+    struct workload *wl;      /* NULL on an incoming guest until its RESUME */
+    struct workload *held_wl; /* incoming: its vCPUs, held until then */
+    uint64_t seed;            /* of the workload: --seed, or the source's */
     GThread *verifier;
     uint64_t *expected; /* digest per global page for the verify thread */
     /* Connect and send the hello (main.c); used again by reattach. */

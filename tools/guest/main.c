@@ -34,7 +34,7 @@ static bool setup_ram(struct guest *g, GError **err)
     return g->uffd >= 0;
 }
 
-static void start_source(struct guest *g)
+static struct workload *new_workload(struct guest *g)
 {
     const struct guest_config *c = &g->cfg;
     struct workload_params p = {
@@ -47,10 +47,22 @@ static void start_source(struct guest *g)
         .last_writes = c->last_writes,
     };
 
-    g->seed = c->seed;
-    workload_fill(&g->ram, c->fill_percent, c->seed);
-    g->wl = workload_new(&p);
+    return workload_new(&p);
+}
+
+static void start_source(struct guest *g)
+{
+    g->seed = g->cfg.seed;
+    workload_fill(&g->ram, g->cfg.fill_percent, g->cfg.seed);
+    g->wl = new_workload(g);
     workload_start(g->wl);
+}
+
+/* Its vCPUs wait for the state the RESUME brings (workload.h). */
+static void start_incoming(struct guest *g)
+{
+    g->held_wl = new_workload(g);
+    workload_prestart(g->held_wl);
 }
 
 static int connect_unix(const char *path, GError **err)
@@ -140,7 +152,9 @@ int main(int argc, char **argv)
     if (!g.cfg.incoming && g.cfg.drop.mode != DROP_NONE) {
         drop_on_signal(&g.cfg.drop, &g.ram); /* before any other thread */
     }
-    if (!g.cfg.incoming) {
+    if (g.cfg.incoming) {
+        start_incoming(&g);
+    } else {
         start_source(&g);
     }
     g.attach = attach;

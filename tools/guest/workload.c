@@ -36,7 +36,8 @@ struct workload {
     GCond parked_c; /* pauser: one more vCPU parked */
     bool pause_req;
     _Atomic bool pause_flag; /* pause_req, read lock-free between writes */
-    unsigned nstarted;
+    bool held;         /* workload_prestart(): threads wait, write nothing */
+    unsigned nstarted; /* running vCPUs, the ones a pause waits for */
     unsigned nparked;
     _Atomic uint64_t generation;
 };
@@ -159,10 +160,24 @@ static void vcpu_throttle(struct vcpu *v)
     g_mutex_unlock(&w->lock);
 }
 
+/* Until workload_start(): a held vCPU must not touch RAM at all. */
+static void vcpu_wait_start(struct vcpu *v)
+{
+    struct workload *w = v->w;
+
+    g_mutex_lock(&w->lock);
+    while (w->held) {
+        g_cond_wait(&w->wake, &w->lock);
+    }
+    vcpu_reset_throttle(v);
+    g_mutex_unlock(&w->lock);
+}
+
 static gpointer vcpu_main(gpointer opaque)
 {
     struct vcpu *v = opaque;
 
+    vcpu_wait_start(v);
     for (;;) {
         if (atomic_load_explicit(&v->w->pause_flag, memory_order_acquire)) {
             /*
@@ -179,6 +194,14 @@ static gpointer vcpu_main(gpointer opaque)
         vcpu_throttle(v);
     }
     return NULL;
+}
+
+/* Where vCPU v's writes start, from the workload's seed and generation. */
+static void seed_vcpu(struct vcpu *v)
+{
+    v->rng = digest_mix64(v->w->p.seed ^ (v->w->p.generation << 16) ^ v->id);
+    v->cursor = 0;
+    atomic_store_explicit(&v->written, 0, memory_order_relaxed);
 }
 
 struct workload *workload_new(const struct workload_params *p)
@@ -206,13 +229,13 @@ struct workload *workload_new(const struct workload_params *p)
         v->w = w;
         v->id = i;
         v->nunits = share(units, p->vcpus, i);
-        v->rng = digest_mix64(p->seed ^ (p->generation << 16) ^ i);
-        atomic_init(&v->written, 0);
+        seed_vcpu(v);
     }
     return w;
 }
 
-void workload_start(struct workload *w)
+/* Create the vCPU threads not created yet. */
+static void create_vcpus(struct workload *w)
 {
     if (w->p.kind == WORKLOAD_IDLE) {
         return;
@@ -221,15 +244,46 @@ void workload_start(struct workload *w)
         struct vcpu *v = &w->vcpus[i];
         g_autofree char *name = g_strdup_printf("vcpu%u", i);
 
-        if (!v->nunits || v->thread) {
-            continue;
+        if (v->nunits && !v->thread) {
+            v->thread = guest_thread_new(name, vcpu_main, v);
         }
-        g_mutex_lock(&w->lock);
-        vcpu_reset_throttle(v);
-        w->nstarted++;
-        g_mutex_unlock(&w->lock);
-        v->thread = guest_thread_new(name, vcpu_main, v);
     }
+}
+
+void workload_prestart(struct workload *w)
+{
+    g_mutex_lock(&w->lock);
+    w->held = true;
+    g_mutex_unlock(&w->lock);
+    create_vcpus(w);
+}
+
+void workload_adopt(struct workload *w, const struct workload_params *p)
+{
+    g_mutex_lock(&w->lock);
+    g_assert(w->held);
+    w->p.seed = p->seed;
+    w->p.generation = p->generation;
+    w->p.pages_written = p->pages_written;
+    atomic_store(&w->generation, p->generation);
+    for (unsigned i = 0; i < w->p.vcpus; i++) {
+        seed_vcpu(&w->vcpus[i]);
+    }
+    g_mutex_unlock(&w->lock);
+}
+
+void workload_start(struct workload *w)
+{
+    /* Counted before they run: a pause from now on waits for them. */
+    g_mutex_lock(&w->lock);
+    w->nstarted = 0;
+    for (unsigned i = 0; i < w->p.vcpus; i++) {
+        w->nstarted += w->p.kind != WORKLOAD_IDLE && w->vcpus[i].nunits;
+    }
+    w->held = false;
+    g_cond_broadcast(&w->wake);
+    g_mutex_unlock(&w->lock);
+    create_vcpus(w);
 }
 
 void workload_pause(struct workload *w)

@@ -57,7 +57,17 @@ void workload_fill(const struct guest_ram *ram, unsigned fill_percent,
                    uint64_t seed);
 
 struct workload *workload_new(const struct workload_params *p);
-/* Start the vCPU threads (parked at once if a pause is pending). */
+/*
+ * An incoming guest's vCPUs exist before its state arrives, as a VMM's
+ * do: workload_prestart() creates the threads, held before their first
+ * write; workload_adopt() (held only) takes the migrated seed, generation
+ * and count; workload_start() lets them run.  Creating them at the
+ * resume instead took 1-1.5 ms here, all of it inside the downtime.
+ */
+void workload_prestart(struct workload *w);
+void workload_adopt(struct workload *w, const struct workload_params *p);
+/* Start the vCPU threads, or release held ones (parked at once if a pause
+ * is pending). */
 void workload_start(struct workload *w);
 void workload_pause(struct workload *w);
 void workload_resume(struct workload *w);
