@@ -94,6 +94,7 @@ struct dest_session {
     bool layout_ok;        /* data channels may attach, by m->lock */
     bool layout_refused;   /* the setup failed on a layout mismatch */
     bool cancelled;        /* the source said Cancel */
+    bool session_prepared; /* "<id>.dest.tmp" written at a Barrier */
     atomic_bool paused;    /* postcopy, channels lost: waiting for a resume */
     atomic_uint epoch;     /* connection generation: receivers of an older
                             one say nothing when their channel dies */

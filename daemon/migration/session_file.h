@@ -34,6 +34,19 @@ struct session_file {
 
 bool session_file_write(const char *state_dir, const struct session_file *f,
                         GError **err);
+/*
+ * session_file_write() in two steps, for a file that must appear at a
+ * moment that costs (the destination's, inside the downtime):
+ * session_file_prepare() writes "<id>.<role>.tmp" ahead of it,
+ * session_file_commit() renames that into place; session_file_discard()
+ * removes a prepared one that is not needed.
+ */
+bool session_file_prepare(const char *state_dir, const struct session_file *f,
+                          GError **err);
+bool session_file_commit(const char *state_dir, const char *id,
+                         enum migration_role role, GError **err);
+void session_file_discard(const char *state_dir, const char *id,
+                          enum migration_role role);
 void session_file_remove(const char *state_dir, const char *id,
                          enum migration_role role);
 /*

@@ -182,6 +182,49 @@ static void test_rewrite(void)
     g_rmdir(dir);
 }
 
+/*
+ * The destination's two steps: a prepared file is no session until its
+ * commit (a restart must not carry on a VM that never ran there), and a
+ * discarded one leaves nothing behind.
+ */
+static void test_prepare_commit(void)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *dir = g_dir_make_tmp("session-file-XXXXXX", &err);
+    g_autofree char *path = g_build_filename(dir, KEPT ".dest", NULL);
+    g_autofree char *tmp = g_build_filename(dir, KEPT ".dest.tmp", NULL);
+    struct session_file f = {.role = ROLE_DESTINATION, .mode = MODE_HYBRID};
+    struct session_file got;
+    g_autoptr(GArray) none = NULL;
+
+    g_assert_no_error(err);
+    g_strlcpy(f.id, KEPT, sizeof(f.id));
+    g_strlcpy(f.vm_name, "vm1", sizeof(f.vm_name));
+    g_assert_true(session_file_prepare(dir, &f, &err));
+    g_assert_no_error(err);
+    g_assert_true(g_file_test(tmp, G_FILE_TEST_EXISTS));
+    g_assert_false(session_file_find(dir, "vm1", ROLE_DESTINATION, &got));
+    none = session_file_list(dir);
+    g_assert_cmpuint(none->len, ==, 0);
+
+    session_file_discard(dir, KEPT, ROLE_DESTINATION);
+    g_assert_false(g_file_test(tmp, G_FILE_TEST_EXISTS));
+    g_assert_false(session_file_commit(dir, KEPT, ROLE_DESTINATION, &err));
+    g_assert_error(err, G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
+    g_clear_error(&err);
+
+    g_assert_true(session_file_prepare(dir, &f, &err));
+    g_assert_true(session_file_commit(dir, KEPT, ROLE_DESTINATION, &err));
+    g_assert_no_error(err);
+    g_assert_false(g_file_test(tmp, G_FILE_TEST_EXISTS));
+    g_assert_true(session_file_find(dir, "vm1", ROLE_DESTINATION, &got));
+    g_assert_cmpstr(got.id, ==, KEPT);
+    session_file_discard(dir, KEPT, ROLE_DESTINATION); /* nothing to do */
+    g_assert_true(g_file_test(path, G_FILE_TEST_EXISTS));
+    g_unlink(path);
+    g_rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -189,5 +232,6 @@ int main(int argc, char **argv)
     g_test_add_func("/session-file/find-id", test_find_id);
     g_test_add_func("/session-file/domain", test_domain);
     g_test_add_func("/session-file/rewrite", test_rewrite);
+    g_test_add_func("/session-file/prepare-commit", test_prepare_commit);
     return g_test_run();
 }
