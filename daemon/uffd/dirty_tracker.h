@@ -158,8 +158,8 @@ bool dirty_tracker_add_range(struct dirty_tracker *dt, uint64_t base,
 bool dirty_tracker_collect(struct dirty_tracker *dt, size_t range,
                            GError **err);
 /*
- * The last collect, with the guest stopped for good: the same, but async
- * WP does not re-protect (nothing will be tracked after it, and skipping
+ * The last collect, with the guest stopped for good: the same, but the WP
+ * methods do not re-protect (nothing will be tracked after it, and skipping
  * the PTE updates and TLB flushes shortens the downtime).  Tracking must
  * be stopped afterwards, not collected again.
  */

@@ -133,6 +133,8 @@ static bool async_collect_range(struct dirty_tracker *dt, struct dirty_range *r,
  * Protect each run of live pages, then move it to the collected set.  The
  * lock keeps handle_wp_fault() out, so an unprotected page always has its
  * live bit set and a write can never slip between protect and handout.
+ * The final collect only moves them: nothing is tracked after it, and the
+ * ioctl per run was all of its cost (0.1-2.8 ms at 256 MiB/s here).
  */
 static bool sync_collect_range(struct dirty_tracker *dt, struct dirty_range *r,
                                GError **err)
@@ -141,8 +143,10 @@ static bool sync_collect_range(struct dirty_tracker *dt, struct dirty_range *r,
 
     while ((s = bitmap_next(r->live, r->npages, s, true)) < r->npages) {
         uint64_t e = bitmap_next(r->live, r->npages, s, false);
-        int ret = uffd_writeprotect(dt->u, r->base + s * r->page_size,
-                                    (e - s) * r->page_size, true, 0);
+        int ret = dt->final
+                      ? 0
+                      : uffd_writeprotect(dt->u, r->base + s * r->page_size,
+                                          (e - s) * r->page_size, true, 0);
 
         if (ret < 0) {
             g_set_error(err, G_IO_ERROR, g_io_error_from_errno(-ret),
