@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <string.h>
 #include <gio/gio.h>
 
@@ -98,7 +99,8 @@ bool channel_has_buffered(const struct channel *ch)
     return ch->ops->buffered && ch->ops->buffered(ch);
 }
 
-bool channel_spin_readable(const struct channel *ch, unsigned spin_us)
+bool channel_spin_readable(const struct channel *ch, unsigned spin_us,
+                           bool yield)
 {
     struct pollfd p = {.fd = channel_fd(ch), .events = POLLIN};
     int64_t end;
@@ -110,6 +112,9 @@ bool channel_spin_readable(const struct channel *ch, unsigned spin_us)
     do {
         if (poll(&p, 1, 0) > 0) {
             return true;
+        }
+        if (yield) {
+            sched_yield();
         }
     } while (g_get_monotonic_time() < end);
     return false;

@@ -163,9 +163,13 @@ bool channel_has_buffered(const struct channel *ch);
  * checking without sleeping.  True if something can.  For a receiver whose
  * next frame is due within microseconds, where going to sleep and being
  * woken (on another CPU: 25-100 us on a nested VM) costs more than the
- * spin.  Call between frames only.
+ * spin.  Call between frames only.  With @yield, every empty check lets
+ * whatever else is runnable on this CPU go first (sched_yield()): a spinner
+ * at normal priority otherwise keeps ksoftirqd, which may hold the very
+ * packets it sent or waits for, off its CPU for a whole time slice.
  */
-bool channel_spin_readable(const struct channel *ch, unsigned spin_us);
+bool channel_spin_readable(const struct channel *ch, unsigned spin_us,
+                           bool yield);
 /*
  * The peer hung up (or the link failed): a receive would fail once the
  * bytes already here are read.  Never blocks.  For a channel on which

@@ -233,7 +233,7 @@ static PeerMessage *recv_past_barriers(struct dest_session *s, GError **err)
         PeerMessage *msg;
 
         if (spin) {
-            channel_spin_readable(s->control, SWITCHOVER_SPIN_US);
+            channel_spin_readable(s->control, SWITCHOVER_SPIN_US, true);
         }
         msg = channel_recv_msg(s->control, err);
         while (msg &&

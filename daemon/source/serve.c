@@ -220,7 +220,7 @@ gpointer source_request_thread(gpointer opaque)
          * (The destination does not poll: its CPUs run the guest.)
          */
         fault_budget_check(&budget);
-        if (!channel_spin_readable(s->urgent, poll_us(s, cpus))) {
+        if (!channel_spin_readable(s->urgent, poll_us(s, cpus), false)) {
             fault_budget_sleeping(&budget);
         }
         if (!channel_recv_hdr(s->urgent, &req, &err) ||

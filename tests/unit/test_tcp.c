@@ -1220,7 +1220,7 @@ static void check_queued_read_ahead(enum channel_kind kind)
     g_assert_cmpint(ioctl(channel_fd(p.in), FIONREAD, &queued), ==, 0);
     g_assert_cmpint(queued, ==, bulk ? 0 : total - FRAME_HDR_LEN - PAGE_SIZE);
     g_assert_cmpint(channel_wait_any(in, 1, 0), ==, 0);
-    g_assert_true(channel_spin_readable(p.in, 0));
+    g_assert_true(channel_spin_readable(p.in, 0, false));
     for (uint32_t i = 1; i <= RX_QUEUED; i++) {
         recv_seeded(p.in, i, buf, want, i == 4 ? 0 : PAGE_SIZE);
     }
