@@ -154,6 +154,10 @@ static unsigned vcpu_threads(GPid pid)
 static void copy_to_incoming(struct migration *m)
 {
     g_assert_true(m->dst.info.incoming);
+    /* A new thread names itself: give the names a moment to show. */
+    for (int i = 0; i < 500 && vcpu_threads(m->dst.pid) < 2; i++) {
+        g_usleep(10 * 1000);
+    }
     g_assert_cmpuint(vcpu_threads(m->dst.pid), ==, 2);
     assert_ram_untouched(&m->dst);
     g_assert_cmpuint(copy_ram(&m->src, &m->dst), >, 0);
