@@ -101,5 +101,10 @@ char *migstats_format_us(double us)
     if (s < 120) {
         return g_strdup_printf(s < 10 ? "%.2f s" : "%.1f s", s);
     }
-    return g_strdup_printf("%dm%02ds", (int)(s / 60), (int)s % 60);
+    /* A reply may say anything: no integer conversion out of range (UB). */
+    if (!(s < 1e12)) {
+        return g_strdup_printf("%.3g s", s);
+    }
+    return g_strdup_printf("%" G_GINT64_FORMAT "m%02ds", (gint64)(s / 60),
+                           (int)((gint64)s % 60));
 }
