@@ -74,14 +74,20 @@ bool session_file_commit(const char *state_dir, const char *id,
     return true;
 }
 
+/* Gone already is fine: either way nothing is left to carry on from. */
+static void unlink_warn(const char *path)
+{
+    if (unlink(path) && errno != ENOENT) {
+        g_warning("removing %s: %s", path, g_strerror(errno));
+    }
+}
+
 void session_file_discard(const char *state_dir, const char *id,
                           enum migration_role role)
 {
     g_autofree char *tmp = tmp_of(state_dir, id, role);
 
-    if (unlink(tmp) && errno != ENOENT) {
-        g_warning("removing %s: %s", tmp, g_strerror(errno));
-    }
+    unlink_warn(tmp);
 }
 
 bool session_file_write(const char *state_dir, const struct session_file *f,
@@ -96,9 +102,7 @@ void session_file_remove(const char *state_dir, const char *id,
 {
     g_autofree char *path = path_of(state_dir, id, role);
 
-    if (unlink(path) && errno != ENOENT) {
-        g_warning("removing %s: %s", path, g_strerror(errno));
-    }
+    unlink_warn(path);
 }
 
 static bool parse_id(const char *hex, struct session_file *f)
