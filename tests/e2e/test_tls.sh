@@ -134,7 +134,7 @@ migrate_ok() {
 
 # refused TITLE VM WHO ERE: the migration fails, daemon WHO logs ERE once.
 refused() {
-    local title=$1 vm=$2 who=$3 re=$4 rc lines hits why=() out=$PCD_TMP/migrate-$2
+    local title=$1 vm=$2 who=$3 re=$4 rc lines why=() out=$PCD_TMP/migrate-$2
     if ! guests shmem "$vm"; then
         not_ok "$title" "a guest did not attach"
         diag <"$PCD_TMP/$vm.start"
@@ -149,9 +149,10 @@ refused() {
     lines=$(grep -c . "$out.stderr")
     ((rc != 0)) || why+=("postcopy-migrate succeeded")
     ((lines == 1)) || why+=("$lines lines on stderr, expected one reason")
-    sleep 0.2 & wait $!
-    hits=$(grep -cE "$re" "$(pcd_daemon_log "$who")")
-    ((hits >= 1)) || why+=("the $who daemon did not log /$re/")
+    # The refusing daemon may log after its peer has already seen the
+    # refusal (a TLS alert goes out before gnutls returns to the daemon).
+    pcd_wait_line "$(pcd_daemon_log "$who")" "$re" 10 >/dev/null ||
+        why+=("the $who daemon did not log /$re/ within 10 s")
     running "$vm-src" || why+=("the source guest is not running its workload")
     pcd_daemon_alive src || why+=("the source daemon died")
     pcd_daemon_alive dst || why+=("the destination daemon died")
