@@ -206,6 +206,7 @@ static bool send_switchover(struct source_session *s,
     PeerMessage msg = POSTCOPY__PEER__PEER_MESSAGE__INIT;
     g_autoptr(PeerMessage) reply = NULL;
     size_t len;
+    bool spun;
 
     msg.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_SWITCHOVER;
     msg.switchover = so;
@@ -217,21 +218,19 @@ static bool send_switchover(struct source_session *s,
     /* From here only an explicit refusal proves the VM did not start. */
     s->switchover_sent = true;
     /*
-     * Spin at normal priority, yielding: ksoftirqd may still hold the
-     * Switchover's own packet on this CPU, and the reply's.  A real-time
-     * spinner kept it off (the answer seen only when the 20 ms spin ran
-     * out); one at normal priority without yielding, for a time slice (the
-     * Switchover reached the destination 3.5 ms after it was sent in one
-     * run in three at 4-8 GiB; yielding, the switchover less the resume
-     * took 0.5-2.0 ms in ten runs, against 0.4-5.7 ms).
+     * The reply is due within milliseconds, in the downtime.  At real-time
+     * priority wait blocked: its arrival preempts whatever runs here.  A
+     * spinner at normal priority, yielding, waited behind busy CPUs (other
+     * VMs; on the bench's shared CPUs the destination's resumed guest):
+     * the Switchover to its answer less the resume 0.33-3.5 ms, median
+     * 0.90, against 0.40-0.64 ms, median 0.56, blocked at real time (five
+     * alternated runs each, 4 GiB sync-wp).  A real-time spinner is worse
+     * still: it kept ksoftirqd, which may hold the reply's packet on this
+     * CPU, off until the 20 ms spin ran out.  Without real time (precopy
+     * mode, no privilege) spin, yielding: that saves a wake-up.
      */
-    if (*rt) {
-        fault_priority_leave();
-        *rt = false;
-    }
-    /* The reply is due within milliseconds, in the downtime: stay awake. */
-    if (!channel_spin_readable(s->control, SWITCHOVER_SPIN_US, true) &&
-        !source_serve_until(s, s->control, err)) {
+    spun = !*rt && channel_spin_readable(s->control, SWITCHOVER_SPIN_US, true);
+    if (!spun && !source_serve_until(s, s->control, err)) {
         return false;
     }
     reply = source_expect_msg(
@@ -240,6 +239,11 @@ static bool send_switchover(struct source_session *s,
         return false;
     }
     downtime_mark(s->m, DT_SWITCHOVER);
+    /* What follows (the tracker's teardown) is no longer the downtime. */
+    if (*rt) {
+        fault_priority_leave();
+        *rt = false;
+    }
     downtime_from_reply(s->m, reply->switchover_reply);
     if (!reply->switchover_reply->ok) {
         s->switchover_refused = true;
@@ -297,7 +301,7 @@ static bool pause_and_switch(struct source_session *s, bool *rt, GError **err)
 
 /*
  * Pause, hand the device state over, and learn whether it resumed there;
- * at real-time priority until the Switchover is out, so that nothing else
+ * at real-time priority until its answer is read, so that nothing else
  * on this host's CPUs (other VMs, other migrations' streams) lengthens
  * the downtime.  Not in precopy mode: its downtime sends the last dirty
  * pages from this thread, for as long as the wire takes, and a real-time
