@@ -12,8 +12,9 @@
  * milliseconds (its share for fair tasks: 50 ms of each second).
  *
  * The downtime's path runs there too, for the few milliseconds it lasts:
- * the source's migration thread from the pause until the Switchover is
- * sent, the destination's from the Switchover to its answer.
+ * the source's migration thread from the pause until it has read the
+ * destination's answer (waiting for it blocked: its arrival preempts),
+ * the destination's from the Switchover to its answer.
  *
  * Contract: prio 0 leaves the thread alone; a refusal (no CAP_SYS_NICE, an
  * RT-less cgroup) is logged once per process and never fatal: the thread
