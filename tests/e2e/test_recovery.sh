@@ -934,7 +934,8 @@ section_keys() {
         start_guest "$vm" src shmem "$SMALL_SIZE"; then
         keys_ok=1
         refused_case "wrong key" "$vm"
-        grep -q 'failed authentication' "$(pcd_daemon_log dst)" ||
+        # It answers the source's proof before it logs why it refused it.
+        pcd_wait_line "$(pcd_daemon_log dst)" 'failed authentication' 10 >/dev/null ||
             R_WHY+=("the destination did not log the failed authentication")
         # Garbage where the destination expects an AuthChallenge.
         tcp_send "$PCD_NS_SRC" "$PCD_IP_DST" 65536
