@@ -116,6 +116,7 @@ static enum page_result decide_request(uint8_t old, uint8_t *new, unsigned arg)
     return PAGE_DO_REQUEST;
 }
 
+/* @arg: the copies here are unconfirmed (page_state_copies_unconfirmed). */
 static enum page_result decide_fault(uint8_t old, uint8_t *new, unsigned arg)
 {
     *new = old;
@@ -124,6 +125,11 @@ static enum page_result decide_fault(uint8_t old, uint8_t *new, unsigned arg)
     case PAGE_STALE:
         return decide_request(old, new, arg);
     case PAGE_CURRENT:
+        if (arg) {
+            /* Fetched, not trusted: STALE is what an abort goes back to. */
+            *new = make(PAGE_REQUESTED, PAGE_STALE, 0);
+            return PAGE_DO_REQUEST;
+        }
         *new = make(PAGE_INSTALLING, PAGE_CURRENT, (old & F_ZERO) | F_WANTED);
         return PAGE_DO_INSTALL;
     case PAGE_WRITING:
@@ -347,7 +353,8 @@ bool page_state_try_request(struct page_state_table *t, uint32_t region,
 enum page_result page_state_fault(struct page_state_table *t, uint32_t region,
                                   uint64_t page)
 {
-    return update(t, region, page, decide_fault, 0);
+    return update(t, region, page, decide_fault,
+                  !page_state_copies_confirmed(t));
 }
 
 enum page_result page_state_begin_write(struct page_state_table *t,
@@ -462,6 +469,37 @@ void page_state_mark_stale_run(struct page_state_table *t, uint32_t region,
                                __ATOMIC_RELAXED);
         }
     }
+}
+
+void page_state_copies_unconfirmed(struct page_state_table *t)
+{
+    __atomic_or_fetch(hdr_flags(t), HDR_UNCONFIRMED, __ATOMIC_SEQ_CST);
+}
+
+bool page_state_copies_confirmed(const struct page_state_table *t)
+{
+    return !(__atomic_load_n(hdr_flags(t), __ATOMIC_SEQ_CST) & HDR_UNCONFIRMED);
+}
+
+void page_state_confirm_copies(struct page_state_table *t)
+{
+    __atomic_and_fetch(hdr_flags(t), ~HDR_UNCONFIRMED, __ATOMIC_SEQ_CST);
+}
+
+uint64_t page_state_distrust_copies(struct page_state_table *t)
+{
+    uint64_t n = 0;
+
+    if (page_state_copies_confirmed(t)) {
+        return 0;
+    }
+    for (uint32_t r = 0; r < t->nregions; r++) {
+        n += __atomic_load_n(&t->regions[r].count[PAGE_CURRENT],
+                             __ATOMIC_RELAXED);
+        page_state_mark_stale_run(t, r, 0, t->regions[r].npages);
+    }
+    page_state_confirm_copies(t);
+    return n;
 }
 
 enum page_result page_state_begin_install(struct page_state_table *t,

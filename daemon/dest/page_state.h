@@ -77,6 +77,7 @@ struct page_state_reload {
     uint64_t requests_dropped;   /* REQUESTED, put back, marked wanted */
     uint64_t writes_torn;        /* WRITING, contents untrusted */
     uint64_t installs_uncertain; /* INSTALLING: see page_state_resume() */
+    uint64_t copies_distrusted;  /* CURRENT of an unconfirmed table: STALE */
 };
 
 struct page_state_table;
@@ -105,7 +106,9 @@ struct page_state_table *page_state_create(const char *path,
  * WRITING pages go back likewise, a torn CURRENT copy becoming ABSENT.
  * INSTALLING pages stay held: only the caller can see whether the mapping
  * happened, and must end each with finish_install or abort_install before
- * touching the page otherwise.  Call before any other thread uses it.
+ * touching the page otherwise.  A table left unconfirmed has its CURRENT
+ * pages made STALE (page_state_distrust_copies).  Call before any other
+ * thread uses it.
  */
 struct page_state_table *page_state_resume(const char *path,
                                            const struct page_state_layout *l,
@@ -134,7 +137,8 @@ bool page_state_try_request(struct page_state_table *t, uint32_t region,
                             uint64_t page);
 /*
  * The fault thread's one call for a faulting page: PAGE_DO_REQUEST (now
- * REQUESTED: send it), PAGE_DO_INSTALL (was CURRENT, now held INSTALLING),
+ * REQUESTED: send it; also a CURRENT page while copies are unconfirmed),
+ * PAGE_DO_INSTALL (was CURRENT, now held INSTALLING),
  * PAGE_WAIT (requested, or held by another thread, which will install it:
  * a writer is told through the wanted hint), PAGE_WAKE (INSTALLED) or
  * PAGE_DO_ZERO (REMOVED: map a zero page, then page_state_zeroed()).
@@ -185,6 +189,25 @@ enum page_result page_state_mark_stale(struct page_state_table *t,
  */
 void page_state_mark_stale_run(struct page_state_table *t, uint32_t region,
                                uint64_t first, uint64_t n);
+
+/*
+ * The dirty set that makes copies here stale may still be on its way
+ * (it follows the resume: docs/architecture.md "Phases").  Until
+ * page_state_confirm_copies(), a fault on a CURRENT page requests it
+ * (PAGE_DO_REQUEST, REQUESTED with STALE to go back to) instead of
+ * installing the copy, and nothing else may install one.  Kept in the
+ * file: page_state_resume() of an unconfirmed table distrusts its copies.
+ */
+void page_state_copies_unconfirmed(struct page_state_table *t);
+bool page_state_copies_confirmed(const struct page_state_table *t);
+/* The dirty set is marked: CURRENT copies are current again. */
+void page_state_confirm_copies(struct page_state_table *t);
+/*
+ * The dirty set will not come (the link failed, the daemon restarted):
+ * every CURRENT page becomes STALE and is fetched again, then confirmed.
+ * Returns how many pages were CURRENT; 0 on a confirmed table.
+ */
+uint64_t page_state_distrust_copies(struct page_state_table *t);
 
 /*
  * Hold a page to install it, from one of the states in @from (CURRENT alone

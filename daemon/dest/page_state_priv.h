@@ -55,7 +55,15 @@ struct file_header {
         uint64_t npages;
         uint64_t page_size;
     } regions[REGION_MAX];
+    /*
+     * HDR_UNCONFIRMED: the VM runs but the dirty set that follows the
+     * resume has not been applied, so a CURRENT copy may be stale.  Last
+     * in the header: files from before it read 0 there.
+     */
+    uint32_t flags;
 };
+
+#define HDR_UNCONFIRMED 0x1u
 
 G_STATIC_ASSERT(sizeof(struct file_header) <= DATA_OFFSET);
 G_STATIC_ASSERT(PAGE_REQUESTED <= 3); /* priors fit in two bits */
@@ -67,12 +75,17 @@ struct ps_region {
 };
 
 struct page_state_table {
-    int fd; /* locked file, or -1 for anonymous memory */
-    uint8_t *base;
+    int fd;        /* locked file, or -1 for anonymous memory */
+    uint8_t *base; /* the header, then the bytes at DATA_OFFSET */
     size_t len;
     uint32_t nregions;
     struct ps_region regions[REGION_MAX];
 };
+
+static inline uint32_t *hdr_flags(const struct page_state_table *t)
+{
+    return &((struct file_header *)(void *)t->base)->flags;
+}
 
 static inline enum page_state st(uint8_t b)
 {

@@ -218,6 +218,7 @@ static struct page_state_table *resume_fd(int fd, const char *path,
         return NULL;
     }
     recover_all(t, rl);
+    rl->copies_distrusted = page_state_distrust_copies(t);
     return t;
 }
 

@@ -603,6 +603,51 @@ static void test_mark_stale_run(void)
     page_state_close(b);
 }
 
+/*
+ * Copies unconfirmed (the last dirty set follows the resume): a fault on
+ * a CURRENT page asks for it, and what an abort leaves is STALE, never the
+ * copy; the set marks its pages, then the rest is trusted again.  Given
+ * up on, every CURRENT copy goes STALE and nothing else moves.
+ */
+static void test_unconfirmed(void)
+{
+    struct page_state_table *t = table_one(6);
+
+    for (uint64_t p = 0; p < 4; p++) {
+        drive(t, 0, p, PAGE_CURRENT);
+    }
+    drive(t, 0, 4, PAGE_INSTALLED);
+    g_assert_true(page_state_copies_confirmed(t));
+    g_assert_cmpuint(page_state_distrust_copies(t), ==, 0);
+    page_state_copies_unconfirmed(t);
+    g_assert_false(page_state_copies_confirmed(t));
+
+    assert_result(page_state_fault(t, 0, 0), PAGE_DO_REQUEST);
+    assert_state(t, 0, 0, PAGE_REQUESTED);
+    assert_result(page_state_begin_install(t, 0, 0, PAGE_MASK(PAGE_REQUESTED)),
+                  PAGE_OK);
+    assert_result(page_state_abort_install(t, 0, 0), PAGE_DO_REQUEST);
+    assert_state(t, 0, 0, PAGE_REQUESTED);
+    assert_result(page_state_fault(t, 0, 4), PAGE_WAKE);
+    assert_result(page_state_fault(t, 0, 5), PAGE_DO_REQUEST);
+
+    /* The set names page 1; confirmed, page 2's copy installs. */
+    page_state_mark_stale_run(t, 0, 1, 1);
+    page_state_confirm_copies(t);
+    assert_result(page_state_fault(t, 0, 2), PAGE_DO_INSTALL);
+    assert_state(t, 0, 1, PAGE_STALE);
+
+    /* Given up on: page 3, the one copy left, goes STALE. */
+    page_state_copies_unconfirmed(t);
+    g_assert_cmpuint(page_state_distrust_copies(t), ==, 1);
+    g_assert_true(page_state_copies_confirmed(t));
+    assert_state(t, 0, 3, PAGE_STALE);
+    assert_state(t, 0, 2, PAGE_INSTALLING);
+    assert_state(t, 0, 4, PAGE_INSTALLED);
+    assert_counts(t);
+    page_state_close(t);
+}
+
 static void test_next(void)
 {
     /* 13 pages first: region 1's bytes start unaligned. */
@@ -1156,6 +1201,49 @@ static void test_file_resume(struct fixture *f, gconstpointer data)
     page_state_close(t);
 }
 
+/*
+ * A daemon that died with the copies unconfirmed: its successor cannot
+ * know the last dirty set, so it trusts none of them; a confirmed table
+ * reloads its copies as they are.
+ */
+static void test_file_unconfirmed(struct fixture *f, gconstpointer data)
+{
+    struct page_state_reload rl;
+    struct page_state_table *t = create_ok(f);
+
+    drive(t, 0, 0, PAGE_CURRENT);
+    drive(t, 0, 1, PAGE_CURRENT);
+    drive(t, 0, 2, PAGE_INSTALLED);
+    drive(t, 0, 4, PAGE_CURRENT);
+    page_state_copies_unconfirmed(t);
+    page_state_close(t);
+
+    t = resume_ok(f, &rl);
+    g_assert_cmpuint(rl.copies_distrusted, ==, 3);
+    g_assert_true(page_state_copies_confirmed(t));
+    assert_state(t, 0, 0, PAGE_STALE);
+    assert_state(t, 0, 1, PAGE_STALE);
+    assert_state(t, 0, 2, PAGE_INSTALLED);
+    drive(t, 0, 3, PAGE_CURRENT);
+    assert_counts(t);
+    page_state_close(t);
+
+    t = resume_ok(f, &rl);
+    g_assert_cmpuint(rl.copies_distrusted, ==, 0);
+    assert_state(t, 0, 3, PAGE_CURRENT);
+
+    /* A copy asked for while unconfirmed never goes back to CURRENT,
+     * even once the rest is confirmed. */
+    page_state_copies_unconfirmed(t);
+    assert_result(page_state_fault(t, 0, 3), PAGE_DO_REQUEST);
+    page_state_confirm_copies(t);
+    page_state_close(t);
+    t = resume_ok(f, &rl);
+    g_assert_cmpuint(rl.requests_dropped, ==, 1);
+    assert_state(t, 0, 3, PAGE_STALE);
+    page_state_close(t);
+}
+
 static void test_file_locked(struct fixture *f, gconstpointer data)
 {
     g_autoptr(GError) err = NULL;
@@ -1373,6 +1461,7 @@ int main(int argc, char **argv)
     g_test_add_func("/page-state/zero-hint", test_zero_hint);
     g_test_add_func("/page-state/claim-run", test_claim_run);
     g_test_add_func("/page-state/mark-stale-run", test_mark_stale_run);
+    g_test_add_func("/page-state/unconfirmed", test_unconfirmed);
     g_test_add_func("/page-state/next", test_next);
     g_test_add_func("/page-state/counters/random", test_counters_random);
     g_test_add_func("/page-state/counters/all-installed", test_all_installed);
@@ -1381,6 +1470,7 @@ int main(int argc, char **argv)
                     test_race_installed_final);
     g_test_add_func("/page-state/race/claim-run", test_race_claim_run);
     add_file_test("/page-state/file/resume", test_file_resume);
+    add_file_test("/page-state/file/unconfirmed", test_file_unconfirmed);
     add_file_test("/page-state/file/locked", test_file_locked);
     add_file_test("/page-state/file/create-exists", test_file_create_exists);
     add_file_test("/page-state/file/missing", test_file_missing);
