@@ -17,7 +17,7 @@
 #include "transport.h"
 
 /* The version Hello.version carries; docs/protocol.md says what changed. */
-#define PEER_PROTOCOL_VERSION 1
+#define PEER_PROTOCOL_VERSION 2
 
 /* Hello.capabilities: pages may travel as FRAME_PAGE_ZERO... */
 #define PEER_CAP_ZERO_PAGE "zero-page"

@@ -71,8 +71,15 @@ static bool send_resume_reply(struct dest_session *s, struct channel *ch,
     const unsigned lacking = PAGE_MASK(PAGE_ABSENT) | PAGE_MASK(PAGE_STALE) |
                              PAGE_MASK(PAGE_REQUESTED);
     unsigned long *maps[REGION_MAX] = {0};
+    uint64_t distrusted = page_state_distrust_copies(s->pst);
     bool ok;
 
+    if (distrusted) {
+        g_message(
+            "migration %s: the last dirty set never came: %" G_GUINT64_FORMAT
+            " pages held here are fetched again",
+            s->m->id, distrusted);
+    }
     for (size_t i = 0; i < s->regions->n; i++) {
         uint64_t n = region_pages(&s->regions->regions[i]);
 

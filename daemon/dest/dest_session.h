@@ -12,7 +12,8 @@
  *  - receivers (receiver.c: urgent, each bulk stream): take page frames
  *    and hand their pages to the installer;
  *  - the sweep (installer.c): after the resume, installs every page whose
- *    current copy is already here.
+ *    current copy is already here (once the dirty set that may follow the
+ *    resume is marked: page_state_copies_unconfirmed()).
  * The VMM's non-cooperative uffd events (a range removed or unmapped) are
  * read by the fault thread and ordered with installs by uffd_events.c.
  * installer.c is the one place that writes a page's copy or installs it.
@@ -138,6 +139,9 @@ bool dest_wait_for(struct dest_session *s, bool (*done)(void *), void *arg,
 
 /* switchover.c */
 bool dest_switchover(struct dest_session *s, GError **err);
+/* A FinalDirty on control (session thread). */
+bool dest_final_dirty(struct dest_session *s, const PeerMessage *msg,
+                      GError **err);
 bool dest_ram_allocated(struct vm_entry *vm, GError **err);
 
 /* installer.c */
@@ -161,7 +165,12 @@ void dest_install_current(struct dest_session *s, const struct region *r,
 /* Faults on pages [first, first + n) are over (blocktime). */
 void dest_end_faults(struct dest_session *s, const struct region *r,
                      uint64_t first, uint64_t n);
-gpointer dest_sweep_thread(gpointer opaque);
+/*
+ * Session thread: start the sweep once the VM runs and the copies here
+ * are confirmed (the dirty set after the resume is marked); a no-op
+ * before that, or once it started.
+ */
+void dest_start_sweep(struct dest_session *s);
 
 /* fault_thread.c */
 gpointer dest_fault_thread(gpointer opaque);

@@ -361,7 +361,7 @@ void dest_install_current(struct dest_session *s, const struct region *r,
  * After the resume: install every page whose current copy is already here,
  * in contiguous runs, with no network; faults on them need not wait.
  */
-gpointer dest_sweep_thread(gpointer opaque)
+static gpointer sweep_thread(gpointer opaque)
 {
     struct dest_session *s = opaque;
 
@@ -374,6 +374,14 @@ gpointer dest_sweep_thread(gpointer opaque)
     }
     signal_if_done(s);
     return NULL;
+}
+
+void dest_start_sweep(struct dest_session *s)
+{
+    if (!s->sweep_thread && atomic_load(&s->running) &&
+        page_state_copies_confirmed(s->pst)) {
+        s->sweep_thread = g_thread_new("dst-sweep", sweep_thread, s);
+    }
 }
 
 bool dest_install_faulted(struct dest_session *s, const struct region *r,

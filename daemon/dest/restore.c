@@ -83,9 +83,12 @@ static bool reload_table(struct dest_session *s, GError **err)
     }
     g_message("migration %s: page state reloaded: %" G_GUINT64_FORMAT
               " request(s) to send again, %" G_GUINT64_FORMAT
-              " torn write(s), %" G_GUINT64_FORMAT " install(s) checked",
+              " torn write(s), %" G_GUINT64_FORMAT
+              " install(s) checked, %" G_GUINT64_FORMAT
+              " copies fetched again (the last dirty set "
+              "never came)",
               s->m->id, reload.requests_dropped, reload.writes_torn,
-              reload.installs_uncertain);
+              reload.installs_uncertain, reload.copies_distrusted);
     return true;
 }
 
@@ -175,6 +178,6 @@ void dest_restore(struct daemon *d, struct vm_entry *vm,
               m->id, m->vm_name);
     s->fault_thread = g_thread_new("dst-faults", dest_fault_thread, s);
     wake_blocked_vcpus(s);
-    s->sweep_thread = g_thread_new("dst-sweep", dest_sweep_thread, s);
+    dest_start_sweep(s);
     m->thread = g_thread_new("dest", restored_thread, s);
 }

@@ -409,6 +409,8 @@ static void source_ended(struct dest_session *s, const char *why)
 #define LAST_WORD_MS 200
 /* A message begun on control in postcopy: in whole within this. */
 #define CONTROL_READ_MS 1000
+/* One wait for the FinalDirty; the loop re-checks stop and pause. */
+#define FINAL_DIRTY_WAIT_MS 100
 
 /*
  * In postcopy the source says nothing on control unless it ends the
@@ -436,6 +438,11 @@ static void watch_control(struct dest_session *s, int wait_ms)
     }
     if (msg && msg->msg_case == POSTCOPY__PEER__PEER_MESSAGE__MSG_ERROR) {
         source_ended(s, msg->error->message);
+    } else if (msg &&
+               msg->msg_case == POSTCOPY__PEER__PEER_MESSAGE__MSG_FINAL_DIRTY) {
+        if (!dest_final_dirty(s, msg, &err)) {
+            dest_fail(s, "control: %s", err->message);
+        }
     } else if (!atomic_load(&s->paused)) {
         dest_fail(s, "control: %s",
                   msg ? "a message out of place in postcopy" : err->message);
@@ -448,9 +455,16 @@ static bool postcopy_goes_on(struct dest_session *s)
            !atomic_load(&s->paused);
 }
 
-/* Until every page is installed, pausing and resuming as the link goes. */
+/*
+ * Until every page is installed, pausing and resuming as the link goes.
+ * First the dirty set that may follow the resume: the sweep waits for it,
+ * so read it as it comes rather than at the next slice.
+ */
 void dest_postcopy(struct dest_session *s)
 {
+    while (!page_state_copies_confirmed(s->pst) && postcopy_goes_on(s)) {
+        watch_control(s, FINAL_DIRTY_WAIT_MS);
+    }
     for (;;) {
         while (postcopy_goes_on(s)) {
             g_mutex_lock(&s->m->lock);
@@ -471,6 +485,8 @@ void dest_postcopy(struct dest_session *s)
         if (atomic_load(&s->stop) || !wait_resume(s)) {
             return;
         }
+        /* The resume distrusted copies the lost dirty set left unmarked. */
+        dest_start_sweep(s);
     }
 }
 

@@ -1,7 +1,8 @@
 /*
  * switchover.c - the destination's part of the switchover: answer the
  * source's Barriers once the bulk data before them is written, then at
- * the Switchover mark the re-dirtied pages STALE and resume the VMM.
+ * the Switchover mark the re-dirtied pages STALE and resume the VMM, and
+ * mark the last dirty pages when they follow the resume (FinalDirty).
  *
  * Contract: `running` is set just before the VMM resumes, so the first
  * fault finds the new phase; a VMM that refuses to resume leaves the
@@ -288,7 +289,11 @@ static bool resume_and_answer(struct dest_session *s, PeerMessage *msg,
         uint64_t t0 = migration_now_us();
 
         /* Before the resume: the first fault must find the new phase,
-         * and the reader thread ready to READ it (else it goes in frames). */
+         * and the reader thread ready to READ it (else it goes in frames);
+         * with the last dirty pages still to come, no copy is trusted. */
+        if (msg->switchover->dirty_follows) {
+            page_state_copies_unconfirmed(s->pst);
+        }
         atomic_store(&s->running, true);
         dest_remote_start(s);
         sr.ok = vmm_driver_resume(s->m->vm->driver,
@@ -351,7 +356,7 @@ bool dest_switchover(struct dest_session *s, GError **err)
     }
     /* The VM runs here whether or not the source heard it. */
     atomic_store(&s->m->stats.resume_us, migration_now_us());
-    s->sweep_thread = g_thread_new("dst-sweep", dest_sweep_thread, s);
+    dest_start_sweep(s);
     /*
      * Active only once the source was told; unanswered, the caller pauses
      * it from here (device -> postcopy-paused, whichever thread sees the
@@ -361,4 +366,36 @@ bool dest_switchover(struct dest_session *s, GError **err)
         migration_set_status(s->m, MIG_DEVICE, MIG_POSTCOPY_ACTIVE);
     }
     return sent;
+}
+
+/*
+ * The last dirty pages, collected at the source while the VM already ran
+ * here (a Switchover with dirty_follows): mark them STALE, then trust the
+ * other copies again and start the sweep.  Until now every fault was
+ * served by the source, whose paused VM's pages are final.
+ */
+bool dest_final_dirty(struct dest_session *s, const PeerMessage *msg,
+                      GError **err)
+{
+    const Postcopy__Peer__FinalDirty *fd = msg->final_dirty;
+    uint64_t stale = 0, t0 = migration_now_us();
+
+    if (!fd->stale) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                    "final dirty set: no pages field");
+        return false;
+    }
+    if (!dirty_set_decode(fd->stale, s->regions, mark_stale_run, s, &stale,
+                          err)) {
+        return false;
+    }
+    page_state_confirm_copies(s->pst);
+    atomic_fetch_add(&s->m->stats.stale_pages, stale);
+    dest_start_sweep(s);
+    g_debug("migration %s: %" G_GUINT64_FORMAT " pages of the final dirty "
+            "set marked in %" G_GUINT64_FORMAT " us, %" G_GUINT64_FORMAT
+            " us after the resume",
+            s->m->id, stale, migration_now_us() - t0,
+            t0 - atomic_load(&s->m->stats.resume_us));
+    return true;
 }

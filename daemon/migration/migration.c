@@ -299,6 +299,10 @@ static void query_rounds(struct migration *m, JsonBuilder *b)
     add_uint(b, "bytes-downtime", atomic_load(&st->bytes_downtime));
     add_uint(b, "bytes-postcopy", atomic_load(&st->bytes_postcopy));
     add_uint(b, "stale-pages", atomic_load(&st->stale_pages));
+    if (atomic_load(&st->final_dirty_us)) {
+        add_double(b, "final-dirty-after-resume",
+                   atomic_load(&st->final_dirty_us) / 1000.0);
+    }
     add_uint(b, "pages-installed-local", atomic_load(&st->installed_local));
     add_uint(b, "pages-prefetched", atomic_load(&st->pages_prefetched));
     if (m->dirty_method_name) {

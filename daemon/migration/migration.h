@@ -112,8 +112,11 @@ struct migration_stats {
     _Atomic uint64_t verify_checked, verify_mismatches;
     _Atomic uint64_t bytes_precopy, bytes_downtime, bytes_postcopy;
     _Atomic uint64_t expected_downtime_us;
-    _Atomic uint64_t installed_local;  /* destination: with no network */
-    _Atomic uint64_t stale_pages;      /* hybrid: dirty at switchover */
+    _Atomic uint64_t installed_local; /* destination: with no network */
+    _Atomic uint64_t stale_pages;     /* hybrid: dirty at switchover */
+    /* Hybrid, source: the resume to the FinalDirty sent (its collect),
+     * when the last dirty set follows the resume; else 0. */
+    _Atomic uint64_t final_dirty_us;
     _Atomic uint64_t pages_prefetched; /* source: streamed after a fault */
     /* Moved by one-sided reads (remote_read.h), not frames: destination,
      * every page READ; source, the pages of its declared precopy rounds. */

@@ -253,40 +253,68 @@ bool source_recover(struct migration *m, GError **err)
     return true;
 }
 
+/*
+ * The postcopy threads: the request thread first, so that with the last
+ * dirty set still to send (final_deferred) the destination's faults are
+ * served while it is collected; then the stream, which needs that set.
+ * False when the FinalDirty could not go: the migration pauses.
+ */
+static bool start_postcopy(struct source_session *s)
+{
+    struct migration *m = s->m;
+    g_autoptr(GError) err = NULL;
+    bool streaming;
+
+    /* The final collect takes a CPU as a bulk thread does (poll_us()). */
+    atomic_store(&s->bulk_running, s->final_deferred ? 1 : 0);
+    s->request_thread = g_thread_new("src-requests", source_request_thread, s);
+    if (s->final_deferred) {
+        s->final_deferred = false;
+        if (!source_send_final_dirty(s, &err)) {
+            migration_fail(m, MIG_POSTCOPY_PAUSED,
+                           "postcopy: the last dirty "
+                           "set: %s",
+                           err->message);
+            return false;
+        }
+        atomic_store(&s->bulk_running, 0);
+    }
+    /* Precopy mode has nothing left to stream, unless resuming. */
+    streaming = (m->params.mode != MODE_PRECOPY || s->resend_missing) &&
+                m->params.postcopy_bulk;
+    if (!streaming) {
+        return true;
+    }
+    postcopy_stream_init(&s->stream, s->regions,
+                         s->resend_missing ? s->pending : NULL);
+    /* The destination reads those itself (source_remote.c). */
+    for (size_t i = 0; i < s->regions->n; i++) {
+        if (source_remote_skips(s, i)) {
+            postcopy_stream_drop_region(&s->stream, i);
+        }
+    }
+    atomic_store(&s->bulk_running, s->nbulk);
+    atomic_store(&s->streaming, true); /* the stream is ready: notes go */
+    for (unsigned i = 0; i < s->nbulk; i++) {
+        s->bulk[i].thread =
+            g_thread_new("src-bulk", source_bulk_thread, &s->bulk[i]);
+    }
+    return true;
+}
+
 /* Serve the destination until it has every page, reconnecting as needed. */
 void source_postcopy_loop(struct source_session *s)
 {
     struct migration *m = s->m;
 
     for (;;) {
-        bool done;
+        bool done = start_postcopy(s) && wait_complete(s);
 
-        /* Precopy mode has nothing left to stream, unless resuming. */
-        s->streaming = (m->params.mode != MODE_PRECOPY || s->resend_missing) &&
-                       m->params.postcopy_bulk;
-        if (s->streaming) {
-            postcopy_stream_init(&s->stream, s->regions,
-                                 s->resend_missing ? s->pending : NULL);
-            /* The destination reads those itself (source_remote.c). */
-            for (size_t i = 0; i < s->regions->n; i++) {
-                if (source_remote_skips(s, i)) {
-                    postcopy_stream_drop_region(&s->stream, i);
-                }
-            }
-        }
-        atomic_store(&s->bulk_running, s->streaming ? s->nbulk : 0);
-        s->request_thread =
-            g_thread_new("src-requests", source_request_thread, s);
-        for (unsigned i = 0; s->streaming && i < s->nbulk; i++) {
-            s->bulk[i].thread =
-                g_thread_new("src-bulk", source_bulk_thread, &s->bulk[i]);
-        }
-        done = wait_complete(s);
         source_close_channels(s);
-        if (s->streaming) {
+        if (atomic_load(&s->streaming)) {
             atomic_fetch_add(&m->stats.pages_prefetched, s->stream.prefetched);
             postcopy_stream_destroy(&s->stream);
-            s->streaming = false;
+            atomic_store(&s->streaming, false);
         }
         if (done) {
             session_file_remove(m->engine.state_dir, m->id, ROLE_SOURCE);

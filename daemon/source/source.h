@@ -54,6 +54,11 @@ struct source_session {
     atomic_uint bulk_running;
     atomic_bool wp_stop;
     bool paused; /* we paused the source VMM */
+    /*
+     * Hybrid: the last dirty set goes after the resume (FinalDirty), its
+     * collect no longer in the downtime; tracking runs until it is taken.
+     */
+    bool final_deferred;
     bool switchover_sent, switchover_refused;
     _Atomic uint64_t data_lost_us; /* when a data channel closed, or 0 */
     bool resend_missing;   /* bulk streams `pending` (resumed, or hybrid) */
@@ -65,8 +70,8 @@ struct source_session {
     /* Postcopy background stream: shared by the request thread (note)
      * and the bulk thread (next); see postcopy_stream.h. */
     struct postcopy_stream stream;
-    GMutex stream_lock; /* postcopy_stream_next() from several streams */
-    bool streaming;
+    GMutex stream_lock;    /* postcopy_stream_next() from several streams */
+    atomic_bool streaming; /* the request thread may start before it */
 
     struct uffd u;
     struct dirty_tracker dt;
@@ -148,6 +153,12 @@ void source_remote_close(struct source_session *s);
 bool source_drain_bulk(struct source_session *s, GError **err);
 /* Pause, hand the device state over, learn whether it resumed there. */
 bool source_switchover(struct source_session *s, GError **err);
+/*
+ * After the answer of a Switchover with dirty_follows (final_deferred):
+ * the final collect, tracking's end, and the FinalDirty; the request
+ * thread serves the destination meanwhile.
+ */
+bool source_send_final_dirty(struct source_session *s, GError **err);
 void source_send_cancel(struct source_session *s);
 void source_fail_before_switchover(struct source_session *s, GError *err);
 /* The Switchover's answer was lost: pause (true), or false if it was not. */

@@ -200,6 +200,11 @@ static void range_drop_last(struct dirty_tracker *dt)
     g_free(r->absent);
 }
 
+bool dirty_tracker_final_walks_guest(const struct dirty_tracker *dt)
+{
+    return dt->method != DIRTY_SYNC_WP;
+}
+
 bool dirty_tracker_watch_absent(struct dirty_tracker *dt)
 {
     g_assert(dt->nranges == 0);

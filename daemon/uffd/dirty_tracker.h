@@ -135,6 +135,12 @@ void dirty_tracker_destroy(struct dirty_tracker *dt);
  * (nothing watched).  Call before add_range().
  */
 bool dirty_tracker_watch_absent(struct dirty_tracker *dt);
+/*
+ * The final collect walks every page-table entry of the ranges (async-wp,
+ * soft-dirty), so its cost grows with the guest; sync-wp's only reads its
+ * bitmap of what faulted.
+ */
+bool dirty_tracker_final_walks_guest(const struct dirty_tracker *dt);
 /* The absent pages of @range at its last collect, or NULL if not watched. */
 const unsigned long *dirty_tracker_absent(const struct dirty_tracker *dt,
                                           size_t range);

@@ -350,6 +350,11 @@ static void check_kind(const PeerMessage *msg)
             check_dirty_set(msg->barrier->stale);
         }
         break;
+    case POSTCOPY__PEER__PEER_MESSAGE__MSG_FINAL_DIRTY:
+        if (msg->final_dirty->stale) {
+            check_dirty_set(msg->final_dirty->stale);
+        }
+        break;
     case POSTCOPY__PEER__PEER_MESSAGE__MSG_BARRIER_REPLY:
         break; /* a number: nothing to check */
     case POSTCOPY__PEER__PEER_MESSAGE__MSG_READ_ROUND:

@@ -265,6 +265,25 @@ static void test_switchover_reply_lost(void)
 }
 
 /*
+ * The relay drops the last dirty set, which follows the resume (async-wp's
+ * final collect is not in the downtime), and cuts every connection: the
+ * VM runs at the destination on copies that may be stale, and every fault
+ * has so far been served by the source.  The destination must trust none
+ * of them: it fetches them all again once the source reconnects, and
+ * every page is intact.  Were the copies installed as they are, the pages
+ * the guest wrote between the Barrier and the pause would read old.
+ */
+static void test_final_dirty_lost(void)
+{
+    struct pair p = {0};
+
+    if (switchover_cut_completes(&p, LINK_CUT_FINAL_DIRTY)) {
+        g_assert_true(log_has(&p.dst, "the last dirty set never came"));
+    }
+    pair_down(&p);
+}
+
+/*
  * The Switchover reaches the destination and the relay then resets every
  * connection: the destination resumes the VM and cannot send its answer
  * at all (its send fails, not a reply lost on the way; the relay holds
@@ -592,6 +611,8 @@ int main(int argc, char **argv)
                     test_switchover_reply_unsendable);
     g_test_add_func("/never-lose/switchover/never-arrived",
                     test_switchover_never_arrived);
+    g_test_add_func("/never-lose/switchover/final-dirty-lost",
+                    test_final_dirty_lost);
     g_test_add_func("/never-lose/source-memory-gone", test_source_memory_gone);
     g_test_add_func("/never-lose/restart-lost-faults",
                     test_restart_lost_faults);

@@ -254,6 +254,9 @@ static bool targeted(struct relay_dir *d, const uint8_t *hdr,
         return !d->to_dest &&
                msg_case(hdr, payload) ==
                    POSTCOPY__PEER__PEER_MESSAGE__MSG_SWITCHOVER_REPLY;
+    case LINK_CUT_FINAL_DIRTY:
+        return d->to_dest && msg_case(hdr, payload) ==
+                                 POSTCOPY__PEER__PEER_MESSAGE__MSG_FINAL_DIRTY;
     default:
         return false;
     }

@@ -32,6 +32,11 @@ enum link_cut {
      * destination resumes the VM and cannot send its answer at all.
      */
     LINK_RESET_AFTER_SWITCHOVER,
+    /*
+     * The FinalDirty (the last dirty set, sent after the resume) is
+     * dropped: the VM runs there on copies it cannot trust.
+     */
+    LINK_CUT_FINAL_DIRTY,
 };
 
 struct link_proxy {

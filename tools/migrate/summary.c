@@ -96,6 +96,21 @@ static void downtime_rows(FILE *out, JsonNode *stats)
     }
 }
 
+/* Hybrid: the last dirty set went after the resume, not in the downtime. */
+static void final_dirty_row(FILE *out, JsonNode *stats)
+{
+    g_autofree char *v = NULL;
+    g_autofree char *line = NULL;
+    double ms;
+
+    if (!jsonq_double(stats, "final-dirty-after-resume", &ms)) {
+        return;
+    }
+    v = migstats_format_us(ms * 1000);
+    line = g_strdup_printf("%s after the resume", v);
+    row(out, "last dirty set", line);
+}
+
 /*
  * The daemon's buckets are finer (8 per power of two, see
  * stats_histogram.h) than a summary line wants: shown merged per power
@@ -242,6 +257,7 @@ static void precopy_rows(FILE *out, JsonNode *stats)
     bytes_row(out, stats, "sent in downtime", "bytes-downtime");
     bytes_row(out, stats, "sent in postcopy", "bytes-postcopy");
     row_int(out, stats, "stale pages", "stale-pages");
+    final_dirty_row(out, stats);
     row_int(out, stats, "local installs", "pages-installed-local");
 }
 
