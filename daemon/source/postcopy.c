@@ -272,9 +272,7 @@ static bool start_postcopy(struct source_session *s)
         s->final_deferred = false;
         if (!source_send_final_dirty(s, &err)) {
             migration_fail(m, MIG_POSTCOPY_PAUSED,
-                           "postcopy: the last dirty "
-                           "set: %s",
-                           err->message);
+                           "postcopy: the last dirty set: %s", err->message);
             return false;
         }
         atomic_store(&s->bulk_running, 0);
