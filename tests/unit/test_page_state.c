@@ -1224,6 +1224,7 @@ static void test_file_unconfirmed(struct fixture *f, gconstpointer data)
     assert_state(t, 0, 0, PAGE_STALE);
     assert_state(t, 0, 1, PAGE_STALE);
     assert_state(t, 0, 2, PAGE_INSTALLED);
+    assert_state(t, 0, 4, PAGE_STALE);
     drive(t, 0, 3, PAGE_CURRENT);
     assert_counts(t);
     page_state_close(t);
