@@ -338,23 +338,69 @@ char *daemon_proc_wait_status(struct daemon_proc *dp, const char *vm,
     }
 }
 
+/*
+ * A line's text with its digits dropped: retries that differ only in a
+ * port or a count read the same.
+ */
+static char *line_shape(const char *line)
+{
+    GString *g = g_string_new(NULL);
+
+    for (const char *c = line; *c; c++) {
+        if (!g_ascii_isdigit(*c)) {
+            g_string_append_c(g, *c);
+        }
+    }
+    return g_string_free(g, false);
+}
+
+#define DUMP_RECENT 4 /* a retry loop logs at most this many lines a turn */
+
 void daemon_proc_dump_log(struct daemon_proc *dp, const char *name,
                           unsigned max)
 {
     g_autofree char *log = NULL;
     g_auto(GStrv) lines = NULL;
-    guint n;
+    g_autoptr(GPtrArray) keep = g_ptr_array_new_with_free_func(g_free);
+    char *recent[DUMP_RECENT] = {0};
+    guint next = 0, same = 0;
 
     if (!dp->dir) {
         return;
     }
     log = daemon_proc_log(dp);
     lines = g_strsplit(log, "\n", -1);
-    n = g_strv_length(lines);
-    for (guint i = n > max ? n - max : 0; i < n; i++) {
-        if (*lines[i]) {
-            fprintf(stderr, "# %s: %s\n", name, lines[i]);
+    /* A retry loop's lines once each, so that what came before shows. */
+    for (guint i = 0; lines[i]; i++) {
+        char *shape = line_shape(lines[i]);
+        bool seen = false;
+
+        for (guint k = 0; k < DUMP_RECENT; k++) {
+            seen = seen || (recent[k] && g_str_equal(recent[k], shape));
         }
+        if (!*lines[i] || seen) {
+            same += seen;
+            g_free(shape);
+            continue;
+        }
+        if (same) {
+            g_ptr_array_add(keep,
+                            g_strdup_printf("(%u more like those)", same));
+            same = 0;
+        }
+        g_ptr_array_add(keep, g_strdup(lines[i]));
+        g_free(recent[next]);
+        recent[next] = shape;
+        next = (next + 1) % DUMP_RECENT;
+    }
+    if (same) {
+        g_ptr_array_add(keep, g_strdup_printf("(%u more like those)", same));
+    }
+    for (guint k = 0; k < DUMP_RECENT; k++) {
+        g_free(recent[k]);
+    }
+    for (guint i = keep->len > max ? keep->len - max : 0; i < keep->len; i++) {
+        fprintf(stderr, "# %s: %s\n", name, (char *)keep->pdata[i]);
     }
 }
 

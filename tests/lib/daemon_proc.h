@@ -51,7 +51,11 @@ void daemon_proc_stop(struct daemon_proc *dp);
 bool daemon_proc_alive(struct daemon_proc *dp);
 /* Everything the daemon wrote to stderr so far. */
 char *daemon_proc_log(struct daemon_proc *dp);
-/* The last @max lines of its log on stderr, as "# NAME: line" (a failed test). */
+/*
+ * The last @max lines of its log on stderr, as "# NAME: line" (a failed
+ * test); a line repeating one of the few before it (digits aside: a retry
+ * loop) is counted, not shown.
+ */
 void daemon_proc_dump_log(struct daemon_proc *dp, const char *name,
                           unsigned max);
 /*
