@@ -82,6 +82,22 @@ struct dest_session {
      * page cache (shmem, hugetlbfs) or the staging area (anon).
      */
     atomic_bool running;
+    /*
+     * Orders the two ways out of the switchover: dest_fail()'s choice
+     * (pause a running VM, or fail one that never ran) against the
+     * session thread setting `running` to resume it.  Without it a
+     * receiver that saw the source hang up could fail the migration while
+     * the session thread went on to resume the VM: a VM running here in a
+     * migration marked failed, which no reconnect can carry on.
+     */
+    GMutex run_lock;
+    /*
+     * The whole Switchover is read (by run_lock): from here the session
+     * thread resumes the VM unless the migration is stopped, so a data
+     * channel's failure pauses instead of failing it (the source, which
+     * may have hung up on the lost answer, reconnects and learns).
+     */
+    bool switchover_in_hand;
     /* last FRAME_SYNC seen on each bulk stream, by m->lock */
     atomic_uint bulk_sync[DEST_MAX_STREAMS];
     atomic_uint next_seq;

@@ -80,19 +80,21 @@ void dest_fail(struct dest_session *s, const char *fmt, ...)
     msg = g_strdup_vprintf(fmt, ap);
     va_end(ap);
     /* Record the cause before the peer, told, can hang up on us. */
-    if (atomic_load(&s->running)) {
+    g_mutex_lock(&s->run_lock);
+    if (atomic_load(&s->running) || s->switchover_in_hand) {
         migration_fail(s->m, MIG_POSTCOPY_PAUSED, "%s", msg);
         atomic_store(&s->paused, true);
     } else {
         migration_fail(s->m, MIG_FAILED, "%s", msg);
         atomic_store(&s->stop, true);
     }
+    g_mutex_unlock(&s->run_lock);
     if (s->control) {
         send_error(s->control, POSTCOPY__PEER__ERROR_CODE__ERROR_CODE_PROTOCOL,
                    msg);
     }
     /* Paused: control stays for the session thread's last read. */
-    if (atomic_load(&s->running)) {
+    if (atomic_load(&s->paused)) {
         dest_shutdown_data_channels(s);
     } else {
         dest_shutdown_channels(s);
@@ -617,6 +619,7 @@ struct dest_session *dest_session_new(struct migration *m)
 
     s->graveyard = g_ptr_array_new();
     g_mutex_init(&s->read_lock);
+    g_mutex_init(&s->run_lock);
     g_cond_init(&s->read_cond);
     s->read_faults = g_array_new(false, false, sizeof(struct fault_page));
     s->m = m;

@@ -259,6 +259,34 @@ static PeerMessage *recv_past_barriers(struct dest_session *s, GError **err)
 }
 
 /*
+ * Before the resume: the first fault must find the new phase, and the
+ * reader thread ready to READ it (else it goes in frames); with the last
+ * dirty pages still to come, no copy is trusted.  Refused if the
+ * migration failed meanwhile (the source hung up: a receiver saw it
+ * first): then the VM must not start here (run_lock).
+ */
+static bool begin_running(struct dest_session *s, bool dirty_follows,
+                          GError **err)
+{
+    bool stopped;
+
+    g_mutex_lock(&s->run_lock);
+    stopped = atomic_load(&s->stop);
+    if (!stopped) {
+        if (dirty_follows) {
+            page_state_copies_unconfirmed(s->pst);
+        }
+        atomic_store(&s->running, true);
+    }
+    g_mutex_unlock(&s->run_lock);
+    if (stopped) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                    "the migration failed before the VM could resume here");
+    }
+    return !stopped;
+}
+
+/*
  * Resume the VM from the Switchover and answer: true if it runs here
  * (*@sent: the answer went out), false with @err if it does not.
  */
@@ -284,23 +312,22 @@ static bool resume_and_answer(struct dest_session *s, PeerMessage *msg,
     if (!migration_set_status(s->m, MIG_ACTIVE, MIG_DEVICE)) {
         migration_set_status(s->m, MIG_SETUP, MIG_DEVICE);
     }
-    sr.ok = prepare_resume(s, msg->switchover, &sr, &rerr);
+    g_mutex_lock(&s->run_lock);
+    s->switchover_in_hand = true;
+    g_mutex_unlock(&s->run_lock);
+    sr.ok = prepare_resume(s, msg->switchover, &sr, &rerr) &&
+            begin_running(s, msg->switchover->dirty_follows, &rerr);
     if (sr.ok) {
         uint64_t t0 = migration_now_us();
 
-        /* Before the resume: the first fault must find the new phase,
-         * and the reader thread ready to READ it (else it goes in frames);
-         * with the last dirty pages still to come, no copy is trusted. */
-        if (msg->switchover->dirty_follows) {
-            page_state_copies_unconfirmed(s->pst);
-        }
-        atomic_store(&s->running, true);
         dest_remote_start(s);
         sr.ok = vmm_driver_resume(s->m->vm->driver,
                                   msg->switchover->device_state.data,
                                   msg->switchover->device_state.len, &rerr);
         if (!sr.ok) {
+            g_mutex_lock(&s->run_lock);
             atomic_store(&s->running, false);
+            g_mutex_unlock(&s->run_lock);
         }
         sr.resume_us = migration_now_us() - t0;
     }
