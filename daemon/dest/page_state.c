@@ -506,6 +506,12 @@ enum page_result page_state_begin_install(struct page_state_table *t,
                                           uint32_t region, uint64_t page,
                                           unsigned from)
 {
+    /* Installing the copy alone: not while it may be stale (whoever
+     * asks: the sweep is only started once confirmed, but a READ link's
+     * reader installs the CURRENT pages around what it read). */
+    if (from == PAGE_MASK(PAGE_CURRENT) && !page_state_copies_confirmed(t)) {
+        return PAGE_SKIP;
+    }
     return update(t, region, page, decide_begin_install, from);
 }
 

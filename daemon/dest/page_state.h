@@ -195,7 +195,8 @@ void page_state_mark_stale_run(struct page_state_table *t, uint32_t region,
  * (it follows the resume: docs/architecture.md "Phases").  Until
  * page_state_confirm_copies(), a fault on a CURRENT page requests it
  * (PAGE_DO_REQUEST, REQUESTED with STALE to go back to) instead of
- * installing the copy, and nothing else may install one.  Kept in the
+ * installing the copy, and begin_install / claim_run from CURRENT alone
+ * hold nothing (PAGE_SKIP): no one installs a copy.  Kept in the
  * file: page_state_resume() of an unconfirmed table distrusts its copies.
  */
 void page_state_copies_unconfirmed(struct page_state_table *t);

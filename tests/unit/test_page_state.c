@@ -612,6 +612,8 @@ static void test_mark_stale_run(void)
 static void test_unconfirmed(void)
 {
     struct page_state_table *t = table_one(6);
+    struct page_run run;
+    uint64_t pos;
 
     for (uint64_t p = 0; p < 4; p++) {
         drive(t, 0, p, PAGE_CURRENT);
@@ -630,6 +632,19 @@ static void test_unconfirmed(void)
     assert_state(t, 0, 0, PAGE_REQUESTED);
     assert_result(page_state_fault(t, 0, 4), PAGE_WAKE);
     assert_result(page_state_fault(t, 0, 5), PAGE_DO_REQUEST);
+    /* No copy is held for installing (a sweep, a READ link's reader)... */
+    assert_result(page_state_begin_install(t, 0, 1, PAGE_MASK(PAGE_CURRENT)),
+                  PAGE_SKIP);
+    pos = 0;
+    g_assert_false(
+        page_state_claim_run(t, 0, &pos, 6, PAGE_MASK(PAGE_CURRENT), &run));
+    /* ...but data in hand installs over one. */
+    assert_result(page_state_begin_install(t, 0, 1,
+                                           PAGE_MASK(PAGE_CURRENT) |
+                                               PAGE_MASK(PAGE_ABSENT)),
+                  PAGE_OK);
+    assert_result(page_state_abort_install(t, 0, 1), PAGE_OK);
+    assert_state(t, 0, 1, PAGE_CURRENT);
 
     /* The set names page 1; confirmed, page 2's copy installs. */
     page_state_mark_stale_run(t, 0, 1, 1);
