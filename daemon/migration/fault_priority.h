@@ -14,7 +14,9 @@
  * The downtime's path runs there too, for the few milliseconds it lasts:
  * the source's migration thread from the pause until it has read the
  * destination's answer (waiting for it blocked: its arrival preempts),
- * the destination's from the Switchover to its answer.
+ * the destination's from its answer to the source's Barrier (the last
+ * message before the pause) until it has answered the Switchover, waiting
+ * for it blocked too.
  *
  * Contract: prio 0 leaves the thread alone; a refusal (no CAP_SYS_NICE, an
  * RT-less cgroup) is logged once per process and never fatal: the thread
