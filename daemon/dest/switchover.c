@@ -211,6 +211,12 @@ static bool answer_barrier(struct dest_session *s, const PeerMessage *msg,
         return false;
     }
     atomic_fetch_add(&s->m->stats.stale_pages, stale);
+    /* The VMM must answer the resume in the downtime: ask it now, while a
+     * refusal costs nothing (vmm_driver_ping()). */
+    if (!vmm_driver_ping(s->m->vm->driver, err)) {
+        g_prefix_error(err, "the VMM here did not answer before the pause: ");
+        return false;
+    }
     br.sync_seq = msg->barrier->sync_seq;
     reply.msg_case = POSTCOPY__PEER__PEER_MESSAGE__MSG_BARRIER_REPLY;
     reply.barrier_reply = &br;

@@ -343,9 +343,16 @@ static bool pause_and_switch(struct source_session *s, bool *rt, GError **err)
  */
 bool source_switchover(struct source_session *s, GError **err)
 {
-    bool rt = s->m->params.mode != MODE_PRECOPY &&
-              fault_priority_enter(s->m->engine.fault_priority, "src-downtime");
-    bool ok = pause_and_switch(s, &rt, err);
+    bool rt, ok;
+
+    /* Failing costs nothing yet: the VM runs on here (vmm_driver_ping()). */
+    if (!vmm_driver_ping(s->m->vm->driver, err)) {
+        g_prefix_error(err, "the VMM did not answer before the pause: ");
+        return false;
+    }
+    rt = s->m->params.mode != MODE_PRECOPY &&
+         fault_priority_enter(s->m->engine.fault_priority, "src-downtime");
+    ok = pause_and_switch(s, &rt, err);
 
     if (rt) {
         fault_priority_leave();

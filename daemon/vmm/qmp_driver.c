@@ -567,6 +567,14 @@ static bool qmp_resume(struct vmm_driver *drv, const uint8_t *state, size_t len,
     return true;
 }
 
+static bool qmp_ping(struct vmm_driver *drv, GError **err)
+{
+    struct qmp_driver *d = qd(drv);
+    g_autofree char *status = query_status(d, err);
+
+    return status || fail(d, err);
+}
+
 static bool qmp_quit(struct vmm_driver *drv, GError **err)
 {
     struct qmp_driver *d = qd(drv);
@@ -612,6 +620,7 @@ static const struct vmm_driver_ops qmp_ops = {
     .pause = qmp_pause,
     .resume = qmp_resume,
     .expect_incoming = qmp_expect_incoming,
+    .ping = qmp_ping,
     .quit = qmp_quit,
     .gone = qmp_gone,
     .free = qmp_driver_free,

@@ -277,6 +277,14 @@ static bool channel_resume(struct vmm_driver *drv, const uint8_t *state,
     return vmm_resume(channel_vmm(drv), state, len, err);
 }
 
+static bool channel_ping(struct vmm_driver *drv, GError **err)
+{
+    uint64_t written;
+    bool paused;
+
+    return vmm_query(channel_vmm(drv), &written, &paused, err);
+}
+
 static bool channel_quit(struct vmm_driver *drv, GError **err)
 {
     return vmm_quit(channel_vmm(drv), err);
@@ -337,6 +345,7 @@ static const struct vmm_driver_ops channel_ops = {
     .name = "attach channel",
     .pause = channel_pause,
     .resume = channel_resume,
+    .ping = channel_ping,
     .quit = channel_quit,
     .gone = channel_gone,
     .free = channel_free,

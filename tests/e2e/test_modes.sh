@@ -11,6 +11,8 @@
 #     dirty rate;
 #   - a precopy that fails (layout mismatch) leaves the source VM running
 #     and intact: a second migration of it succeeds.
+#   - a destination VMM that does not answer when asked before the pause
+#     fails the migration before the source VM pauses.
 #
 # Prints TAP.  Run by tests/run-tests.sh (as `test_modes.sh --tap`, build
 # dir in $POSTCOPYD_BUILD) or by hand:
@@ -53,6 +55,7 @@ TESTS=(
     "a precopy failing on a layout mismatch exits 1 with a one-line reason"
     "the failed migration left the source VM running: its workload progresses"
     "the source VM left running migrates intact afterwards"
+    "a destination VMM that does not answer before the pause: the migration fails, the source VM runs on"
 )
 
 
@@ -88,7 +91,9 @@ guest_args() {
 }
 
 # start_pair VM BACKING SIZE RATE VCPUS [DST_SIZE]: a running source guest
-# with --verify and an incoming destination guest; 1 on failure (R_WHY).
+# with --verify and an incoming destination guest (with DST_EXTRA's
+# options); 1 on failure (R_WHY).
+DST_EXTRA=()
 start_pair() {
     local vm=$1 backing=$2 size=$3 rate=$4 vcpus=$5 dsize=${6:-$3}
     local out=$PCD_TMP/start-$vm
@@ -99,11 +104,33 @@ start_pair() {
         return 1
     fi
     guest_args "$backing" "$dsize" "$rate" "$vcpus" "$vm"
-    if ! pcd_guest_start "$vm-dst" dst "${G_ARGS[@]}" --incoming 2>>"$out"; then
+    if ! pcd_guest_start "$vm-dst" dst "${G_ARGS[@]}" --incoming \
+        "${DST_EXTRA[@]}" 2>>"$out"; then
         R_WHY+=("the destination guest did not attach:")
         return 1
     fi
     return 0
+}
+
+# source_runs_on VM: after a failed migration the source guest is not
+# paused: its vCPUs keep writing (R_CPU_MS of CPU in a second), it is
+# silent, and both daemons live; R_WHY otherwise.
+source_runs_on() {
+    local pid cpu0 cpu1
+
+    pid=$(pcd_guest_pid "$1-src")
+    cpu0=$(pcd_cpu_ms "$pid")
+    sleep 1 & wait $!
+    cpu1=$(pcd_cpu_ms "$pid")
+    R_CPU_MS=$((${cpu1:-0} - ${cpu0:-0}))
+    if [ -z "$cpu0" ] || [ -z "$cpu1" ] || ! pcd_guest_alive "$1-src"; then
+        R_WHY+=("the source guest exited")
+    elif ((R_CPU_MS < 10)); then
+        R_WHY+=("the source guest used $R_CPU_MS ms CPU in 1 s: left paused")
+    fi
+    [ -s "$(pcd_guest_err "$1-src")" ] && R_WHY+=("the source guest wrote to stderr")
+    pcd_daemon_alive src || R_WHY+=("the source daemon died")
+    pcd_daemon_alive dst || R_WHY+=("the destination daemon died")
 }
 
 # run_migration VM BACKING SIZE RATE VCPUS MIGRATE_ARGS...: start the
@@ -408,22 +435,11 @@ i=$((i + 1))
 
 # Not paused: its vCPUs keep writing (CPU time grows), it is silent.
 R_WHY=()
-src_pid=$(pcd_guest_pid "$vm-src")
 if ((fail_ok)) && pcd_guest_alive "$vm-src"; then
-    cpu0=$(pcd_cpu_ms "$src_pid")
-    sleep 1 & wait $!
-    cpu1=$(pcd_cpu_ms "$src_pid")
-    if [ -z "$cpu0" ] || [ -z "$cpu1" ] || ! pcd_guest_alive "$vm-src"; then
-        R_WHY+=("the source guest exited")
-    elif ((cpu1 - cpu0 < 10)); then
-        R_WHY+=("the source guest used $((cpu1 - cpu0)) ms CPU in 1 s: left paused")
-    fi
-    [ -s "$(pcd_guest_err "$vm-src")" ] && R_WHY+=("the source guest wrote to stderr")
-    pcd_daemon_alive src || R_WHY+=("the source daemon died")
-    pcd_daemon_alive dst || R_WHY+=("the destination daemon died")
+    source_runs_on "$vm"
     if ((${#R_WHY[@]} == 0)); then
         ok "${TESTS[i]}"
-        echo "#   source guest used $((cpu1 - cpu0)) ms CPU in the second after the failure"
+        echo "#   source guest used $R_CPU_MS ms CPU in the second after the failure"
     else
         not_ok "${TESTS[i]}" "${R_WHY[@]}"
         pcd_dump_logs "# " "$vm-src" "$vm-dst"
@@ -474,5 +490,42 @@ else
 fi
 pcd_guest_stop "$vm-src"
 pcd_guest_stop "$vm-dst2"
+i=$((i + 1))
+
+# The destination's VMM refuses the query it is asked at the Barrier, just
+# before the pause (vmm_driver_ping()): the Barrier is refused, so the
+# source fails the migration before pausing its VM, which runs on.
+vm="vm-noanswer"
+R_WHY=()
+out=$PCD_TMP/migrate-$vm
+DST_EXTRA=(--refuse-query)
+if ! pcd_ensure_daemons || ! start_pair "$vm" shmem "$SIZE" "$RATE" "$VCPUS"; then
+    R_WHY+=("setup failed")
+    diag <"$PCD_TMP/start-$vm" 2>/dev/null
+else
+    sleep 0.5 & wait $!
+    pcd_migrate src migrate --vm "$vm" --to "$PCD_IP_DST:$PCD_PORT" \
+        --mode hybrid >"$out.stdout" 2>"$out.stderr" &
+    wait $!
+    rc=$?
+    lines=$(grep -c . "$out.stderr")
+    ((rc == 1)) || R_WHY+=("exit status $rc, expected 1")
+    ((lines == 1)) || R_WHY+=("$lines lines on stderr, expected one reason")
+    grep -q 'did not answer before the pause' "$out.stderr" ||
+        R_WHY+=("the reason does not say the VMM did not answer before the pause")
+    source_runs_on "$vm"
+fi
+DST_EXTRA=()
+if ((${#R_WHY[@]} == 0)); then
+    ok "${TESTS[i]}"
+    diag <"$out.stderr"
+    echo "#   source guest used $R_CPU_MS ms CPU in the second after the failure"
+else
+    not_ok "${TESTS[i]}" "${R_WHY[@]}"
+    cat "$out.stdout" "$out.stderr" 2>/dev/null | head -20 | diag
+    pcd_dump_logs "# " "$vm-src" "$vm-dst"
+fi
+pcd_guest_stop "$vm-src"
+pcd_guest_stop "$vm-dst"
 
 exit $((failed > 0))

@@ -130,6 +130,10 @@ static bool handle(struct guest *g, const Command *c, Reply *r, GError **err)
     case POSTCOPY__ATTACH__COMMAND__KIND__RESUME:
         return cmd_resume(g, c, err);
     case POSTCOPY__ATTACH__COMMAND__KIND__QUERY:
+        if (g->cfg.refuse_query) {
+            return fail(err, "query refused (--refuse-query)");
+        }
+        return true;
     case POSTCOPY__ATTACH__COMMAND__KIND__QUIT:
         return true;
     default:

@@ -44,6 +44,7 @@ struct raw_options {
     gboolean verify;
     gboolean verify_overlap;
     gboolean verify_write;
+    gboolean refuse_query;
 };
 
 static void raw_options_clear(struct raw_options *o)
@@ -302,6 +303,7 @@ static bool validate(struct raw_options *o, struct guest_config *cfg,
     cfg->seed = o->seed;
     cfg->incoming = o->incoming;
     cfg->verify = o->verify;
+    cfg->refuse_query = o->refuse_query;
     cfg->attach_path = g_steal_pointer(&o->attach);
     cfg->name = o->name ? g_steal_pointer(&o->name) : g_strdup("guest");
     return true;
@@ -375,6 +377,9 @@ bool guest_config_parse(int *argc, char ***argv, struct guest_config *cfg,
          "SECONDS"},
         {"last-writes", 0, 0, G_OPTION_ARG_INT, &o.last_writes,
          "At a pause each vCPU writes N more pages first (adversarial)", "N"},
+        {"refuse-query", 0, 0, G_OPTION_ARG_NONE, &o.refuse_query,
+         "Answer every query with a refusal (a VMM that does not answer)",
+         NULL},
         {"drop", 0, 0, G_OPTION_ARG_STRING, &o.drop,
          "Drop COUNT pages from global page FIRST (madvise DONTNEED / "
          "REMOVE, or munmap): incoming, right after the resume (they must "

@@ -45,6 +45,8 @@ struct guest_config {
     /* At a pause, each vCPU writes this many more pages before parking:
      * the adversarial "write just before the pause" workload. */
     unsigned last_writes;
+    /* Refuse every QUERY: a VMM that stopped answering, for tests. */
+    bool refuse_query;
     /* Drop part of RAM: incoming, after the resume; source, on SIGUSR1. */
     struct drop_spec drop;
 };
