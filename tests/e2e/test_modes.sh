@@ -133,6 +133,23 @@ source_runs_on() {
     pcd_daemon_alive dst || R_WHY+=("the destination daemon died")
 }
 
+# migrate_fails VM PATTERN WHAT: a hybrid migration of VM that must exit 1
+# with one line on stderr matching PATTERN (WHAT says what it names);
+# R_WHY otherwise.  The CLI's output in $PCD_TMP/migrate-VM.std{out,err}.
+migrate_fails() {
+    local out=$PCD_TMP/migrate-$1 rc lines
+
+    sleep 0.5 & wait $!
+    pcd_migrate src migrate --vm "$1" --to "$PCD_IP_DST:$PCD_PORT" \
+        --mode hybrid >"$out.stdout" 2>"$out.stderr" &
+    wait $!
+    rc=$?
+    lines=$(grep -c . "$out.stderr")
+    ((rc == 1)) || R_WHY+=("exit status $rc, expected 1")
+    ((lines == 1)) || R_WHY+=("$lines lines on stderr, expected one reason")
+    grep -q "$2" "$out.stderr" || R_WHY+=("the reason does not name $3")
+}
+
 # run_migration VM BACKING SIZE RATE VCPUS MIGRATE_ARGS...: start the
 # pair, migrate with --json, check the common assertions (see the top).
 # Guests are left running (stop_pair).
@@ -411,16 +428,7 @@ if ! pcd_ensure_daemons || ! start_pair "$vm" shmem "$SIZE" "$RATE" "$VCPUS" 32M
     R_WHY+=("setup failed")
     diag <"$PCD_TMP/start-$vm" 2>/dev/null
 else
-    sleep 0.5 & wait $!
-    pcd_migrate src migrate --vm "$vm" --to "$PCD_IP_DST:$PCD_PORT" \
-        --mode hybrid >"$out.stdout" 2>"$out.stderr" &
-    wait $!
-    rc=$?
-    lines=$(grep -c . "$out.stderr")
-    ((rc == 1)) || R_WHY+=("exit status $rc, expected 1")
-    ((lines == 1)) || R_WHY+=("$lines lines on stderr, expected one reason")
-    grep -q 'layout' "$out.stderr" ||
-        R_WHY+=("the reason does not name the layout")
+    migrate_fails "$vm" 'layout' "the layout"
 fi
 if ((${#R_WHY[@]} == 0)); then
     ok "${TESTS[i]}"
@@ -503,16 +511,8 @@ if ! pcd_ensure_daemons || ! start_pair "$vm" shmem "$SIZE" "$RATE" "$VCPUS"; th
     R_WHY+=("setup failed")
     diag <"$PCD_TMP/start-$vm" 2>/dev/null
 else
-    sleep 0.5 & wait $!
-    pcd_migrate src migrate --vm "$vm" --to "$PCD_IP_DST:$PCD_PORT" \
-        --mode hybrid >"$out.stdout" 2>"$out.stderr" &
-    wait $!
-    rc=$?
-    lines=$(grep -c . "$out.stderr")
-    ((rc == 1)) || R_WHY+=("exit status $rc, expected 1")
-    ((lines == 1)) || R_WHY+=("$lines lines on stderr, expected one reason")
-    grep -q 'did not answer before the pause' "$out.stderr" ||
-        R_WHY+=("the reason does not say the VMM did not answer before the pause")
+    migrate_fails "$vm" 'did not answer before the pause' \
+        "a VMM that did not answer before the pause"
     source_runs_on "$vm"
 fi
 DST_EXTRA=()
