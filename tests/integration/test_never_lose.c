@@ -213,33 +213,42 @@ static void assert_runs(GPid pid, const char *who)
 
 /*
  * A hybrid migration through a relay that breaks the link at the
- * switchover by @rule: the source must end "completed" (it reconnected
- * and learned that the VM runs at the destination), the destination too,
- * every page intact.  False if it could not be set up (already failed).
+ * switchover by @rule: the source's end status, or NULL if it could not
+ * be set up (already failed).
  */
-static bool switchover_cut_completes(struct pair *p, enum link_cut rule)
+static char *switchover_cut(struct pair *p, enum link_cut rule)
 {
     g_autofree char *why = NULL;
-    g_autofree char *st = NULL;
-    g_autofree char *dst_st = NULL;
+    char *st;
 
     if (!can_run() ||
         !pair_up(p, peer_flags, "shmem", SO_SIZE, "random", false)) {
-        return false;
+        return NULL;
     }
     if (!link_proxy_start(&p->proxy, p->dst.address, rule, &why)) {
         g_test_fail_printf("%s", why);
-        return false;
+        return NULL;
     }
     if (rule == LINK_RESET_AFTER_SWITCHOVER) {
         p->proxy.hold_pid = p->dst.pid;
     }
     if (!migrate(p, p->proxy.address, "hybrid", NULL)) {
-        return false;
+        return NULL;
     }
     st = daemon_proc_wait_status(&p->src, VM_NAME, "completed|failed|cancelled",
                                  END_MS);
     g_assert_true(link_proxy_fired(&p->proxy));
+    return st;
+}
+
+/*
+ * The VM ran at the destination: the source must end "completed" (it
+ * reconnected and learned so), the destination too, every page intact.
+ */
+static void assert_switchover_completed(struct pair *p, const char *st)
+{
+    g_autofree char *dst_st = NULL;
+
     g_assert_cmpstr(st, ==, "completed");
     dst_st =
         daemon_proc_wait_status(&p->dst, VM_NAME, "completed|failed", 10000);
@@ -247,6 +256,17 @@ static bool switchover_cut_completes(struct pair *p, enum link_cut rule)
     assert_verified(p, SO_PAGES);
     g_assert_true(log_has(&p->src, "reconnected to"));
     g_assert_true(daemon_guest_alive(&p->in));
+}
+
+/* switchover_cut() by @rule, then assert_switchover_completed(). */
+static bool switchover_cut_completes(struct pair *p, enum link_cut rule)
+{
+    g_autofree char *st = switchover_cut(p, rule);
+
+    if (!st) {
+        return false;
+    }
+    assert_switchover_completed(p, st);
     return true;
 }
 
@@ -297,14 +317,33 @@ static void test_final_dirty_lost(void)
 static void test_switchover_reply_unsendable(void)
 {
     struct pair p = {0};
+    g_autofree char *st = switchover_cut(&p, LINK_RESET_AFTER_SWITCHOVER);
 
-    if (!switchover_cut_completes(&p, LINK_RESET_AFTER_SWITCHOVER)) {
+    if (!st) {
         goto out;
     }
     g_mutex_lock(&p.proxy.lock);
     g_test_message("%s", p.proxy.held ? p.proxy.held : "relay: no hold");
     g_assert_nonnull(p.proxy.held);
     g_mutex_unlock(&p.proxy.lock);
+    g_assert_true(log_has(&p.src, "answer was lost"));
+    /*
+     * The source, reset, closes its other channels too; a receiver of the
+     * destination may see that before the session thread reads the
+     * Switchover it holds (CI met this order twice).  Then the VM never
+     * ran there and the source runs it again: the other safe outcome,
+     * asserted; the branch this test is for was not reached, and the
+     * test says so (skip), never passes without it.
+     */
+    if (log_has(&p.dst, "ended here before the VM ran")) {
+        g_assert_cmpstr(st, ==, "failed");
+        assert_runs(p.out.pid, "the source guest");
+        g_test_skip("the destination saw the link go before it read the "
+                    "Switchover: it never resumed the VM, the source runs "
+                    "it (asserted); the unsendable answer was not reached");
+        goto out;
+    }
+    assert_switchover_completed(&p, st);
     /*
      * The destination's branch: the VM resumed (a failure pauses, not
      * fails, only once it runs) straight from the switchover, its answer
@@ -312,7 +351,6 @@ static void test_switchover_reply_unsendable(void)
      */
     g_assert_true(log_has(&p.dst, "device -> postcopy-paused") ||
                   log_has(&p.dst, "answer may not have reached the source"));
-    g_assert_true(log_has(&p.src, "answer was lost"));
 out:
     pair_down(&p);
 }
