@@ -10,7 +10,7 @@
  * (`sent_data`, cleared when a page goes as zeroes); after each collect,
  * a page the dirty tracker found absent from the VMM's page table that
  * the destination holds data for joins the pending set if it may read as
- * zero now: shmem when it is a hole (page cache and SEEK_DATA; an unmapped
+ * zero now: shmem when it is a hole (backing_find_holes(); an unmapped
  * page still cached is left alone), anonymous and hugetlbfs RAM always
  * (the sender reads it again and sends zeroes, or the data once more).
  *
