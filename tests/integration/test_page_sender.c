@@ -9,8 +9,10 @@
  * nothing leaves before the flush, then every queued page, once.
  */
 #include "page_sender.h"
+#include "backing.h"
 #include "frame.h"
 #include "region.h"
+#include "swap_area.h"
 #include "transport.h"
 
 #include <errno.h>
@@ -31,7 +33,6 @@ struct fixture {
     uint8_t *alias;
     struct region r;
     enum kind kind[NPAGES];
-    uint64_t data_segments; /* maximal runs of non-hole pages */
 };
 
 static uint8_t page_byte(uint64_t p)
@@ -63,14 +64,20 @@ static void fixture_kinds(struct fixture *fx)
     }
 }
 
-static void fixture_setup(struct fixture *fx)
+static void fixture_open(struct fixture *fx)
 {
-    uint8_t buf[PAGE];
-
     fixture_kinds(fx);
     fx->fd = memfd_create("test_page_sender", MFD_CLOEXEC);
     g_assert_cmpint(fx->fd, >=, 0);
     g_assert_cmpint(ftruncate(fx->fd, (LEAD + NPAGES) * PAGE), ==, 0);
+}
+
+/* The pages of the memfd; also in a child process (test_swapped). */
+static void fixture_write(void *opaque)
+{
+    struct fixture *fx = opaque;
+    uint8_t buf[PAGE];
+
     memset(buf, 0xee, PAGE);
     for (uint64_t p = 0; p < LEAD; p++) {
         g_assert_cmpint(pwrite(fx->fd, buf, PAGE, p * PAGE), ==, PAGE);
@@ -81,10 +88,11 @@ static void fixture_setup(struct fixture *fx)
         }
         memset(buf, fx->kind[p] == DATA ? page_byte(p) : 0, PAGE);
         g_assert_cmpint(pwrite(fx->fd, buf, PAGE, (LEAD + p) * PAGE), ==, PAGE);
-        if (p == 0 || fx->kind[p - 1] == HOLE) {
-            fx->data_segments++;
-        }
     }
+}
+
+static void fixture_map(struct fixture *fx)
+{
     fx->alias =
         mmap(NULL, NPAGES * PAGE, PROT_READ, MAP_SHARED, fx->fd, LEAD * PAGE);
     g_assert_true(fx->alias != MAP_FAILED);
@@ -98,6 +106,13 @@ static void fixture_setup(struct fixture *fx)
         .fd = fx->fd,
         .alias = fx->alias,
     };
+}
+
+static void fixture_setup(struct fixture *fx)
+{
+    fixture_open(fx);
+    fixture_write(fx);
+    fixture_map(fx);
 }
 
 /* The same pages in anonymous memory of this process (holes untouched). */
@@ -359,14 +374,94 @@ static void check_send(struct fixture *fx, uint64_t first, uint64_t n)
     listener_close(l);
 }
 
+/*
+ * backing_find_holes() run by run: a page is a hole exactly when the
+ * fixture left it one, whether it is in memory or not.
+ */
+static void check_holes(const struct fixture *fx)
+{
+    for (uint64_t p = 0; p < NPAGES; p += BACKING_HOLES_MAX) {
+        uint64_t n = MIN(BACKING_HOLES_MAX, NPAGES - p), holes = 0;
+        bool hole[BACKING_HOLES_MAX];
+        bool all = backing_find_holes(&fx->r, p * PAGE, n, hole);
+
+        for (uint64_t i = 0; i < n; i++) {
+            if (hole[i] != (fx->kind[p + i] == HOLE)) {
+                g_error("page %" G_GUINT64_FORMAT " (%s) taken for %s", p + i,
+                        fx->kind[p + i] == HOLE ? "a hole" : "data",
+                        hole[i] ? "a hole" : "data");
+            }
+            holes += hole[i];
+        }
+        g_assert_cmpint(all, ==, holes == n);
+    }
+}
+
 static void test_whole(void)
 {
     struct fixture fx;
 
     fixture_setup(&fx);
     g_assert_cmpuint(data_pages(fx.fd), <, LEAD + NPAGES);
+    check_holes(&fx);
     check_send(&fx, 0, NPAGES);
     fixture_teardown(&fx);
+}
+
+/* Pages of the region not in memory, and the data pages among them. */
+static void count_out(const struct fixture *fx, uint64_t *out,
+                      uint64_t *data_out)
+{
+    unsigned char vec[NPAGES];
+
+    g_assert_cmpint(mincore(fx->alias, NPAGES * PAGE, vec), ==, 0);
+    *out = *data_out = 0;
+    for (uint64_t p = 0; p < NPAGES; p++) {
+        *out += !(vec[p] & 1);
+        *data_out += !(vec[p] & 1) && fx->kind[p] != HOLE;
+    }
+}
+
+/*
+ * Data in swap: mincore() does not hold it, as it does not hold a hole.
+ * With a swap area on, every hole must still be told from every page in
+ * swap (a page in swap taken for a hole would arrive as zeros), and the
+ * pages arrive as they were.  The child that writes them runs in a memory
+ * cgroup of 1 MiB, so most go to swap as it writes.
+ */
+static void test_swapped(void)
+{
+    g_autofree char *why = NULL;
+    uint64_t out, data_out;
+    struct swap_area sw;
+    struct fixture fx;
+
+    if (!swap_area_on(&sw, 32u << 20, &why)) {
+        g_test_skip(why);
+        return;
+    }
+    fixture_open(&fx);
+    if (!swap_area_run_small(1u << 20, fixture_write, &fx, &why)) {
+        close(fx.fd);
+        swap_area_off(&sw);
+        g_test_skip(why);
+        return;
+    }
+    fixture_map(&fx);
+    count_out(&fx, &out, &data_out);
+    g_test_message("%" G_GUINT64_FORMAT " pages not in memory, "
+                   "%" G_GUINT64_FORMAT " of them data (in swap)",
+                   out, data_out);
+    if (data_out < 64) {
+        fixture_teardown(&fx);
+        swap_area_off(&sw);
+        g_test_skip("the kernel kept the pages in memory: nothing in swap");
+        return;
+    }
+    check_holes(&fx);
+    check_send(&fx, 0, NPAGES);
+    fixture_teardown(&fx);
+    swap_area_off(&sw);
 }
 
 /* Starting and ending inside holes and inside data. */
@@ -609,6 +704,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/page_sender/holes/whole", test_whole);
     g_test_add_func("/page_sender/holes/ranges", test_ranges);
+    g_test_add_func("/page_sender/holes/swapped", test_swapped);
     g_test_add_func("/page_sender/queue/shmem", test_queue_shmem);
     g_test_add_func("/page_sender/queue/anon", test_queue_anon);
     g_test_add_func("/page_sender/queue/gone", test_queue_gone);
