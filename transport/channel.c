@@ -74,6 +74,18 @@ bool channel_set_kind(struct channel *ch, enum channel_kind kind,
     return true;
 }
 
+bool channel_set_send_buffer(struct channel *ch, unsigned bytes, GError **err)
+{
+    if (!ch->ops->set_send_buffer) {
+        return true;
+    }
+    if (!ch->ops->set_send_buffer(ch, bytes, err)) {
+        g_prefix_error(err, "%s: ", ch->name);
+        return false;
+    }
+    return true;
+}
+
 enum channel_kind channel_kind(const struct channel *ch)
 {
     return ch->kind;

@@ -429,6 +429,12 @@ static bool tcp_set_timeout(struct channel *ch, unsigned timeout_ms,
     return true;
 }
 
+static bool tcp_set_send_buffer(struct channel *ch, unsigned bytes,
+                                GError **err)
+{
+    return tcp_socket_set_send_buffer(tcp_channel(ch)->fd, bytes, err);
+}
+
 static int tcp_fd(const struct channel *ch)
 {
     return tcp_channel(ch)->fd;
@@ -464,6 +470,7 @@ static const struct channel_ops tcp_channel_ops = {
     .recv_payload = tcp_recv_payload,
     .set_kind = tcp_set_kind,
     .set_timeout = tcp_set_timeout,
+    .set_send_buffer = tcp_set_send_buffer,
     .fd = tcp_fd,
     .buffered = tcp_buffered,
     .shutdown = tcp_shutdown,

@@ -93,6 +93,12 @@ static bool tune_buffers(int fd, unsigned bytes, GError **err)
            set_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, bytes, "SO_RCVBUF", err);
 }
 
+bool tcp_socket_set_send_buffer(int fd, unsigned bytes, GError **err)
+{
+    return set_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, (int)bytes, "SO_SNDBUF",
+                      err);
+}
+
 bool tcp_socket_tune_kind(int fd, enum channel_kind kind, GError **err)
 {
     if (kind != CHANNEL_URGENT) {

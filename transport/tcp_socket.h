@@ -21,6 +21,8 @@
 bool tcp_socket_tune(int fd, const struct transport_options *o, GError **err);
 /* Options of a channel kind (urgent: SO_PRIORITY). */
 bool tcp_socket_tune_kind(int fd, enum channel_kind kind, GError **err);
+/* SO_SNDBUF (SO_SNDBUFFORCE where we may), on a connected socket. */
+bool tcp_socket_set_send_buffer(int fd, unsigned bytes, GError **err);
 /* Blocking I/O that fails after @ms (SO_RCVTIMEO/SO_SNDTIMEO); 0: never. */
 bool tcp_socket_set_timeout(int fd, unsigned ms, GError **err);
 /*

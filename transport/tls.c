@@ -431,6 +431,15 @@ static bool tls_set_timeout(struct channel *ch, unsigned timeout_ms,
     return true;
 }
 
+/* The socket's buffer holds records: the same bytes, sealed. */
+static bool tls_set_send_buffer(struct channel *ch, unsigned bytes,
+                                GError **err)
+{
+    struct channel *inner = tls_channel(ch)->inner;
+
+    return inner->ops->set_send_buffer(inner, bytes, err);
+}
+
 static int tls_fd(const struct channel *ch)
 {
     const struct channel *inner = tls_channel(ch)->inner;
@@ -471,6 +480,7 @@ static const struct channel_ops tls_channel_ops = {
     .recv_payload = tls_recv_payload,
     .set_kind = tls_set_kind,
     .set_timeout = tls_set_timeout,
+    .set_send_buffer = tls_set_send_buffer,
     .fd = tls_fd,
     .buffered = tls_buffered,
     .shutdown = tls_shutdown,

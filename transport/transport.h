@@ -146,6 +146,12 @@ const char *channel_kind_name(enum channel_kind kind);
 /* After the peer's Hello names it, before the channel is shared. */
 bool channel_set_kind(struct channel *ch, enum channel_kind kind,
                       uint32_t stream, GError **err);
+/*
+ * Bytes the kernel may hold unsent for this channel (SO_SNDBUF, @bytes as
+ * asked: the kernel doubles it); this ends the kernel's own sizing of it.
+ * True and nothing done where the transport has no such buffer (RDMA).
+ */
+bool channel_set_send_buffer(struct channel *ch, unsigned bytes, GError **err);
 enum channel_kind channel_kind(const struct channel *ch);
 uint32_t channel_stream(const struct channel *ch);
 /* "10.0.0.2:4000", for logs. */

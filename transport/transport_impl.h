@@ -51,6 +51,8 @@ struct channel_ops {
     /* Apply the per-kind tuning (latency for urgent, buffers for bulk). */
     bool (*set_kind)(struct channel *ch, enum channel_kind kind, GError **err);
     bool (*set_timeout)(struct channel *ch, unsigned timeout_ms, GError **err);
+    /* SO_SNDBUF; NULL: the transport has no send buffer to size. */
+    bool (*set_send_buffer)(struct channel *ch, unsigned bytes, GError **err);
     int (*fd)(const struct channel *ch);
     /*
      * The peer hung up, without blocking; NULL: poll channel_fd() for

@@ -255,6 +255,25 @@ static void test_send_file(void)
     close(fd);
 }
 
+/* The kernel doubles what it is asked for; pages still go through. */
+static void test_send_buffer(void)
+{
+    GError *err = NULL;
+    struct pair p;
+    int got = 0;
+    socklen_t len = sizeof(got);
+
+    pair_open_or_die(&p, CHANNEL_BULK);
+    g_assert_true(channel_set_send_buffer(p.out, 1u << 20, &err));
+    g_assert_no_error(err);
+    g_assert_cmpint(
+        getsockopt(channel_fd(p.out), SOL_SOCKET, SO_SNDBUF, &got, &len), ==,
+        0);
+    g_assert_cmpint(got, ==, 2 << 20);
+    exchange_pages(&p);
+    pair_close(&p);
+}
+
 static void test_pages_v4(void)
 {
     struct pair p;
@@ -1428,6 +1447,7 @@ int main(int argc, char **argv)
     g_test_add_func("/tcp/parse", test_parse);
     g_test_add_func("/tcp/format", test_format);
     g_test_add_func("/tcp/pages-ipv4", test_pages_v4);
+    g_test_add_func("/tcp/send-buffer", test_send_buffer);
     g_test_add_func("/tcp/send-file", test_send_file);
     g_test_add_func("/tcp/pages-ipv6", test_pages_v6);
     g_test_add_func("/tcp/listen-any", test_listen_any);
