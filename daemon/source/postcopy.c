@@ -291,6 +291,7 @@ static bool start_postcopy(struct source_session *s)
             postcopy_stream_drop_region(&s->stream, i);
         }
     }
+    source_bulk_postcopy_buffers(s);
     atomic_store(&s->bulk_running, s->nbulk);
     atomic_store(&s->streaming, true); /* the stream is ready: notes go */
     for (unsigned i = 0; i < s->nbulk; i++) {

@@ -457,6 +457,7 @@ bool precopy_rounds(struct source_session *s, GError **err)
         atomic_load(&st->pages_sent) + atomic_load(&st->zero_pages);
 
     source_senders_set_phase(s, &st->bytes_precopy);
+    source_bulk_set_send_buffers(s, SOURCE_PRECOPY_SNDBUF);
     if (!send_all(s, err)) {
         return false;
     }

@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <gio/gio.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/uio.h>
 
@@ -26,6 +27,44 @@ void source_senders_set_phase(struct source_session *s, _Atomic uint64_t *bytes)
 {
     for (unsigned i = 0; i < s->nbulk; i++) {
         page_sender_set_phase(&s->bulk[i].sender, bytes);
+    }
+}
+
+/* Tuning only: a channel that refuses keeps the kernel's sizing. */
+void source_bulk_set_send_buffers(struct source_session *s, unsigned bytes)
+{
+    for (unsigned i = 0; i < s->nbulk; i++) {
+        g_autoptr(GError) err = NULL;
+
+        if (s->bulk[i].ch &&
+            !channel_set_send_buffer(s->bulk[i].ch, bytes, &err)) {
+            g_warning("migration %s: %s", s->m->id, err->message);
+        }
+    }
+}
+
+/* Half the kernel's ceiling, read once: SO_SNDBUF doubles what it is given. */
+static unsigned kernel_sndbuf_ceiling(void)
+{
+    static gsize once;
+
+    if (g_once_init_enter(&once)) {
+        g_autofree char *text = NULL;
+        unsigned lo, def, max = 4u << 20; /* the kernel's default */
+
+        if (g_file_get_contents("/proc/sys/net/ipv4/tcp_wmem", &text, NULL,
+                                NULL)) {
+            sscanf(text, "%u %u %u", &lo, &def, &max);
+        }
+        g_once_init_leave(&once, MAX(max / 2, 1u));
+    }
+    return (unsigned)once;
+}
+
+void source_bulk_postcopy_buffers(struct source_session *s)
+{
+    if (s->m->params.mode == MODE_HYBRID) {
+        source_bulk_set_send_buffers(s, kernel_sndbuf_ceiling());
     }
 }
 
