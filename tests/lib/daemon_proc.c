@@ -646,9 +646,19 @@ bool daemon_guest_spawn(struct daemon_guest *g, struct daemon_proc *dp,
 
 bool daemon_guest_alive(struct daemon_guest *g)
 {
-    int status;
+    return !reap_if_exited(g->pid, &g->reaped, &g->status);
+}
 
-    return !reap_if_exited(g->pid, &g->reaped, &status);
+char *daemon_guest_describe(struct daemon_guest *g)
+{
+    if (daemon_guest_alive(g)) {
+        return g_strdup("running");
+    }
+    if (WIFSIGNALED(g->status)) {
+        return g_strdup_printf("killed by signal %d (%s)", WTERMSIG(g->status),
+                               g_strsignal(WTERMSIG(g->status)));
+    }
+    return g_strdup_printf("exited with status %d", WEXITSTATUS(g->status));
 }
 
 void daemon_guest_stop(struct daemon_guest *g)

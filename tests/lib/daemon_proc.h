@@ -91,6 +91,7 @@ char *daemon_proc_wait_status(struct daemon_proc *dp, const char *vm,
 struct daemon_guest {
     GPid pid;
     bool reaped;
+    int status; /* its wait status, once reaped */
     int out_fd; /* its stdout */
     GString *out;
 };
@@ -105,6 +106,8 @@ bool daemon_guest_spawn(struct daemon_guest *g, struct daemon_proc *dp,
 char *daemon_guest_wait_line(struct daemon_guest *g, const char *needle,
                              int timeout_ms);
 bool daemon_guest_alive(struct daemon_guest *g);
+/* "running", "exited with status 1", "killed by signal 7 (Bus error)". */
+char *daemon_guest_describe(struct daemon_guest *g);
 void daemon_guest_stop(struct daemon_guest *g);
 
 #endif /* POSTCOPYD_DAEMON_PROC_H */

@@ -55,7 +55,7 @@ static long meminfo_long(const char *text, const char *key)
 }
 
 /* Free and not promised to a mapping already (HugePages_Rsvd). */
-static long free_hugepages(void)
+long testlib_hugetlb_unreserved(void)
 {
     g_autofree char *text = NULL;
     long free_pages, rsvd;
@@ -83,7 +83,7 @@ uint64_t testlib_hugepage_size(void)
 bool testlib_hugetlb_reserve(unsigned long npages, char **why)
 {
     long nr = read_long(NR_HUGEPAGES);
-    long have = free_hugepages();
+    long have = testlib_hugetlb_unreserved();
 
     if (nr < 0 || have < 0) {
         *why = g_strdup("no hugetlb support: " NR_HUGEPAGES " unreadable");
@@ -100,7 +100,7 @@ bool testlib_hugetlb_reserve(unsigned long npages, char **why)
         *why = g_strdup_printf("cannot write " NR_HUGEPAGES " (not root?)");
         return false;
     }
-    have = free_hugepages();
+    have = testlib_hugetlb_unreserved();
     if (have < (long)npages) {
         *why = g_strdup_printf("kernel reserved only %ld of %lu huge pages",
                                have, npages);

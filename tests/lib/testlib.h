@@ -25,5 +25,7 @@ bool testlib_hugetlb_reserve(unsigned long npages, char **why);
 
 /* 2 MiB on x86_64: the default huge page size from /proc/meminfo. */
 uint64_t testlib_hugepage_size(void);
+/* Free huge pages no mapping has reserved (-1: unknown). */
+long testlib_hugetlb_unreserved(void);
 
 #endif /* POSTCOPYD_TESTLIB_H */
