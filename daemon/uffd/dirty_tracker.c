@@ -123,6 +123,7 @@ void dirty_tracker_destroy(struct dirty_tracker *dt)
         g_free(r->live);
         g_free(r->collected);
         g_free(r->absent);
+        g_free(r->unprotected);
     }
     g_free(dt->ranges);
     if (dt->pagemap_fd >= 0) {
@@ -188,6 +189,12 @@ static struct dirty_range *range_append(struct dirty_tracker *dt, uint64_t base,
         .absent = dt->watch_absent ? g_new0(unsigned long, bitmap_longs(npages))
                                    : NULL,
     };
+    if (dt->protect_later) {
+        /* Bits past npages are never read: bitmap_next() stops there. */
+        r->unprotected = g_new(unsigned long, bitmap_longs(npages));
+        memset(r->unprotected, 0xff,
+               bitmap_longs(npages) * sizeof(unsigned long));
+    }
     return r;
 }
 
@@ -198,6 +205,7 @@ static void range_drop_last(struct dirty_tracker *dt)
     g_free(r->live);
     g_free(r->collected);
     g_free(r->absent);
+    g_free(r->unprotected);
 }
 
 bool dirty_tracker_final_walks_guest(const struct dirty_tracker *dt)
@@ -210,6 +218,28 @@ bool dirty_tracker_watch_absent(struct dirty_tracker *dt)
     g_assert(dt->nranges == 0);
     dt->watch_absent = dt->method == DIRTY_ASYNC_WP;
     return dt->watch_absent;
+}
+
+bool dirty_tracker_protect_later(struct dirty_tracker *dt)
+{
+    g_assert(dt->nranges == 0);
+    dt->protect_later = is_wp(dt);
+    return dt->protect_later;
+}
+
+bool dirty_tracker_protect(struct dirty_tracker *dt, size_t range,
+                           uint64_t first, uint64_t n, GError **err)
+{
+    bool ok;
+
+    g_assert(range < dt->nranges);
+    if (!dt->protect_later) {
+        return true;
+    }
+    g_mutex_lock(&dt->lock);
+    ok = dirty_wp_protect(dt, &dt->ranges[range], first, n, false, err);
+    g_mutex_unlock(&dt->lock);
+    return ok;
 }
 
 const unsigned long *dirty_tracker_absent(const struct dirty_tracker *dt,
@@ -237,7 +267,7 @@ bool dirty_tracker_add_range(struct dirty_tracker *dt, uint64_t base,
     } else {
         /* Listed first: its WP faults can come as soon as it is armed. */
         range_append(dt, base, size, page_size);
-        if (!dirty_wp_arm(dt, base, size, err)) {
+        if (!dirty_wp_arm(dt, base, size, !dt->protect_later, err)) {
             range_drop_last(dt);
             goto out;
         }

@@ -70,6 +70,8 @@ struct dirty_range {
     unsigned long *collected;
     /* watch_absent: not in the process's page table at the last collect */
     unsigned long *absent;
+    /* protect_later: not protected yet (dirty_tracker_protect()) */
+    unsigned long *unprotected;
 };
 
 struct dirty_tracker {
@@ -85,6 +87,8 @@ struct dirty_tracker {
     unsigned scan_vec_len;
     bool final;        /* collect_final ran: pages no longer re-protected */
     bool watch_absent; /* collects note absent pages too */
+    bool
+        protect_later; /* add_range() leaves pages to dirty_tracker_protect() */
     /*
      * Soft-dirty: SIGSTOP the process between reading pagemap and
      * clear_refs, the only way to not lose a write made in between.
@@ -136,6 +140,24 @@ void dirty_tracker_destroy(struct dirty_tracker *dt);
  */
 bool dirty_tracker_watch_absent(struct dirty_tracker *dt);
 /*
+ * From now on add_range() leaves the WP methods' pages unprotected: the
+ * caller protects each page with dirty_tracker_protect() before its first
+ * read, so a write made before that read is in what it reads and is not
+ * reported (a precopy's round 1 sends each page once, not once more for
+ * every write the guest made before the round reached it).  A page still
+ * unprotected at the next collect is protected then and reported as
+ * written: it was never tracked.  False for soft-dirty (clear_refs acts
+ * on the whole process at once).  Call before add_range().
+ */
+bool dirty_tracker_protect_later(struct dirty_tracker *dt);
+/*
+ * Protect pages [first, first + n) of @range that add_range() left
+ * unprotected (none when protect_later is off); one ioctl per run still
+ * unprotected.  Callable from several threads at once.
+ */
+bool dirty_tracker_protect(struct dirty_tracker *dt, size_t range,
+                           uint64_t first, uint64_t n, GError **err);
+/*
  * The final collect walks every page-table entry of the ranges (async-wp,
  * soft-dirty), so its cost grows with the guest; sync-wp's only reads its
  * bitmap of what faulted.
@@ -147,7 +169,8 @@ const unsigned long *dirty_tracker_absent(const struct dirty_tracker *dt,
 
 /*
  * Track [base, base+size) of pages of @page_size (4 KiB, or the hugetlb
- * page size): WP methods register MODE_WP and protect the whole range;
+ * page size): WP methods register MODE_WP and protect the whole range
+ * (unless dirty_tracker_protect_later());
  * soft-dirty harvests the other ranges and clears the process's bits.
  * *@index (may be NULL) receives the range's index.
  */

@@ -36,6 +36,13 @@ static inline void bitmap_set(unsigned long *map, uint64_t start, uint64_t n)
     }
 }
 
+static inline void bitmap_clear(unsigned long *map, uint64_t start, uint64_t n)
+{
+    for (uint64_t i = start; i < start + n; i++) {
+        map[i / BITS_PER_LONG] &= ~(1UL << (i % BITS_PER_LONG));
+    }
+}
+
 /* Set [start, start+n) in @to and clear it in @from. */
 static inline void bitmap_move(unsigned long *to, unsigned long *from,
                                uint64_t start, uint64_t n)
@@ -80,9 +87,15 @@ static inline uint64_t bitmap_weight(const unsigned long *map, uint64_t nbits)
 bool dirty_soft_works(void);
 /* Soft-dirty: read the first @nranges ranges, then clear the process. */
 bool dirty_soft_collect(struct dirty_tracker *dt, size_t nranges, GError **err);
-/* Register [base, base+size) for uffd-wp and protect it. */
+/* Register [base, base+size) for uffd-wp and, if @protect, protect it. */
 bool dirty_wp_arm(struct dirty_tracker *dt, uint64_t base, uint64_t size,
-                  GError **err);
+                  bool protect, GError **err);
+/*
+ * Protect the pages of @r's unprotected set in [first, first + n); with
+ * @report also hand them to its collected set.
+ */
+bool dirty_wp_protect(struct dirty_tracker *dt, struct dirty_range *r,
+                      uint64_t first, uint64_t n, bool report, GError **err);
 /* async-wp or sync-wp: collect range @i into its collected set. */
 bool dirty_wp_collect(struct dirty_tracker *dt, size_t i, GError **err);
 

@@ -12,7 +12,7 @@
 #include <gio/gio.h>
 
 bool dirty_wp_arm(struct dirty_tracker *dt, uint64_t base, uint64_t size,
-                  GError **err)
+                  bool protect, GError **err)
 {
     uint64_t ioctls = 0;
     int ret;
@@ -31,7 +31,7 @@ bool dirty_wp_arm(struct dirty_tracker *dt, uint64_t base, uint64_t size,
                     "on this range");
         goto fail;
     }
-    ret = uffd_writeprotect(dt->u, base, size, true, 0);
+    ret = protect ? uffd_writeprotect(dt->u, base, size, true, 0) : 0;
     if (ret < 0) {
         g_set_error(err, G_IO_ERROR, g_io_error_from_errno(-ret),
                     "dirty tracker: write-protect range: %s", g_strerror(-ret));
@@ -41,6 +41,36 @@ bool dirty_wp_arm(struct dirty_tracker *dt, uint64_t base, uint64_t size,
 fail:
     uffd_unregister(dt->u, base, size, NULL);
     return false;
+}
+
+bool dirty_wp_protect(struct dirty_tracker *dt, struct dirty_range *r,
+                      uint64_t first, uint64_t n, bool report, GError **err)
+{
+    uint64_t end = MIN(first + n, r->npages);
+    uint64_t s = first;
+
+    while (r->unprotected &&
+           (s = bitmap_next(r->unprotected, end, s, true)) < end) {
+        uint64_t e = bitmap_next(r->unprotected, end, s, false);
+        int ret = dt->final
+                      ? 0
+                      : uffd_writeprotect(dt->u, r->base + s * r->page_size,
+                                          (e - s) * r->page_size, true, 0);
+
+        if (ret < 0) {
+            g_set_error(err, G_IO_ERROR, g_io_error_from_errno(-ret),
+                        "dirty tracker: write-protect: %s", g_strerror(-ret));
+            return false;
+        }
+        if (report) {
+            bitmap_move(r->collected, r->unprotected, s, e - s);
+            dt->stats.pages_reported += e - s;
+        } else {
+            bitmap_clear(r->unprotected, s, e - s);
+        }
+        s = e;
+    }
+    return true;
 }
 
 static void record_regions(struct dirty_tracker *dt, struct dirty_range *r,
@@ -160,12 +190,25 @@ static bool sync_collect_range(struct dirty_tracker *dt, struct dirty_range *r,
     return true;
 }
 
+/*
+ * Pages never protected are reported first, and protected in the same
+ * step: a write to one was never tracked.  sync-wp depends on it (no
+ * fault ever came for them); async-wp's scan would report them as
+ * written and protect them itself (this kernel does, holes included:
+ * test_dirty's protect-later cases pass without it), but not by any
+ * documented promise.
+ */
 bool dirty_wp_collect(struct dirty_tracker *dt, size_t i, GError **err)
 {
-    if (dt->method == DIRTY_ASYNC_WP) {
-        return async_collect_range(dt, &dt->ranges[i], err);
+    struct dirty_range *r = &dt->ranges[i];
+
+    if (!dirty_wp_protect(dt, r, 0, r->npages, true, err)) {
+        return false;
     }
-    return sync_collect_range(dt, &dt->ranges[i], err);
+    if (dt->method == DIRTY_ASYNC_WP) {
+        return async_collect_range(dt, r, err);
+    }
+    return sync_collect_range(dt, r, err);
 }
 
 static struct dirty_range *find_range(struct dirty_tracker *dt, uint64_t addr)
