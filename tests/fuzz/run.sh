@@ -5,7 +5,8 @@
 #
 # Each FUZZER (BUILD/fuzz/fuzz_NAME) starts from a scratch copy of
 # tests/fuzz/corpus/NAME, so the inputs it finds never land in the source
-# tree, with tests/fuzz/fuzz_NAME.dict when there is one.  Its log and any
+# tree, with tests/fuzz/fuzz_NAME.dict when there is one, and its own
+# TMPDIR (the temporary directories targets make), removed after it.  Its log and any
 # crashing input go to BUILD/fuzz/.  Every target runs; the exit status is
 # non-zero when one of them crashed, leaked, hung or failed a check.
 set -u
@@ -29,8 +30,9 @@ for fuzzer in "$@"; do
     log=$out/$name.log
     rm -f "$out/$name"-* # crashes of an earlier run
     scratch=$(mktemp -d "${TMPDIR:-/tmp}/postcopyd-$name.XXXXXX") || exit 1
+    mkdir "$scratch/corpus" "$scratch/tmp" || exit 1
     if [ -d "$srcdir/corpus/$short" ]; then
-        cp "$srcdir/corpus/$short"/* "$scratch"/
+        cp "$srcdir/corpus/$short"/* "$scratch/corpus"/
     fi
     set -- -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$out/$name-"
@@ -38,7 +40,7 @@ for fuzzer in "$@"; do
         set -- "$@" -dict="$srcdir/$name.dict"
     fi
     printf '  FUZZ    %-16s %ss ... ' "$name" "$seconds"
-    "$fuzzer" "$@" "$scratch" >"$log" 2>&1
+    TMPDIR="$scratch/tmp" "$fuzzer" "$@" "$scratch/corpus" >"$log" 2>&1
     rc=$?
     rm -rf "$scratch"
     # "#123456 DONE cov: 140 ft: 600 corp: 80/4Kb ... exec/s: 9000 ..."
