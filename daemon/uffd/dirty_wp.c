@@ -43,15 +43,19 @@ fail:
     return false;
 }
 
-bool dirty_wp_protect(struct dirty_tracker *dt, struct dirty_range *r,
-                      uint64_t first, uint64_t n, bool report, GError **err)
+/*
+ * Write-protect each run of @map's set bits in [first, end) (not after
+ * the final collect: nothing is tracked then), and move it to the
+ * collected set if @report, else just clear it.
+ */
+static bool protect_runs(struct dirty_tracker *dt, struct dirty_range *r,
+                         unsigned long *map, uint64_t first, uint64_t end,
+                         bool report, GError **err)
 {
-    uint64_t end = MIN(first + n, r->npages);
     uint64_t s = first;
 
-    while (r->unprotected &&
-           (s = bitmap_next(r->unprotected, end, s, true)) < end) {
-        uint64_t e = bitmap_next(r->unprotected, end, s, false);
+    while ((s = bitmap_next(map, end, s, true)) < end) {
+        uint64_t e = bitmap_next(map, end, s, false);
         int ret = dt->final
                       ? 0
                       : uffd_writeprotect(dt->u, r->base + s * r->page_size,
@@ -63,14 +67,22 @@ bool dirty_wp_protect(struct dirty_tracker *dt, struct dirty_range *r,
             return false;
         }
         if (report) {
-            bitmap_move(r->collected, r->unprotected, s, e - s);
+            bitmap_move(r->collected, map, s, e - s);
             dt->stats.pages_reported += e - s;
         } else {
-            bitmap_clear(r->unprotected, s, e - s);
+            bitmap_clear(map, s, e - s);
         }
         s = e;
     }
     return true;
+}
+
+bool dirty_wp_protect(struct dirty_tracker *dt, struct dirty_range *r,
+                      uint64_t first, uint64_t n, bool report, GError **err)
+{
+    return !r->unprotected ||
+           protect_runs(dt, r, r->unprotected, first,
+                        MIN(first + n, r->npages), report, err);
 }
 
 static void record_regions(struct dirty_tracker *dt, struct dirty_range *r,
@@ -169,25 +181,7 @@ static bool async_collect_range(struct dirty_tracker *dt, struct dirty_range *r,
 static bool sync_collect_range(struct dirty_tracker *dt, struct dirty_range *r,
                                GError **err)
 {
-    uint64_t s = 0;
-
-    while ((s = bitmap_next(r->live, r->npages, s, true)) < r->npages) {
-        uint64_t e = bitmap_next(r->live, r->npages, s, false);
-        int ret = dt->final
-                      ? 0
-                      : uffd_writeprotect(dt->u, r->base + s * r->page_size,
-                                          (e - s) * r->page_size, true, 0);
-
-        if (ret < 0) {
-            g_set_error(err, G_IO_ERROR, g_io_error_from_errno(-ret),
-                        "sync-wp: re-protect: %s", g_strerror(-ret));
-            return false;
-        }
-        bitmap_move(r->collected, r->live, s, e - s);
-        dt->stats.pages_reported += e - s;
-        s = e;
-    }
-    return true;
+    return protect_runs(dt, r, r->live, 0, r->npages, true, err);
 }
 
 /*
