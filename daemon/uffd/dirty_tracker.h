@@ -85,10 +85,9 @@ struct dirty_tracker {
     size_t nranges;
     /* PAGEMAP_SCAN vec_len, <= PM_SCAN_MAX_VEC_LEN; tests lower it. */
     unsigned scan_vec_len;
-    bool final;        /* collect_final ran: pages no longer re-protected */
-    bool watch_absent; /* collects note absent pages too */
-    bool
-        protect_later; /* add_range() leaves pages to dirty_tracker_protect() */
+    bool final;         /* collect_final ran: pages no longer re-protected */
+    bool watch_absent;  /* collects note absent pages too */
+    bool protect_later; /* pages wait for dirty_tracker_protect() */
     /*
      * Soft-dirty: SIGSTOP the process between reading pagemap and
      * clear_refs, the only way to not lose a write made in between.

@@ -81,8 +81,8 @@ bool dirty_wp_protect(struct dirty_tracker *dt, struct dirty_range *r,
                       uint64_t first, uint64_t n, bool report, GError **err)
 {
     return !r->unprotected ||
-           protect_runs(dt, r, r->unprotected, first,
-                        MIN(first + n, r->npages), report, err);
+           protect_runs(dt, r, r->unprotected, first, MIN(first + n, r->npages),
+                        report, err);
 }
 
 static void record_regions(struct dirty_tracker *dt, struct dirty_range *r,
@@ -174,7 +174,9 @@ static bool async_collect_range(struct dirty_tracker *dt, struct dirty_range *r,
 /*
  * Protect each run of live pages, then move it to the collected set.  The
  * lock keeps handle_wp_fault() out, so an unprotected page always has its
- * live bit set and a write can never slip between protect and handout.
+ * live bit set (or, never protected yet, its unprotected bit: see
+ * dirty_wp_collect()) and a write can never slip between protect and
+ * handout.
  * The final collect only moves them: nothing is tracked after it, and the
  * ioctl per run was all of its cost (0.1-2.8 ms at 256 MiB/s here).
  */

@@ -6,9 +6,10 @@
 # Each FUZZER (BUILD/fuzz/fuzz_NAME) starts from a scratch copy of
 # tests/fuzz/corpus/NAME, so the inputs it finds never land in the source
 # tree, with tests/fuzz/fuzz_NAME.dict when there is one, and its own
-# TMPDIR (the temporary directories targets make), removed after it.  Its log and any
-# crashing input go to BUILD/fuzz/.  Every target runs; the exit status is
-# non-zero when one of them crashed, leaked, hung or failed a check.
+# TMPDIR (the temporary directories targets make), removed after it.  Its
+# log and any crashing input go to BUILD/fuzz/.  Every target runs; the
+# exit status is non-zero when one of them crashed, leaked, hung or failed
+# a check.
 set -u
 
 [ $# -ge 3 ] || {
