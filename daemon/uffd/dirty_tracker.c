@@ -227,19 +227,46 @@ bool dirty_tracker_protect_later(struct dirty_tracker *dt)
     return dt->protect_later;
 }
 
+/*
+ * The ioctl runs without the lock: sync-wp's fault thread takes it for
+ * every write fault, and a vCPU must not wait behind protecting 8 MiB.
+ * A run's bits are cleared only once its ioctl has returned, so a caller
+ * that finds them clear knows its pages are protected; two callers on
+ * the same run both protect it, which is harmless.
+ */
 bool dirty_tracker_protect(struct dirty_tracker *dt, size_t range,
                            uint64_t first, uint64_t n, GError **err)
 {
-    bool ok;
+    struct dirty_range *r;
+    uint64_t end, s = first, e;
+    int ret;
 
     g_assert(range < dt->nranges);
     if (!dt->protect_later) {
         return true;
     }
-    g_mutex_lock(&dt->lock);
-    ok = dirty_wp_protect(dt, &dt->ranges[range], first, n, false, err);
-    g_mutex_unlock(&dt->lock);
-    return ok;
+    r = &dt->ranges[range];
+    end = MIN(first + n, r->npages);
+    for (;;) {
+        g_mutex_lock(&dt->lock);
+        s = bitmap_next(r->unprotected, end, s, true);
+        e = bitmap_next(r->unprotected, end, s, false);
+        g_mutex_unlock(&dt->lock);
+        if (s >= end) {
+            return true;
+        }
+        ret = uffd_writeprotect(dt->u, r->base + s * r->page_size,
+                                (e - s) * r->page_size, true, 0);
+        if (ret < 0) {
+            g_set_error(err, G_IO_ERROR, g_io_error_from_errno(-ret),
+                        "dirty tracker: write-protect: %s", g_strerror(-ret));
+            return false;
+        }
+        g_mutex_lock(&dt->lock);
+        bitmap_clear(r->unprotected, s, e - s);
+        g_mutex_unlock(&dt->lock);
+        s = e;
+    }
 }
 
 const unsigned long *dirty_tracker_absent(const struct dirty_tracker *dt,

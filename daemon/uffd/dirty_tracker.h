@@ -21,8 +21,9 @@
  *    so a write after the caller reads it is reported by the next collect:
  *    no write is ever lost between rounds.  The first collect after
  *    add_range() reports the pages written since add_range().
- *  - handle_wp_fault() may run on another thread than collect/take/add;
- *    the tracker's lock orders them.  Everything else is one thread.
+ *  - handle_wp_fault() may run on another thread than collect/take/add,
+ *    and protect() on several; the tracker's lock orders them.  Everything
+ *    else is one thread.
  */
 #ifndef POSTCOPYD_DIRTY_TRACKER_H
 #define POSTCOPYD_DIRTY_TRACKER_H
@@ -152,7 +153,8 @@ bool dirty_tracker_protect_later(struct dirty_tracker *dt);
 /*
  * Protect pages [first, first + n) of @range that add_range() left
  * unprotected (none when protect_later is off); one ioctl per run still
- * unprotected.  Callable from several threads at once.
+ * unprotected, made without the tracker's lock.  Callable from several
+ * threads at once, and beside handle_wp_fault().
  */
 bool dirty_tracker_protect(struct dirty_tracker *dt, size_t range,
                            uint64_t first, uint64_t n, GError **err);

@@ -90,12 +90,6 @@ bool dirty_soft_collect(struct dirty_tracker *dt, size_t nranges, GError **err);
 /* Register [base, base+size) for uffd-wp and, if @protect, protect it. */
 bool dirty_wp_arm(struct dirty_tracker *dt, uint64_t base, uint64_t size,
                   bool protect, GError **err);
-/*
- * Protect the pages of @r's unprotected set in [first, first + n); with
- * @report also hand them to its collected set.
- */
-bool dirty_wp_protect(struct dirty_tracker *dt, struct dirty_range *r,
-                      uint64_t first, uint64_t n, bool report, GError **err);
 /* async-wp or sync-wp: collect range @i into its collected set. */
 bool dirty_wp_collect(struct dirty_tracker *dt, size_t i, GError **err);
 

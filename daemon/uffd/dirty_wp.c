@@ -44,18 +44,16 @@ fail:
 }
 
 /*
- * Write-protect each run of @map's set bits in [first, end) (not after
- * the final collect: nothing is tracked then), and move it to the
- * collected set if @report, else just clear it.
+ * Write-protect each run of @map's set bits (not after the final collect:
+ * nothing is tracked then) and move it to the collected set.
  */
 static bool protect_runs(struct dirty_tracker *dt, struct dirty_range *r,
-                         unsigned long *map, uint64_t first, uint64_t end,
-                         bool report, GError **err)
+                         unsigned long *map, GError **err)
 {
-    uint64_t s = first;
+    uint64_t s = 0;
 
-    while ((s = bitmap_next(map, end, s, true)) < end) {
-        uint64_t e = bitmap_next(map, end, s, false);
+    while ((s = bitmap_next(map, r->npages, s, true)) < r->npages) {
+        uint64_t e = bitmap_next(map, r->npages, s, false);
         int ret = dt->final
                       ? 0
                       : uffd_writeprotect(dt->u, r->base + s * r->page_size,
@@ -66,23 +64,11 @@ static bool protect_runs(struct dirty_tracker *dt, struct dirty_range *r,
                         "dirty tracker: write-protect: %s", g_strerror(-ret));
             return false;
         }
-        if (report) {
-            bitmap_move(r->collected, map, s, e - s);
-            dt->stats.pages_reported += e - s;
-        } else {
-            bitmap_clear(map, s, e - s);
-        }
+        bitmap_move(r->collected, map, s, e - s);
+        dt->stats.pages_reported += e - s;
         s = e;
     }
     return true;
-}
-
-bool dirty_wp_protect(struct dirty_tracker *dt, struct dirty_range *r,
-                      uint64_t first, uint64_t n, bool report, GError **err)
-{
-    return !r->unprotected ||
-           protect_runs(dt, r, r->unprotected, first, MIN(first + n, r->npages),
-                        report, err);
 }
 
 static void record_regions(struct dirty_tracker *dt, struct dirty_range *r,
@@ -183,7 +169,7 @@ static bool async_collect_range(struct dirty_tracker *dt, struct dirty_range *r,
 static bool sync_collect_range(struct dirty_tracker *dt, struct dirty_range *r,
                                GError **err)
 {
-    return protect_runs(dt, r, r->live, 0, r->npages, true, err);
+    return protect_runs(dt, r, r->live, err);
 }
 
 /*
@@ -198,7 +184,7 @@ bool dirty_wp_collect(struct dirty_tracker *dt, size_t i, GError **err)
 {
     struct dirty_range *r = &dt->ranges[i];
 
-    if (!dirty_wp_protect(dt, r, 0, r->npages, true, err)) {
+    if (r->unprotected && !protect_runs(dt, r, r->unprotected, err)) {
         return false;
     }
     if (dt->method == DIRTY_ASYNC_WP) {
