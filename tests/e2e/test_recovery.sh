@@ -570,7 +570,7 @@ kill_case() {
     fi
     migrate_start "$vm" --mode "$mode" "${margs[@]}"
     if wait_postcopy "$vm"; then
-        # Soon: a hybrid postcopy moves only what was dirty, ~1 s here.
+        # Soon: a hybrid postcopy (above) lasts a second or two here.
         sleep_ms $((RANDOM % 300))
         # The killed daemon's own view: the destination completes first.
         st=$(mig_field "$who" "$vm" status)
