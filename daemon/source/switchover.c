@@ -323,13 +323,15 @@ static bool pause_and_switch(struct source_session *s, bool *rt, GError **err)
     }
     atomic_store(&m->stats.resume_us, migration_now_us());
     atomic_store(&m->stats.downtime_us, migration_now_us() - t0);
-    /* Never migrate or resume this copy again: the guest lives there. */
+    /*
+     * Never migrate or resume this copy again: the guest lives there.  Its
+     * write-protection stays until the session ends (free_session()):
+     * this VM never runs again unless the switchover failed, and every
+     * such path stops tracking before it resumes it.
+     */
     g_mutex_lock(&m->daemon->lock);
     m->vm->moved = true;
     g_mutex_unlock(&m->daemon->lock);
-    if (!s->final_deferred) {
-        precopy_stop_tracking(s);
-    }
     return true;
 }
 
@@ -387,9 +389,7 @@ bool source_send_final_dirty(struct source_session *s, GError **err)
     if (rt) {
         fault_priority_leave();
     }
-    /* Unprotects the whole guest: not at real time.  Unsent, the
-     * destination fetches every copy it holds again. */
-    precopy_stop_tracking(s);
+    /* Unsent, the destination fetches every copy it holds again. */
     return ok;
 }
 
