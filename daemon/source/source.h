@@ -56,7 +56,8 @@ struct source_session {
     bool paused; /* we paused the source VMM */
     /*
      * Hybrid: the last dirty set goes after the resume (FinalDirty), its
-     * collect no longer in the downtime; tracking runs until it is taken.
+     * collect no longer in the downtime; tracking runs until it is taken
+     * (and ends with the session: free_session()).
      */
     bool final_deferred;
     bool switchover_sent, switchover_refused;
