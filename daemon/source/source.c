@@ -102,7 +102,7 @@ void source_remember_session(struct source_session *s)
 /*
  * Tracking stops here, after the migration's end, unless a failure before
  * the switchover stopped it already to resume the VM: ending it walks
- * every page-table entry of the guest (0.4 s for 4 GiB on the bench's
+ * every page-table entry of the guest (0.36-0.46 s for 4 GiB on the bench's
  * machine), which right after the switchover delayed the postcopy stream.
  */
 static void free_session(struct source_session *s)
