@@ -126,8 +126,8 @@ bool dirty_method_choose(const struct dirty_support *s, enum dirty_method want,
 bool dirty_tracker_init(struct dirty_tracker *dt, pid_t pid, struct uffd *u,
                         enum dirty_method m, GError **err);
 /*
- * Unprotect (waking blocked writers) and unregister the ranges so nothing
- * stays blocked.  Stop the thread calling handle_wp_fault() first.
+ * Unregister the ranges: no page stays protected and blocked writers are
+ * woken.  Stop the thread calling handle_wp_fault() first.
  */
 void dirty_tracker_destroy(struct dirty_tracker *dt);
 

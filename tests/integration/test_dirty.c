@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -43,11 +44,12 @@ enum scenario {
     SC_NOLOST,  /* writes racing collects: the last value always arrives */
     SC_FINAL,   /* the switchover's collect: exact, async WP not re-armed */
     SC_LATER,   /* protect_later: tracked from each page's protect on */
+    SC_DESTROY, /* destroy: nothing left protected, blocked writers go */
     SC_N,
 };
 
 static const char *const scenario_names[SC_N] = {
-    "exact", "many", "rewrite", "nolost", "final", "protect-later"};
+    "exact", "many", "rewrite", "nolost", "final", "protect-later", "destroy"};
 
 struct combo {
     enum dirty_method method;
@@ -327,17 +329,24 @@ static bool fixture_setup(struct fixture *fx, const struct combo *c)
     return true;
 }
 
+static void stop_fault_thread(struct fixture *fx)
+{
+    uint64_t one = 1;
+
+    if (!fx->fault_thread) {
+        return;
+    }
+    g_assert_cmpint(write(fx->stop_fd, &one, sizeof(one)), ==, 8);
+    g_thread_join(fx->fault_thread);
+    close(fx->stop_fd);
+    fx->fault_thread = NULL;
+}
+
 static void fixture_teardown(struct fixture *fx)
 {
     int status = 0;
 
-    if (fx->fault_thread) {
-        uint64_t one = 1;
-
-        g_assert_cmpint(write(fx->stop_fd, &one, sizeof(one)), ==, 8);
-        g_thread_join(fx->fault_thread);
-        close(fx->stop_fd);
-    }
+    stop_fault_thread(fx);
     if (fx->have_dt) {
         dirty_tracker_destroy(&fx->dt);
     }
@@ -646,10 +655,68 @@ static void run_later(struct fixture *fx)
     expect_dirty(fx, pick_b);
 }
 
+/* Host pages of the writer's range whose pagemap entry says uffd-wp. */
+static uint64_t count_protected(struct fixture *fx)
+{
+    g_autofree char *path = g_strdup_printf("/proc/%d/pagemap", (int)fx->pid);
+    uint64_t host = getpagesize(), n = fx->mem.size / host, count = 0;
+    g_autofree uint64_t *pm = g_new(uint64_t, n);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(pread(fd, pm, n * 8, fx->mem.base / host * 8), ==,
+                    (ssize_t)(n * 8));
+    close(fd);
+    for (uint64_t i = 0; i < n; i++) {
+        count += pm[i] >> 57 & 1; /* PM_UFFD_WP */
+    }
+    return count;
+}
+
+/*
+ * Destroy leaves the VMM as if it had never been tracked: no page
+ * protected, the range unregistered, and a writer blocked on a protected
+ * page (sync-wp, its fault thread stopped first) let go.
+ */
+static void run_destroy(struct fixture *fx)
+{
+    uint64_t host_pages = fx->mem.size / getpagesize();
+    bool sync = fx->c->method == DIRTY_SYNC_WP;
+    struct pollfd pfd = {.fd = fx->sock, .events = POLLIN};
+    struct uffdio_writeprotect wp = {
+        .range = {.start = fx->mem.base, .len = fx->mem.size},
+        .mode = UFFDIO_WRITEPROTECT_MODE_WP,
+    };
+
+    write_pages(fx, pick_a);
+    expect_dirty(fx, pick_a);
+    g_assert_cmpuint(count_protected(fx), ==, host_pages);
+    if (sync) {
+        stop_fault_thread(fx);
+        fx->cmd = (struct child_cmd){.op = OP_WRITE, .n = 1};
+        fx->cmd.pages[0] = fx->npages / 2;
+        send_cmd(fx);
+        g_usleep(100 * 1000);
+        g_assert_false(reply_ready(fx)); /* blocked on the protected page */
+    }
+    dirty_tracker_destroy(&fx->dt);
+    fx->have_dt = false;
+    if (sync) {
+        g_assert_cmpint(poll(&pfd, 1, 5000), ==, 1);
+        wait_reply(fx);
+    }
+    g_assert_cmpuint(count_protected(fx), ==, 0);
+    write_pages(fx, pick_b);
+    g_assert_cmpuint(count_protected(fx), ==, 0);
+    g_assert_cmpint(ioctl(fx->u.fd, UFFDIO_WRITEPROTECT, &wp), ==, -1);
+    g_assert_cmpint(errno, ==, ENOENT); /* no longer registered */
+}
+
 static void (*const scenario_fns[SC_N])(struct fixture *) = {
     [SC_EXACT] = run_exact,     [SC_MANY] = run_many,
     [SC_REWRITE] = run_rewrite, [SC_NOLOST] = run_nolost,
     [SC_FINAL] = run_final,     [SC_LATER] = run_later,
+    [SC_DESTROY] = run_destroy,
 };
 
 static void test_combo(gconstpointer data)
@@ -953,8 +1020,9 @@ static void add_matrix(void)
                 struct combo *c;
                 g_autofree char *path = NULL;
 
-                /* clear_refs has no per-page protect: nothing to test. */
-                if (sc == SC_LATER && methods[m] == DIRTY_SOFT_DIRTY) {
+                /* clear_refs protects nothing: nothing to test. */
+                if ((sc == SC_LATER || sc == SC_DESTROY) &&
+                    methods[m] == DIRTY_SOFT_DIRTY) {
                     continue;
                 }
                 c = g_new(struct combo, 1);
