@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu_list.h"
 #include "hostport.h"
 #include "version.h"
 
@@ -34,6 +35,9 @@ const struct config_key config_keys[] = {
      OFF(fault_priority), "1", .min = 0, .max = 99,
      .help = "SCHED_FIFO priority of the threads a faulting vCPU waits "
              "for, and of the downtime's path (0: normal priority)"},
+    {"peer", "fault-cpus", "fault-cpus", CONFIG_OPT_CPUS, OFF(fault_cpus), "",
+     .help = "CPUs the threads a faulting vCPU waits for run on, e.g. "
+             "those that take the NIC's interrupts (empty: any)"},
     {"peer", "psk-file", "psk-file", CONFIG_OPT_PATH, OFF(psk_file), "",
      .help = "File with the key shared with the peer (empty: none)"},
     {"peer", "tls", "tls", CONFIG_CHOICE, OFF(tls), "off",
@@ -162,6 +166,15 @@ static bool check_hostport(const char *v, GError **err)
            invalid(err, "%s", local->message);
 }
 
+static bool check_cpus(const char *v, GError **err)
+{
+    g_autoptr(GError) local = NULL;
+    cpu_set_t set;
+
+    return !*v || cpu_list_parse(v, &set, &local) ||
+           invalid(err, "%s", local->message);
+}
+
 /* Check a string-valued setting against its type. */
 static bool check_string(const struct config_key *k, const char *v,
                          GError **err)
@@ -189,6 +202,8 @@ static bool check_string(const struct config_key *k, const char *v,
     case CONFIG_BOOL:
         return is_choice("true|false", v) ||
                invalid(err, "invalid value '%s' (expected true|false)", v);
+    case CONFIG_OPT_CPUS:
+        return check_cpus(v, err);
     case CONFIG_INT:
         break;
     }
@@ -212,7 +227,7 @@ static bool set_value(struct postcopyd_config *cfg, const struct config_key *k,
     }
     g_free(*field);
     *field = (k->type == CONFIG_OPT_PATH || k->type == CONFIG_OPT_NAME ||
-              k->type == CONFIG_OPT_NAME_ANY) &&
+              k->type == CONFIG_OPT_NAME_ANY || k->type == CONFIG_OPT_CPUS) &&
                      !*v
                  ? NULL
                  : g_strdup(v);
@@ -380,6 +395,8 @@ static const char *arg_description(const struct config_key *k)
         return "NAME";
     case CONFIG_BOOL:
         return NULL;
+    case CONFIG_OPT_CPUS:
+        return "CPUS";
     case CONFIG_STRING:
         break;
     }

@@ -54,6 +54,7 @@ struct postcopyd_config {
     int peer_timeout_ms;       /* TCP_USER_TIMEOUT on peer connections */
     int busy_poll_us;          /* source requests: poll, then sleep */
     int fault_priority;        /* SCHED_FIFO of the fault path, 0: off */
+    char *fault_cpus;          /* the fault path's CPU list; NULL = any */
     char *psk_file;            /* peer pre-shared key; NULL = none */
     char *tls;                 /* off|psk|x509 */
     char *tls_cert_file;       /* x509: ours; NULL = none */
@@ -82,6 +83,7 @@ enum config_type {
     CONFIG_OPT_NAME,     /* a user or group name, or empty for none (NULL) */
     CONFIG_OPT_NAME_ANY, /* any UTF-8 name (a host), or empty for none */
     CONFIG_BOOL,         /* true|false in the file, a flag without value */
+    CONFIG_OPT_CPUS,     /* a CPU list (cpu_list.h), or empty for none */
 };
 
 struct config_key {

@@ -5,11 +5,13 @@
 #include <gio/gio.h>
 #include <glib-unix.h>
 #include <poll.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cpu_list.h"
 #include "peer_accept.h"
 #include "prealloc.h"
 #include "session_file.h"
@@ -46,6 +48,39 @@ static bool daemon_tls_init(struct daemon *d, GError **err)
     return true;
 }
 
+/*
+ * The fault path's CPUs must be ones this daemon may run on (its cgroup's,
+ * systemd's CPUAffinity=): a thread bound elsewhere would be refused at
+ * every migration, so say it once, at start.
+ */
+static bool fault_cpus_init(struct engine_params *e, const char *list,
+                            GError **err)
+{
+    g_autofree char *allowed_list = NULL;
+    cpu_set_t allowed;
+
+    if (!cpu_list_parse(list, &e->fault_cpus, err)) {
+        return false;
+    }
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) {
+        g_set_error(err, G_IO_ERROR, g_io_error_from_errno(errno),
+                    "reading this daemon's CPUs: %s", g_strerror(errno));
+        return false;
+    }
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (CPU_ISSET(c, &e->fault_cpus) && !CPU_ISSET(c, &allowed)) {
+            allowed_list = cpu_list_format(&allowed);
+            g_set_error(
+                err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                "CPU %d is not one this daemon may run on (it may run on %s)",
+                c, allowed_list);
+            return false;
+        }
+    }
+    e->pin_fault_path = true;
+    return true;
+}
+
 bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
 {
     memset(d, 0, sizeof(*d));
@@ -72,6 +107,10 @@ bool daemon_init(struct daemon *d, struct postcopyd_config *cfg, GError **err)
         .fault_priority = cfg->fault_priority,
         .state_dir = cfg->state_dir,
     };
+    if (cfg->fault_cpus && !fault_cpus_init(&d->engine, cfg->fault_cpus, err)) {
+        g_prefix_error(err, "[peer] fault-cpus: ");
+        return false;
+    }
     if (cfg->psk_file && !auth_key_load(&d->psk, cfg->psk_file, err)) {
         return false;
     }

@@ -185,7 +185,8 @@ gpointer dest_fault_thread(gpointer opaque)
     struct dest_session *s = opaque;
     struct uffd_msg msgs[FAULT_BATCH];
 
-    fault_priority_enter(s->m->engine.fault_priority, "dst-faults");
+    fault_path_enter(s->m->engine.fault_priority,
+                     engine_fault_cpus(&s->m->engine), "dst-faults");
     dest_events_reader();
     while (!atomic_load(&s->stop)) {
         int n;

@@ -103,7 +103,8 @@ static gpointer receive_loop(gpointer opaque)
     g_autofree uint8_t *buf = g_malloc(FRAME_MAX_PAYLOAD);
 
     if (rc->ch == s->urgent) {
-        fault_priority_enter(s->m->engine.fault_priority, "dst-urgent");
+        fault_path_enter(s->m->engine.fault_priority,
+                         engine_fault_cpus(&s->m->engine), "dst-urgent");
     }
     while (!atomic_load(&s->stop) && !page_state_all_installed(s->pst)) {
         g_autoptr(GError) err = NULL;

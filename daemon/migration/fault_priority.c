@@ -6,6 +6,8 @@
 
 #include <glib.h>
 
+#include "cpu_list.h"
+
 static int set_policy(int policy, int prio)
 {
     struct sched_param sp = {.sched_priority = prio};
@@ -33,6 +35,37 @@ bool fault_priority_enter(int prio, const char *thread)
         g_once_init_leave(&warned, 1);
     }
     return false;
+}
+
+static void bind_cpus(const cpu_set_t *cpus, const char *thread)
+{
+    static gsize warned;
+    g_autofree char *list = NULL;
+    cpu_set_t now;
+    int e = pthread_setaffinity_np(pthread_self(), sizeof(*cpus), cpus);
+
+    if (e == 0) {
+        e = pthread_getaffinity_np(pthread_self(), sizeof(now), &now);
+    }
+    if (e == 0) {
+        list = cpu_list_format(&now);
+        g_debug("%s: CPUs %s", thread, list);
+        return;
+    }
+    if (g_once_init_enter(&warned)) {
+        list = cpu_list_format(cpus);
+        g_warning("fault path on any CPU: binding %s to CPUs %s: %s", thread,
+                  list, g_strerror(e));
+        g_once_init_leave(&warned, 1);
+    }
+}
+
+bool fault_path_enter(int prio, const cpu_set_t *cpus, const char *thread)
+{
+    if (cpus) {
+        bind_cpus(cpus, thread);
+    }
+    return fault_priority_enter(prio, thread);
 }
 
 void fault_priority_leave(void)

@@ -25,11 +25,23 @@
 #ifndef POSTCOPYD_FAULT_PRIORITY_H
 #define POSTCOPYD_FAULT_PRIORITY_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 /* Put the calling thread at SCHED_FIFO @prio; true if it is there now. */
 bool fault_priority_enter(int prio, const char *thread);
+
+/*
+ * What the fault path's threads (dst-faults, dst-urgent, src-requests,
+ * src-wp) call first: fault_priority_enter(), and the calling thread
+ * bound to @cpus ([peer] fault-cpus; NULL: left alone).  On a host where
+ * a reply's softirq and the thread it wakes run on different CPUs, each
+ * wake-up is an inter-processor interrupt; bound to the CPU that takes
+ * the NIC's interrupts they are woken where they run.  A refusal is logged
+ * once per process and never fatal.  Returns fault_priority_enter()'s.
+ */
+bool fault_path_enter(int prio, const cpu_set_t *cpus, const char *thread);
 /*
  * Back to normal priority, after a fault_priority_enter() that said true.
  * A thread started meanwhile inherits SCHED_FIFO (glibc applies the

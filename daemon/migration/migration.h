@@ -15,6 +15,7 @@
 #ifndef POSTCOPYD_MIGRATION_H
 #define POSTCOPYD_MIGRATION_H
 
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -145,10 +146,18 @@ struct vm_entry;
  * daemon's configuration.
  */
 struct engine_params {
-    int busy_poll_us;   /* source: spin this long for a request, then sleep */
-    int fault_priority; /* SCHED_FIFO of the fault path; 0: normal */
-    char *state_dir;    /* session files and page state tables */
+    int busy_poll_us;    /* source: spin this long for a request, then sleep */
+    int fault_priority;  /* SCHED_FIFO of the fault path; 0: normal */
+    bool pin_fault_path; /* fault_cpus holds [peer] fault-cpus */
+    cpu_set_t fault_cpus;
+    char *state_dir; /* session files and page state tables */
 };
+
+/* The fault path's CPUs for fault_path_enter(): NULL where any will do. */
+static inline const cpu_set_t *engine_fault_cpus(const struct engine_params *e)
+{
+    return e->pin_fault_path ? &e->fault_cpus : NULL;
+}
 
 struct migration {
     char id[40]; /* hex of the 16-byte migration id */

@@ -61,7 +61,8 @@ static gpointer wp_thread(gpointer opaque)
     struct source_session *s = opaque;
     struct uffd_msg msgs[64];
 
-    fault_priority_enter(s->m->engine.fault_priority, "src-wp");
+    fault_path_enter(s->m->engine.fault_priority,
+                     engine_fault_cpus(&s->m->engine), "src-wp");
     while (!atomic_load(&s->wp_stop)) {
         int n = uffd_poll(&s->u, 100);
 

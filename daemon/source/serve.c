@@ -199,11 +199,12 @@ gpointer source_request_thread(gpointer opaque)
     struct page_counters c;
     struct page_sender ps;
     int prio = s->m->engine.fault_priority;
-    unsigned cpus = usable_cpus();
+    const cpu_set_t *pin = engine_fault_cpus(&s->m->engine);
+    unsigned cpus = usable_cpus(); /* the host's: read before binding */
     struct fault_budget budget;
 
     fault_budget_init(&budget,
-                      fault_priority_enter(prio, "src-requests") ? prio : 0);
+                      fault_path_enter(prio, pin, "src-requests") ? prio : 0);
     source_page_counters(s->m, &c);
     c.phase_bytes = &s->m->stats.bytes_postcopy;
     page_sender_init(&ps, s->m->vm->info.pid, &c);
@@ -219,8 +220,14 @@ gpointer source_request_thread(gpointer opaque)
          * one nobody wants, unless the bulk stream does (poll_us()).
          * (The destination does not poll: its CPUs run the guest.)
          */
+        /*
+         * Bound to the fault path's CPUs, it may share one with other
+         * fault-path threads at its priority (a daemon that is source and
+         * destination at once, both daemons on one host), which SCHED_FIFO
+         * does not let preempt it: the spin yields to them.
+         */
         fault_budget_check(&budget);
-        if (!channel_spin_readable(s->urgent, poll_us(s, cpus), false)) {
+        if (!channel_spin_readable(s->urgent, poll_us(s, cpus), pin)) {
             fault_budget_sleeping(&budget);
         }
         if (!channel_recv_hdr(s->urgent, &req, &err) ||

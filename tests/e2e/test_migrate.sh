@@ -28,6 +28,7 @@ TESTS=(
     "postcopy migration of a hugetlbfs guest"
     "migrate --vm nosuchvm fails with exit 1 and a one-line reason"
     "daemons keep serving: a good migration after the failed one"
+    "a daemon refuses a --fault-cpus CPU it may not run on, in one line"
 )
 
 
@@ -39,6 +40,11 @@ pcd_preflight || skip_all "$PCD_SKIP_REASON"
 pcd_hosts_up || skip_all "$PCD_SKIP_REASON"
 echo "# hosts: $PCD_NS_SRC ($PCD_IP_SRC) and $PCD_NS_DST ($PCD_IP_DST), logs in $PCD_TMP"
 
+# Both daemons bind their fault path ([peer] fault-cpus) to the last CPU
+# this test may run on: the migrations below run that way.
+FAULT_CPU=$(awk '/^Cpus_allowed_list:/ {print $2}' /proc/self/status |
+    tr ',' '\n' | tail -n 1 | sed 's/.*-//')
+export PCD_DAEMON_ARGS="${PCD_DAEMON_ARGS:-} --fault-cpus $FAULT_CPU"
 pcd_ensure_daemons || fail_all "the daemons did not start"
 
 # migrate_case BACKING VM: one postcopy migration; prints "ok"/"not ok".
@@ -56,6 +62,12 @@ memfd_allocated() {
 # fifo_lines DAEMON THREAD: how often THREAD of DAEMON said it is at SCHED_FIFO.
 fifo_lines() {
     grep -c "$2: SCHED_FIFO" "$(pcd_daemon_log "$1")" 2>/dev/null
+}
+
+# bound_lines DAEMON THREAD: how often THREAD of DAEMON said the kernel
+# has it on $FAULT_CPU alone (its affinity read back after binding).
+bound_lines() {
+    grep -c "$2: CPUs $FAULT_CPU\$" "$(pcd_daemon_log "$1")" 2>/dev/null
 }
 
 migrate_case() {
@@ -95,9 +107,10 @@ migrate_case() {
             why+=("the incoming guest's memfd is not fully allocated after the prealloc")
     fi
     sleep 0.5 & wait $!   # let the workload dirty some pages first
-    local -A fifo0
+    local -A fifo0 bound0
     for th in src:src-requests dst:dst-faults dst:dst-urgent; do
         fifo0[$th]=$(fifo_lines "${th%%:*}" "${th#*:}")
+        bound0[$th]=$(bound_lines "${th%%:*}" "${th#*:}")
     done
 
     pcd_migrate src migrate --vm "$vm" --to "$PCD_IP_DST:$PCD_PORT" \
@@ -149,6 +162,8 @@ migrate_case() {
         (($(fifo_lines "${th%%:*}" "${th#*:}") > fifo0[$th])) ||
             grep -q "fault path at normal priority" "$(pcd_daemon_log "${th%%:*}")" ||
             why+=("the ${th%%:*} daemon's ${th#*:} thread did not say it runs at SCHED_FIFO")
+        (($(bound_lines "${th%%:*}" "${th#*:}") > bound0[$th])) ||
+            why+=("the ${th%%:*} daemon's ${th#*:} thread did not say the kernel has it on CPU $FAULT_CPU")
     done
     pcd_daemon_alive src || why+=("the source daemon died")
     pcd_daemon_alive dst || why+=("the destination daemon died")
@@ -201,6 +216,30 @@ if pcd_daemon_alive src && pcd_daemon_alive dst; then
 else
     not_ok "$t" "a daemon died after the failed migration"
     pcd_dump_logs "# " none
+fi
+
+# A CPU past the last one this test may run on: refused at start, in one
+# line naming it, before the daemon listens.
+t=${TESTS[5]}
+absent=$((FAULT_CPU + 1))
+out=$PCD_TMP/fault-cpus-refused
+ip netns exec "$PCD_NS_DST" timeout 10 "$PCD_BUILD/postcopyd" \
+    --listen "$PCD_IP_DST:$((PCD_PORT + 1))" --psk-file "$PCD_PSK" \
+    --control-socket "$out.control.sock" --attach-socket "$out.attach.sock" \
+    --state-dir "$out.state" --fault-cpus "$absent" >"$out.stdout" 2>"$out.stderr"
+rc=$?
+why=()
+((rc == 1)) || why+=("exit status $rc, expected 1")
+(($(grep -c . "$out.stderr") == 1)) || why+=("not one line on stderr")
+grep -q "fault-cpus: CPU $absent is not one this daemon may run on" "$out.stderr" ||
+    why+=("stderr does not name CPU $absent")
+[ -e "$out.control.sock" ] && why+=("it created its control socket")
+if ((${#why[@]} == 0)); then
+    ok "$t"
+    diag <"$out.stderr"
+else
+    not_ok "$t" "${why[@]}"
+    cat "$out.stdout" "$out.stderr" | head -20 | diag
 fi
 
 exit $((failed > 0))

@@ -56,6 +56,7 @@ static void assert_defaults(const struct postcopyd_config *cfg)
     g_assert_cmpstr(cfg->attach_socket, ==, "/run/postcopyd/attach.sock");
     g_assert_cmpstr(cfg->state_dir, ==, "/run/postcopyd");
     g_assert_cmpstr(cfg->log_level, ==, "info");
+    g_assert_null(cfg->fault_cpus);
 }
 
 static void test_defaults(void)
@@ -77,6 +78,7 @@ static const char full_file[] = "# every key\n"
                                 "[peer]\n"
                                 "listen = [::]:5555\n"
                                 "keepalive = 0\n"
+                                "fault-cpus = 0,2-3\n"
                                 "psk-file = /etc/postcopyd/psk\n"
                                 "[control]\n"
                                 "socket=/tmp/c.sock\n"
@@ -98,6 +100,7 @@ static void test_default_file(void)
     g_assert_cmpstr(cfg.config_file, ==, t.file);
     g_assert_cmpstr(cfg.listen, ==, "[::]:5555");
     g_assert_cmpint(cfg.keepalive_s, ==, 0);
+    g_assert_cmpstr(cfg.fault_cpus, ==, "0,2-3");
     g_assert_cmpstr(cfg.psk_file, ==, "/etc/postcopyd/psk");
     g_assert_cmpstr(cfg.control_socket, ==, "/tmp/c.sock");
     g_assert_cmpstr(cfg.attach_socket, ==, "/tmp/a.sock");
@@ -123,6 +126,7 @@ static void test_flags_override_file(void)
                               "--log-level=warning",
                               "--keepalive=30",
                               "--psk-file=",
+                              "--fault-cpus=",
                               "--control-socket=/run/x.sock",
                               NULL};
 
@@ -134,6 +138,7 @@ static void test_flags_override_file(void)
     g_assert_cmpstr(cfg.log_level, ==, "warning");
     g_assert_cmpint(cfg.keepalive_s, ==, 30);
     g_assert_null(cfg.psk_file);
+    g_assert_null(cfg.fault_cpus); /* emptied by the flag */
     g_assert_cmpstr(cfg.control_socket, ==, "/run/x.sock");
     /* Not given as flags: still from the file. */
     g_assert_cmpstr(cfg.attach_socket, ==, "/tmp/a.sock");
@@ -190,6 +195,9 @@ static const struct bad_file bad_files[] = {
      ":2: [peer] keepalive: 'soon' is not an integer"},
     {"[peer]\nkeepalive = 99999\n", CONFIG_ERROR_INVALID,
      ":2: [peer] keepalive: 99999 is out of range (0 to 3600)"},
+    {"[peer]\nfault-cpus = 3-1\n", CONFIG_ERROR_INVALID,
+     ":2: [peer] fault-cpus: '3-1' is not a CPU list (a range is LOW-HIGH, "
+     "LOW <= HIGH;"},
     {"[peer]\npsk-file = key.txt\n", CONFIG_ERROR_INVALID,
      ":2: [peer] psk-file: 'key.txt' is not an absolute path"},
     {"[control]\nsocket = run/control.sock\n", CONFIG_ERROR_INVALID,
@@ -245,6 +253,10 @@ static const struct bad_flag bad_flags[] = {
     {{"--keepalive=-1"},
      CONFIG_ERROR_INVALID,
      "--keepalive: -1 is out of range (0 to 3600)"},
+    {{"--fault-cpus=0;1"},
+     CONFIG_ERROR_INVALID,
+     "--fault-cpus: '0;1' is not a CPU list (CPUs and ranges are separated "
+     "by commas;"},
     {{"--bogus"}, CONFIG_ERROR_USAGE, "command line: "},
     {{"--listen"}, CONFIG_ERROR_USAGE, "command line: "},
     {{"extra"},

@@ -59,6 +59,79 @@ static void test_enter(void)
     }
 }
 
+/*
+ * The fault path's threads bound to [peer] fault-cpus, read back from the
+ * kernel: exactly that set; with none given, left on every CPU.
+ */
+static gpointer bind_thread(gpointer data)
+{
+    const cpu_set_t *want = data;
+    cpu_set_t before, now;
+
+    g_assert_cmpint(
+        pthread_getaffinity_np(pthread_self(), sizeof(before), &before), ==, 0);
+    fault_path_enter(0, want, "test");
+    g_assert_cmpint(pthread_getaffinity_np(pthread_self(), sizeof(now), &now),
+                    ==, 0);
+    g_assert_true(CPU_EQUAL(&now, want ? want : &before));
+    return NULL;
+}
+
+static void test_bind(void)
+{
+    cpu_set_t all, one;
+    int last = -1;
+
+    g_assert_cmpint(sched_getaffinity(0, sizeof(all), &all), ==, 0);
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (CPU_ISSET(c, &all)) {
+            last = c;
+        }
+    }
+    g_assert_cmpint(last, >=, 0);
+    CPU_ZERO(&one);
+    CPU_SET(last, &one);
+    g_thread_join(g_thread_new("bind", bind_thread, &one));
+    g_thread_join(g_thread_new("bind-all", bind_thread, &all));
+    g_thread_join(g_thread_new("unbound", bind_thread, NULL));
+    /* The caller's own CPUs are untouched. */
+    g_assert_cmpint(sched_getaffinity(0, sizeof(one), &one), ==, 0);
+    g_assert_true(CPU_EQUAL(&one, &all));
+}
+
+/*
+ * CPUs the thread may not run on (not online, or taken away by a cgroup
+ * since the daemon checked at start): refused, logged once, the thread
+ * left where it was.
+ */
+static void test_bind_refused(void)
+{
+    cpu_set_t all, other, now;
+    int absent = -1;
+
+    g_assert_cmpint(sched_getaffinity(0, sizeof(all), &all), ==, 0);
+    for (int c = CPU_SETSIZE - 1; c >= 0 && absent < 0; c--) {
+        if (!CPU_ISSET(c, &all)) {
+            absent = c;
+        }
+    }
+    g_assert_cmpint(absent, >=, 0);
+    if (g_test_subprocess()) {
+        CPU_ZERO(&other);
+        CPU_SET(absent, &other);
+        g_test_expect_message(NULL, G_LOG_LEVEL_WARNING,
+                              "fault path on any CPU: binding test to CPUs *");
+        fault_path_enter(0, &other, "test");
+        fault_path_enter(0, &other, "test"); /* no second line */
+        g_test_assert_expected_messages();
+        g_assert_cmpint(sched_getaffinity(0, sizeof(now), &now), ==, 0);
+        g_assert_true(CPU_EQUAL(&now, &all));
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+    g_test_trap_assert_passed();
+}
+
 /* An unprivileged process asks: refused, logged once, normal priority. */
 static void test_refused(void)
 {
@@ -192,6 +265,8 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/fault-priority/enter", test_enter);
     g_test_add_func("/fault-priority/refused", test_refused);
+    g_test_add_func("/fault-priority/bind", test_bind);
+    g_test_add_func("/fault-priority/bind-refused", test_bind_refused);
     g_test_add_func("/fault-priority/budget", test_budget);
     g_test_add_func("/fault-priority/budget-off", test_budget_off);
     return g_test_run();
