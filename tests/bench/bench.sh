@@ -12,8 +12,9 @@
 #  1. remote-fault latency, 4 KiB pages, shmem (MINOR) and anon (MISSING):
 #     p50/p99/max over >= --min-faults faults of postcopy migrations whose
 #     destination guest reads every page in random order (--verify), with the
-#     link idle (no bulk stream: needs `--postcopy-bulk off`, see below) and
-#     with the bulk stream competing.  Floor: fault_floor (a raw uffd fault
+#     link idle (no bulk stream: needs `--postcopy-bulk off`, see below),
+#     with the bulk stream competing, and the same with both daemons' fault
+#     path bound to one CPU (--fault-cpus).  Floor: fault_floor (a raw uffd fault
 #     resolved by a local handler) + tcp_floor pingpong (a raw 4 KiB
 #     request/response over TCP on the same veth).
 #  2. precopy round 1 throughput of an idle guest against raw TCP with the
@@ -498,9 +499,17 @@ fault_runs() {
         say "  fault-$backing-$load: only $total faults (wanted $min_faults)"
 }
 
+# The floor's pingpong runs both ends on one CPU (tcp_floor.c): the same
+# runs with both daemons' fault path bound to one CPU ([peer] fault-cpus)
+# show what the cross-CPU wake-ups of the round trip cost here.
+bound_cpu=$(awk '/^Cpus_allowed_list:/ {print $2}' /proc/self/status |
+    sed 's/[-,].*//')
 for backing in shmem anon; do
     say "faults: $backing, $fault_size guest, postcopy with the bulk stream competing"
     fault_runs "$backing" loaded
+    say "faults: the same, both daemons' fault path bound to CPU $bound_cpu (--fault-cpus)"
+    PCD_DAEMON_ARGS="${PCD_DAEMON_ARGS:-} --fault-cpus $bound_cpu" \
+        fault_runs "$backing" bound
     if ((have_bulk_off)); then
         say "faults: $backing, $fault_size guest, postcopy with the link idle (--postcopy-bulk off)"
         fault_runs "$backing" idle --postcopy-bulk off

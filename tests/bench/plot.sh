@@ -34,6 +34,7 @@ add() {
 }
 add "shmem, link idle" '.faults_by_backing.shmem.idle.histogram'
 add "shmem, bulk competing" '.faults_by_backing.shmem.loaded.histogram'
+add "shmem, bulk competing, fault path bound to one CPU" '.faults_by_backing.shmem.bound.histogram'
 add "anon, link idle" '.faults_by_backing.anon.idle.histogram'
 add "anon, bulk competing" '.faults_by_backing.anon.loaded.histogram'
 add "floor: TCP 4 KiB round trip" '.floors.tcp_rtt_histogram'
