@@ -188,6 +188,18 @@ migrate_case "${TESTS[0]}" anon vm-anon
 migrate_case "${TESTS[1]}" shmem vm-shmem
 migrate_case "${TESTS[2]}" hugetlbfs vm-huge
 
+# report_refusal TITLE OUT: ok with OUT.stderr (the reason) when $why is
+# empty, else not ok with OUT's output.
+report_refusal() {
+    if ((${#why[@]} == 0)); then
+        ok "$1"
+        diag <"$2.stderr"
+    else
+        not_ok "$1" "${why[@]}"
+        cat "$2.stdout" "$2.stderr" | head -20 | diag
+    fi
+}
+
 # A migration of a VM the source daemon does not have.
 t=${TESTS[3]}
 pcd_ensure_daemons
@@ -201,13 +213,7 @@ why=()
 ((rc == 1)) || why+=("exit status $rc, expected 1")
 ((lines == 1)) || why+=("$lines lines on stderr, expected one reason")
 [ -s "$out.stdout" ] && why+=("it printed on stdout")
-if ((${#why[@]} == 0)); then
-    ok "$t"
-    diag <"$out.stderr"
-else
-    not_ok "$t" "${why[@]}"
-    cat "$out.stdout" "$out.stderr" | head -20 | diag
-fi
+report_refusal "$t" "$out"
 
 # The same daemons, untouched since: a good migration still works.
 t=${TESTS[4]}
@@ -234,12 +240,6 @@ why=()
 grep -q "fault-cpus: CPU $absent is not one this daemon may run on" "$out.stderr" ||
     why+=("stderr does not name CPU $absent")
 [ -e "$out.control.sock" ] && why+=("it created its control socket")
-if ((${#why[@]} == 0)); then
-    ok "$t"
-    diag <"$out.stderr"
-else
-    not_ok "$t" "${why[@]}"
-    cat "$out.stdout" "$out.stderr" | head -20 | diag
-fi
+report_refusal "$t" "$out"
 
 exit $((failed > 0))
