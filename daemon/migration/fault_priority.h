@@ -1,5 +1,6 @@
 /*
- * fault_priority.h - the fault path's threads at real-time priority.
+ * fault_priority.h - the fault path's threads at real-time priority, and
+ * on the CPUs [peer] fault-cpus names.
  *
  * A vCPU blocked on a missing page waits for three threads: the
  * destination's fault thread and urgent receiver, and the source's request
@@ -42,6 +43,7 @@ bool fault_priority_enter(int prio, const char *thread);
  * once per process and never fatal.  Returns fault_priority_enter()'s.
  */
 bool fault_path_enter(int prio, const cpu_set_t *cpus, const char *thread);
+
 /*
  * Back to normal priority, after a fault_priority_enter() that said true.
  * A thread started meanwhile inherits SCHED_FIFO (glibc applies the

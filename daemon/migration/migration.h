@@ -146,11 +146,11 @@ struct vm_entry;
  * daemon's configuration.
  */
 struct engine_params {
-    int busy_poll_us;    /* source: spin this long for a request, then sleep */
-    int fault_priority;  /* SCHED_FIFO of the fault path; 0: normal */
-    bool pin_fault_path; /* fault_cpus holds [peer] fault-cpus */
-    cpu_set_t fault_cpus;
-    char *state_dir; /* session files and page state tables */
+    int busy_poll_us;     /* source: spin this long for a request, then sleep */
+    int fault_priority;   /* SCHED_FIFO of the fault path; 0: normal */
+    bool pin_fault_path;  /* fault_cpus holds [peer] fault-cpus */
+    cpu_set_t fault_cpus; /* the fault path's CPUs, if pin_fault_path */
+    char *state_dir;      /* session files and page state tables */
 };
 
 /* The fault path's CPUs for fault_path_enter(): NULL where any will do. */
