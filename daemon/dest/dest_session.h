@@ -165,9 +165,12 @@ bool dest_installer_open(struct dest_session *s, size_t region, GError **err);
 /* After a restart: what the dead daemon's copy areas left. */
 void dest_installer_reopen(struct dest_session *s);
 void dest_installer_close(struct dest_session *s);
-/* Pages [first, first + n) of @r are zero: kept, or installed if running. */
+/*
+ * Pages [first, first + n) of @r are zero: kept, or installed if running;
+ * @reply: a fault's reply.
+ */
 bool dest_install_zero(struct dest_session *s, const struct region *r,
-                       uint64_t first, uint64_t n);
+                       uint64_t first, uint64_t n, bool reply);
 /* The payload of page frame @h: received, kept or installed. */
 bool dest_install_payload(struct dest_session *s, struct channel *ch,
                           const struct region *r, const struct frame_hdr *h,

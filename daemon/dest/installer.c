@@ -189,6 +189,7 @@ static int fill_copy(struct dest_session *s, const struct region *r,
 struct data_in_hand {
     const uint8_t *data; /* NULL: zeroes */
     uint64_t first;      /* the page data[0] belongs to */
+    unsigned flags;      /* backing_install()'s */
 };
 
 static int fill_data(struct dest_session *s, const struct region *r,
@@ -200,7 +201,7 @@ static int fill_data(struct dest_session *s, const struct region *r,
         d->data ? d->data + (first - d->first) * r->page_size : NULL;
 
     return backing_install(&s->u, r, r->base + first * r->page_size, src,
-                           n * r->page_size, 0, done);
+                           n * r->page_size, d->flags, done);
 }
 
 /*
@@ -223,12 +224,15 @@ static int install_current(struct dest_session *s, const struct region *r,
  * Install @n pages of region @r from page @first: @data (NULL: zeroes).
  * Only pages this thread claims are written; the rest are installed
  * already, or being installed by another thread, and their data dropped.
+ * @flags: backing_install()'s.
  */
 static bool install_pages(struct dest_session *s, const struct region *r,
-                          uint64_t first, uint64_t n, const uint8_t *data)
+                          uint64_t first, uint64_t n, const uint8_t *data,
+                          unsigned flags)
 {
     uint64_t pos = first, end = first + n, claimed = 0;
-    const struct data_in_hand d = {.data = data, .first = first};
+    const struct data_in_hand d = {
+        .data = data, .first = first, .flags = flags};
     struct page_run run;
 
     while (page_state_claim_run(s->pst, r->id, &pos, end, INSTALL_FROM, &run)) {
@@ -269,7 +273,7 @@ static bool install_from_socket(struct dest_session *s, struct channel *ch,
             held_ended(s, r, p, page_state_abort_install(s->pst, r->id, p));
         }
         return channel_recv_payload(ch, buf, h->len, err) &&
-               install_pages(s, r, first, n, buf);
+               install_pages(s, r, first, n, buf, 0);
     }
     if (!channel_recv_payload(ch, s->copies[r->id].base + h->offset, h->len,
                               err)) {
@@ -402,13 +406,26 @@ bool dest_install_faulted(struct dest_session *s, const struct region *r,
     return true;
 }
 
+/*
+ * A fault's reply is written into the page cache through the daemon's
+ * mapping: a write() would wait for the file's lock whenever a bulk
+ * receiver's write holds it (BACKING_INSTALL_MAPPED).  The bench machine,
+ * 1 GiB shmem postcopy, bulk stream competing, both fault paths on one
+ * CPU, six runs with it, three without: fault p99 119-207 us against
+ * 287-351 us, p50 51-59 against 55-59 us; unbound p99 575 us both ways.
+ */
+static unsigned install_flags(bool reply)
+{
+    return reply ? BACKING_INSTALL_MAPPED : 0;
+}
+
 bool dest_install_zero(struct dest_session *s, const struct region *r,
-                       uint64_t first, uint64_t n)
+                       uint64_t first, uint64_t n, bool reply)
 {
     if (!atomic_load(&s->running)) {
         return write_pages(s, r, first, n, NULL);
     }
-    return install_pages(s, r, first, n, NULL);
+    return install_pages(s, r, first, n, NULL, install_flags(reply));
 }
 
 bool dest_install_payload(struct dest_session *s, struct channel *ch,
@@ -428,5 +445,6 @@ bool dest_install_payload(struct dest_session *s, struct channel *ch,
     if (!atomic_load(&s->running)) {
         return write_pages(s, r, first, n, buf);
     }
-    return install_pages(s, r, first, n, buf);
+    return install_pages(s, r, first, n, buf,
+                         install_flags(h->flags & FRAME_F_REPLY));
 }

@@ -61,7 +61,8 @@ static bool receive_frame(struct dest_session *s, struct channel *ch,
     r = &s->regions->regions[h.region];
     if (h.type == FRAME_PAGE_ZERO) {
         atomic_fetch_add(&s->m->stats.zero_pages, h.count);
-        return dest_install_zero(s, r, h.offset / r->page_size, h.count);
+        return dest_install_zero(s, r, h.offset / r->page_size, h.count,
+                                 h.flags & FRAME_F_REPLY);
     }
     if (h.flags & FRAME_F_MORE) {
         g_set_error(err, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,

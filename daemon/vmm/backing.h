@@ -103,10 +103,22 @@ bool backing_alloc(enum backing_kind kind, uint64_t size, uint64_t page_size,
                    const char *name, void **addr, int *fd, GError **err);
 
 /*
+ * backing_install() flag: a MINOR backing writes the page cache through
+ * the daemon's mapping (r->alias) instead of write().  A write() of shmem
+ * holds the file's lock for its whole length, and the bulk receiver's
+ * 1 MiB writes hold it for hundreds of microseconds; a fault's reply must
+ * not wait for that.  Not for bulk data: each page's first touch through
+ * the mapping costs a fault of the daemon's.
+ */
+#define BACKING_INSTALL_MAPPED (1u << 16)
+
+/*
  * Install @len bytes at VMM address @dst of region @r from @data (the
  * daemon's buffer), or zero pages when @data is NULL.  MINOR backings write
- * the page cache through r->alias and CONTINUE; others COPY / ZEROPAGE.
- * Returns 0 or a negative errno (uffd_* semantics).
+ * the page cache (write(), or r->alias for hugetlbfs and with
+ * BACKING_INSTALL_MAPPED) and CONTINUE; others COPY / ZEROPAGE.  @flags:
+ * UFFD_OP_DONTWAKE, BACKING_INSTALL_MAPPED.  Returns 0 or a negative
+ * errno (uffd_* semantics).
  */
 int backing_install(struct uffd *u, const struct region *r, uint64_t dst,
                     const void *data, uint64_t len, unsigned flags,

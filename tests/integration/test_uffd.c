@@ -7,6 +7,7 @@
  * the kernel refuses (no huge pages could be reserved).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <gio/gio.h>
 #include <linux/capability.h>
 #include <pthread.h>
@@ -106,14 +107,36 @@ static bool page_is_zero(const uint8_t *p, uint64_t len)
     return p[0] == 0 && !memcmp(p, p + 1, len - 1);
 }
 
-/* Install one page from the expected image: zero pages as zero pages. */
-static int install_expected(struct mem *m, uint64_t page)
+/*
+ * Install one page from the expected image: zero pages as zero pages.
+ * @flags: backing_install()'s.
+ */
+static int install_flagged(struct mem *m, uint64_t page, unsigned flags)
 {
     uint64_t ps = m->region.page_size;
     const uint8_t *src = m->expected + page * ps;
 
     return backing_install(&m->u, &m->region, m->region.base + page * ps,
-                           page_is_zero(src, ps) ? NULL : src, ps, 0, NULL);
+                           page_is_zero(src, ps) ? NULL : src, ps, flags,
+                           NULL);
+}
+
+static int install_expected(struct mem *m, uint64_t page)
+{
+    return install_flagged(m, page, 0);
+}
+
+/* Whether the daemon's own mapping (the alias) has @page in its page table. */
+static bool alias_mapped(struct mem *m, uint64_t page)
+{
+    uint64_t host = getpagesize(), entry = 0;
+    uintptr_t va = (uintptr_t)m->region.alias + page * m->region.page_size;
+    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(pread(fd, &entry, 8, va / host * 8), ==, 8);
+    close(fd);
+    return entry >> 63; /* present */
 }
 
 struct toucher {
@@ -152,9 +175,8 @@ static void *toucher_main(void *opaque)
     return NULL;
 }
 
-static void test_fault_resolve(gconstpointer data)
+static void fault_resolve(enum backing_kind kind, unsigned flags)
 {
-    enum backing_kind kind = GPOINTER_TO_INT(data);
     struct toucher t = {.seed = g_test_rand_int()};
     struct mem m;
     pthread_t th;
@@ -192,9 +214,10 @@ static void test_fault_resolve(gconstpointer data)
             if (msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_MINOR) {
                 minor++;
             }
-            g_assert_cmpint(
-                install_expected(&m, region_page_index(&m.region, addr)), ==,
-                0);
+            g_assert_cmpint(install_flagged(&m,
+                                            region_page_index(&m.region, addr),
+                                            flags),
+                            ==, 0);
             faults++;
         }
     }
@@ -207,7 +230,27 @@ static void test_fault_resolve(gconstpointer data)
     } else {
         g_assert_cmpuint(minor, ==, 0);
     }
+    /*
+     * shmem writes a fault's page through the daemon's mapping only when
+     * asked (a page the test never pre-filled: an odd one), else with
+     * write(), which leaves that mapping untouched; hugetlbfs always maps.
+     */
+    if (kind == BACKING_SHMEM) {
+        g_assert_cmpint(alias_mapped(&m, 1), ==,
+                        !!(flags & BACKING_INSTALL_MAPPED));
+    }
     mem_teardown(&m);
+}
+
+static void test_fault_resolve(gconstpointer data)
+{
+    fault_resolve(GPOINTER_TO_INT(data), 0);
+}
+
+/* The same, every page installed as a fault's reply is (installer.c). */
+static void test_fault_resolve_mapped(gconstpointer data)
+{
+    fault_resolve(GPOINTER_TO_INT(data), BACKING_INSTALL_MAPPED);
 }
 
 /*
@@ -435,6 +478,7 @@ static const struct {
     GTestDataFunc fn;
 } scenarios[] = {
     {"fault-resolve", test_fault_resolve},
+    {"fault-resolve-mapped", test_fault_resolve_mapped},
     {"batch-eexist", test_batch_eexist},
     {"zeropage", test_zeropage},
     {"out-of-range", test_out_of_range},
