@@ -117,8 +117,7 @@ static int install_flagged(struct mem *m, uint64_t page, unsigned flags)
     const uint8_t *src = m->expected + page * ps;
 
     return backing_install(&m->u, &m->region, m->region.base + page * ps,
-                           page_is_zero(src, ps) ? NULL : src, ps, flags,
-                           NULL);
+                           page_is_zero(src, ps) ? NULL : src, ps, flags, NULL);
 }
 
 static int install_expected(struct mem *m, uint64_t page)
@@ -214,10 +213,9 @@ static void fault_resolve(enum backing_kind kind, unsigned flags)
             if (msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_MINOR) {
                 minor++;
             }
-            g_assert_cmpint(install_flagged(&m,
-                                            region_page_index(&m.region, addr),
-                                            flags),
-                            ==, 0);
+            g_assert_cmpint(
+                install_flagged(&m, region_page_index(&m.region, addr), flags),
+                ==, 0);
             faults++;
         }
     }
