@@ -658,17 +658,12 @@ static void run_later(struct fixture *fx)
 /* Host pages of the writer's range whose pagemap entry says uffd-wp. */
 static uint64_t count_protected(struct fixture *fx)
 {
-    g_autofree char *path = g_strdup_printf("/proc/%d/pagemap", (int)fx->pid);
-    uint64_t host = getpagesize(), n = fx->mem.size / host, count = 0;
+    uint64_t n = fx->mem.size / getpagesize(), count = 0;
     g_autofree uint64_t *pm = g_new(uint64_t, n);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(pread(fd, pm, n * 8, fx->mem.base / host * 8), ==,
-                    (ssize_t)(n * 8));
-    close(fd);
+    testlib_pagemap(fx->pid, fx->mem.base, n, pm);
     for (uint64_t i = 0; i < n; i++) {
-        count += pm[i] >> 57 & 1; /* PM_UFFD_WP */
+        count += !!(pm[i] & TESTLIB_PM_UFFD_WP);
     }
     return count;
 }

@@ -7,7 +7,6 @@
  * the kernel refuses (no huge pages could be reserved).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <gio/gio.h>
 #include <linux/capability.h>
 #include <pthread.h>
@@ -128,14 +127,11 @@ static int install_expected(struct mem *m, uint64_t page)
 /* Whether the daemon's own mapping (the alias) has @page in its page table. */
 static bool alias_mapped(struct mem *m, uint64_t page)
 {
-    uint64_t host = getpagesize(), entry = 0;
-    uintptr_t va = (uintptr_t)m->region.alias + page * m->region.page_size;
-    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    uint64_t entry;
 
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(pread(fd, &entry, 8, va / host * 8), ==, 8);
-    close(fd);
-    return entry >> 63; /* present */
+    testlib_pagemap(0, (uintptr_t)m->region.alias + page * m->region.page_size,
+                    1, &entry);
+    return entry & TESTLIB_PM_PRESENT;
 }
 
 struct toucher {

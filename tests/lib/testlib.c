@@ -1,6 +1,7 @@
 /* testlib.c - see testlib.h. */
 #include "testlib.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -107,4 +108,16 @@ bool testlib_hugetlb_reserve(unsigned long npages, char **why)
         return false;
     }
     return true;
+}
+
+void testlib_pagemap(pid_t pid, uintptr_t va, uint64_t n, uint64_t *out)
+{
+    g_autofree char *path = pid ? g_strdup_printf("/proc/%d/pagemap", (int)pid)
+                                : g_strdup("/proc/self/pagemap");
+    uint64_t host = getpagesize();
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(pread(fd, out, n * 8, va / host * 8), ==, (ssize_t)(n * 8));
+    close(fd);
 }

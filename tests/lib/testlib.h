@@ -1,6 +1,7 @@
 /*
  * testlib.h - shared helpers for the test programs: where the build tree's
- * binaries are, and huge page reservation that gives the pages back.
+ * binaries are, huge page reservation that gives the pages back, and a
+ * process's page-table entries as /proc/PID/pagemap reports them.
  *
  * Tests are GTest programs run with --tap by tests/run-tests.sh.  A test
  * that needs something the kernel refuses calls g_test_skip() with the
@@ -11,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <glib.h>
 
 /* Absolute path of a build-tree artifact such as "postcopy-guest". */
@@ -27,5 +29,15 @@ bool testlib_hugetlb_reserve(unsigned long npages, char **why);
 uint64_t testlib_hugepage_size(void);
 /* Free huge pages no mapping has reserved (-1: unknown). */
 long testlib_hugetlb_unreserved(void);
+
+/* pagemap bits: the entry is present; it is uffd write-protected. */
+#define TESTLIB_PM_PRESENT (1ULL << 63)
+#define TESTLIB_PM_UFFD_WP (1ULL << 57)
+
+/*
+ * The pagemap entries of process @pid (0: this one) for the @n host pages
+ * from virtual address @va, into @out.  Asserts it could read them.
+ */
+void testlib_pagemap(pid_t pid, uintptr_t va, uint64_t n, uint64_t *out);
 
 #endif /* POSTCOPYD_TESTLIB_H */
