@@ -108,9 +108,9 @@ bool backing_alloc(enum backing_kind kind, uint64_t size, uint64_t page_size,
  * holds the file's lock for its whole length, and the bulk receiver's
  * 1 MiB writes hold it for hundreds of microseconds; a fault's reply must
  * not wait for that.  Not for bulk data: each page's first touch through
- * the mapping costs a fault of the daemon's.  Like hugetlbfs's writes, it
- * trusts the VMM not to shrink its RAM file during a migration (checked
- * at attach): a page past the file's end would be a SIGBUS.
+ * the mapping costs a fault of the daemon's.  Like hugetlbfs's writes, a
+ * page past the end of a RAM file the VMM shrank during the migration
+ * fails the install with -EFAULT (mem_guard.h), not the daemon.
  */
 #define BACKING_INSTALL_MAPPED (1u << 16)
 

@@ -467,6 +467,34 @@ static void test_classify(void)
     g_assert_cmpint(uffd_classify(EFAULT), ==, UFFD_ERR_FATAL);
 }
 
+/*
+ * The VMM shrinks its RAM file under a migration: a page past the new end
+ * cannot be written through the daemon's mapping (a SIGBUS there would
+ * kill the daemon).  The install fails with -EFAULT, the page stays
+ * missing; a page before the end still installs.  shmem with the mapped
+ * write (a fault's reply), hugetlbfs always (it has no write()).
+ */
+static void test_shrunk_file(gconstpointer data)
+{
+    enum backing_kind kind = GPOINTER_TO_INT(data);
+    unsigned flags = kind == BACKING_SHMEM ? BACKING_INSTALL_MAPPED : 0;
+    uint64_t ps, gone = REGION_PAGES / 2 + 1, entry;
+    struct mem m;
+
+    if (!mem_setup(&m, kind)) {
+        return;
+    }
+    ps = m.region.page_size;
+    g_assert_cmpint(ftruncate(m.region.fd, REGION_PAGES / 2 * ps), ==, 0);
+    g_assert_cmpint(install_flagged(&m, gone, flags), ==, -EFAULT);
+    testlib_pagemap(0, m.region.base + gone * ps, 1, &entry);
+    g_assert_false(entry & TESTLIB_PM_PRESENT);
+    g_assert_cmpint(install_flagged(&m, 1, flags), ==, 0);
+    g_assert_cmpmem((const void *)(uintptr_t)(m.region.base + ps), ps,
+                    m.expected + ps, ps);
+    mem_teardown(&m);
+}
+
 static const struct {
     const char *name;
     GTestDataFunc fn;
@@ -500,5 +528,9 @@ int main(int argc, char **argv)
                                  scenarios[s].fn);
         }
     }
+    g_test_add_data_func("/uffd/shrunk-file/shmem",
+                         GINT_TO_POINTER(BACKING_SHMEM), test_shrunk_file);
+    g_test_add_data_func("/uffd/shrunk-file/hugetlbfs",
+                         GINT_TO_POINTER(BACKING_HUGETLBFS), test_shrunk_file);
     return g_test_run();
 }
