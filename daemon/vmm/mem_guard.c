@@ -32,7 +32,7 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
         siglongjmp(*jump, 1);
     }
     /* Not a guarded copy's: the default action when the access restarts. */
-    signal(sig, SIG_DFL);
+    sigaction(sig, &(struct sigaction){.sa_handler = SIG_DFL}, NULL);
 }
 
 static void install_handler(void)
