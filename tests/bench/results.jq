@@ -120,6 +120,9 @@ def max_or_null: map(select(. != null)) | if length == 0 then null else max end;
     | if . == null then null else $rt.rtt.p50_us / 1000 + . / ($g * gib) * 1000 | r3 end) as $downtime_floor
 | per_mode_rate($modelist; $ratelist; (.raw_stream.gibps // $raw0) as $g | .migrate.ram.transferred
     | if . == null then null else . / ($g * gib) | r3 end) as $total_floor
+# The same bytes at the cold-memory floor (the issue's measure of totals).
+| per_mode_rate($modelist; $ratelist; .migrate.ram.transferred
+    | if . == null or $cf.gibps == null then null else . / ($cf.gibps * gib) | r3 end) as $total_floor_cold
 | per_mode_rate($modelist; $ratelist; .raw_stream.gibps // null | r3) as $raw_by_run
 | ($dt_sizes | split(" ") | map(select(. != ""))) as $dtlist
 | by_size($dtlist; "hybrid-size"; .migrate.downtime | r3) as $dt_runs_by_size
@@ -198,6 +201,8 @@ def max_or_null: map(select(. != null)) | if length == 0 then null else max end;
   raw_tcp_gibps_guest_stopped_by_run: $raw_paused_by_run,
   downtime_floor_ms: $downtime_floor,
   total_floor_s: $total_floor,
+  total_floor_cold_s: $total_floor_cold,
+  total_vs_cold_floor: (reduce $modelist[] as $m ({}; .[$m] = (reduce $ratelist[] as $r ({}; .[$r] = ratio($total[$m][$r]; $total_floor_cold[$m][$r]))))),
   cpu_floor_s_per_gib: (if $bulk then
       {source: ($cpu_floor_send * $wire_share | r3), destination: ($cpu_floor_recv * $wire_share | r3)}
     else null end),
@@ -260,7 +265,7 @@ def max_or_null: map(select(. != null)) | if length == 0 then null else max end;
                  else "failed" end)}),
       ($modelist[] as $m | $ratelist[] as $r
        | {section: "total", figure: "\($m) @ \($r) MiB/s", value: $total[$m][$r], floor: $total_floor[$m][$r], unit: "s",
-          note: (run("\($m)-\($r)") | if . then "\(.migrate.ram.transferred / 1048576 | round) MiB sent, \(.migrate.rounds) round(s); raw TCP \(.raw_stream.gibps // $raw0) GiB/s" else "failed" end)}),
+          note: (run("\($m)-\($r)") | if . then "\(.migrate.ram.transferred / 1048576 | round) MiB sent, \(.migrate.rounds) round(s); raw TCP \(.raw_stream.gibps // $raw0) GiB/s; at the cold-memory floor (\($cf.gibps) GiB/s) \($total_floor_cold[$m][$r]) s: \(ratio($total[$m][$r]; $total_floor_cold[$m][$r]))x" else "failed" end)}),
       ($ratelist[] as $r
        | {section: "total", figure: "postcopy shmem @ \($r) MiB/s, vs anon", value: $pc_total.shmem[$r], floor: $pc_total.anon[$r], unit: "s",
           note: "floor: the same migration of an anonymous-RAM guest; target <= 1.3"}),
