@@ -20,10 +20,12 @@
 #  2. precopy round 1 throughput of an idle guest against raw TCP with the
 #     same number of streams: a hot buffer sent over and over (tcp_floor
 #     stream), and the same amount of cold memory moved from a shmem file
-#     into a preallocated one (tcp_floor cold: sendfile, read + pwrite).
+#     into a preallocated one (tcp_floor cold: sendfile, read + pwrite), the
+#     file left as long as the guest's RAM was before round 1 read it.
 #  3. downtime and total time of precopy, hybrid and postcopy at each dirty
 #     rate.  Floors: downtime >= one request/response + the bytes sent while
-#     paused at raw TCP speed; total time >= the bytes sent at raw TCP speed.
+#     paused at raw TCP speed; total time >= the bytes sent at raw TCP speed
+#     (and, reported beside it, at the cold-memory floor).
 #  4. daemon CPU time and peak RSS per GiB of guest, both sides, from the
 #     idle precopy run (every page moved once); floors: raw TCP's CPU per
 #     GiB (sender, receiver) and the daemon's RSS before the migration.
