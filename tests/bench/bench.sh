@@ -538,8 +538,8 @@ done
 # consecutive samples, so the one taken at the start says little about
 # the minute the run had.  Its source file is left as long as the guest's
 # RAM was between the guest writing it and round 1 reading it: memory
-# written moments before moves faster here than memory left for seconds
-# (README, Performance), and the run never gets the former.
+# written moments before often moves faster here than memory left for
+# seconds (README, Performance), and the run never gets the former.
 say "bulk: idle $size shmem guest, precopy (the cold floor sampled twice after it)"
 run_migration bulk precopy shmem "$size" idle 0 0 || failures=$((failures + 1))
 bulk_age=$(jq -r '.source_ram_age_s // 0' "$raw/run-bulk.json" 2>/dev/null) || bulk_age=0
