@@ -21,7 +21,9 @@
 #     same number of streams: a hot buffer sent over and over (tcp_floor
 #     stream), and the same amount of cold memory moved from a shmem file
 #     into a preallocated one (tcp_floor cold: sendfile, read + pwrite), the
-#     file left as long as the guest's RAM was before round 1 read it.
+#     file left as long as the guest's RAM was before round 1 read it; each
+#     of --bulk-pairs runs has its own, and the bulk figures come from the
+#     pair of median ratio.
 #  3. downtime and total time of precopy, hybrid and postcopy at each dirty
 #     rate.  Floors: downtime >= one request/response + the bytes sent while
 #     paused at raw TCP speed; total time >= the bytes sent at raw TCP speed
@@ -73,6 +75,7 @@ warmup=1
 install=1
 qemu_compare=1
 quick=0
+bulk_pairs=3 # bulk runs, each followed by its cold floor: the median pair
 # Bulk streams per migration (the daemon's default is 1); raw TCP is
 # measured with as many.  Passed as `migrate --streams N` when the CLI has it.
 bulk_streams=1
@@ -89,6 +92,8 @@ Usage: $0 [options]
   --downtime-sizes 'S ...'  guests of the hybrid downtime-by-size runs, at
                        $dt_rate MiB/s [$dt_sizes]
   --downtime-repeats N runs per size; the figure is their median [$dt_repeats]
+  --bulk-pairs N       idle bulk runs, each with its cold floor right after;
+                       the bulk figure is the pair of median ratio [$bulk_pairs]
   --modes 'M ...'      modes [$modes]
   --min-faults N       remote faults per latency figure, at least [$min_faults]
   --streams N          bulk streams per migration, and raw TCP streams [$bulk_streams]
@@ -108,7 +113,7 @@ need_arg() {
 while [ $# -gt 0 ]; do
     case "$1" in
     --build | --out | --size | --fault-size | --verify-size | --rates | --modes | --downtime-sizes | \
-        --downtime-repeats | --min-faults | --max-precopy-ms | --streams)
+        --downtime-repeats | --min-faults | --max-precopy-ms | --streams | --bulk-pairs)
         need_arg "$@"
         case "$1" in
         --build) build=$2 ;;
@@ -123,13 +128,14 @@ while [ $# -gt 0 ]; do
         --min-faults) min_faults=$2 ;;
         --max-precopy-ms) max_precopy_ms=$2 ;;
         --streams) bulk_streams=$2 ;;
+        --bulk-pairs) bulk_pairs=$2 ;;
         esac
         shift 2
         ;;
     --quick)
         size=512M fault_size=256M verify_size=256M min_faults=5000 dt_sizes="256M 512M" dt_repeats=1
         floor_faults=5000 floor_rtts=5000 stream_seconds=1 adj_seconds=0.5
-        max_precopy_ms=3000 quick=1
+        max_precopy_ms=3000 quick=1 bulk_pairs=2
         shift
         ;;
     --no-install) install=0; shift ;;
@@ -150,6 +156,8 @@ for s in "$size" "$fault_size" "$verify_size"; do
 done
 [[ $max_precopy_ms =~ ^([0-9]+|auto)$ ]] ||
     { echo "bench: --max-precopy-ms: '$max_precopy_ms' is not a number of ms or auto" >&2; exit 2; }
+[[ $bulk_pairs =~ ^[1-9]$ ]] ||
+    { echo "bench: --bulk-pairs: '$bulk_pairs' is not 1 to 9" >&2; exit 2; }
 [[ $bulk_streams =~ ^[1-8]$ ]] ||
     { echo "bench: --streams: '$bulk_streams' is not 1 to 8" >&2; exit 2; }
 [[ $min_faults =~ ^[0-9]+$ ]] ||
@@ -532,7 +540,7 @@ done
     say "faults: idle link not measured: postcopy-migrate has no --postcopy-bulk off"
 
 # ---- 2. + 4. bulk throughput, CPU and RSS: an idle guest, precopy
-# The cold floor of the bulk run is sampled twice right after it, and the
+# Each bulk run's cold floor is sampled twice right after it, and the
 # better sample kept (as raw TCP is for every run): on a freshly booted
 # machine of this kind it fell from 3.82 to 2.17 GiB/s in three
 # consecutive samples, so the one taken at the start says little about
@@ -540,12 +548,26 @@ done
 # RAM was between the guest writing it and round 1 reading it: memory
 # written moments before often moves faster here than memory left for
 # seconds (README, Performance), and the run never gets the former.
-say "bulk: idle $size shmem guest, precopy (the cold floor sampled twice after it)"
-run_migration bulk precopy shmem "$size" idle 0 0 || failures=$((failures + 1))
-bulk_age=$(jq -r '.source_ram_age_s // 0' "$raw/run-bulk.json" 2>/dev/null) || bulk_age=0
-for when in after after2; do
-    cold_floor "$raw/floor-tcp-cold-$when.json" "$bulk_age" ||
-        say "  cold floor ($when the bulk run) failed"
+# And the floor swings so from minute to minute here (1.6-3.3 GiB/s)
+# that one pair says little: the bulk figures come from the pair whose
+# ratio is the median of $bulk_pairs (the lower middle of an even count).
+# bulk_pair TAG: one idle precopy and its cold floor, raw/bulk-pair-TAG.json.
+bulk_pair() {
+    local tag=$1 age when
+    run_migration "$tag" precopy shmem "$size" idle 0 0 || failures=$((failures + 1))
+    age=$(jq -r '.source_ram_age_s // 0' "$raw/run-$tag.json" 2>/dev/null) || age=0
+    for when in a b; do
+        cold_floor "$raw/floor-tcp-cold-$tag-$when.json" "$age" ||
+            say "  cold floor ($when) after $tag failed"
+    done
+    cat "$raw/floor-tcp-cold-$tag"-{a,b}.json 2>/dev/null |
+        jq -s --arg tag "$tag" '{tag: $tag, floor: (max_by(.gibps) // null)}' \
+            >"$raw/bulk-pair-$tag.json"
+}
+say "bulk: idle $size shmem guest, precopy, $bulk_pairs time(s), the cold floor sampled twice after each"
+bulk_pair bulk
+for ((i = 2; i <= bulk_pairs; i++)); do
+    bulk_pair "bulk-$i"
 done
 # The same with the destination's RAM allocated as pages arrive: what the
 # first touch of fresh memory costs on this host.
@@ -648,7 +670,7 @@ jq -n -f "$here/results.jq" \
     --slurpfile rtt_loaded "$raw/floor-tcp-rtt-loaded.json" \
     --slurpfile stream "$raw/floor-tcp-stream.json" \
     --slurpfile cold_floor "$raw/floor-tcp-cold.json" \
-    --slurpfile cold_beside <(cat "$raw"/floor-tcp-cold-{after,after2}.json 2>/dev/null) \
+    --slurpfile bulk_pairs <(cat "$raw"/bulk-pair-*.json 2>/dev/null) \
     --slurpfile populate "$raw/floor-populate.json" \
     --slurpfile runs <(cat "$raw"/run-*.json 2>/dev/null) \
     --slurpfile fault_floors <(cat "$raw"/fault-floor-*.json 2>/dev/null) \

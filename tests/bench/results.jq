@@ -2,7 +2,7 @@
 #
 # Inputs (jq -n --arg/--argjson/--slurpfile, see bench.sh): the floors
 # ($uffd_missing, $uffd_minor, $rtt, $rtt_loaded, $stream, $cold_floor and
-# $cold_beside: the bulk run's), every migration
+# $bulk_pairs: each bulk run's tag and its cold floor), every migration
 # ($runs: raw/run-*.json), the host before and after, and the settings.
 #
 # Output: the keys of the issue (fault_*_us, bulk_gibps, raw_tcp_gibps,
@@ -86,10 +86,19 @@ def max_or_null: map(select(. != null)) | if length == 0 then null else max end;
 | ($rates | split(" ") | map(select(. != ""))) as $ratelist
 | ($modes | split(" ") | map(select(. != ""))) as $modelist
 | ($st.gibps) as $raw0
-# The cold floor: the better of the two samples right after the bulk run,
-# its source file as old as the guest's RAM was (bench.sh says why); the
-# one from the start (memory just written) only if both failed.
-| (if ($cold_beside | length) > 0 then $cold_beside | max_by(.gibps) else $cold_floor[0] end) as $cf
+# Each bulk run against its cold floor (the better of two samples right
+# after it, its source file as old as the guest's RAM was; bench.sh says
+# why); the bulk figures come from the pair of median ratio, the lower
+# middle of an even count.  The start's floor (memory just written) only
+# if no pair has one.
+| [$bulk_pairs[] | . as $p | (run($p.tag).migrate["round-stats"][0]["send-rate-mibps"] // null) as $m
+   | {tag: $p.tag, gibps: (if $m then $m / 1024 | r3 else null end),
+      floor_gibps: ($p.floor.gibps // null | r3), age_s: ($p.floor.age_s // null), floor: $p.floor}
+   | . + {ratio: ratio(.gibps; .floor_gibps)}]
+  | sort_by(.tag | if . == "bulk" then 1 else ltrimstr("bulk-") | tonumber end) as $pairs
+| ($pairs | map(select(.ratio != null)) | sort_by(.ratio)) as $okp
+| (if ($okp | length) > 0 then $okp[(($okp | length) - 1) / 2 | floor] else null end) as $mp
+| (if $mp then $mp.floor else $cold_floor[0] end) as $cf
 | {shmem: {idle: faults("shmem"; "idle"), loaded: faults("shmem"; "loaded"),
            bound: faults("shmem"; "bound"),
            floor: adjacent_floor("shmem"; floor_of($un; $rt)),
@@ -100,7 +109,7 @@ def max_or_null: map(select(. != null)) | if length == 0 then null else max end;
           floor: adjacent_floor("anon"; floor_of($um; $rt)),
           floor_at_start: floor_of($um; $rt), floor_loaded_link: floor_of($um; $rl),
           uffd: "MISSING + UFFDIO_COPY"}} as $fb
-| run("bulk") as $bulk
+| run($mp.tag // "bulk") as $bulk
 | ($bulk.migrate["round-stats"][0] // null) as $r1
 | (if $bulk then $bulk.size_bytes / gib else null end) as $bulk_gib
 | (if $bulk then $bulk.migrate.ram.transferred / $bulk.size_bytes else null end) as $wire_share
@@ -182,7 +191,9 @@ def max_or_null: map(select(. != null)) | if length == 0 then null else max end;
   hybrid_sync_wp_total_s_by_size: $sw_total_by_size,
   bulk_floor_cold_gibps: ($cf.gibps | r3),
   bulk_floor_cold_samples_gibps: {start: ($cold_floor[0].gibps // null | r3),
-                                  beside_bulk: [$cold_beside[].gibps | r3]},
+                                  beside_bulk: [$pairs[].floor_gibps]},
+  bulk_pairs: [$pairs[] | del(.floor)],
+  bulk_pair_median: ($mp.tag // null),
   bulk_floor_cold_age_s: ($cf.age_s // 0),
   bulk_vs_start_floor: ratio(if $r1 then $r1["send-rate-mibps"] / 1024 else null end; $cold_floor[0].gibps),
   bulk_vs_cold_floor: ratio(if $r1 then $r1["send-rate-mibps"] / 1024 else null end; $cf.gibps),
@@ -254,7 +265,7 @@ def max_or_null: map(select(. != null)) | if length == 0 then null else max end;
       {section: "bulk", figure: "precopy round 1, idle \($size)", value: $res.bulk_gibps, floor: $res.raw_tcp_gibps,
        unit: "GiB/s", note: "\($bulk_streams) stream(s); higher is better; guest pages: \($res.bulk_guest_gibps) GiB/s"},
       {section: "bulk", figure: "same, vs cold memory", value: $res.bulk_gibps, floor: $res.bulk_floor_cold_gibps,
-       unit: "GiB/s", note: "floor: raw TCP moving \($size) of cold memory, shmem file to preallocated shmem file (sendfile; read + pwrite), the file left \($res.bulk_floor_cold_age_s) s as the guest's RAM was; the better of \($res.bulk_floor_cold_samples_gibps.beside_bulk | map(tostring) | join(" / ")) GiB/s right after the run (\($res.bulk_floor_cold_samples_gibps.start) at the start, memory just written: \($res.bulk_vs_start_floor)x); target >= 0.9"},
+       unit: "GiB/s", note: "floor: raw TCP moving \($size) of cold memory, shmem file to preallocated shmem file (sendfile; read + pwrite), the file left \($res.bulk_floor_cold_age_s) s as the guest's RAM was, the better of two samples right after the run; the pair of median ratio of \($res.bulk_pairs | length) (\($res.bulk_pairs | map("\(.gibps) / \(.floor_gibps) GiB/s: \(.ratio)x") | join(", "))); \($res.bulk_floor_cold_samples_gibps.start) GiB/s at the start, memory just written: \($res.bulk_vs_start_floor)x; target >= 0.9"},
       {section: "bulk", figure: "same, RAM not preallocated", value: $res.bulk_cold_gibps,
        floor: ([$res.bulk_cold_raw_tcp_gibps, $res.prealloc_gibps] | map(select(. != null)) | if length == 0 then null else min end),
        unit: "GiB/s", note: "floor: the lower of raw TCP (\($res.bulk_cold_raw_tcp_gibps)) and the first touch of as much fresh memory: the prealloc before the run above, \($size) in \($res.prealloc_s) s (\($res.prealloc_gibps) GiB/s; a 1 GiB populate sample after the run, memory freed moments before: \($res.populate_gibps) GiB/s)"},
