@@ -252,15 +252,56 @@ serial_wait_passes() {
 # QEMUs it ran in (a line may be split at the switch), is pass 0, 1, 2...
 # without a gap, and every pass has 0 errors.  Prints "passes 0..N".
 # Any other line (e.g. "bad page ...") is a failure.
+# The last line may be cut short (the guest is mid-line) if it is the start
+# of the next pass's line.  One exception, at a switch only: QEMU's serial
+# device can lose the bytes in flight when the VM moves (seen once in the
+# bench: the destination's first line "ass 271 errors 0" after the
+# source's "pass 270 errors 0").  The line across a switch may be the
+# expected "pass N errors 0" with bytes missing where the QEMUs changed, as
+# long as the destination's part holds the whole " errors 0": the count is
+# never a guess.  Printed as "(K bytes lost at a switch)".
 serial_stream_ok() {
-    cat "$@" | awk '
+    local f first=1
+    for f; do
+        ((first)) || printf '\001' # marks the switch
+        first=0
+        cat "$f"
+    done | {
+        cat
+        printf '\002' # marks the end: alone on its line unless mid-line
+    } | awk '
         pending != "" { print "unexpected: " pending; bad = 1; exit }
+        /\002$/ {
+            sub(/\002$/, "")
+            gsub(/\001/, "")
+            if ($0 == "" || index("pass " next_pass " errors 0", $0) == 1 ||
+                index("testvm: ", $0) == 1 || /^testvm: /) { next }
+        }
+        /\001/ {
+            split($0, part, "\001")
+            line = part[1] part[2]
+            want = "pass " next_pass " errors 0"
+            lost = length(want) - length(line)
+            if (line !~ /^pass [0-9]+ errors [0-9]+$/ && lost > 0 &&
+                substr(want, 1, length(part[1])) == part[1] &&
+                length(part[2]) >= length(" errors 0") &&
+                substr(want, length(want) - length(part[2]) + 1) == part[2]) {
+                lost_note = " (" lost " bytes lost at a switch)"
+                next_pass++
+                next
+            }
+            $0 = line
+        }
         /^pass [0-9]+ errors [0-9]+$/ {
             if ($2 != next_pass) { print "pass " $2 " after " next_pass - 1; bad = 1; exit }
             if ($4 != 0) { print "pass " $2 ": " $4 " errors"; bad = 1; exit }
             next_pass = $2 + 1; next
         }
         /^testvm: / { next }
-        { pending = $0 } # fine only as the last line: the guest is mid-line
-        END { if (!bad) print "passes 0.." next_pass - 1; exit bad }'
+        { pending = $0 }
+        END {
+            if (!bad && pending != "") { print "unexpected: " pending; bad = 1 }
+            if (!bad) print "passes 0.." next_pass - 1 lost_note
+            exit bad
+        }'
 }
