@@ -24,6 +24,7 @@
 #include "backing.h"
 #include "daemon.h"
 #include "fault_priority.h"
+#include "round_predict.h"
 
 /* The next run of set bits at or after *pos; false when none is left. */
 static bool next_run(const unsigned long *map, uint64_t nbits, uint64_t *pos,
@@ -460,19 +461,25 @@ static bool wait_round_window(struct source_session *s, uint64_t t0,
     return true;
 }
 
+/* Round 1 of the WP methods protects a page as it reads it. */
+static bool watched_from_read(const struct source_session *s,
+                              const struct round_stats *rs)
+{
+    return rs->round == 1 && s->dt.protect_later;
+}
+
 /*
- * Hybrid switches to postcopy as soon as another round would not pay: when
- * a round leaves more than half of what it sent dirty again, the guest
- * writes about as fast as the link carries, and more rounds only re-send
- * pages it will write again.  Its downtime does not depend on the dirty
- * set's size (only the set travels), so the downtime limit is not what
- * ends it.  Precopy has no such way out: it must converge or hit a limit.
+ * Hybrid switches to postcopy as soon as another round would not pay
+ * (round_predict.h).  Its downtime does not depend on the dirty set's
+ * size (only the set travels), so the downtime limit is not what ends it.
+ * Precopy has no such way out: it must converge or hit a limit.
  */
-static bool hybrid_not_converging(const struct migration *m,
+static bool hybrid_not_converging(const struct source_session *s,
                                   const struct round_stats *rs)
 {
-    return m->params.mode == MODE_HYBRID && rs->pages &&
-           rs->dirty_pages * 2 > rs->pages;
+    return s->m->params.mode == MODE_HYBRID &&
+           !round_predict_next_pays(rs->pages, rs->dirty_pages,
+                                    watched_from_read(s, rs));
 }
 
 bool precopy_rounds(struct source_session *s, GError **err)
@@ -530,11 +537,14 @@ bool precopy_rounds(struct source_session *s, GError **err)
                       m->id, rs.round, dirty);
             return true;
         }
-        if (hybrid_not_converging(m, &rs)) {
+        if (hybrid_not_converging(s, &rs)) {
             g_message("migration %s: precopy ends after round %u: it left "
                       "%" G_GUINT64_FORMAT " of the %" G_GUINT64_FORMAT
-                      " pages it sent dirty again; postcopy fetches them",
-                      m->id, rs.round, dirty, rs.pages);
+                      " pages it sent dirty again%s; postcopy fetches them",
+                      m->id, rs.round, dirty, rs.pages,
+                      watched_from_read(s, &rs)
+                          ? " (watched from each read on: counted twice)"
+                          : "");
             return true;
         }
         if (expected <= limit_us || rs.round >= m->params.max_rounds ||
