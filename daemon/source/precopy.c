@@ -461,11 +461,15 @@ static bool wait_round_window(struct source_session *s, uint64_t t0,
     return true;
 }
 
-/* Round 1 of the WP methods protects a page as it reads it. */
+/*
+ * Round 1 of the WP methods protects a page as it reads it; a region the
+ * destination reads in place was protected whole at the start (then the
+ * round is judged as watched throughout: the later switch of the two).
+ */
 static bool watched_from_read(const struct source_session *s,
                               const struct round_stats *rs)
 {
-    return rs->round == 1 && s->dt.protect_later;
+    return rs->round == 1 && s->dt.protect_later && !s->reads_on;
 }
 
 /*
