@@ -462,9 +462,10 @@ static bool wait_round_window(struct source_session *s, uint64_t t0,
 }
 
 /*
- * Round 1 of the WP methods protects a page as it reads it; a region the
- * destination reads in place was protected whole at the start (then the
- * round is judged as watched throughout: the later switch of the two).
+ * Round 1 of the WP methods protects a page as it reads it.  A region the
+ * destination reads in place was protected whole at the start: with one,
+ * the round is judged as watched throughout, the judgement that keeps
+ * precopy going longer (as before round_predict.c).
  */
 static bool watched_from_read(const struct source_session *s,
                               const struct round_stats *rs)

@@ -253,7 +253,7 @@ serial_wait_passes() {
 # without a gap, and every pass has 0 errors.  Prints "passes 0..N".
 # Any other line (e.g. "bad page ...") is a failure.
 # The last line may be cut short (the guest is mid-line) if it is the start
-# of the next pass's line.  One exception, at a switch only: QEMU's serial
+# of the next pass's line or a "testvm:" line.  One exception, at a switch only: QEMU's serial
 # device can lose the bytes in flight when the VM moves (seen once in the
 # bench: the destination's first line "ass 271 errors 0" after the
 # source's "pass 270 errors 0").  The line across a switch may be the

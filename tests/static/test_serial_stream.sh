@@ -2,8 +2,8 @@
 # test_serial_stream.sh - serial_stream_ok (tests/lib/qemu.sh), the check
 # every QEMU test and the bench make of the test guest's output across a
 # migration, accepts what a correct run prints and refuses everything
-# else: a gap, an error count, a stray line, bytes lost anywhere but at
-# the switch or more than QEMU's serial device can lose there.  Prints
+# else: a gap, an error count, a stray line (the last one too), bytes lost
+# anywhere but at the switch, or lost where the error count was.  Prints
 # TAP.  Run by `make check`, or by hand: tests/static/test_serial_stream.sh
 #
 # Plain bash and awk: nothing to install.
